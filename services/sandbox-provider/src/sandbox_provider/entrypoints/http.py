@@ -1,0 +1,229 @@
+"""The sandbox provider's HTTP API: the provider API our services call, plus `/sandbox/*`
+controls for tests and a small page a person can pay on."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from decimal import Decimal
+from typing import Any, Literal
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from sandbox_provider.ledger import Checkout, Fault, FaultMode, Ledger
+from sandbox_provider.settings import SandboxSettings
+from sandbox_provider.webhooks import WebhookOptions, WebhookSender
+
+
+class InvoiceRegistration(BaseModel):
+    account_id: str
+    invoice_number: str
+    amount_minor: int = Field(gt=0)
+    currency: str = Field(min_length=3, max_length=3)
+
+
+class CheckoutInvoice(BaseModel):
+    invoice_number: str
+    amount_minor: int
+
+
+class CheckoutRequest(BaseModel):
+    payment_id: str
+    account_id: str
+    amount_minor: int = Field(gt=0)
+    currency: str
+    method: Literal["guest_checkout", "card", "payer_portal"]
+    invoices: list[CheckoutInvoice] = Field(default_factory=list)
+
+
+class FaultRequest(BaseModel):
+    target: Literal["registration", "checkout"]
+    mode: FaultMode
+    count: int = -1
+    delay_s: float = 0.0
+
+
+class Completion(BaseModel):
+    amount_minor: int | None = None  # to simulate a provider confirming another amount
+
+
+class Failure(BaseModel):
+    reason: str = "card_declined"
+
+
+def _refuse(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
+    app = FastAPI(title="sandbox payment provider", version="1.0.0")
+    ledger = Ledger()
+    sender = WebhookSender(settings.webhook_url, settings.webhook_secret, settings.webhook_attempts)
+
+    async def apply_fault(target: str) -> JSONResponse | None:
+        fault: Fault | None = ledger.take_fault(target)
+        if fault is None:
+            return None
+        if fault.mode == "slow":
+            await asyncio.sleep(fault.delay_s or 2.0)
+            return None
+        if fault.mode == "error":
+            return _refuse(503, "unavailable", "sandbox: injected outage")
+        return _refuse(422, f"{target}_refused", "sandbox: the provider refused this request")
+
+    @app.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "alive"}
+
+    # --- provider API -----------------------------------------------------------------
+
+    @app.post("/v1/invoices", status_code=201, response_model=None)
+    async def register_invoice(body: InvoiceRegistration) -> dict[str, Any] | JSONResponse:
+        if (refusal := await apply_fault("registration")) is not None:
+            return refusal
+        invoice = ledger.register(body.account_id, body.invoice_number, body.amount_minor, body.currency)
+        return {"provider_invoice_id": invoice.provider_invoice_id, "status": invoice.status}
+
+    @app.delete("/v1/invoices/{account_id}/{invoice_number}", response_model=None)
+    async def withdraw_invoice(account_id: str, invoice_number: str) -> dict[str, Any] | JSONResponse:
+        if (refusal := await apply_fault("registration")) is not None:
+            return refusal
+        invoice = ledger.invoices.get((account_id, invoice_number))
+        if invoice is None:
+            return _refuse(404, "unknown_invoice", "no such invoice")
+        invoice.status = "withdrawn"
+        return {"provider_invoice_id": invoice.provider_invoice_id, "status": invoice.status}
+
+    @app.post("/v1/checkout-sessions", status_code=201, response_model=None)
+    async def open_checkout(body: CheckoutRequest) -> dict[str, Any] | JSONResponse:
+        if (refusal := await apply_fault("checkout")) is not None:
+            return refusal
+        for item in body.invoices:
+            registered = ledger.invoices.get((body.account_id, item.invoice_number))
+            if registered is None or registered.status != "registered":
+                return _refuse(422, "invoice_not_registered", f"invoice {item.invoice_number} is not registered")
+        checkout = ledger.open_checkout(
+            payment_id=body.payment_id,
+            account_id=body.account_id,
+            amount_minor=body.amount_minor,
+            currency=body.currency,
+            method=body.method,
+            invoices=[i.model_dump() for i in body.invoices],
+            ttl_s=settings.checkout_ttl_s,
+        )
+        path = "portal" if body.method == "payer_portal" else "checkout"
+        return {
+            "checkout_id": checkout.checkout_id,
+            "url": f"{settings.public_url}/{path}/{checkout.checkout_id}",
+            "expires_at": checkout.expires_at.isoformat(),
+        }
+
+    # --- sandbox controls ---------------------------------------------------------------
+
+    def checkout_or_404(checkout_id: str) -> Checkout:
+        checkout = ledger.checkouts.get(checkout_id)
+        if checkout is None:
+            raise HTTPException(404, f"no checkout {checkout_id}")
+        return checkout
+
+    def event_data(checkout: Checkout, **extra: Any) -> dict[str, Any]:
+        return {
+            "checkout_id": checkout.checkout_id,
+            "payment_id": checkout.payment_id,
+            "account_id": checkout.account_id,
+            "amount_minor": checkout.amount_minor,
+            "currency": checkout.currency,
+            **extra,
+        }
+
+    @app.post("/sandbox/checkouts/{checkout_id}/complete")
+    async def complete(checkout_id: str, body: Completion | None = None) -> dict[str, str]:
+        checkout = checkout_or_404(checkout_id)
+        if checkout.status != "open":
+            raise HTTPException(409, f"checkout is {checkout.status}")
+        checkout.status = "succeeded"
+        amount = body.amount_minor if body and body.amount_minor is not None else checkout.amount_minor
+        ref = f"pay_{checkout.checkout_id[3:]}"
+        sender.send_all(
+            [
+                ("payment.processing", event_data(checkout, provider_payment_ref=ref)),
+                ("payment.succeeded", event_data(checkout, amount_minor=amount, provider_payment_ref=ref)),
+            ]
+        )
+        return {"status": checkout.status}
+
+    @app.post("/sandbox/checkouts/{checkout_id}/fail")
+    async def fail(checkout_id: str, body: Failure | None = None) -> dict[str, str]:
+        checkout = checkout_or_404(checkout_id)
+        if checkout.status != "open":
+            raise HTTPException(409, f"checkout is {checkout.status}")
+        checkout.status = "failed"
+        reason = body.reason if body else "card_declined"
+        sender.send_all([("payment.failed", event_data(checkout, reason=reason))])
+        return {"status": checkout.status}
+
+    @app.post("/sandbox/checkouts/{checkout_id}/abandon")
+    async def abandon(checkout_id: str) -> dict[str, str]:
+        checkout = checkout_or_404(checkout_id)
+        if checkout.status != "open":
+            raise HTTPException(409, f"checkout is {checkout.status}")
+        checkout.status = "expired"
+        sender.send_all([("checkout.expired", event_data(checkout, reason="abandoned"))])
+        return {"status": checkout.status}
+
+    @app.get("/sandbox/checkouts")
+    async def list_checkouts(payment_id: str | None = None) -> list[dict[str, Any]]:
+        return [
+            {**vars(c), "expires_at": c.expires_at.isoformat()}
+            for c in ledger.checkouts.values()
+            if payment_id is None or c.payment_id == payment_id
+        ]
+
+    @app.get("/sandbox/invoices")
+    async def list_invoices() -> list[dict[str, Any]]:
+        return [
+            {**vars(i), "registration_calls": ledger.registration_calls[key]}
+            for key, i in ledger.invoices.items()
+        ]
+
+    @app.post("/sandbox/faults")
+    async def inject_fault(body: FaultRequest) -> dict[str, str]:
+        ledger.faults[body.target] = Fault(body.mode, body.count, body.delay_s)
+        return {"status": "armed"}
+
+    @app.delete("/sandbox/faults")
+    async def clear_faults() -> dict[str, str]:
+        ledger.faults.clear()
+        return {"status": "cleared"}
+
+    @app.put("/sandbox/webhook-options")
+    async def set_webhook_options(body: dict[str, Any]) -> dict[str, Any]:
+        sender.options = WebhookOptions(**body)
+        return vars(sender.options)
+
+    @app.get("/sandbox/webhooks")
+    async def delivered_webhooks() -> list[dict[str, Any]]:
+        return sender.delivered
+
+    # --- pages a person can use -----------------------------------------------------------
+
+    @app.get("/checkout/{checkout_id}", response_class=HTMLResponse)
+    @app.get("/portal/{checkout_id}", response_class=HTMLResponse)
+    async def checkout_page(checkout_id: str) -> str:
+        c = checkout_or_404(checkout_id)
+        amount = Decimal(c.amount_minor).scaleb(-2)  # the sandbox's own display only
+        invoices = ", ".join(html.escape(str(i["invoice_number"])) for i in c.invoices) or "account balance"
+        buttons = "".join(
+            f'<button onclick="fetch(\'/sandbox/checkouts/{c.checkout_id}/{a}\',{{method:\'POST\'}})'
+            f'.then(()=>location.reload())">{label}</button> '
+            for a, label in (("complete", "Pay now"), ("fail", "Decline"), ("abandon", "Abandon"))
+        )
+        return (
+            f"<html><body><h1>Sandbox provider</h1><p>Invoices: {invoices}</p>"
+            f"<p>Amount: {amount} {html.escape(c.currency)}</p><p>Status: {c.status}</p>"
+            f"{buttons if c.status == 'open' else ''}</body></html>"
+        )
+
+    return app, sender

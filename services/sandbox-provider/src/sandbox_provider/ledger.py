@@ -1,0 +1,101 @@
+"""What the sandbox provider knows: registered invoices, checkout sessions, injected faults."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Literal
+
+FaultMode = Literal["slow", "error", "refuse"]
+
+
+@dataclass
+class RegisteredInvoice:
+    provider_invoice_id: str
+    account_id: str
+    invoice_number: str
+    amount_minor: int
+    currency: str
+    status: Literal["registered", "withdrawn"] = "registered"
+
+
+@dataclass
+class Checkout:
+    checkout_id: str
+    payment_id: str
+    account_id: str
+    amount_minor: int
+    currency: str
+    method: str
+    invoices: list[dict[str, object]]
+    expires_at: datetime
+    status: Literal["open", "processing", "succeeded", "failed", "expired", "cancelled"] = "open"
+
+
+@dataclass
+class Fault:
+    mode: FaultMode
+    remaining: int  # -1: until cleared
+    delay_s: float = 0.0
+
+
+@dataclass
+class Ledger:
+    invoices: dict[tuple[str, str], RegisteredInvoice] = field(default_factory=dict)
+    checkouts: dict[str, Checkout] = field(default_factory=dict)
+    by_payment: dict[str, str] = field(default_factory=dict)
+    faults: dict[str, Fault] = field(default_factory=dict)
+    registration_calls: Counter[tuple[str, str]] = field(default_factory=Counter)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def take_fault(self, target: str) -> Fault | None:
+        fault = self.faults.get(target)
+        if fault is None:
+            return None
+        if fault.remaining > 0:
+            fault.remaining -= 1
+            if fault.remaining == 0:
+                del self.faults[target]
+        return fault
+
+    def register(self, account_id: str, invoice_number: str, amount_minor: int, currency: str) -> RegisteredInvoice:
+        key = (account_id, invoice_number)
+        self.registration_calls[key] += 1
+        existing = self.invoices.get(key)
+        if existing is not None:
+            existing.amount_minor, existing.currency, existing.status = amount_minor, currency, "registered"
+            return existing
+        invoice = RegisteredInvoice(f"inv_{uuid.uuid4().hex[:16]}", account_id, invoice_number, amount_minor, currency)
+        self.invoices[key] = invoice
+        return invoice
+
+    def open_checkout(
+        self,
+        *,
+        payment_id: str,
+        account_id: str,
+        amount_minor: int,
+        currency: str,
+        method: str,
+        invoices: list[dict[str, object]],
+        ttl_s: int,
+    ) -> Checkout:
+        """Idempotent by payment id: the same payment gets the same checkout."""
+        if payment_id in self.by_payment:
+            return self.checkouts[self.by_payment[payment_id]]
+        checkout = Checkout(
+            checkout_id=f"cs_{uuid.uuid4().hex[:20]}",
+            payment_id=payment_id,
+            account_id=account_id,
+            amount_minor=amount_minor,
+            currency=currency,
+            method=method,
+            invoices=invoices,
+            expires_at=datetime.now(timezone.utc) + timedelta(seconds=ttl_s),
+        )
+        self.checkouts[checkout.checkout_id] = checkout
+        self.by_payment[payment_id] = checkout.checkout_id
+        return checkout

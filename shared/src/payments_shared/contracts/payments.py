@@ -1,0 +1,273 @@
+"""Pay commands from portal backends, provider callbacks, and payment outcomes.
+
+Commands are structurally typed only: what a customer typed (billing address,
+amounts) is judged by payment-intake's policy so that a bad value becomes a
+rejection the portal can show, not a dead letter.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from payments_shared.domain.money import Money
+
+from .envelope import Envelope, InvoiceNumber, Payload
+
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128)]
+
+# --- payment methods -------------------------------------------------------------
+
+
+class BillingAddress(Payload):
+    email: str
+    street: str
+    address_line2: str | None = None
+    country: str
+    postal_code: str
+    phone_country_code: str
+    phone_number: str
+
+
+class GuestCheckout(Payload):
+    """Card on the provider's hosted form, without a payer-portal login (seed 000)."""
+
+    kind: Literal["guest_checkout"] = "guest_checkout"
+    billing_address: BillingAddress
+    name_on_card: str
+
+
+class PayerPortal(Payload):
+    """The provider's payer portal: saved methods, payment history (seed 000)."""
+
+    kind: Literal["payer_portal"] = "payer_portal"
+
+
+class CardOnline(Payload):
+    """Card on the provider's hosted form (seed 003)."""
+
+    kind: Literal["card"] = "card"
+    name_on_card: str | None = None
+    billing_address: BillingAddress | None = None
+
+
+class Remittance(Payload):
+    """Pay offline: we answer with remittance details (seed 003)."""
+
+    kind: Literal["remittance"] = "remittance"
+    channel: Literal["check", "ach", "wire"]
+
+
+PaymentMethod = Annotated[
+    GuestCheckout | PayerPortal | CardOnline | Remittance, Field(discriminator="kind")
+]
+
+# --- commands on payments.commands -----------------------------------------------
+
+
+class PayInvoicePayload(Payload):
+    idempotency_key: IdempotencyKey
+    invoice_number: InvoiceNumber
+    amount: Money | None = Field(
+        default=None, description="Omitted means the invoice's whole balance"
+    )
+    method: PaymentMethod
+
+
+class SelectedInvoice(Payload):
+    invoice_number: InvoiceNumber
+    amount: Money | None = None
+
+
+class PaySelectedInvoicesPayload(Payload):
+    idempotency_key: IdempotencyKey
+    invoices: list[SelectedInvoice] = Field(min_length=1)
+    method: PaymentMethod
+
+
+class PayAccountBalancePayload(Payload):
+    idempotency_key: IdempotencyKey
+    currency: str | None = None
+    method: PaymentMethod
+
+
+class CancelCheckoutPayload(Payload):
+    idempotency_key: IdempotencyKey
+    payment_id: UUID
+
+
+class PayInvoice(Envelope):
+    type: Literal["payment.pay_invoice"] = "payment.pay_invoice"
+    payload: PayInvoicePayload
+
+
+class PaySelectedInvoices(Envelope):
+    type: Literal["payment.pay_selected_invoices"] = "payment.pay_selected_invoices"
+    payload: PaySelectedInvoicesPayload
+
+
+class PayAccountBalance(Envelope):
+    type: Literal["payment.pay_account_balance"] = "payment.pay_account_balance"
+    payload: PayAccountBalancePayload
+
+
+class CancelCheckout(Envelope):
+    type: Literal["payment.cancel_checkout"] = "payment.cancel_checkout"
+    payload: CancelCheckoutPayload
+
+
+PaymentCommand = Annotated[
+    PayInvoice | PaySelectedInvoices | PayAccountBalance | CancelCheckout,
+    Field(discriminator="type"),
+]
+
+# --- provider callbacks on payments.callbacks --------------------------------------
+
+ProviderEvent = Literal[
+    "payment.processing",
+    "payment.succeeded",
+    "payment.failed",
+    "checkout.expired",
+    "checkout.cancelled",
+]
+
+
+class ProviderCallbackPayload(Payload):
+    """A verified provider webhook, as received. `webhook_id` is its dedupe key."""
+
+    webhook_id: str
+    provider_event: ProviderEvent
+    payment_id: UUID
+    checkout_id: str
+    amount: Money | None = None
+    provider_payment_ref: str | None = None
+    reason: str | None = None
+    provider_occurred_at: datetime
+
+
+class ProviderCallbackReceived(Envelope):
+    type: Literal["provider.callback_received"] = "provider.callback_received"
+    payload: ProviderCallbackPayload
+
+
+ProviderCallback = Annotated[ProviderCallbackReceived, Field(discriminator="type")]
+
+# --- outcomes on payments.events ----------------------------------------------------
+
+
+class Allocation(Payload):
+    invoice_number: InvoiceNumber
+    amount: Money
+
+
+class PaymentRequestedPayload(Payload):
+    payment_id: UUID
+    idempotency_key: IdempotencyKey
+    scope: Literal["invoice", "selected_invoices", "account_balance"]
+    method: Literal["guest_checkout", "payer_portal", "card", "remittance"]
+    allocations: list[Allocation]
+    total: Money
+
+
+class PaymentRejectedPayload(Payload):
+    idempotency_key: IdempotencyKey
+    command_type: str
+    reason_code: str
+    message: str
+    invoice_numbers: list[InvoiceNumber] = Field(default_factory=list)
+
+
+class CheckoutOpenedPayload(Payload):
+    payment_id: UUID
+    checkout_id: str
+    checkout_url: str
+    expires_at: datetime
+
+
+class PaymentProcessingPayload(Payload):
+    payment_id: UUID
+
+
+class PaymentSucceededPayload(Payload):
+    payment_id: UUID
+    amount: Money
+    allocations: list[Allocation]
+    provider_payment_ref: str | None = None
+
+
+class PaymentEndedPayload(Payload):
+    """A payment that ended without money moving: failed, cancelled or expired."""
+
+    payment_id: UUID
+    reason_code: str
+    message: str
+
+
+class PaymentFlaggedPayload(Payload):
+    """Something an operator must look at; the payment's outcome did not change."""
+
+    payment_id: UUID | None
+    reason_code: str
+    message: str
+
+
+class PaymentRequested(Envelope):
+    type: Literal["payment.requested"] = "payment.requested"
+    payload: PaymentRequestedPayload
+
+
+class PaymentRejected(Envelope):
+    type: Literal["payment.rejected"] = "payment.rejected"
+    payload: PaymentRejectedPayload
+
+
+class CheckoutOpened(Envelope):
+    type: Literal["payment.checkout_opened"] = "payment.checkout_opened"
+    payload: CheckoutOpenedPayload
+
+
+class PaymentProcessing(Envelope):
+    type: Literal["payment.processing"] = "payment.processing"
+    payload: PaymentProcessingPayload
+
+
+class PaymentSucceeded(Envelope):
+    type: Literal["payment.succeeded"] = "payment.succeeded"
+    payload: PaymentSucceededPayload
+
+
+class PaymentFailed(Envelope):
+    type: Literal["payment.failed"] = "payment.failed"
+    payload: PaymentEndedPayload
+
+
+class PaymentCancelled(Envelope):
+    type: Literal["payment.cancelled"] = "payment.cancelled"
+    payload: PaymentEndedPayload
+
+
+class PaymentExpired(Envelope):
+    type: Literal["payment.expired"] = "payment.expired"
+    payload: PaymentEndedPayload
+
+
+class PaymentFlagged(Envelope):
+    type: Literal["payment.flagged"] = "payment.flagged"
+    payload: PaymentFlaggedPayload
+
+
+PaymentEvent = Annotated[
+    PaymentRequested
+    | PaymentRejected
+    | CheckoutOpened
+    | PaymentProcessing
+    | PaymentSucceeded
+    | PaymentFailed
+    | PaymentCancelled
+    | PaymentExpired
+    | PaymentFlagged,
+    Field(discriminator="type"),
+]

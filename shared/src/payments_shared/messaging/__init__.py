@@ -1,0 +1,27 @@
+"""The transactional consume/outbox building block (DESIGN.md section 4).
+
+A consumer takes a batch from Kafka and, in one PostgreSQL transaction, records the
+offsets it consumed and the event ids it applied, applies the domain change and
+writes what it will publish into the outbox. A relay publishes the outbox with an
+idempotent producer. Offsets live in the database, so a restarted consumer resumes
+exactly where its last committed transaction ended.
+"""
+
+from .consumer import BatchHandler, Delivery, Transaction, TransactionalConsumer
+from .dispatch import dispatching
+from .outbox import Outbox, OutboxRelay
+from .schema import install_messaging_tables
+from .transient import TransientError, is_transient
+
+__all__ = [
+    "BatchHandler",
+    "dispatching",
+    "Delivery",
+    "Outbox",
+    "OutboxRelay",
+    "Transaction",
+    "TransactionalConsumer",
+    "TransientError",
+    "install_messaging_tables",
+    "is_transient",
+]

@@ -1,0 +1,341 @@
+"""Consume a batch, apply it and record it in one PostgreSQL transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+from prometheus_client import Counter, Histogram
+from pydantic import ValidationError
+
+from payments_shared.contracts import Envelope
+from payments_shared.topics import Topic, TopicRegistry
+
+from .dead_letter import dead_letter
+from .outbox import Outbox, OutgoingMessage
+from .transient import is_transient, retrying
+
+log = logging.getLogger(__name__)
+
+CONSUMED = Counter("consumer_messages_total", "Messages consumed", ["consumer", "topic"])
+APPLIED = Counter("consumer_applied_total", "Messages applied (not duplicates)", ["consumer"])
+DUPLICATES = Counter("consumer_duplicates_total", "Messages skipped as already applied", ["consumer"])
+DEAD_LETTERS = Counter("consumer_dead_letters_total", "Messages dead-lettered", ["consumer", "topic"])
+BATCH_SECONDS = Histogram("consumer_batch_seconds", "Time to apply one batch", ["consumer"])
+
+Record = ConsumerRecord[bytes, bytes]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One decoded message and where it was read from."""
+
+    topic: str
+    partition: int
+    offset: int
+    message: Envelope
+
+
+@dataclass
+class Transaction:
+    """The open transaction a batch is applied in, and what it will publish."""
+
+    connection: asyncpg.Connection
+    outbox: Outbox
+
+
+BatchHandler = Callable[[Sequence[Delivery], Transaction], Awaitable[None]]
+
+
+class _ResumeFromDatabase(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, owner: TransactionalConsumer) -> None:
+        self._owner = owner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._owner._resume(assigned)
+
+
+class TransactionalConsumer:
+    """Applies batches from `topics` through `handle`, exactly once in effect.
+
+    Offsets are read from and written to the service's database, never trusted from
+    Kafka: on assignment each partition is sought to the offset after the last
+    committed batch (or the beginning, for a new consumer). Kafka's committed offsets
+    are updated afterwards only so the usual lag tooling works.
+    """
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        name: str,
+        registry: TopicRegistry,
+        topics: Sequence[Topic],
+        pool: asyncpg.Pool,
+        bootstrap: str,
+        handle: BatchHandler,
+        on_commit: Callable[[], None] | None = None,
+        batch_size: int = 500,
+        group_id: str | None = None,
+    ) -> None:
+        self.service = service
+        self.name = name
+        self._registry = registry
+        self._topics = {t.name: t for t in topics}
+        self._pool = pool
+        self._bootstrap = bootstrap
+        self._handle = handle
+        self._on_commit = on_commit or (lambda: None)
+        self._batch_size = batch_size
+        self._group_id = group_id or f"{service}.{name}"
+        self._consumer: AIOKafkaConsumer | None = None
+        self._stopping = asyncio.Event()
+        self._last_kafka_commit = 0.0
+        self.ready = False
+        self.assignment: set[TopicPartition] = set()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then leave the group."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=self._group_id,
+            client_id=f"{self._group_id}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self._batch_size,
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self._consumer = consumer
+        async for attempt in retrying(f"{self.name} consumer start", until=self._stopping):
+            with attempt:
+                await consumer.start()
+        consumer.subscribe(list(self._topics), listener=_ResumeFromDatabase(self))
+        try:
+            while not self._stopping.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=self._batch_size)
+                records = [r for part in batches.values() for r in part]
+                if records:
+                    await self.process(records)
+        finally:
+            self.ready = False
+            await consumer.stop()
+
+    async def _resume(self, assigned: set[TopicPartition]) -> None:
+        assert self._consumer is not None
+        stored: dict[TopicPartition, int] = {}
+        async for attempt in retrying(f"{self.name} load offsets"):
+            with attempt:
+                rows = await self._pool.fetch(
+                    "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer = $1",
+                    self.name,
+                )
+                stored = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+        for tp in assigned:
+            if tp in stored:
+                self._consumer.seek(tp, stored[tp])
+            else:
+                await self._consumer.seek_to_beginning(tp)
+        self.assignment = set(assigned)
+        self.ready = True
+        log.info(
+            "partitions assigned",
+            extra={"consumer": self.name, "partitions": sorted(f"{t.topic}:{t.partition}" for t in assigned)},
+        )
+
+    async def process(self, records: Sequence[Record]) -> None:
+        """Apply one batch; retried on transient failures, never partially committed."""
+        started = time.perf_counter()
+        deliveries, dead = self._decode(records)
+        async for attempt in retrying(f"{self.name} apply batch"):
+            with attempt:
+                try:
+                    await self._apply(records, deliveries, dead, isolate=False)
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    log.warning(
+                        "batch failed; applying its messages one by one",
+                        extra={"consumer": self.name, "error": repr(exc)},
+                    )
+                    await self._apply(records, deliveries, dead, isolate=True)
+        BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        self._on_commit()
+        await self._commit_to_kafka(records)
+
+    def _decode(self, records: Sequence[Record]) -> tuple[list[Delivery], list[tuple[Record, str]]]:
+        deliveries: list[Delivery] = []
+        dead: list[tuple[Record, str]] = []
+        for record in records:
+            CONSUMED.labels(self.name, record.topic).inc()
+            try:
+                message = self._topics[record.topic].decoder.validate_json(record.value or b"")
+            except ValidationError as exc:
+                dead.append((record, _describe(exc)))
+                continue
+            deliveries.append(Delivery(record.topic, record.partition, record.offset, message))
+        return deliveries, dead
+
+    async def _apply(
+        self,
+        records: Sequence[Record],
+        deliveries: list[Delivery],
+        dead: list[tuple[Record, str]],
+        *,
+        isolate: bool,
+    ) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            applied_up_to = await self._lock_offsets(conn, records)
+
+            def unseen(topic: str, partition: int, offset: int) -> bool:
+                return offset >= applied_up_to.get((topic, partition), -1)
+
+            fresh = [d for d in deliveries if unseen(d.topic, d.partition, d.offset)]
+            outbox = Outbox(self._registry)
+            for record, error in dead:
+                if unseen(record.topic, record.partition, record.offset):
+                    self._dead_letter(outbox, record, error)
+            if isolate:
+                await self._apply_one_by_one(conn, fresh, records, outbox)
+            else:
+                fresh = await self._first_sightings(conn, fresh)
+                if fresh:
+                    await self._handle(fresh, Transaction(conn, outbox))
+                APPLIED.labels(self.name).inc(len(fresh))
+            await self._store_offsets(conn, records)
+            await outbox.write(conn)
+
+    async def _apply_one_by_one(
+        self,
+        conn: asyncpg.Connection,
+        deliveries: list[Delivery],
+        records: Sequence[Record],
+        outbox: Outbox,
+    ) -> None:
+        by_position = {(r.topic, r.partition, r.offset): r for r in records}
+        for delivery in deliveries:
+            own = Outbox(self._registry)
+            try:
+                async with conn.transaction():
+                    if await self._first_sightings(conn, [delivery]):
+                        await self._handle([delivery], Transaction(conn, own))
+                        APPLIED.labels(self.name).inc()
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                record = by_position[(delivery.topic, delivery.partition, delivery.offset)]
+                log.error(
+                    "message cannot be applied; dead-lettered",
+                    extra={
+                        "consumer": self.name,
+                        "event_id": str(delivery.message.event_id),
+                        "correlation_id": str(delivery.message.correlation_id),
+                        "error": repr(exc),
+                    },
+                )
+                self._dead_letter(outbox, record, f"{type(exc).__name__}: {exc}")
+                continue
+            outbox.extend(own)
+
+    def _dead_letter(self, outbox: Outbox, record: Record, error: str) -> None:
+        DEAD_LETTERS.labels(self.name, record.topic).inc()
+        message: OutgoingMessage = dead_letter(record, service=self.service, error=error)
+        outbox.add(message)
+
+    async def _lock_offsets(
+        self, conn: asyncpg.Connection, records: Sequence[Record]
+    ) -> dict[tuple[str, int], int]:
+        """Stored next offsets of the batch's partitions, locked against a zombie consumer."""
+        partitions = sorted({(r.topic, r.partition) for r in records})
+        rows = await conn.fetch(
+            """
+            SELECT topic, partition, next_offset FROM consumer_offsets
+            WHERE consumer = $1
+              AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))
+            FOR UPDATE
+            """,
+            self.name,
+            [t for t, _ in partitions],
+            [p for _, p in partitions],
+        )
+        return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+    async def _store_offsets(self, conn: asyncpg.Connection, records: Sequence[Record]) -> None:
+        next_offsets: dict[tuple[str, int], int] = {}
+        for r in records:
+            key = (r.topic, r.partition)
+            next_offsets[key] = max(next_offsets.get(key, 0), r.offset + 1)
+        await conn.execute(
+            """
+            INSERT INTO consumer_offsets (consumer, topic, partition, next_offset)
+            SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[])
+            ON CONFLICT (consumer, topic, partition) DO UPDATE
+               SET next_offset = GREATEST(consumer_offsets.next_offset, EXCLUDED.next_offset),
+                   updated_at = now()
+            """,
+            self.name,
+            [t for t, _ in next_offsets],
+            [p for _, p in next_offsets],
+            list(next_offsets.values()),
+        )
+
+    async def _first_sightings(
+        self, conn: asyncpg.Connection, deliveries: list[Delivery]
+    ) -> list[Delivery]:
+        """Drop messages whose event_id this consumer applied before (dedupe key)."""
+        if not deliveries:
+            return []
+        new_ids = {
+            row["event_id"]
+            for row in await conn.fetch(
+                """
+                INSERT INTO processed_events (consumer, event_id)
+                SELECT $1, unnest($2::uuid[])
+                ON CONFLICT DO NOTHING
+                RETURNING event_id
+                """,
+                self.name,
+                [d.message.event_id for d in deliveries],
+            )
+        }
+        fresh = []
+        for d in deliveries:
+            if d.message.event_id in new_ids:
+                new_ids.discard(d.message.event_id)  # a repeat inside the batch counts once
+                fresh.append(d)
+        DUPLICATES.labels(self.name).inc(len(deliveries) - len(fresh))
+        return fresh
+
+    async def _commit_to_kafka(self, records: Sequence[Record]) -> None:
+        """Mirror progress to Kafka for lag tooling; the database stays the truth."""
+        if self._consumer is None or time.monotonic() - self._last_kafka_commit < 1.0:
+            return
+        self._last_kafka_commit = time.monotonic()
+        offsets: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        try:
+            await self._consumer.commit(offsets)
+        except Exception as exc:  # a rebalance in progress; the next batch commits again
+            log.debug("kafka offset commit skipped", extra={"error": repr(exc)})
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False)[:10]:
+        where = ".".join(str(p) for p in error["loc"]) or "message"
+        parts.append(f"{where}: {error['msg']}")
+    return "invalid message: " + "; ".join(parts)

@@ -1,0 +1,192 @@
+"""The outbox: messages written in the same transaction as the change that caused them,
+published afterwards by a relay with an idempotent producer (acks=all)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter, Gauge
+
+from payments_shared.contracts import Envelope
+from payments_shared.topics import Topic, TopicRegistry
+
+from .transient import is_transient, retrying
+
+log = logging.getLogger(__name__)
+
+PUBLISHED = Counter("outbox_published_total", "Outbox messages published to Kafka", ["service"])
+BACKLOG = Gauge("outbox_backlog", "Outbox messages in the last fetch (0 when caught up)", ["service"])
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: dict[str, str]
+
+    @classmethod
+    def of(cls, topic: Topic | str, message: Envelope) -> OutgoingMessage:
+        name = topic if isinstance(topic, str) else topic.name
+        return cls(
+            topic=name,
+            key=message.key(),
+            value=message.model_dump_json().encode(),
+            headers={"type": message.type, "event_id": str(message.event_id)},
+        )
+
+
+@dataclass
+class Outbox:
+    """What a unit of work will publish once its transaction commits."""
+
+    registry: TopicRegistry
+    messages: list[OutgoingMessage] = field(default_factory=list)
+
+    def publish(self, message: Envelope) -> None:
+        """Queue `message` for its topic (each message type has exactly one)."""
+        self.messages.append(OutgoingMessage.of(self.registry.for_message(message), message))
+
+    def add(self, message: OutgoingMessage) -> None:
+        self.messages.append(message)
+
+    def extend(self, other: Outbox) -> None:
+        self.messages.extend(other.messages)
+
+    async def write(self, conn: asyncpg.Connection) -> int:
+        if not self.messages:
+            return 0
+        await conn.copy_records_to_table(
+            "outbox",
+            records=[(m.topic, m.key, m.value, json.dumps(m.headers)) for m in self.messages],
+            columns=["topic", "key", "value", "headers"],
+            schema_name=await _current_schema(conn),
+        )
+        written = len(self.messages)
+        self.messages = []
+        return written
+
+
+async def _current_schema(conn: asyncpg.Connection) -> str:
+    # COPY does not follow search_path through asyncpg; cache the schema per connection.
+    cached: str | None = getattr(conn, "_payments_schema", None)
+    if cached is None:
+        cached = await conn.fetchval("SELECT current_schema()")
+        conn._payments_schema = cached  # type: ignore[attr-defined]
+    return cached  # type: ignore[return-value]
+
+
+class OutboxRelay:
+    """Publishes outbox rows in id order and deletes them once Kafka acknowledged them.
+
+    One relay per schema publishes at a time (an advisory lock), so per-key order on
+    the topic is the commit order of the rows. A crash after Kafka acknowledged but
+    before the delete re-publishes those rows: consumers dedupe by event_id.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        bootstrap: str,
+        *,
+        service: str,
+        batch_size: int = 2000,
+        idle_poll_s: float = 0.5,
+    ) -> None:
+        self._pool = pool
+        self._bootstrap = bootstrap
+        self._service = service
+        self._batch_size = batch_size
+        self._idle_poll_s = idle_poll_s
+        self._wake = asyncio.Event()
+        self.ready = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap,
+            client_id=f"{self._service}-outbox",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=2,
+            max_batch_size=512 * 1024,
+            request_timeout_ms=30000,
+        )
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Publish until `stopping` is set and the outbox is empty."""
+        producer = self._producer()
+        async for attempt in retrying("outbox producer start", until=stopping):
+            with attempt:
+                await producer.start()
+        try:
+            while not await self._relay_on_one_connection(producer, stopping):
+                await asyncio.sleep(1.0)
+        finally:
+            self.ready = False
+            await producer.stop()
+
+    async def _relay_on_one_connection(
+        self, producer: AIOKafkaProducer, stopping: asyncio.Event
+    ) -> bool:
+        """Relay until drained and stopping (True), or until a failure (False: start over)."""
+        try:
+            async with self._pool.acquire() as conn:
+                if not await self._hold_lock(conn, stopping):
+                    return True
+                self.ready = True
+                while True:
+                    if await self._publish_once(conn, producer):
+                        continue
+                    if stopping.is_set():
+                        return True
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._idle_poll_s)
+        except Exception as exc:
+            self.ready = False
+            if is_transient(exc):
+                log.warning("outbox relay interrupted, reconnecting", extra={"error": repr(exc)})
+            else:
+                log.exception("outbox relay failed; retrying")
+            return False
+
+    async def _hold_lock(self, conn: asyncpg.Connection, stopping: asyncio.Event) -> bool:
+        """Become the schema's only publishing relay; False if asked to stop while waiting."""
+        while not await conn.fetchval(
+            "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.outbox'))"
+        ):
+            if stopping.is_set():
+                return False
+            await asyncio.sleep(self._idle_poll_s)
+        return True
+
+    async def _publish_once(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> int:
+        rows = await conn.fetch(
+            "SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT $1",
+            self._batch_size,
+        )
+        BACKLOG.labels(self._service).set(len(rows))
+        if not rows:
+            return 0
+        futures = [
+            await producer.send(
+                row["topic"],
+                value=row["value"],
+                key=row["key"],
+                headers=[(k, v.encode()) for k, v in json.loads(row["headers"]).items()],
+            )
+            for row in rows
+        ]
+        await asyncio.gather(*futures)
+        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+        PUBLISHED.labels(self._service).inc(len(rows))
+        return len(rows)

@@ -1,0 +1,34 @@
+"""Tables the building block keeps in each service's own schema."""
+
+from __future__ import annotations
+
+import asyncpg
+
+MESSAGING_DDL = """
+CREATE TABLE IF NOT EXISTS consumer_offsets (
+    consumer    text        NOT NULL,
+    topic       text        NOT NULL,
+    partition   integer     NOT NULL,
+    next_offset bigint      NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, topic, partition)
+);
+CREATE TABLE IF NOT EXISTS processed_events (
+    consumer     text        NOT NULL,
+    event_id     uuid        NOT NULL,
+    processed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (consumer, event_id)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id         bigserial   PRIMARY KEY,
+    topic      text        NOT NULL,
+    key        bytea,
+    value      bytea       NOT NULL,
+    headers    jsonb       NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+async def install_messaging_tables(conn: asyncpg.Connection) -> None:
+    await conn.execute(MESSAGING_DDL)

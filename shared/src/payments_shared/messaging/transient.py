@@ -1,0 +1,69 @@
+"""Which failures are worth retrying: the database, the broker or the provider being away.
+
+Transient failures are retried with backoff and never dead-lettered; anything else
+about a message is permanent and sends that message (only) to its dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import asyncpg
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_never,
+    wait_exponential_jitter,
+)
+
+log = logging.getLogger(__name__)
+
+# SQLSTATE classes: connection exception, transaction rollback (serialization,
+# deadlock), insufficient resources, operator intervention (restart, shutdown).
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57")
+_TRANSIENT_SQLSTATES = ("55P03",)  # lock not available
+
+
+class TransientError(Exception):
+    """Raised by handlers and adapters for a failure that will pass (provider down, ...)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, TransientError | asyncpg.InterfaceError | OSError | asyncio.TimeoutError):
+        return True
+    if isinstance(exc, KafkaConnectionError | KafkaTimeoutError | NodeNotReadyError):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        state = getattr(exc, "sqlstate", "") or ""
+        return state[:2] in _TRANSIENT_SQLSTATE_CLASSES or state in _TRANSIENT_SQLSTATES
+    return False
+
+
+def _log_retry(what: str) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "transient failure, retrying",
+            extra={"operation": what, "attempt": state.attempt_number, "error": repr(exc)},
+        )
+
+    return before_sleep
+
+
+def retrying(what: str, *, until: asyncio.Event | None = None, max_wait: float = 10.0) -> AsyncRetrying:
+    """Retry transient failures forever with jittered backoff, or until `until` is set."""
+
+    def stop(state: RetryCallState) -> bool:
+        return until is not None and until.is_set()
+
+    return AsyncRetrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait_exponential_jitter(initial=0.05, max=max_wait),
+        stop=stop if until is not None else stop_never,
+        before_sleep=_log_retry(what),
+        reraise=True,
+    )

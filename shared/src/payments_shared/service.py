@@ -1,0 +1,154 @@
+"""Hosts one service process: HTTP (health, metrics, its own routes), its consumers and
+its outbox relay; stops gracefully on SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Protocol
+
+import asyncpg
+import uvicorn
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .messaging import OutboxRelay, TransactionalConsumer
+
+log = logging.getLogger(__name__)
+
+
+class Background(Protocol):
+    """Any long-running part of a service besides the consumers (timers, workers)."""
+
+    ready: bool
+
+    async def run(self, stopping: asyncio.Event) -> None: ...
+
+
+class _QuietServer(uvicorn.Server):
+    # The host owns signal handling so shutdown can drain consumers and the outbox first.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class ServiceHost:
+    def __init__(
+        self,
+        *,
+        name: str,
+        app: FastAPI,
+        host: str,
+        port: int,
+        pool: asyncpg.Pool,
+        relay: OutboxRelay | None = None,
+        consumers: list[TransactionalConsumer] | None = None,
+        background: list[Background] | None = None,
+        on_stop: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.name = name
+        self.app = app
+        self.pool = pool
+        self.relay = relay
+        self.consumers = consumers or []
+        self.background = background or []
+        self._on_stop = on_stop
+        self._stopping = asyncio.Event()
+        self._server = _QuietServer(
+            uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+        )
+        self._add_operational_routes()
+
+    def _add_operational_routes(self) -> None:
+        @self.app.get("/health/live", include_in_schema=False)
+        async def live() -> dict[str, str]:
+            return {"status": "alive", "service": self.name}
+
+        @self.app.get("/health/ready", include_in_schema=False)
+        async def ready() -> Response:
+            checks = await self.readiness()
+            status = 200 if all(checks.values()) else 503
+            return JSONResponse({"service": self.name, "checks": checks}, status_code=status)
+
+        @self.app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    async def readiness(self) -> dict[str, bool]:
+        checks: dict[str, bool] = {}
+        try:
+            checks["database"] = await asyncio.wait_for(self.pool.fetchval("SELECT true"), 2.0)
+        except Exception:
+            checks["database"] = False
+        for consumer in self.consumers:
+            checks[f"consumer:{consumer.name}"] = consumer.ready
+        if self.relay is not None:
+            checks["outbox_relay"] = self.relay.ready
+        for part in self.background:
+            checks[type(part).__name__] = part.ready
+        checks["accepting"] = not self._stopping.is_set()
+        return checks
+
+    def request_stop(self) -> None:
+        if not self._stopping.is_set():
+            log.info("stopping: finishing the batch in hand, flushing the outbox")
+            self._stopping.set()
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        relay_stopping = asyncio.Event()
+        tasks: dict[str, asyncio.Task[Any]] = {
+            "http": asyncio.create_task(self._server.serve()),
+            **{f"consumer:{c.name}": asyncio.create_task(c.run()) for c in self.consumers},
+            **{
+                f"background:{type(b).__name__}": asyncio.create_task(b.run(self._stopping))
+                for b in self.background
+            },
+        }
+        if self.relay is not None:
+            tasks["relay"] = asyncio.create_task(self.relay.run(relay_stopping))
+        log.info("service started", extra={"service": self.name, "port": self._server.config.port})
+        stop_wait = asyncio.create_task(self._stopping.wait())
+        done, _ = await asyncio.wait([stop_wait, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
+        failed = [name for name, t in tasks.items() if t in done and t.exception() is not None]
+        for name in failed:
+            log.error("part of the service failed", extra={"part": name}, exc_info=tasks[name].exception())
+        self.request_stop()
+        for consumer in self.consumers:
+            consumer.stop()
+        await self._settle([t for n, t in tasks.items() if n.startswith(("consumer:", "background:"))])
+        relay_stopping.set()
+        await self._settle([tasks["relay"]] if "relay" in tasks else [])
+        self._server.should_exit = True
+        await self._settle([tasks["http"]])
+        if self._on_stop is not None:
+            await self._on_stop()
+        await self.pool.close()
+        log.info("service stopped", extra={"service": self.name})
+        if failed:
+            raise SystemExit(1)
+
+    @staticmethod
+    async def _settle(tasks: list[asyncio.Task[Any]], timeout: float = 30.0) -> None:
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run_service(serve: Callable[[], Awaitable[None]]) -> None:
+    """Run a service's async entrypoint on uvloop (when installed)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        asyncio.run(serve())
+    else:
+        uvloop.run(serve())

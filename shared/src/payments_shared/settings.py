@@ -1,0 +1,27 @@
+"""Settings every service reads from the environment (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class CommonSettings(BaseSettings):
+    """Endpoints and knobs shared by all services, under the PAYMENTS_ prefix."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", validation_alias=_env("PAYMENTS_KAFKA_BOOTSTRAP"))
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/payments",
+        validation_alias=_env("PAYMENTS_DATABASE_URL"),
+    )
+    http_host: str = Field("127.0.0.1", validation_alias=_env("PAYMENTS_HTTP_HOST"))
+    log_level: str = Field("INFO", validation_alias=_env("PAYMENTS_LOG_LEVEL"))
+    consumer_batch_size: int = Field(500, validation_alias=_env("PAYMENTS_CONSUMER_BATCH_SIZE"))
+    topic_prefix: str = Field("", validation_alias=_env("PAYMENTS_TOPIC_PREFIX"))
+    db_pool_size: int = Field(8, validation_alias=_env("PAYMENTS_DB_POOL_SIZE"))

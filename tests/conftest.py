@@ -1,0 +1,70 @@
+"""Shared fixtures: real Kafka and PostgreSQL for integration and end-to-end tests.
+
+Endpoints come from PAYMENTS_KAFKA_BOOTSTRAP / PAYMENTS_DATABASE_URL when set, else
+from testcontainers when a Docker engine answers, else from the local runtime in
+deploy/ (Kafka from Maven Central jars, PostgreSQL from the machine's packages).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from payments_shared.topics import TopicRegistry, ensure_topics
+
+
+@pytest.fixture(scope="session")
+def infra_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("infra")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(infra_root: Path) -> Iterator[str]:
+    import infra
+
+    endpoint, stop = infra.kafka_endpoint(infra_root)
+    yield endpoint
+    stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(infra_root: Path) -> Iterator[str]:
+    import infra
+
+    endpoint, stop = infra.postgres_endpoint(infra_root)
+    yield endpoint
+    stop()
+
+
+def _with_database(dsn: str, database: str) -> str:
+    base, _, _ = dsn.rpartition("/")
+    return f"{base}/{database}"
+
+
+@pytest.fixture
+async def database_url(postgres_url: str) -> AsyncIterator[str]:
+    """A new, empty database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield _with_database(postgres_url, name)
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def topics(kafka_bootstrap: str) -> TopicRegistry:
+    """The whole topic registry under a prefix no other test uses."""
+    registry = TopicRegistry(prefix=f"t{uuid.uuid4().hex[:8]}.")
+    await ensure_topics(kafka_bootstrap, registry)
+    return registry
