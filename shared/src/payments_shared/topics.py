@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import typing
 from dataclasses import dataclass, field, replace
@@ -67,7 +68,8 @@ ERP_INVOICES = Topic(
 )
 INVOICES = Topic(
     "invoices",
-    "Canonical invoice events: synced, registered with the provider, registration failed, closed.",
+    "Canonical invoice events: synced, balance changed, registered with the provider, "
+    "registration failed, closed.",
     InvoiceEvent,
 )
 PAYMENTS_COMMANDS = Topic(
@@ -140,8 +142,8 @@ class TopicRegistry:
 
 async def ensure_topics(bootstrap: str, registry: TopicRegistry) -> list[str]:
     """Create missing topics and align configs and partition counts. Safe to repeat."""
-    from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType, NewTopic
-    from aiokafka.admin.new_partitions import NewPartitions
+    from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
     from aiokafka.errors import TopicAlreadyExistsError
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="topic-registry")
@@ -156,10 +158,9 @@ async def ensure_topics(bootstrap: str, registry: TopicRegistry) -> list[str]:
             if name not in existing
         ]
         if missing:
-            try:
+            # Another service may create them first; configs are aligned below either way.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another service created it first; configs are aligned below
             changed += [t.name for t in missing]
         present = [name for name in wanted if name in existing]
         if present:
@@ -173,11 +174,10 @@ async def ensure_topics(bootstrap: str, registry: TopicRegistry) -> list[str]:
                 await admin.create_partitions(grow)
                 changed += list(grow)
             await admin.alter_configs(
-                [
-                    ConfigResource(ConfigResourceType.TOPIC, name, configs=wanted[name][1])
-                    for name in present
-                ]
+                [ConfigResource(ConfigResourceType.TOPIC, name, configs=wanted[name][1]) for name in present]
             )
+        if changed:
+            await _until_leaders_elected(admin, list(wanted))
     finally:
         await admin.close()
     return changed
@@ -192,6 +192,21 @@ SERVICE_CHANNELS: dict[str, dict[str, tuple[Topic, ...]]] = {
     },
     "status-projector": {"receives": (INVOICES, PAYMENTS_EVENTS), "sends": ()},
 }
+
+
+async def _until_leaders_elected(admin: Any, names: list[str], timeout_s: float = 30.0) -> None:
+    """New partitions refuse writes until they have a leader; wait for that, not a sleep."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described = await admin.describe_topics(names)
+        if all(
+            d["error_code"] == 0 and d["partitions"] and all(p["leader"] >= 0 for p in d["partitions"])
+            for d in described
+        ):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"topic partitions without a leader after {timeout_s}s")
+        await asyncio.sleep(0.05)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 FaultMode = Literal["slow", "error", "refuse"]
@@ -61,14 +61,18 @@ class Ledger:
                 del self.faults[target]
         return fault
 
-    def register(self, account_id: str, invoice_number: str, amount_minor: int, currency: str) -> RegisteredInvoice:
+    def register(
+        self, account_id: str, invoice_number: str, amount_minor: int, currency: str
+    ) -> RegisteredInvoice:
         key = (account_id, invoice_number)
         self.registration_calls[key] += 1
         existing = self.invoices.get(key)
         if existing is not None:
             existing.amount_minor, existing.currency, existing.status = amount_minor, currency, "registered"
             return existing
-        invoice = RegisteredInvoice(f"inv_{uuid.uuid4().hex[:16]}", account_id, invoice_number, amount_minor, currency)
+        invoice = RegisteredInvoice(
+            f"inv_{uuid.uuid4().hex[:16]}", account_id, invoice_number, amount_minor, currency
+        )
         self.invoices[key] = invoice
         return invoice
 
@@ -94,7 +98,7 @@ class Ledger:
             currency=currency,
             method=method,
             invoices=invoices,
-            expires_at=datetime.now(timezone.utc) + timedelta(seconds=ttl_s),
+            expires_at=datetime.now(UTC) + timedelta(seconds=ttl_s),
         )
         self.checkouts[checkout.checkout_id] = checkout
         self.by_payment[payment_id] = checkout.checkout_id

@@ -7,7 +7,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -39,9 +39,7 @@ class WebhookSender:
         self.delivered: list[dict[str, Any]] = []
 
     def build(self, event_type: str, data: dict[str, Any]) -> tuple[str, str]:
-        body = json.dumps(
-            {"type": event_type, "timestamp": datetime.now(timezone.utc).isoformat(), "data": data}
-        )
+        body = json.dumps({"type": event_type, "timestamp": datetime.now(UTC).isoformat(), "data": data})
         return f"msg_{uuid.uuid4().hex}", body
 
     def send_all(self, events: list[tuple[str, dict[str, Any]]]) -> None:
@@ -67,7 +65,9 @@ class WebhookSender:
                 reraise=True,
             ):
                 with attempt:
-                    response = await self._client.post(self._url, content=body, headers=self.headers(msg_id, body))
+                    response = await self._client.post(
+                        self._url, content=body, headers=self.headers(msg_id, body)
+                    )
                     if response.status_code >= 300:
                         raise DeliveryRefused(f"{response.status_code}: {response.text[:200]}")
             self.delivered.append({"webhook_id": msg_id, "body": json.loads(body)})
@@ -75,7 +75,7 @@ class WebhookSender:
             log.error("webhook given up", extra={"webhook_id": msg_id, "error": repr(exc)})
 
     def headers(self, msg_id: str, body: str) -> dict[str, str]:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if self.options.stale_timestamp:
             now = now.replace(year=now.year - 1)
         return {

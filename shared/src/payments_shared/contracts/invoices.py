@@ -43,6 +43,15 @@ class InvoiceRegisteredPayload(Payload):
     amount: Money
 
 
+class InvoiceBalanceChangedPayload(Payload):
+    """The ERP's open amount of a known invoice changed (payments posted, credit notes)."""
+
+    invoice_number: InvoiceNumber
+    erp_version: int
+    previous_open_amount: Money
+    open_amount: Money
+
+
 class InvoiceRegistrationFailedPayload(Payload):
     invoice_number: InvoiceNumber
     erp_version: int
@@ -63,6 +72,11 @@ class InvoiceSynced(Envelope):
     payload: InvoiceSyncedPayload
 
 
+class InvoiceBalanceChanged(Envelope):
+    type: Literal["invoice.balance_changed"] = "invoice.balance_changed"
+    payload: InvoiceBalanceChangedPayload
+
+
 class InvoiceRegistered(Envelope):
     type: Literal["invoice.registered"] = "invoice.registered"
     payload: InvoiceRegisteredPayload
@@ -79,6 +93,10 @@ class InvoiceClosed(Envelope):
 
 
 InvoiceEvent = Annotated[
-    InvoiceSynced | InvoiceRegistered | InvoiceRegistrationFailed | InvoiceClosed,
+    InvoiceSynced
+    | InvoiceBalanceChanged
+    | InvoiceRegistered
+    | InvoiceRegistrationFailed
+    | InvoiceClosed,
     Field(discriminator="type"),
 ]

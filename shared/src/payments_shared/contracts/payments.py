@@ -170,6 +170,11 @@ class PaymentRequestedPayload(Payload):
     method: Literal["guest_checkout", "payer_portal", "card", "remittance"]
     allocations: list[Allocation]
     total: Money
+    repeat_of: UUID | None = Field(
+        default=None,
+        description="Set on the answer to a repeated command (same idempotency key and content):"
+        " the event_id of the first answer, whose outcome this repeats. No new effect.",
+    )
 
 
 class PaymentRejectedPayload(Payload):
@@ -178,6 +183,11 @@ class PaymentRejectedPayload(Payload):
     reason_code: str
     message: str
     invoice_numbers: list[InvoiceNumber] = Field(default_factory=list)
+    repeat_of: UUID | None = Field(
+        default=None,
+        description="Set on the answer to a repeated command (same idempotency key and content):"
+        " the event_id of the first answer, whose outcome this repeats. No new effect.",
+    )
 
 
 class CheckoutOpenedPayload(Payload):

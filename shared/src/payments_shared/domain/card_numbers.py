@@ -35,6 +35,4 @@ def contains_card_number(text: str) -> bool:
 
 
 def redact_card_numbers(text: str) -> str:
-    return _CANDIDATE.sub(
-        lambda m: REDACTED if _is_card_number(m.group()) else m.group(), text
-    )
+    return _CANDIDATE.sub(lambda m: REDACTED if _is_card_number(m.group()) else m.group(), text)

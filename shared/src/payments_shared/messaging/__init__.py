@@ -15,13 +15,13 @@ from .transient import TransientError, is_transient
 
 __all__ = [
     "BatchHandler",
-    "dispatching",
     "Delivery",
     "Outbox",
     "OutboxRelay",
     "Transaction",
     "TransactionalConsumer",
     "TransientError",
+    "dispatching",
     "install_messaging_tables",
     "is_transient",
 ]

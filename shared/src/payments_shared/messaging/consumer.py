@@ -291,9 +291,7 @@ class TransactionalConsumer:
             list(next_offsets.values()),
         )
 
-    async def _first_sightings(
-        self, conn: asyncpg.Connection, deliveries: list[Delivery]
-    ) -> list[Delivery]:
+    async def _first_sightings(self, conn: asyncpg.Connection, deliveries: list[Delivery]) -> list[Delivery]:
         """Drop messages whose event_id this consumer applied before (dedupe key)."""
         if not deliveries:
             return []

@@ -66,20 +66,10 @@ class Outbox:
             "outbox",
             records=[(m.topic, m.key, m.value, json.dumps(m.headers)) for m in self.messages],
             columns=["topic", "key", "value", "headers"],
-            schema_name=await _current_schema(conn),
         )
         written = len(self.messages)
         self.messages = []
         return written
-
-
-async def _current_schema(conn: asyncpg.Connection) -> str:
-    # COPY does not follow search_path through asyncpg; cache the schema per connection.
-    cached: str | None = getattr(conn, "_payments_schema", None)
-    if cached is None:
-        cached = await conn.fetchval("SELECT current_schema()")
-        conn._payments_schema = cached  # type: ignore[attr-defined]
-    return cached  # type: ignore[return-value]
 
 
 class OutboxRelay:
@@ -134,9 +124,7 @@ class OutboxRelay:
             self.ready = False
             await producer.stop()
 
-    async def _relay_on_one_connection(
-        self, producer: AIOKafkaProducer, stopping: asyncio.Event
-    ) -> bool:
+    async def _relay_on_one_connection(self, producer: AIOKafkaProducer, stopping: asyncio.Event) -> bool:
         """Relay until drained and stopping (True), or until a failure (False: start over)."""
         try:
             async with self._pool.acquire() as conn:
@@ -161,9 +149,7 @@ class OutboxRelay:
 
     async def _hold_lock(self, conn: asyncpg.Connection, stopping: asyncio.Event) -> bool:
         """Become the schema's only publishing relay; False if asked to stop while waiting."""
-        while not await conn.fetchval(
-            "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.outbox'))"
-        ):
+        while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext(current_schema() || '.outbox'))"):
             if stopping.is_set():
                 return False
             await asyncio.sleep(self._idle_poll_s)

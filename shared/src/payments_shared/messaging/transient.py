@@ -62,7 +62,7 @@ def retrying(what: str, *, until: asyncio.Event | None = None, max_wait: float =
 
     return AsyncRetrying(
         retry=retry_if_exception(is_transient),
-        wait=wait_exponential_jitter(initial=0.05, max=max_wait),
+        wait=wait_exponential_jitter(multiplier=0.05, max=max_wait),
         stop=stop if until is not None else stop_never,
         before_sleep=_log_retry(what),
         reraise=True,

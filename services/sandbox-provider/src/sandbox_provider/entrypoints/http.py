@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from sandbox_provider.ledger import Checkout, Fault, FaultMode, Ledger
+from sandbox_provider.registrations import registration_routes
 from sandbox_provider.settings import SandboxSettings
 from sandbox_provider.webhooks import WebhookOptions, WebhookSender
 
@@ -103,7 +104,9 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
         for item in body.invoices:
             registered = ledger.invoices.get((body.account_id, item.invoice_number))
             if registered is None or registered.status != "registered":
-                return _refuse(422, "invoice_not_registered", f"invoice {item.invoice_number} is not registered")
+                return _refuse(
+                    422, "invoice_not_registered", f"invoice {item.invoice_number} is not registered"
+                )
         checkout = ledger.open_checkout(
             payment_id=body.payment_id,
             account_id=body.account_id,
@@ -216,7 +219,7 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
         amount = Decimal(c.amount_minor).scaleb(-2)  # the sandbox's own display only
         invoices = ", ".join(html.escape(str(i["invoice_number"])) for i in c.invoices) or "account balance"
         buttons = "".join(
-            f'<button onclick="fetch(\'/sandbox/checkouts/{c.checkout_id}/{a}\',{{method:\'POST\'}})'
+            f"<button onclick=\"fetch('/sandbox/checkouts/{c.checkout_id}/{a}',{{method:'POST'}})"
             f'.then(()=>location.reload())">{label}</button> '
             for a, label in (("complete", "Pay now"), ("fail", "Decline"), ("abandon", "Abandon"))
         )
@@ -226,4 +229,5 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
             f"{buttons if c.status == 'open' else ''}</body></html>"
         )
 
+    app.include_router(registration_routes(ledger, apply_fault))
     return app, sender

@@ -1,0 +1,214 @@
+"""`make run`: the whole system on this machine, with demo invoices from the seed pages.
+
+Starts Kafka and PostgreSQL (deploy/runtime.py), the sandbox provider and the three
+services as OS processes (deploy/system.py), loads the demo invoices, prints their pay
+status, walks one invoice through payable -> pending -> paid, then keeps running for
+you to try until Ctrl-C, which stops everything cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import httpx  # noqa: E402
+from aiokafka import AIOKafkaProducer  # noqa: E402
+
+from demo.invoices import DEMO, documents  # noqa: E402
+from payments_shared.contracts.payments import (  # noqa: E402
+    BillingAddress,
+    GuestCheckout,
+    PayInvoice,
+    PayInvoicePayload,
+)
+from payments_shared.domain.money import Money  # noqa: E402
+from payments_shared.topics import TopicRegistry, ensure_topics  # noqa: E402
+from system import System  # noqa: E402
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def infrastructure(state_dir: Path) -> tuple[str, str, str, bool]:
+    """Kafka and PostgreSQL endpoints, a topic prefix, and whether we started them."""
+    kafka, database = os.environ.get("PAYMENTS_KAFKA_BOOTSTRAP"), os.environ.get("PAYMENTS_DATABASE_URL")
+    if kafka and database:
+        say(f"using your Kafka {kafka} and PostgreSQL {database}; demo topics are prefixed")
+        return kafka, database, f"demo{uuid.uuid4().hex[:6]}.", False
+    runtime = [sys.executable, str(HERE / "runtime.py")]
+    subprocess.run([*runtime, "down", "--state-dir", str(state_dir)], check=False, capture_output=True)
+    subprocess.run([*runtime, "up", "--state-dir", str(state_dir)], check=True)
+    env = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in (state_dir / "env").read_text().splitlines()
+        if line.startswith("export ")
+    )
+    return env["PAYMENTS_KAFKA_BOOTSTRAP"], env["PAYMENTS_DATABASE_URL"], "", True
+
+
+async def publish(bootstrap: str, topic: str, messages: list) -> None:  # type: ignore[type-arg]
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for m in messages:
+            await producer.send_and_wait(topic, m.model_dump_json().encode(), key=m.key())
+    finally:
+        await producer.stop()
+
+
+async def statuses(client: httpx.AsyncClient) -> dict[str, dict]:  # type: ignore[type-arg]
+    seen = {}
+    for account in sorted({row[0] for row in DEMO}):
+        response = await client.get(f"/v1/accounts/{account}/invoices")
+        if response.status_code == 200:
+            for item in response.json()["items"]:
+                seen[item["invoice_number"]] = item
+    return seen
+
+
+def print_table(rows: dict[str, dict]) -> None:  # type: ignore[type-arg]
+    say(f"  {'account':9} {'invoice':9} {'balance':>14}  {'pay status':15} {'Pay':4} note")
+    for account, number, *_, note in DEMO:
+        r = rows.get(number)
+        if r is None:
+            say(f"  {account:9} {number:9} {'?':>14}  {'(not yet seen)':15}")
+            continue
+        balance = _money(r["balance"])
+        status = r["pay_status"] + (f" ({r['not_payable_reason']})" if r.get("not_payable_reason") else "")
+        button = "yes" if r["pay_button"] else "no"
+        say(f"  {account:9} {number:9} {balance:>14}  {status:15} {button:4} {note}")
+
+
+def _money(m: dict) -> str:  # type: ignore[type-arg]
+    return f"{Money(**m).to_decimal():,} {m['currency']}"
+
+
+async def wait_for(client: httpx.AsyncClient, number: str, status: str, timeout: float = 60) -> dict:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = (await statuses(client)).get(number)
+        if row and row["pay_status"] == status:
+            return row
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"{number} did not become {status}")
+
+
+async def walk_through(system: System, topics: TopicRegistry) -> None:
+    async with httpx.AsyncClient(base_url=system.url("status-projector")) as projector:
+        await publish(system.kafka_bootstrap, topics.erp_invoices.name, documents())
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rows = await statuses(projector)
+            if len(rows) == len(DEMO) and all(
+                r["pay_status"] != "not_payable" or r.get("not_payable_reason") != "not_registered"
+                for r in rows.values()
+            ):
+                break
+            await asyncio.sleep(0.3)
+        say("\nDemo invoices (from the two seed portals):")
+        print_table(await statuses(projector))
+
+        say("\nWalk-through: pay INV-1001 (USD 1,250.00) by guest checkout, as in seed 000")
+        command = PayInvoice.originating(
+            producer="demo-portal",
+            account_id="C-10042",
+            payload=PayInvoicePayload(
+                idempotency_key=f"demo-{uuid.uuid4().hex[:8]}",
+                invoice_number="INV-1001",
+                method=GuestCheckout(
+                    billing_address=BillingAddress(
+                        email="ap@contoso.example",
+                        street="1 Harbor Way",
+                        address_line2="Suite 400",
+                        country="US",
+                        postal_code="02110",
+                        phone_country_code="+1",
+                        phone_number="6175550100",
+                    ),
+                    name_on_card="Pat Buyer",
+                ),
+            ),
+        )
+        await publish(system.kafka_bootstrap, topics.payments_commands.name, [command])
+        row = await wait_for(projector, "INV-1001", "pending")
+        say(f"  pay command sent             -> {row['pay_status']}")
+        async with httpx.AsyncClient(base_url=system.url("sandbox-provider")) as provider:
+            checkout = None
+            while checkout is None:
+                listed = (await provider.get("/sandbox/checkouts")).json()
+                checkout = next(
+                    (c for c in listed if c["account_id"] == "C-10042" and c["status"] == "open"), None
+                )
+                await asyncio.sleep(0.2)
+            page = f"{system.url('sandbox-provider')}/checkout/{checkout['checkout_id']}"
+            say(f"  checkout opened              -> {page}")
+            await provider.post(f"/sandbox/checkouts/{checkout['checkout_id']}/complete")
+        row = await wait_for(projector, "INV-1001", "paid")
+        say(f"  provider completed + webhook -> {row['pay_status']}, balance {_money(row['balance'])}")
+        say("\nAfter the walk-through:")
+        print_table(await statuses(projector))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--state-dir", type=Path, default=Path(".run"))
+    args = parser.parse_args()
+    state_dir = args.state_dir.resolve()
+    kafka, database, prefix, started = infrastructure(state_dir)
+    topics = TopicRegistry(prefix)
+    asyncio.run(ensure_topics(kafka, topics))
+    system = System(
+        kafka_bootstrap=kafka,
+        database_url=database,
+        log_dir=state_dir / "logs",
+        bin_dir=Path(sys.executable).parent,
+        topic_prefix=prefix,
+        extra_env={"PAYMENT_INTAKE_MERCHANT_CONFIG": str(HERE / "demo" / "merchants.yaml")},
+    )
+    stop = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        system.start()
+        say("\nRunning (logs in " + str(state_dir / "logs") + "):")
+        for name in ("invoice-sync", "payment-intake", "status-projector", "sandbox-provider"):
+            say(f"  {name:17} {system.url(name)}")
+        say(f"  kafka             {kafka}\n  postgresql        {database}")
+        asyncio.run(walk_through(system, topics))
+        say("\nTry it:")
+        say(f"  curl {system.url('status-projector')}/v1/accounts/C-10042/invoices")
+        say(f"  curl {system.url('status-projector')}/v1/accounts/A-20077/summary")
+        say(f"  open {system.url('sandbox-provider')}/sandbox/checkouts  (checkout pages: /checkout/<id>)")
+        say("\nCtrl-C stops everything.")
+        while not stop:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        say("\nstopping services ...")
+        codes = system.stop()
+        say("  " + ", ".join(f"{n} exited {c}" for n, c in codes.items()))
+        if started:
+            subprocess.run(
+                [sys.executable, str(HERE / "runtime.py"), "down", "--state-dir", str(state_dir)], check=False
+            )
+        say("stopped.")
+
+
+if __name__ == "__main__":
+    main()

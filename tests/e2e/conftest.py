@@ -1,0 +1,50 @@
+"""The whole system as OS processes on real Kafka and PostgreSQL."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from payments_shared.topics import TopicRegistry
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "deploy"))
+
+from system import System  # noqa: E402
+
+
+@pytest.fixture
+def system(
+    kafka_bootstrap: str, database_url: str, topics: TopicRegistry, tmp_path: Path
+) -> Iterator[System]:
+    running = System(
+        kafka_bootstrap=kafka_bootstrap,
+        database_url=database_url,
+        log_dir=tmp_path / "logs",
+        bin_dir=Path(sys.executable).parent,
+        topic_prefix=topics.prefix,
+        ports={},
+        extra_env={"PAYMENTS_LOG_LEVEL": "INFO"},
+    )
+    # Free ports, never the defaults: a developer's `make run` may be holding them.
+    from system import free_port
+
+    running.ports = {name: free_port() for name in running.ports}
+    running.start()
+    try:
+        yield running
+    finally:
+        codes = running.stop()
+        bad = {name: code for name, code in codes.items() if code != 0}
+        assert not bad, f"services did not stop cleanly on SIGTERM: {bad}\n" + "\n".join(
+            running.tail(n) for n in bad
+        )
+
+
+@pytest.fixture
+def run_id() -> str:
+    return uuid.uuid4().hex[:6].upper()

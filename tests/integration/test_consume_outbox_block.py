@@ -1,0 +1,266 @@
+"""The transactional consume/outbox block on real Kafka and PostgreSQL.
+
+A worker process built on the block is killed between every pair of steps (inside
+the transaction, after the commit, after Kafka acknowledged the outbox but before
+it was cleared) and at random moments; after restarts every input has exactly one
+effect and exactly one distinct output event, and a downstream consumer built on
+the same block applies each output once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from kafka_tools import eventually, produce, read_all
+from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
+from payments_shared.database import open_pool
+from payments_shared.messaging import Delivery, Transaction, TransactionalConsumer
+from payments_shared.topics import TopicRegistry
+
+pytestmark = pytest.mark.integration
+
+WORKER = Path(__file__).with_name("ledger_worker.py")
+
+
+def erp_document(account: str, number: str, version: int = 1) -> ErpInvoiceUpserted:
+    return ErpInvoiceUpserted.originating(
+        producer="erp",
+        account_id=account,
+        payload=ErpInvoiceDocument(
+            invoice_number=number,
+            version=version,
+            invoice_date=date(2026, 11, 1),
+            due_date=date(2026, 12, 1),
+            currency="USD",
+            total=Decimal("1250.00"),
+            open_amount=Decimal("1250.00"),
+            billing_country="US",
+        ),
+    )
+
+
+def stream(n: int, accounts: int = 7) -> list[ErpInvoiceUpserted]:
+    return [erp_document(f"ACC-{i % accounts}", f"INV-{i:05d}") for i in range(n)]
+
+
+class Worker:
+    def __init__(self, bootstrap: str, database_url: str, topics: TopicRegistry) -> None:
+        self.env = {
+            **os.environ,
+            "PAYMENTS_KAFKA_BOOTSTRAP": bootstrap,
+            "PAYMENTS_DATABASE_URL": database_url,
+            "PAYMENTS_TOPIC_PREFIX": topics.prefix,
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, **crash: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(WORKER)], env={**self.env, **crash}, stderr=subprocess.DEVNULL
+        )
+
+    def kill(self) -> None:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    async def exited(self, timeout: float = 60.0) -> int:
+        assert self.process is not None
+        process = self.process
+        return await eventually(
+            lambda: asyncio.sleep(0, process.poll()),
+            lambda code: code is not None,
+            timeout=timeout,
+            what="the worker to crash",
+        )
+
+
+async def effects(database_url: str) -> tuple[int, int]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS n, count(DISTINCT event_id) AS distinct_n FROM ledger.effects"
+        )
+        return (row["n"], row["distinct_n"]) if row else (0, 0)
+    except asyncpg.UndefinedTableError:
+        return (0, 0)
+    finally:
+        await conn.close()
+
+
+async def wait_for_effects(database_url: str, expected: int, timeout: float = 60.0) -> None:
+    await eventually(
+        lambda: effects(database_url),
+        lambda r: r[0] >= expected,
+        timeout=timeout,
+        what=f"{expected} effects",
+    )
+
+
+async def outputs_by_cause(bootstrap: str, topics: TopicRegistry, expected: int) -> dict[str, set[str]]:
+    """Distinct output event ids per causing input, once the relay published them all."""
+
+    async def collect() -> dict[str, set[str]]:
+        by_cause: dict[str, set[str]] = {}
+        for record in await read_all(bootstrap, topics.invoices.name):
+            message = topics.invoices.decoder.validate_json(record.value)
+            by_cause.setdefault(str(message.causation_id), set()).add(str(message.event_id))
+        return by_cause
+
+    return await eventually(collect, lambda c: len(c) >= expected, timeout=60, what="all outputs")
+
+
+async def apply_downstream(bootstrap: str, topics: TopicRegistry, database_url: str, expected: int) -> int:
+    """Consume the outputs with the same block; count the effects it applied."""
+
+    async def install(conn: asyncpg.Connection) -> None:
+        await conn.execute("CREATE TABLE IF NOT EXISTS seen (event_id uuid NOT NULL)")
+
+    async def handle(deliveries: Sequence[Delivery], tx: Transaction) -> None:
+        await tx.connection.executemany(
+            "INSERT INTO seen VALUES ($1)", [(d.message.event_id,) for d in deliveries]
+        )
+
+    pool = await open_pool(database_url, "downstream", install=install)
+    consumer = TransactionalConsumer(
+        service="downstream",
+        name="downstream",
+        registry=topics,
+        topics=[topics.invoices],
+        pool=pool,
+        bootstrap=bootstrap,
+        handle=handle,
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        await eventually(
+            lambda: pool.fetchval("SELECT count(*) FROM seen"),
+            lambda n: n >= expected,
+            timeout=60,
+            what="downstream effects",
+        )
+        consumer.stop()
+        await task
+        return int(await pool.fetchval("SELECT count(*) FROM seen"))
+    finally:
+        if not task.done():
+            task.cancel()
+        await pool.close()
+
+
+@pytest.mark.parametrize("crash_point", ["in_transaction", "after_commit", "after_publish"])
+async def test_a_crash_between_any_two_steps_loses_and_doubles_nothing(
+    crash_point: str, kafka_bootstrap: str, database_url: str, topics: TopicRegistry
+) -> None:
+    inputs = stream(400)
+    redelivered = inputs[:40]  # the same messages delivered a second time
+    await produce(kafka_bootstrap, topics.erp_invoices.name, [*inputs, *redelivered])
+    worker = Worker(kafka_bootstrap, database_url, topics)
+
+    worker.start(CRASH_POINT=crash_point, CRASH_ON_BATCH="3")
+    assert await worker.exited() == 137
+    worker.start()
+    try:
+        await wait_for_effects(database_url, len(inputs))
+        by_cause = await outputs_by_cause(kafka_bootstrap, topics, len(inputs))
+    finally:
+        worker.kill()
+
+    assert await effects(database_url) == (len(inputs), len(inputs))
+    assert set(by_cause) == {str(m.event_id) for m in inputs}
+    assert all(len(ids) == 1 for ids in by_cause.values()), "an input produced two distinct events"
+    assert await apply_downstream(kafka_bootstrap, topics, database_url, len(inputs)) == len(inputs)
+
+
+async def test_killed_at_random_moments_and_restarted_every_input_has_one_effect(
+    kafka_bootstrap: str, database_url: str, topics: TopicRegistry
+) -> None:
+    inputs = stream(3000)
+    await produce(kafka_bootstrap, topics.erp_invoices.name, inputs)
+    worker = Worker(kafka_bootstrap, database_url, topics)
+    rng = random.Random(7)
+    for _ in range(4):
+        worker.start()
+        await asyncio.sleep(rng.uniform(1.5, 3.0))  # let it get somewhere, then pull the plug
+        worker.kill()
+    worker.start()
+    try:
+        await wait_for_effects(database_url, len(inputs), timeout=90)
+        by_cause = await outputs_by_cause(kafka_bootstrap, topics, len(inputs))
+    finally:
+        worker.kill()
+    assert await effects(database_url) == (len(inputs), len(inputs))
+    assert len(by_cause) == len(inputs)
+    assert all(len(ids) == 1 for ids in by_cause.values())
+
+
+async def test_unprocessable_messages_go_to_the_dead_letter_topic_and_the_rest_flows(
+    kafka_bootstrap: str, database_url: str, topics: TopicRegistry
+) -> None:
+    good = stream(30)
+    poison = erp_document("ACC-1", "POISON")
+    card = b'{"oops": "4111 1111 1111 1111"}'
+    raw = [(b"ACC-1", b"{not json"), (b"ACC-2", card), (b"ACC-3", b'{"type": "erp.unknown"}')]
+    await produce(kafka_bootstrap, topics.erp_invoices.name, [*good[:15], *raw, poison, *good[15:]])
+    worker = Worker(kafka_bootstrap, database_url, topics)
+    worker.start()
+    try:
+        await wait_for_effects(database_url, len(good))
+        dead = await eventually(
+            lambda: read_all(kafka_bootstrap, topics.erp_invoices.dead_letter),
+            lambda records: len(records) >= 4,
+            what="four dead letters",
+        )
+    finally:
+        worker.kill()
+
+    assert await effects(database_url) == (len(good), len(good))
+    headers = [dict((k, v.decode()) for k, v in r.headers) for r in dead]
+    assert {h["dlq.source.topic"] for h in headers} == {topics.erp_invoices.name}
+    assert all(h["dlq.service"] == "ledger-worker" and h["dlq.source.offset"].isdigit() for h in headers)
+    errors = " | ".join(h["dlq.error"] for h in headers)
+    assert "invalid message" in errors and "can never be applied" in errors
+    assert all(b"4111" not in r.value for r in dead), "a card number reached the dead-letter topic"
+    assert len(dead) == 4
+
+
+async def test_a_new_consumer_resumes_from_the_offsets_in_its_database_not_from_kafka(
+    kafka_bootstrap: str, database_url: str, topics: TopicRegistry
+) -> None:
+    first = stream(50)
+    await produce(kafka_bootstrap, topics.erp_invoices.name, first)
+    worker = Worker(kafka_bootstrap, database_url, topics)
+    worker.start()
+    try:
+        await wait_for_effects(database_url, 50)
+    finally:
+        worker.kill()
+    conn = await asyncpg.connect(database_url)
+    try:
+        # Wipe the effects and offsets as a rebuild would: the same consumer group must
+        # then replay from the beginning, because the database says nothing was applied.
+        await conn.execute("TRUNCATE ledger.effects, ledger.consumer_offsets, ledger.processed_events")
+    finally:
+        await conn.close()
+    worker.start()
+    try:
+        await wait_for_effects(database_url, 50)
+        second = [erp_document("ACC-9", f"LATE-{uuid.uuid4().hex[:6]}") for _ in range(5)]
+        await produce(kafka_bootstrap, topics.erp_invoices.name, second)
+        await wait_for_effects(database_url, 55)
+    finally:
+        worker.kill()
+    assert await effects(database_url) == (55, 55)
