@@ -36,6 +36,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root.setLevel(level.upper())
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -47,6 +48,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
 def _add_service(service: str) -> structlog.types.Processor:
     def add(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
         event.setdefault("service", service)
+        event.pop("color_message", None)  # uvicorn's ANSI-coloured duplicate of the message
         return event
 
     return add
