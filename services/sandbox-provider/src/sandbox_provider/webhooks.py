@@ -60,7 +60,7 @@ class WebhookSender:
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type((httpx.HTTPError, DeliveryRefused)),
-                wait=wait_exponential_jitter(initial=0.2, max=30),
+                wait=wait_exponential_jitter(multiplier=0.2, max=30),
                 stop=stop_after_attempt(self._attempts),
                 reraise=True,
             ):

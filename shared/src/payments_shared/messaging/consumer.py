@@ -143,11 +143,15 @@ class TransactionalConsumer:
                     self.name,
                 )
                 stored = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+        fresh = []
         for tp in assigned:
             if tp in stored:
                 self._consumer.seek(tp, stored[tp])
             else:
-                await self._consumer.seek_to_beginning(tp)
+                fresh.append(tp)
+        if fresh:
+            # One call for all: each call waits for the fetcher's reset (about 0.5 s).
+            await self._consumer.seek_to_beginning(*fresh)
         self.assignment = set(assigned)
         self.ready = True
         log.info(

@@ -1,0 +1,1 @@
+"""invoice-sync's domain: pure models and rules, no I/O."""

@@ -1,0 +1,74 @@
+"""`invoice-sync`: the ERP consumer, the registration worker, the outbox relay and HTTP."""
+
+from __future__ import annotations
+
+import logging
+
+from invoice_sync.adapters.postgres import SCHEMA, install
+from invoice_sync.adapters.provider import HttpProvider
+from invoice_sync.entrypoints.http import build_app
+from invoice_sync.events import SERVICE
+from invoice_sync.handlers import handle_batch
+from invoice_sync.settings import InvoiceSyncSettings
+from invoice_sync.worker import RegistrationWorker
+from payments_shared.database import open_pool
+from payments_shared.messaging import OutboxRelay, TransactionalConsumer
+from payments_shared.messaging.transient import retrying
+from payments_shared.observability import configure_logging
+from payments_shared.service import ServiceHost, run_service
+from payments_shared.topics import TopicRegistry, ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+async def serve(settings: InvoiceSyncSettings | None = None) -> None:
+    settings = settings or InvoiceSyncSettings()
+    configure_logging(SERVICE, settings.log_level)
+    registry = TopicRegistry(settings.topic_prefix)
+    async for attempt in retrying("ensure topics"):
+        with attempt:
+            await ensure_topics(settings.kafka_bootstrap, registry)
+    pool = await open_pool(settings.database_url, SCHEMA, size=settings.db_pool_size, install=install)
+    relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
+    provider = HttpProvider(settings.provider_url, timeout_s=settings.provider_timeout_s)
+    worker = RegistrationWorker(
+        pool,
+        provider,
+        registry,
+        on_commit=relay.wake,
+        batch_size=settings.registration_batch_size,
+        concurrency=settings.registration_concurrency,
+        lease_s=settings.registration_lease_s,
+    )
+
+    def committed() -> None:
+        relay.wake()
+        worker.wake()
+
+    consumer = TransactionalConsumer(
+        service=SERVICE,
+        name="erp-invoices",
+        registry=registry,
+        topics=[registry.erp_invoices],
+        pool=pool,
+        bootstrap=settings.kafka_bootstrap,
+        handle=handle_batch,
+        on_commit=committed,
+        batch_size=settings.consumer_batch_size,
+    )
+    host = ServiceHost(
+        name=SERVICE,
+        app=build_app(pool),
+        host=settings.http_host,
+        port=settings.http_port,
+        pool=pool,
+        relay=relay,
+        consumers=[consumer],
+        background=[worker],
+        on_stop=provider.aclose,
+    )
+    await host.serve()
+
+
+def main() -> None:
+    run_service(serve)

@@ -1,0 +1,22 @@
+"""invoice-sync's settings: the common ones plus its port, the provider and the worker."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+
+from payments_shared.settings import CommonSettings
+
+
+class InvoiceSyncSettings(CommonSettings):
+    http_port: int = Field(8010, validation_alias=AliasChoices("INVOICE_SYNC_HTTP_PORT"))
+    provider_url: str = Field("http://127.0.0.1:8040", validation_alias=AliasChoices("PAYMENTS_PROVIDER_URL"))
+    provider_timeout_s: float = Field(10.0, validation_alias=AliasChoices("INVOICE_SYNC_PROVIDER_TIMEOUT_S"))
+    registration_batch_size: int = Field(
+        500, validation_alias=AliasChoices("INVOICE_SYNC_REGISTRATION_BATCH_SIZE")
+    )
+    registration_concurrency: int = Field(
+        2, validation_alias=AliasChoices("INVOICE_SYNC_REGISTRATION_CONCURRENCY")
+    )
+    registration_lease_s: float = Field(
+        60.0, validation_alias=AliasChoices("INVOICE_SYNC_REGISTRATION_LEASE_S")
+    )

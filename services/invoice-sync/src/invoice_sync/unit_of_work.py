@@ -1,0 +1,60 @@
+"""The unit of work the ERP handlers get: repositories on the batch's transaction, and
+what it publishes through the transaction's outbox."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from aiokafka.structs import ConsumerRecord
+
+from invoice_sync.adapters.postgres import InvoiceRepository, RegistrationQueue, SnapshotRepository
+from invoice_sync.domain.normalise import InvalidErpDocument
+from invoice_sync.domain.registration import intent_for
+from invoice_sync.events import SERVICE
+from payments_shared.contracts import Envelope
+from payments_shared.messaging import Delivery, Transaction
+from payments_shared.messaging.dead_letter import dead_letter
+
+log = logging.getLogger(__name__)
+
+
+class UnitOfWork:
+    def __init__(self, tx: Transaction) -> None:
+        self.connection = tx.connection
+        self.invoices = InvoiceRepository(tx.connection)
+        self.snapshots = SnapshotRepository(tx.connection)
+        self.registrations = RegistrationQueue(tx.connection)
+        self._outbox = tx.outbox
+        self.dead_letters = 0
+
+    def publish(self, message: Envelope) -> None:
+        self._outbox.publish(message)
+
+    def reject(self, delivery: Delivery, error: InvalidErpDocument) -> None:
+        """Send a document that can never be applied to the dead-letter topic, with the
+        reason code and its source position in the headers; the batch goes on."""
+        self.dead_letters += 1
+        record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
+            topic=delivery.topic,
+            partition=delivery.partition,
+            offset=delivery.offset,
+            timestamp=0,
+            timestamp_type=0,
+            key=delivery.message.key(),
+            value=delivery.message.model_dump_json().encode(),
+            checksum=None,
+            serialized_key_size=-1,
+            serialized_value_size=-1,
+            headers=(),
+        )
+        message = dead_letter(record, service=SERVICE, error=f"{type(error).__name__}: {error}")
+        self._outbox.add(replace(message, headers={**message.headers, "dlq.reason": error.reason_code}))
+
+    async def commit(self) -> None:
+        """Write the changed invoices and bring their pending provider calls up to date."""
+        changed = self.invoices.changed
+        await self.invoices.flush()
+        wanted = [(invoice, intent_for(invoice)) for invoice in changed]
+        await self.registrations.schedule([(i, t) for i, t in wanted if t is not None])
+        await self.registrations.drop([i.key for i, t in wanted if t is None])

@@ -1,0 +1,137 @@
+"""POST /callbacks/provider: verify a Standard Webhooks callback and put it on `payments.callbacks`.
+
+- missing or stale/future timestamp (outside the library's 5-minute tolerance): 400;
+- bad or missing signature: 401; nothing is stored or published for either;
+- accepted: in one transaction the webhook id goes into `webhooks_received` and a
+  ProviderCallbackReceived into the outbox; a repeated webhook id answers 200 without
+  a second effect. The database down answers 503 so the provider retries later.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, get_args
+
+import asyncpg
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from payment_intake.outcomes import SERVICE
+from payments_shared.contracts.payments import (
+    ProviderCallbackPayload,
+    ProviderCallbackReceived,
+    ProviderEvent,
+)
+from payments_shared.domain.money import Money
+from payments_shared.messaging import Outbox, is_transient
+from payments_shared.topics import TopicRegistry
+
+log = logging.getLogger(__name__)
+
+TOLERANCE_S = 5 * 60  # the standardwebhooks library's own tolerance
+PROVIDER_EVENTS = frozenset(get_args(ProviderEvent))
+# Event ids derived from webhook ids: a webhook re-published by a crashed relay is
+# still one event to the consumer.
+WEBHOOK_NAMESPACE = uuid.UUID("6f0c5b8e-0d7e-4a43-9a0b-4f3c2f1e9a11")
+
+
+def _refuse(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def callback_router(
+    pool: asyncpg.Pool, registry: TopicRegistry, secret: str, on_accepted: Callable[[], None]
+) -> APIRouter:
+    router = APIRouter()
+    verifier = Webhook(secret)
+
+    @router.post("/callbacks/provider")
+    async def provider_callback(request: Request) -> JSONResponse:
+        body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        webhook_id = headers.get("webhook-id", "")
+        refusal = _timestamp_problem(headers.get("webhook-timestamp"))
+        if refusal is not None:
+            log.warning("webhook refused", extra={"webhook_id": webhook_id, "why": refusal})
+            return _refuse(400, "bad_timestamp", refusal)
+        try:
+            data = verifier.verify(body, headers)
+        except (WebhookVerificationError, ValueError) as exc:
+            log.warning("webhook signature refused", extra={"webhook_id": webhook_id, "why": str(exc)})
+            return _refuse(401, "bad_signature", "signature verification failed")
+        event_type = data.get("type") if isinstance(data, dict) else None
+        if event_type not in PROVIDER_EVENTS:
+            return JSONResponse({"status": "ignored", "reason": "event type not handled"})
+        try:
+            message = _callback(webhook_id, data)
+        except (ValidationError, KeyError, TypeError, ValueError) as exc:
+            log.warning("webhook body invalid", extra={"webhook_id": webhook_id, "error": repr(exc)})
+            return _refuse(400, "invalid_body", "the callback body does not match the contract")
+        try:
+            accepted = await _store(pool, registry, webhook_id, message)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            return _refuse(503, "unavailable", "try again later")
+        if accepted:
+            on_accepted()
+        return JSONResponse({"status": "accepted" if accepted else "duplicate"})
+
+    return router
+
+
+def _timestamp_problem(header: str | None) -> str | None:
+    if not header:
+        return "missing webhook-timestamp"
+    try:
+        stamp = float(header)
+    except ValueError:
+        return "invalid webhook-timestamp"
+    if abs(time.time() - stamp) > TOLERANCE_S:
+        return "webhook-timestamp outside the tolerance"
+    return None
+
+
+def _callback(webhook_id: str, body: dict[str, Any]) -> ProviderCallbackReceived:
+    data = body["data"]
+    amount = None
+    if data.get("amount_minor") is not None and data.get("currency"):
+        amount = Money(amount_minor=int(data["amount_minor"]), currency=data["currency"])
+    payload = ProviderCallbackPayload(
+        webhook_id=webhook_id,
+        provider_event=body["type"],
+        payment_id=uuid.UUID(str(data["payment_id"])),
+        checkout_id=str(data["checkout_id"]),
+        amount=amount,
+        provider_payment_ref=data.get("provider_payment_ref"),
+        reason=data.get("reason"),
+        provider_occurred_at=datetime.fromisoformat(body["timestamp"]),
+    )
+    return ProviderCallbackReceived.originating(
+        producer=SERVICE,
+        account_id=str(data["account_id"]),
+        payload=payload,
+        event_id=uuid.uuid5(WEBHOOK_NAMESPACE, webhook_id),
+    )
+
+
+async def _store(
+    pool: asyncpg.Pool, registry: TopicRegistry, webhook_id: str, message: ProviderCallbackReceived
+) -> bool:
+    async with pool.acquire() as conn, conn.transaction():
+        fresh = await conn.fetchval(
+            "INSERT INTO webhooks_received (webhook_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
+            webhook_id,
+        )
+        if not fresh:
+            return False
+        outbox = Outbox(registry)
+        outbox.publish(message)
+        await outbox.write(conn)
+    return True

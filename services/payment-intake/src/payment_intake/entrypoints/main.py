@@ -1,0 +1,118 @@
+"""`payment-intake`: the pay-command/callback consumer, checkout opener, expiry timer,
+outbox relay and the webhook endpoint, in one process."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import yaml
+from fastapi import FastAPI
+
+from payment_intake.adapters.postgres import install
+from payment_intake.adapters.provider import ProviderClient
+from payment_intake.background import CheckoutOpener, ExpiryTimer
+from payment_intake.domain.policy import MerchantPolicies
+from payment_intake.entrypoints.http import callback_router
+from payment_intake.handlers import HANDLERS
+from payment_intake.outcomes import SERVICE
+from payment_intake.settings import PaymentIntakeSettings
+from payment_intake.unit_of_work import IntakeConfig, unit_of_work_factory
+from payments_shared.database import open_pool
+from payments_shared.messaging import OutboxRelay, TransactionalConsumer, dispatching
+from payments_shared.messaging.transient import retrying
+from payments_shared.observability import configure_logging
+from payments_shared.service import ServiceHost, run_service
+from payments_shared.topics import TopicRegistry, ensure_topics
+
+SCHEMA = "payment_intake"
+
+
+def load_policies(settings: PaymentIntakeSettings) -> MerchantPolicies:
+    """The preset named by PAYMENT_INTAKE_POLICY, or the merchant file (JSON or YAML)."""
+    if settings.merchant_config is None:
+        return MerchantPolicies.preset(settings.policy)
+    path = Path(settings.merchant_config)
+    text = path.read_text()
+    config: Any = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    return MerchantPolicies.from_config(config or {}, default_preset=settings.policy)
+
+
+@dataclass
+class Parts:
+    """The pieces of one payment-intake process (tests run them without the host)."""
+
+    pool: asyncpg.Pool
+    registry: TopicRegistry
+    relay: OutboxRelay
+    consumer: TransactionalConsumer
+    opener: CheckoutOpener
+    expiry: ExpiryTimer
+    provider: ProviderClient
+    app: FastAPI
+
+
+async def build_parts(settings: PaymentIntakeSettings) -> Parts:
+    config = IntakeConfig(policies=load_policies(settings), checkout_ttl_s=settings.checkout_ttl_s)
+    registry = TopicRegistry(settings.topic_prefix)
+    async for attempt in retrying("ensure topics"):
+        with attempt:
+            await ensure_topics(settings.kafka_bootstrap, registry)
+    pool = await open_pool(settings.database_url, SCHEMA, size=settings.db_pool_size, install=install)
+    relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
+    provider = ProviderClient(settings.provider_url, timeout_s=settings.provider_timeout_s)
+    opener = CheckoutOpener(
+        pool,
+        registry,
+        provider,
+        on_published=relay.wake,
+        lease_s=settings.checkout_lease_s,
+        concurrency=settings.checkout_concurrency,
+    )
+    expiry = ExpiryTimer(pool, registry, on_published=relay.wake, interval_s=settings.expiry_interval_s)
+
+    def committed() -> None:
+        relay.wake()
+        opener.wake()
+
+    consumer = TransactionalConsumer(
+        service=SERVICE,
+        name="intake",
+        registry=registry,
+        topics=[registry.payments_commands, registry.payments_callbacks, registry.invoices],
+        pool=pool,
+        bootstrap=settings.kafka_bootstrap,
+        handle=dispatching(HANDLERS, unit_of_work_factory(config)),
+        on_commit=committed,
+        batch_size=settings.consumer_batch_size,
+        # Deployments (and test runs) sharing a cluster must not share a consumer group.
+        group_id=f"{settings.topic_prefix}{SERVICE}.intake",
+    )
+    app = FastAPI(title="payment-intake", version="1.0.0")
+    app.include_router(callback_router(pool, registry, settings.webhook_secret, relay.wake))
+    return Parts(pool, registry, relay, consumer, opener, expiry, provider, app)
+
+
+async def serve() -> None:
+    settings = PaymentIntakeSettings()
+    configure_logging(SERVICE, settings.log_level)
+    parts = await build_parts(settings)
+    host = ServiceHost(
+        name=SERVICE,
+        app=parts.app,
+        host=settings.http_host,
+        port=settings.http_port,
+        pool=parts.pool,
+        relay=parts.relay,
+        consumers=[parts.consumer],
+        background=[parts.opener, parts.expiry],
+        on_stop=parts.provider.close,
+    )
+    await host.serve()
+
+
+def main() -> None:
+    run_service(serve)

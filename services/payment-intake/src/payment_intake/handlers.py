@@ -1,0 +1,416 @@
+"""One handler per message payment-intake consumes: invoice facts, pay commands, callbacks.
+
+Every pay command is answered exactly once on `payments.events`: `payment.rejected`
+or `payment.requested` (a cancel: `payment.cancelled` or `payment.rejected`). The
+provider is never called from here; a requested payment is picked up by the
+checkout worker once this transaction has committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeAlias
+from uuid import uuid4
+
+from payment_intake.domain import payment as machine
+from payment_intake.domain.billing import GuestDetails
+from payment_intake.domain.intake import (
+    CARD_NUMBER_REJECTION,
+    Accepted,
+    PayRequest,
+    RequestedInvoice,
+    card_number_fields,
+    decide,
+    remittance_instructions,
+)
+from payment_intake.domain.payment import Happening, PaymentStatus
+from payment_intake.domain.rejections import Reason, Rejection
+from payment_intake.outcomes import SERVICE, flagged, transition_outcome
+from payment_intake.unit_of_work import UnitOfWork
+from payments_shared.contracts import Envelope
+from payments_shared.contracts.invoices import (
+    InvoiceClosed,
+    InvoiceRegistered,
+    InvoiceRegistrationFailed,
+    InvoiceSynced,
+)
+from payments_shared.contracts.payments import (
+    Allocation,
+    BillingAddress,
+    CancelCheckout,
+    CardOnline,
+    GuestCheckout,
+    PayAccountBalance,
+    PayInvoice,
+    PaymentCancelled,
+    PaymentEndedPayload,
+    PaymentRejected,
+    PaymentRejectedPayload,
+    PaymentRequested,
+    PaymentRequestedPayload,
+    PaySelectedInvoices,
+    ProviderCallbackReceived,
+)
+from payments_shared.domain.card_numbers import redact_card_numbers
+from payments_shared.domain.money import Money
+
+log = logging.getLogger(__name__)
+
+PayCommand: TypeAlias = PayInvoice | PaySelectedInvoices | PayAccountBalance
+
+# --- invoice facts ----------------------------------------------------------------------
+
+
+async def on_invoice_synced(event: InvoiceSynced, uow: UnitOfWork) -> None:
+    p = event.payload
+    await uow.invoices.synced(
+        event.account_id,
+        p.invoice_number,
+        erp_version=p.erp_version,
+        currency=p.open_amount.currency,
+        total_minor=p.total.amount_minor,
+        open_amount_minor=p.open_amount.amount_minor,
+        erp_status=p.erp_status,
+        billing_country=p.billing_country,
+        posted_refs=[posted.reference for posted in p.posted_payments],
+    )
+
+
+async def on_invoice_registered(event: InvoiceRegistered, uow: UnitOfWork) -> None:
+    p = event.payload
+    await uow.invoices.registration(
+        event.account_id, p.invoice_number, erp_version=p.erp_version, registered=True
+    )
+
+
+async def on_invoice_registration_failed(event: InvoiceRegistrationFailed, uow: UnitOfWork) -> None:
+    p = event.payload
+    await uow.invoices.registration(
+        event.account_id, p.invoice_number, erp_version=p.erp_version, registered=False
+    )
+
+
+async def on_invoice_closed(event: InvoiceClosed, uow: UnitOfWork) -> None:
+    p = event.payload
+    await uow.invoices.closed(event.account_id, p.invoice_number, erp_version=p.erp_version)
+
+
+# --- pay commands -------------------------------------------------------------------------
+
+
+def _fingerprint(command: Envelope, content: Mapping[str, Any]) -> str:
+    canonical = json.dumps({"type": command.type, "payload": content}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _guest(address: BillingAddress | None, name_on_card: str | None) -> GuestDetails | None:
+    if address is None:
+        return None
+    return GuestDetails(
+        email=address.email,
+        street=address.street,
+        address_line2=address.address_line2,
+        country=address.country,
+        postal_code=address.postal_code,
+        phone_country_code=address.phone_country_code,
+        phone_number=address.phone_number,
+        name_on_card=name_on_card,
+    )
+
+
+def _request(command: PayCommand) -> PayRequest:
+    method = command.payload.method
+    guest = None
+    if isinstance(method, GuestCheckout | CardOnline):
+        guest = _guest(method.billing_address, method.name_on_card)
+    if isinstance(command, PayInvoice):
+        amount = command.payload.amount
+        items: tuple[RequestedInvoice, ...] = (
+            RequestedInvoice(
+                command.payload.invoice_number,
+                None if amount is None else amount.amount_minor,
+                None if amount is None else amount.currency,
+            ),
+        )
+        return PayRequest("invoice", method.kind, items, guest=guest)
+    if isinstance(command, PaySelectedInvoices):
+        items = tuple(
+            RequestedInvoice(
+                i.invoice_number,
+                None if i.amount is None else i.amount.amount_minor,
+                None if i.amount is None else i.amount.currency,
+            )
+            for i in command.payload.invoices
+        )
+        return PayRequest("selected_invoices", method.kind, items, guest=guest)
+    return PayRequest("account_balance", method.kind, currency=command.payload.currency, guest=guest)
+
+
+def _rejected(command: Envelope, key: str, rejection: Rejection) -> PaymentRejected:
+    return PaymentRejected.following(
+        command,
+        producer=SERVICE,
+        payload=PaymentRejectedPayload(
+            idempotency_key=key,
+            command_type=command.type,
+            reason_code=rejection.reason.value,
+            message=rejection.message,
+            invoice_numbers=list(rejection.invoice_numbers),
+        ),
+    )
+
+
+async def _answer(uow: UnitOfWork, command: Envelope, key: str, fingerprint: str, answer: Envelope) -> None:
+    """Publish the command's one answer and remember it under the idempotency key."""
+    uow.publish(answer)
+    stored = json.dumps({"event_id": str(answer.event_id), "payload": answer.payload.model_dump(mode="json")})
+    await uow.commands.answered(command.account_id, key, fingerprint, answer.type, stored)
+
+
+_REPEATABLE: dict[str, type[Envelope]] = {
+    PaymentRequested.model_fields["type"].default: PaymentRequested,
+    PaymentRejected.model_fields["type"].default: PaymentRejected,
+    PaymentCancelled.model_fields["type"].default: PaymentCancelled,
+}
+
+
+async def _repeat_or_refuse(uow: UnitOfWork, command: Envelope, key: str, fingerprint: str) -> bool:
+    """True when `key` was used before: the command is answered here (repeat or misuse)."""
+    first = await uow.commands.get(command.account_id, key)
+    if first is None:
+        return False
+    if first.fingerprint != fingerprint:
+        uow.publish(
+            _rejected(
+                command,
+                key,
+                Rejection(
+                    Reason.IDEMPOTENCY_KEY_REUSED,
+                    "This request was already submitted with different details. Start a new payment instead.",
+                ),
+            )
+        )
+        return True
+    cls = _REPEATABLE[first.outcome_type]
+    payload = dict(first.outcome["payload"])
+    if cls is not PaymentCancelled:
+        payload["repeat_of"] = first.outcome["event_id"]
+    uow.publish(cls.following(command, producer=SERVICE, payload=payload))
+    return True
+
+
+_UUID_SHAPE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _customer_content(content: dict[str, Any]) -> dict[str, Any]:
+    """What is searched for card numbers: everything, except an idempotency key shaped as a
+    UUID. Such a key is a machine identifier, and about 1 in 400 random UUIDs holds 13+
+    digits that pass Luhn across its dashes; no card number is written in that shape."""
+    if _UUID_SHAPE.match(str(content.get("idempotency_key", ""))):
+        return {k: v for k, v in content.items() if k != "idempotency_key"}
+    return content
+
+
+async def on_pay(command: PayCommand, uow: UnitOfWork) -> None:
+    key = command.payload.idempotency_key
+    content = command.payload.model_dump(mode="json")
+    if card_number_fields(_customer_content(content)):
+        # Nothing of the command is kept or echoed: only a redacted key and a digest of
+        # the redacted content, so a repeat still gets this same answer.
+        key = redact_card_numbers(key)
+        fingerprint = _fingerprint(command, json.loads(redact_card_numbers(json.dumps(content))))
+        log.warning("pay command carried a card number; rejected", extra={"command": command.type})
+        if not await _repeat_or_refuse(uow, command, key, fingerprint):
+            await _answer(uow, command, key, fingerprint, _rejected(command, key, CARD_NUMBER_REJECTION))
+        return
+    fingerprint = _fingerprint(command, content)
+    if await _repeat_or_refuse(uow, command, key, fingerprint):
+        return
+    request = _request(command)
+    numbers = None if request.scope == "account_balance" else [i.invoice_number for i in request.invoices]
+    view = await uow.invoices.account_view(command.account_id, numbers)
+    policy = uow.config.policies.for_account(command.account_id)
+    decision = decide(request, view, policy)
+    if isinstance(decision, Accepted) and decision.method == "remittance":
+        total = Money(amount_minor=decision.total_minor, currency=decision.currency)
+        decision = remittance_instructions(decision, policy, str(total))
+    if isinstance(decision, Rejection):
+        await _answer(uow, command, key, fingerprint, _rejected(command, key, decision))
+        return
+    payment_id = uuid4()
+    opened = await uow.payments.open_new(
+        payment_id=payment_id,
+        account_id=command.account_id,
+        idempotency_key=key,
+        scope=decision.scope,
+        method=decision.method,
+        currency=decision.currency,
+        allocations=decision.allocations,
+        command_event_id=command.event_id,
+        correlation_id=command.correlation_id,
+        ttl_s=uow.config.checkout_ttl_s,
+    )
+    if not opened:  # another command won the invoice first (the database said so)
+        numbers_taken = tuple(n for n, _ in decision.allocations)
+        rejection = Rejection(
+            Reason.PAYMENT_PENDING,
+            "A payment against this invoice is already pending.",
+            numbers_taken,
+        )
+        await _answer(uow, command, key, fingerprint, _rejected(command, key, rejection))
+        return
+    requested = PaymentRequested.following(
+        command,
+        producer=SERVICE,
+        payload=PaymentRequestedPayload(
+            payment_id=payment_id,
+            idempotency_key=key,
+            scope=decision.scope,
+            method=decision.method,  # type: ignore[arg-type]
+            allocations=[
+                Allocation(invoice_number=n, amount=Money(amount_minor=a, currency=decision.currency))
+                for n, a in decision.allocations
+            ],
+            total=Money(amount_minor=decision.total_minor, currency=decision.currency),
+        ),
+    )
+    await _answer(uow, command, key, fingerprint, requested)
+
+
+async def on_cancel_checkout(command: CancelCheckout, uow: UnitOfWork) -> None:
+    key = command.payload.idempotency_key
+    fingerprint = _fingerprint(command, command.payload.model_dump(mode="json"))
+    if await _repeat_or_refuse(uow, command, key, fingerprint):
+        return
+    payment = await uow.payments.get_for_update(command.payload.payment_id)
+    if payment is None or payment.account_id != command.account_id:
+        rejection = Rejection(Reason.UNKNOWN_PAYMENT, "We could not find this payment.")
+        await _answer(uow, command, key, fingerprint, _rejected(command, key, rejection))
+        return
+    decision = machine.apply(payment.status, Happening.CANCELLED)
+    if decision.to is None or payment.status is PaymentStatus.PROCESSING:
+        rejection = Rejection(
+            Reason.CANNOT_CANCEL,
+            f"This payment can no longer be cancelled: it is {payment.status.value.replace('_', ' ')}.",
+            tuple(n for n, _ in payment.allocations),
+        )
+        await _answer(uow, command, key, fingerprint, _rejected(command, key, rejection))
+        return
+    await uow.payments.move(payment.payment_id, PaymentStatus.CANCELLED, reason="customer_cancelled")
+    cancelled = PaymentCancelled.following(
+        command,
+        producer=SERVICE,
+        payload=PaymentEndedPayload(
+            payment_id=payment.payment_id,
+            reason_code="customer_cancelled",
+            message="The checkout was cancelled. The invoice can be paid again.",
+        ),
+    )
+    await _answer(uow, command, key, fingerprint, cancelled)
+
+
+# --- provider callbacks ----------------------------------------------------------------------
+
+
+async def on_provider_callback(event: ProviderCallbackReceived, uow: UnitOfWork) -> None:
+    p = event.payload
+    payment = await uow.payments.get_for_update(p.payment_id)
+    if payment is None or payment.account_id != event.account_id:
+        why = "unknown_payment" if payment is None else "account_mismatch"
+        await uow.payments.log_callback(p.payment_id, p.webhook_id, p.provider_event, why, "ignored")
+        uow.publish(
+            flagged(
+                payment_id=p.payment_id,
+                account_id=event.account_id,
+                correlation_id=event.correlation_id,
+                cause=event.event_id,
+                reason_code=f"callback_{why}",
+                message=f"A provider callback ({p.provider_event}) names a payment we do not"
+                " know for this account; nothing was changed.",
+            )
+        )
+        return
+    happening = Happening(p.provider_event)
+    decision = machine.apply(
+        payment.status,
+        happening,
+        asked_minor=payment.total_minor if happening is Happening.SUCCEEDED else None,
+        asked_currency=payment.currency,
+        confirmed_minor=None if p.amount is None else p.amount.amount_minor,
+        confirmed_currency=None if p.amount is None else p.amount.currency,
+    )
+    verdict = "applied" if decision.to is not None and decision.flag is None else "ignored"
+    if decision.flag is not None:
+        verdict = "flagged"
+    await uow.payments.log_callback(
+        payment.payment_id, p.webhook_id, p.provider_event, verdict, decision.note
+    )
+    if happening is Happening.SUCCEEDED and decision.flag is not None:
+        await uow.payments.note_confirmation(
+            payment.payment_id,
+            confirmed_minor=None if p.amount is None else p.amount.amount_minor,
+            confirmed_currency=None if p.amount is None else p.amount.currency,
+            provider_payment_ref=p.provider_payment_ref,
+        )
+    if decision.to is not None:
+        await uow.payments.move(
+            payment.payment_id,
+            decision.to,
+            reason=p.reason or (None if decision.to.is_open else happening.value),
+            checkout_id=p.checkout_id,
+            confirmed_minor=None if p.amount is None else p.amount.amount_minor,
+            confirmed_currency=None if p.amount is None else p.amount.currency,
+            provider_payment_ref=p.provider_payment_ref,
+        )
+        uow.publish(
+            transition_outcome(
+                payment,
+                decision.to,
+                cause=event.event_id,
+                reason_code=_end_code(happening, p.reason),
+                detail=p.reason,
+                provider_payment_ref=p.provider_payment_ref,
+            )
+        )
+    else:
+        log.info(
+            "callback did not change the payment",
+            extra={"payment_id": str(payment.payment_id), "note": decision.note},
+        )
+    if decision.flag is not None:
+        uow.publish(
+            flagged(
+                payment_id=payment.payment_id,
+                account_id=payment.account_id,
+                correlation_id=payment.correlation_id,
+                cause=event.event_id,
+                reason_code=decision.flag.reason_code,
+                message=decision.flag.message,
+            )
+        )
+
+
+def _end_code(happening: Happening, reason: str | None) -> str:
+    base = {
+        Happening.FAILED: "payment_failed",
+        Happening.CANCELLED: "checkout_cancelled",
+        Happening.EXPIRED: "checkout_expired",
+    }.get(happening, happening.value)
+    return base
+
+
+HANDLERS: dict[type[Envelope], Callable[[Any, UnitOfWork], Awaitable[None]]] = {
+    InvoiceSynced: on_invoice_synced,
+    InvoiceRegistered: on_invoice_registered,
+    InvoiceRegistrationFailed: on_invoice_registration_failed,
+    InvoiceClosed: on_invoice_closed,
+    PayInvoice: on_pay,
+    PaySelectedInvoices: on_pay,
+    PayAccountBalance: on_pay,
+    CancelCheckout: on_cancel_checkout,
+    ProviderCallbackReceived: on_provider_callback,
+}

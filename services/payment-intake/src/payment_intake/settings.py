@@ -1,0 +1,29 @@
+"""payment-intake's settings: PAYMENTS_* shared endpoints plus PAYMENT_INTAKE_* knobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+
+from payments_shared.settings import CommonSettings
+
+# The sandbox provider's published demo secret; deployments set PAYMENTS_WEBHOOK_SECRET.
+SANDBOX_WEBHOOK_SECRET = "whsec_c2FuZGJveC1zZWNyZXQtZm9yLWxvY2FsLWRlbW9zLW9ubHk="  # noqa: S105
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class PaymentIntakeSettings(CommonSettings):
+    http_port: int = Field(8020, validation_alias=_env("PAYMENT_INTAKE_HTTP_PORT"))
+    provider_url: str = Field("http://127.0.0.1:8040", validation_alias=_env("PAYMENTS_PROVIDER_URL"))
+    webhook_secret: str = Field(SANDBOX_WEBHOOK_SECRET, validation_alias=_env("PAYMENTS_WEBHOOK_SECRET"))
+    policy: str = Field("full-payment-portal", validation_alias=_env("PAYMENT_INTAKE_POLICY"))
+    merchant_config: Path | None = Field(None, validation_alias=_env("PAYMENT_INTAKE_MERCHANT_CONFIG"))
+    checkout_ttl_s: int = Field(900, validation_alias=_env("PAYMENT_INTAKE_CHECKOUT_TTL_S"))
+    expiry_interval_s: float = Field(1.0, validation_alias=_env("PAYMENT_INTAKE_EXPIRY_INTERVAL_S"))
+    checkout_lease_s: float = Field(15.0, validation_alias=_env("PAYMENT_INTAKE_CHECKOUT_LEASE_S"))
+    checkout_concurrency: int = Field(16, validation_alias=_env("PAYMENT_INTAKE_CHECKOUT_CONCURRENCY"))
+    provider_timeout_s: float = Field(5.0, validation_alias=_env("PAYMENT_INTAKE_PROVIDER_TIMEOUT_S"))

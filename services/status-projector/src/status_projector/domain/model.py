@@ -1,0 +1,135 @@
+"""The read model's entities, kept in memory while a batch is applied.
+
+Every change is idempotent and guarded by a version or a time, so applying an event
+twice, or an old event again during a replay, changes nothing; and the final rows do
+not depend on how the two input topics interleave (a rebuild reads them in another
+order than the live projection did, and must end with the same rows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from .status import InvoiceFacts, NotPayableReason, PaymentState, PayStatus, Standing, standing
+
+
+class Park(Exception):
+    """The event cannot be applied yet (or ever): keep it with the reason.
+
+    `waits_for` names what would let it apply: `invoice:<account>/<number>` or
+    `payment:<payment id>`; a parked event is retried when that appears.
+    """
+
+    def __init__(self, reason: str, waits_for: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.waits_for = waits_for
+
+
+def invoice_key(account_id: str, invoice_number: str) -> str:
+    return f"invoice:{account_id}/{invoice_number}"
+
+
+def payment_key(payment_id: str) -> str:
+    return f"payment:{payment_id}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The last rejection or failure a portal shows next to the invoice."""
+
+    reason_code: str
+    message: str
+    at: datetime
+
+
+@dataclass
+class Invoice:
+    account_id: str
+    invoice_number: str
+    currency: str
+    order_number: str | None
+    po_number: str | None
+    invoice_date: date
+    due_date: date
+    total_minor: int
+    open_amount_minor: int
+    erp_status: str
+    erp_version: int
+    billing_country: str
+    posted_refs: list[str] = field(default_factory=list)
+    registration: str | None = None  # registered | failed
+    registration_version: int = -1
+    closed_reason: str | None = None
+    closed_version: int = -1
+    succeeded: dict[str, int] = field(default_factory=dict)
+    current_payment_id: str | None = None
+    current_payment_state: PaymentState | None = None
+    current_payment_amount: int | None = None
+    current_payment_at: datetime | None = None
+    last_problem: Problem | None = None
+    last_event_at: datetime | None = None
+    balance_minor: int = 0
+    pay_status: PayStatus = PayStatus.NOT_PAYABLE
+    not_payable_reason: NotPayableReason | None = NotPayableReason.NOT_REGISTERED
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.account_id, self.invoice_number)
+
+    def touched(self, at: datetime) -> None:
+        if self.last_event_at is None or at > self.last_event_at:
+            self.last_event_at = at
+
+    def note_problem(self, problem: Problem) -> None:
+        """The newest problem wins (a replayed older one does not hide a newer one)."""
+        if self.last_problem is None or (problem.at, problem.reason_code) >= (
+            self.last_problem.at,
+            self.last_problem.reason_code,
+        ):
+            self.last_problem = problem
+
+    def follow_payment(self, payment_id: str, state: PaymentState, amount: int, at: datetime) -> None:
+        """The current payment is the most recently requested one."""
+        if (
+            self.current_payment_id is None
+            or self.current_payment_at is None
+            or (at, payment_id) >= (self.current_payment_at, self.current_payment_id)
+        ):
+            self.current_payment_id = payment_id
+            self.current_payment_state = state
+            self.current_payment_amount = amount
+            self.current_payment_at = at
+
+    def refresh(self, restricted_countries: frozenset[str]) -> None:
+        """Recompute balance and pay status from the facts (DESIGN.md section 6)."""
+        closed = self.closed_reason if self.closed_version >= self.erp_version else None
+        result: Standing = standing(
+            InvoiceFacts(
+                erp_status=self.erp_status,
+                total_minor=self.total_minor,
+                open_amount_minor=self.open_amount_minor,
+                posted_refs=frozenset(self.posted_refs),
+                succeeded=self.succeeded,
+                registration=self.registration,
+                closed_reason=closed,
+                billing_country=self.billing_country,
+                current_payment_state=self.current_payment_state,
+            ),
+            restricted_countries,
+        )
+        self.balance_minor = result.balance_minor
+        self.pay_status = result.pay_status
+        self.not_payable_reason = result.not_payable_reason
+
+
+@dataclass
+class Payment:
+    payment_id: str
+    account_id: str
+    state: PaymentState
+    state_at: datetime  # occurred_at of the event that set `state`
+    requested_at: datetime
+    currency: str
+    allocations: dict[str, int]  # invoice number -> amount in minor units

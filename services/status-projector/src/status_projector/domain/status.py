@@ -1,0 +1,177 @@
+"""Pay status rules (DESIGN.md section 6): the balance an invoice shows and what the
+portal may do with it.
+
+The balance is the ERP's open amount minus the payments that succeeded with us but
+that the ERP has not posted yet. A payment the ERP has posted carries our payment id
+as its reference; it is already inside the open amount, so it is not subtracted
+again. The balance is never negative (an ERP that posts faster than we learn of a
+success, or a credit note, must not show a credit as "negative balance due").
+
+How pay status and the Pay button interact:
+- `pay_status` says where the invoice stands; `pay_button` says whether the portal
+  may offer to pay it now. The button shows for `payable` and `partially_paid`
+  (seed 003 lists "unpaid or partially-paid" invoices as selectable), never for
+  `pending` (seed 000: "a payment against this invoice is already pending"),
+  `paid` or `not_payable`, and never when the provider is not configured.
+- `pay_button_reason` names why the button is hidden, for the portal's message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class PayStatus(StrEnum):
+    PAYABLE = "payable"
+    PENDING = "pending"
+    PARTIALLY_PAID = "partially_paid"
+    PAID = "paid"
+    NOT_PAYABLE = "not_payable"
+
+
+class NotPayableReason(StrEnum):
+    NOT_REGISTERED = "not_registered"
+    REGISTRATION_FAILED = "registration_failed"
+    ZERO_BALANCE = "zero_balance"
+    CANCELLED = "cancelled"
+    CLOSED = "closed"
+    RESTRICTED = "restricted"
+
+
+class PaymentState(StrEnum):
+    REQUESTED = "requested"
+    CHECKOUT_OPENED = "checkout_opened"
+    PROCESSING = "processing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def active(self) -> bool:
+        """A checkout is open or money is moving: the invoice is `pending`."""
+        return self in _ACTIVE
+
+    @property
+    def ended_without_money(self) -> bool:
+        return self in _ENDED
+
+
+_ACTIVE = frozenset({PaymentState.REQUESTED, PaymentState.CHECKOUT_OPENED, PaymentState.PROCESSING})
+_ENDED = frozenset({PaymentState.FAILED, PaymentState.CANCELLED, PaymentState.EXPIRED})
+
+PAY_BUTTON_STATUSES = frozenset({PayStatus.PAYABLE, PayStatus.PARTIALLY_PAID})
+
+
+@dataclass(frozen=True)
+class InvoiceFacts:
+    """What the rules need to know about one invoice."""
+
+    erp_status: str  # open | closed | cancelled
+    total_minor: int
+    open_amount_minor: int
+    posted_refs: frozenset[str]
+    succeeded: Mapping[str, int]  # our payment id -> amount allocated to this invoice
+    registration: str | None  # registered | failed | None
+    closed_reason: str | None  # from invoice.closed, still in force
+    billing_country: str
+    current_payment_state: PaymentState | None
+
+
+@dataclass(frozen=True)
+class Standing:
+    balance_minor: int
+    pay_status: PayStatus
+    not_payable_reason: NotPayableReason | None
+
+
+def balance(open_amount_minor: int, succeeded: Mapping[str, int], posted_refs: Iterable[str]) -> int:
+    """ERP open amount minus our succeeded payments the ERP has not posted; never negative."""
+    posted = set(posted_refs)
+    unposted = sum(amount for payment_id, amount in succeeded.items() if payment_id not in posted)
+    return max(0, open_amount_minor - unposted)
+
+
+def standing(facts: InvoiceFacts, restricted_countries: frozenset[str] = frozenset()) -> Standing:
+    """Pay status and balance of one invoice. The order of the checks is the rule."""
+    if facts.erp_status == "cancelled" or facts.closed_reason == "cancelled":
+        return Standing(0, PayStatus.NOT_PAYABLE, NotPayableReason.CANCELLED)
+    owed = balance(facts.open_amount_minor, facts.succeeded, facts.posted_refs)
+    if facts.current_payment_state is not None and facts.current_payment_state.active:
+        return Standing(owed, PayStatus.PENDING, None)
+    paid_something = bool(facts.succeeded) or bool(facts.posted_refs)
+    if owed == 0:
+        if paid_something:
+            return Standing(0, PayStatus.PAID, None)
+        return Standing(0, PayStatus.NOT_PAYABLE, NotPayableReason.ZERO_BALANCE)
+    if facts.erp_status == "closed" or facts.closed_reason is not None:
+        return Standing(owed, PayStatus.NOT_PAYABLE, NotPayableReason.CLOSED)
+    if facts.billing_country in restricted_countries:
+        return Standing(owed, PayStatus.NOT_PAYABLE, NotPayableReason.RESTRICTED)
+    if facts.registration == "failed":
+        return Standing(owed, PayStatus.NOT_PAYABLE, NotPayableReason.REGISTRATION_FAILED)
+    if facts.registration != "registered":
+        return Standing(owed, PayStatus.NOT_PAYABLE, NotPayableReason.NOT_REGISTERED)
+    if paid_something:
+        return Standing(owed, PayStatus.PARTIALLY_PAID, None)
+    return Standing(owed, PayStatus.PAYABLE, None)
+
+
+def pay_button(
+    pay_status: PayStatus | str,
+    not_payable_reason: NotPayableReason | str | None,
+    *,
+    provider_configured: bool,
+) -> tuple[bool, str | None]:
+    """Whether the invoice's Pay button shows, and if not, why not."""
+    if not provider_configured:
+        return False, "provider_not_configured"
+    status = PayStatus(pay_status)
+    if status in PAY_BUTTON_STATUSES:
+        return True, None
+    if status is PayStatus.NOT_PAYABLE:
+        return False, str(not_payable_reason or status.value)
+    return False, status.value
+
+
+def account_pay_button(balance_minor: int, *, provider_configured: bool) -> bool:
+    """Seed 000: the account PAY button shows when the provider is configured and the
+    account balance is greater than zero."""
+    return provider_configured and balance_minor > 0
+
+
+# Payment state machine ---------------------------------------------------------------
+
+_RANK = {
+    PaymentState.REQUESTED: 0,
+    PaymentState.CHECKOUT_OPENED: 1,
+    PaymentState.PROCESSING: 2,
+    PaymentState.SUCCEEDED: 3,
+    PaymentState.FAILED: 3,
+    PaymentState.CANCELLED: 3,
+    PaymentState.EXPIRED: 3,
+}
+
+
+class Transition(StrEnum):
+    APPLY = "apply"
+    NO_OP = "no_op"  # a repeat, or an older state arriving again during a replay
+    IMPOSSIBLE = "impossible"
+
+
+def transition(current: PaymentState, new: PaymentState) -> Transition:
+    """Payment events of one account arrive in order (one partition), so a step back is a
+    replayed old event and changes nothing. A provider may still report money moving
+    after a checkout expired or was cancelled: money that moved wins. Anything else
+    after an end (succeeded then failed, failed then cancelled) is impossible."""
+    if new == current:
+        return Transition.NO_OP
+    if _RANK[new] < _RANK[current]:
+        return Transition.NO_OP
+    if _RANK[new] > _RANK[current]:
+        return Transition.APPLY
+    if current.ended_without_money and new is PaymentState.SUCCEEDED:
+        return Transition.APPLY
+    return Transition.IMPOSSIBLE

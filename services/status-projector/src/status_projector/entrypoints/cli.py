@@ -1,0 +1,215 @@
+"""`status-projector-ops`: what operators do with the read model.
+
+status-projector-ops rebuild                       # new version from offset 0, then switch
+status-projector-ops replay --from 2025-01-31T12:00:00Z
+status-projector-ops lag
+status-projector-ops parked
+status-projector-ops redrive-dead-letters --topic invoices [--service status-projector|--all]
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from payments_shared.database import open_pool
+from payments_shared.observability import configure_logging
+from payments_shared.topics import TopicRegistry
+from status_projector import ops
+from status_projector.adapters.postgres import SCHEMA, install
+from status_projector.settings import SERVICE, ProjectorSettings
+
+app = typer.Typer(help="Operate the status-projector read model.", no_args_is_help=True)
+console = Console()
+T = TypeVar("T")
+
+
+class _Rate(TextColumn):
+    def __init__(self) -> None:
+        super().__init__("")
+
+    def render(self, task):  # type: ignore[no-untyped-def]
+        speed = task.finished_speed or task.speed
+        return f"{speed:,.0f} ev/s" if speed else "- ev/s"
+
+
+@contextmanager
+def _progress(what: str) -> Iterator[Callable[[int, int], None]]:
+    columns = (
+        TextColumn(f"[bold]{what}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        _Rate(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(what, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=max(total, 1))
+
+        yield update
+
+
+def _run(work: Callable[[ops.Projecting], Awaitable[T]]) -> T:
+    settings = ProjectorSettings()
+    configure_logging(SERVICE, "WARNING")
+
+    async def go() -> T:
+        pool = await open_pool(settings.database_url, SCHEMA, size=4, install=install)
+        try:
+            return await work(
+                ops.Projecting(
+                    pool=pool,
+                    registry=TopicRegistry(settings.topic_prefix),
+                    bootstrap=settings.kafka_bootstrap,
+                    batch_size=settings.batch_size,
+                    restricted_countries=settings.restricted_countries,
+                )
+            )
+        finally:
+            await pool.close()
+
+    return asyncio.run(go())
+
+
+@app.command()
+def rebuild(
+    switch: Annotated[bool, typer.Option(help="Activate the new version when it has caught up")] = True,
+    keep: Annotated[int, typer.Option(help="Versions to keep, the new one included")] = 2,
+) -> None:
+    """Rebuild the read model from the beginning of the topics into a new version while the
+    current one keeps serving; then switch the API and the live projector to it atomically."""
+    with _progress("rebuild") as update:
+        result = _run(
+            lambda ctx: ops.rebuild(ctx, activate_when_done=switch, keep_versions=keep, progress=update)
+        )
+    state = "active" if switch else "built, not active"
+    console.print(
+        f"version {result.version} {state} (was {result.previous}); {result.events:,} events in "
+        f"{result.seconds:.1f} s; dropped versions {result.dropped or 'none'}"
+    )
+
+
+def _timestamp(value: str) -> datetime:
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command()
+def replay(
+    from_: Annotated[str, typer.Option("--from", help="ISO timestamp, e.g. 2025-01-31T12:00:00Z")],
+) -> None:
+    """Re-apply every event since a time into the active version (idempotent: what was
+    applied changes nothing, what was lost takes effect)."""
+    since = _timestamp(from_)
+    with _progress(f"replay since {since.isoformat()}") as update:
+        events = _run(lambda ctx: ops.replay(ctx, since, progress=update))
+    console.print(f"replayed {events:,} events")
+
+
+@app.command()
+def lag() -> None:
+    """Per-partition lag of the active (and any building) read-model version."""
+    rows = _run(ops.lag)
+    table = Table("version", "state", "topic", "partition", "next offset", "end offset", "lag")
+    for r in rows:
+        table.add_row(
+            str(r.version),
+            r.state,
+            r.topic,
+            str(r.partition),
+            str(r.next_offset),
+            str(r.end_offset),
+            str(r.lag),
+        )
+    console.print(table)
+    console.print(f"total lag: {sum(r.lag for r in rows):,}")
+
+
+@app.command()
+def parked() -> None:
+    """Events the active version keeps parked, by reason."""
+    counts = _run(lambda ctx: ops.parked_count(ctx.pool))
+    table = Table("reason", "events")
+    for reason, n in sorted(counts.items()):
+        table.add_row(reason, str(n))
+    console.print(table if counts else "nothing parked")
+
+
+@app.command("redrive-dead-letters")
+def redrive_dead_letters(
+    topic: Annotated[str, typer.Option(help="Source topic (invoices) or its .dlq, without the prefix")],
+    service: Annotated[str, typer.Option(help="Only dead letters this service wrote")] = SERVICE,
+    all_services: Annotated[bool, typer.Option("--all", help="Dead letters of every service")] = False,
+    dry_run: Annotated[bool, typer.Option(help="List, do not publish")] = False,
+) -> None:
+    """Publish dead letters back to their source topic after a fix (each once)."""
+    settings = ProjectorSettings()
+
+    def show(headers: dict[str, str]) -> None:
+        if dry_run:
+            console.print(
+                f"{headers.get('dlq.source.topic')}:{headers.get('dlq.source.partition')}:"
+                f"{headers.get('dlq.source.offset')} {headers.get('dlq.error', '')[:120]}"
+            )
+
+    with _progress(f"re-drive {topic}") as update:
+        result = asyncio.run(
+            ops.redrive_dead_letters(
+                settings.kafka_bootstrap,
+                TopicRegistry(settings.topic_prefix),
+                topic,
+                service=None if all_services else service,
+                dry_run=dry_run,
+                progress=update,
+                on_message=show,
+            )
+        )
+    verb = "would re-drive" if dry_run else "re-drove"
+    console.print(f"examined {result.examined}, {verb} {result.redriven}")
+
+
+@app.command()
+def openapi(
+    out: Annotated[str | None, typer.Option(help="Target file")] = None,
+    check: Annotated[bool, typer.Option(help="Exit 1 when the file is stale")] = False,
+) -> None:
+    """Generate the read-model API's OpenAPI document (committed; a unit test checks it)."""
+    from pathlib import Path
+
+    from status_projector.entrypoints.openapi import DOCUMENT, render
+
+    target = Path(out) if out else DOCUMENT
+    wanted = render()
+    if check:
+        if not target.exists() or target.read_text() != wanted:
+            console.print(f"{target} is stale; run status-projector-ops openapi")
+            raise typer.Exit(1)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(wanted)
+    console.print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    app()

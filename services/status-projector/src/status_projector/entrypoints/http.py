@@ -1,0 +1,342 @@
+"""The read-model API portal backends call (JSON; OpenAPI in contracts/openapi/).
+
+Every response says how fresh it is: the read-model version that answered, the time
+of the newest event applied to the invoice (and to the whole projection), and the
+next offsets of the account's partitions of `invoices` and `payments.events` that
+the answer reflects. Handlers return pre-built JSON (the pydantic models below
+document the shape and are checked against real responses in the tests).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+import asyncpg
+from aiokafka.partitioner import murmur2
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from payments_shared.topics import Topic, TopicRegistry
+from status_projector.adapters.queries import ReadModelQueries, Snapshot
+from status_projector.domain.status import (
+    NotPayableReason,
+    PaymentState,
+    PayStatus,
+    account_pay_button,
+    pay_button,
+)
+
+# --- response documents ------------------------------------------------------------------
+
+
+class MoneyOut(BaseModel):
+    amount_minor: int = Field(description="Integer amount in the currency's minor unit")
+    currency: str = Field(description="ISO 4217 code")
+
+
+class CurrentPayment(BaseModel):
+    payment_id: str
+    state: PaymentState
+    amount: MoneyOut = Field(description="Amount of this payment allocated to the invoice")
+
+
+class LastProblem(BaseModel):
+    reason_code: str
+    message: str = Field(description="Text a portal may show")
+    at: datetime
+
+
+class PartitionOffset(BaseModel):
+    topic: str
+    partition: int
+    next_offset: int = Field(description="Everything before this offset is reflected")
+
+
+class Freshness(BaseModel):
+    version: int = Field(description="Read-model version that answered")
+    event_time: datetime | None = Field(description="occurred_at of the newest event applied to this item")
+    projection_event_time: datetime | None = Field(
+        description="occurred_at of the newest event the whole projection applied"
+    )
+    offsets: list[PartitionOffset] = Field(description="The account's partitions and how far they are read")
+
+
+class InvoiceOut(BaseModel):
+    account_id: str
+    invoice_number: str
+    order_number: str | None
+    po_number: str | None
+    invoice_date: date
+    due_date: date
+    currency: str
+    total: MoneyOut
+    balance: MoneyOut = Field(
+        description="ERP open amount minus succeeded payments the ERP has not posted yet; never negative"
+    )
+    pay_status: PayStatus
+    not_payable_reason: NotPayableReason | None
+    pay_button: bool = Field(description="Whether the portal shows the Pay button / lets it be selected")
+    pay_button_reason: str | None = Field(
+        description="Why the button is hidden: provider_not_configured, pending, paid, "
+        "or a not_payable reason"
+    )
+    current_payment: CurrentPayment | None
+    last_problem: LastProblem | None = Field(description="Last rejection or failure")
+    freshness: Freshness
+
+
+class InvoicePage(BaseModel):
+    account_id: str
+    items: list[InvoiceOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
+    freshness: Freshness
+
+
+class CurrencyBalance(BaseModel):
+    currency: str
+    balance: MoneyOut
+    pay_button: bool = Field(description="Account-level PAY: provider configured and balance > 0")
+    invoices: int
+    by_status: dict[str, int]
+
+
+class AccountSummary(BaseModel):
+    account_id: str
+    balances: list[CurrencyBalance]
+    pay_button: bool = Field(description="True when any currency's PAY button shows")
+    freshness: Freshness
+
+
+class Problem404(BaseModel):
+    detail: str
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+def _partition_of(account_id: str, topic: Topic) -> int:
+    return (murmur2(account_id.encode()) & 0x7FFFFFFF) % topic.partitions
+
+
+def _freshness(
+    snap: Snapshot, account_id: str, topics: list[Topic], event_time: datetime | None
+) -> dict[str, Any]:
+    offsets = []
+    for topic in topics:
+        partition = _partition_of(account_id, topic)
+        offsets.append(
+            {
+                "topic": topic.name,
+                "partition": partition,
+                "next_offset": snap.offsets.get((topic.name, partition), 0),
+            }
+        )
+    return {
+        "version": snap.version,
+        "event_time": _iso(event_time),
+        "projection_event_time": _iso(snap.last_event_at),
+        "offsets": offsets,
+    }
+
+
+def _iso(value: datetime | date | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _invoice_json(
+    row: asyncpg.Record, freshness: dict[str, Any], provider_configured: bool
+) -> dict[str, Any]:
+    currency = row["currency"]
+    button, why_not = pay_button(
+        row["pay_status"], row["not_payable_reason"], provider_configured=provider_configured
+    )
+    payment = None
+    if row["current_payment_id"] is not None:
+        payment = {
+            "payment_id": row["current_payment_id"],
+            "state": row["current_payment_state"],
+            "amount": {"amount_minor": row["current_payment_amount"], "currency": currency},
+        }
+    problem = None
+    if row["problem_code"] is not None:
+        problem = {
+            "reason_code": row["problem_code"],
+            "message": row["problem_message"],
+            "at": _iso(row["problem_at"]),
+        }
+    return {
+        "account_id": row["account_id"],
+        "invoice_number": row["invoice_number"],
+        "order_number": row["order_number"],
+        "po_number": row["po_number"],
+        "invoice_date": _iso(row["invoice_date"]),
+        "due_date": _iso(row["due_date"]),
+        "currency": currency,
+        "total": {"amount_minor": row["total_minor"], "currency": currency},
+        "balance": {"amount_minor": row["balance_minor"], "currency": currency},
+        "pay_status": row["pay_status"],
+        "not_payable_reason": row["not_payable_reason"],
+        "pay_button": button,
+        "pay_button_reason": why_not,
+        "current_payment": payment,
+        "last_problem": problem,
+        "freshness": {**freshness, "event_time": _iso(row["last_event_at"])},
+    }
+
+
+def _json(body: dict[str, Any]) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
+
+
+def encode_cursor(sort: str, due_date: date, invoice_number: str) -> str:
+    raw = json.dumps([sort, due_date.isoformat(), invoice_number], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str) -> tuple[date, str]:
+    """The position after which the next page starts; 422 if it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        cursor_sort, due, number = json.loads(raw)
+        position = (date.fromisoformat(due), str(number))
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise HTTPException(422, "cursor is not valid") from exc
+    if cursor_sort != sort:
+        raise HTTPException(422, "cursor was issued for another sort order")
+    return position
+
+
+# --- routes --------------------------------------------------------------------------------
+
+AccountId = Annotated[str, Path(min_length=1, max_length=64, description="ERP customer account id")]
+InvoiceNumberPath = Annotated[str, Path(min_length=1, max_length=64)]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem404, "description": "Unknown account or invoice"}
+}
+
+
+def build_router(pool: asyncpg.Pool, registry: TopicRegistry, *, provider_configured: bool) -> APIRouter:
+    queries = ReadModelQueries(pool)
+    topics = [registry.invoices, registry.payments_events]
+    router = APIRouter(prefix="/v1", tags=["read model"])
+
+    @router.get(
+        "/accounts/{account_id}/invoices",
+        response_model=InvoicePage,
+        responses=NOT_FOUND,
+        summary="List an account's invoices with their pay status",
+    )
+    async def list_invoices(
+        account_id: AccountId,
+        pay_status: Annotated[
+            list[PayStatus] | None,
+            Query(description="Only these statuses (repeat the parameter for several)"),
+        ] = None,
+        sort: Annotated[
+            Literal["due_date", "-due_date"], Query(description="Due date, ascending or descending")
+        ] = "due_date",
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: Annotated[
+            str | None, Query(max_length=400, description="next_cursor of the previous page")
+        ] = None,
+    ) -> Response:
+        after = decode_cursor(cursor, sort) if cursor else None
+        async with pool.acquire() as conn:
+            snap = await queries.snapshot(conn)
+            rows = await queries.invoices(
+                conn,
+                snap,
+                account_id,
+                statuses=[s.value for s in pay_status] if pay_status else None,
+                descending=sort.startswith("-"),
+                after=after,
+                limit=limit + 1,
+            )
+            if not rows and after is None and not await queries.account_known(conn, snap, account_id):
+                raise HTTPException(404, f"unknown account {account_id}")
+        freshness = _freshness(snap, account_id, topics, snap.last_event_at)
+        page = rows[:limit]
+        next_cursor = (
+            encode_cursor(sort, page[-1]["due_date"], page[-1]["invoice_number"])
+            if len(rows) > limit
+            else None
+        )
+        return _json(
+            {
+                "account_id": account_id,
+                "items": [_invoice_json(r, freshness, provider_configured) for r in page],
+                "next_cursor": next_cursor,
+                "freshness": freshness,
+            }
+        )
+
+    @router.get(
+        "/accounts/{account_id}/invoices/{invoice_number}",
+        response_model=InvoiceOut,
+        responses=NOT_FOUND,
+        summary="One invoice with its pay status",
+    )
+    async def get_invoice(account_id: AccountId, invoice_number: InvoiceNumberPath) -> Response:
+        async with pool.acquire() as conn:
+            snap = await queries.snapshot(conn)
+            row = await queries.invoice(conn, snap, account_id, invoice_number)
+        if row is None:
+            raise HTTPException(404, f"unknown invoice {invoice_number} of account {account_id}")
+        freshness = _freshness(snap, account_id, topics, row["last_event_at"])
+        return _json(_invoice_json(row, freshness, provider_configured))
+
+    @router.get(
+        "/accounts/{account_id}/summary",
+        response_model=AccountSummary,
+        responses=NOT_FOUND,
+        summary="Account balance per currency and whether the account-level PAY button shows",
+    )
+    async def account_summary(account_id: AccountId) -> Response:
+        async with pool.acquire() as conn:
+            snap = await queries.snapshot(conn)
+            rows = await queries.summary(conn, snap, account_id)
+        if not rows:
+            raise HTTPException(404, f"unknown account {account_id}")
+        balances = []
+        times = [r["last_event_at"] for r in rows if r["last_event_at"] is not None]
+        newest = max(times) if times else None
+        for r in rows:
+            owed = r["balance_minor"] or 0
+            balances.append(
+                {
+                    "currency": r["currency"],
+                    "balance": {"amount_minor": owed, "currency": r["currency"]},
+                    "pay_button": account_pay_button(owed, provider_configured=provider_configured),
+                    "invoices": r["invoices"],
+                    "by_status": {s.value: r[s.value] for s in PayStatus},
+                }
+            )
+        return _json(
+            {
+                "account_id": account_id,
+                "balances": balances,
+                "pay_button": any(b["pay_button"] for b in balances),
+                "freshness": _freshness(snap, account_id, topics, newest),
+            }
+        )
+
+    return router
+
+
+def build_app(pool: asyncpg.Pool, registry: TopicRegistry, *, provider_configured: bool) -> FastAPI:
+    app = FastAPI(
+        title="status-projector read model",
+        version="1.0.0",
+        description=(
+            "Pay status of each invoice and the balance of each account, projected from the "
+            "`invoices` and `payments.events` topics. 404: unknown account or invoice; 422: bad "
+            "parameters. Every response carries `freshness`."
+        ),
+    )
+    app.include_router(build_router(pool, registry, provider_configured=provider_configured))
+    return app

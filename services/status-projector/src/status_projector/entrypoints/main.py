@@ -1,0 +1,46 @@
+"""`status-projector`: consume `invoices` + `payments.events` into the read model and
+serve it over HTTP. The projector publishes nothing, so it runs without a relay."""
+
+from __future__ import annotations
+
+from payments_shared.database import open_pool
+from payments_shared.messaging.transient import retrying
+from payments_shared.observability import configure_logging
+from payments_shared.service import ServiceHost, run_service
+from payments_shared.topics import TopicRegistry, ensure_topics
+from status_projector.adapters.postgres import SCHEMA, install
+from status_projector.entrypoints.http import build_app
+from status_projector.projection import LiveProjection
+from status_projector.settings import SERVICE, ProjectorSettings
+
+
+async def serve(settings: ProjectorSettings) -> None:
+    configure_logging(SERVICE, settings.log_level)
+    registry = TopicRegistry(settings.topic_prefix)
+    async for attempt in retrying("ensure topics"):
+        with attempt:
+            await ensure_topics(settings.kafka_bootstrap, registry)
+    pool = await open_pool(settings.database_url, SCHEMA, size=settings.db_pool_size, install=install)
+    live = LiveProjection(
+        registry=registry,
+        pool=pool,
+        bootstrap=settings.kafka_bootstrap,
+        batch_size=settings.batch_size,
+        restricted_countries=settings.restricted_countries,
+        switch_poll_s=settings.switch_poll_s,
+    )
+    host = ServiceHost(
+        name=SERVICE,
+        app=build_app(pool, registry, provider_configured=settings.provider_configured),
+        host=settings.http_host,
+        port=settings.http_port,
+        pool=pool,
+        relay=None,
+        background=[live],
+    )
+    await host.serve()
+
+
+def main() -> None:
+    settings = ProjectorSettings()
+    run_service(lambda: serve(settings))

@@ -1,0 +1,213 @@
+"""Running projections: the live one (follows the active version, switches when a
+rebuild activates a new one) and bounded runs that stop at captured end offsets
+(rebuild, replay).
+
+Hand-over after a rebuild: the rebuild fills version N+1 with consumer
+`projection_v<N+1>` until it reaches the end offsets it captured, catches up once
+more, then moves the pointer in one transaction. The live projector polls the pointer;
+when it moves it stops its `projection_v<N>` consumer after the batch in hand and
+starts `projection_v<N+1>`, which resumes from the offsets the rebuild stored with
+its rows - so the new version continues exactly where the rebuild stopped, and any
+overlap is harmless: the building block skips records below a consumer's stored
+offsets, under a row lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from payments_shared.messaging import TransactionalConsumer, is_transient
+from payments_shared.topics import Topic, TopicRegistry
+
+from .adapters.postgres import VersionTables, active_version
+from .handlers import projecting
+from .settings import SERVICE
+
+log = logging.getLogger(__name__)
+
+Partition = tuple[str, int]
+
+
+def input_topics(registry: TopicRegistry) -> list[Topic]:
+    return [registry.invoices, registry.payments_events]
+
+
+def projection_consumer(
+    *,
+    name: str,
+    tables: VersionTables,
+    registry: TopicRegistry,
+    pool: asyncpg.Pool,
+    bootstrap: str,
+    batch_size: int,
+    restricted_countries: frozenset[str],
+    group_id: str | None = None,
+) -> TransactionalConsumer:
+    return TransactionalConsumer(
+        service=SERVICE,
+        name=name,
+        registry=registry,
+        topics=input_topics(registry),
+        pool=pool,
+        bootstrap=bootstrap,
+        handle=projecting(tables, restricted_countries),
+        batch_size=batch_size,
+        group_id=group_id,
+    )
+
+
+class LiveProjection:
+    """Keeps the active version up to date; a `Background` part of the ServiceHost."""
+
+    def __init__(
+        self,
+        *,
+        registry: TopicRegistry,
+        pool: asyncpg.Pool,
+        bootstrap: str,
+        batch_size: int,
+        restricted_countries: frozenset[str],
+        switch_poll_s: float = 1.0,
+    ) -> None:
+        self._registry = registry
+        self._pool = pool
+        self._bootstrap = bootstrap
+        self._batch_size = batch_size
+        self._restricted = restricted_countries
+        self._poll_s = switch_poll_s
+        self._consumer: TransactionalConsumer | None = None
+        self.version: int | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._consumer is not None and self._consumer.ready
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            version = await self._active(stopping)
+            if version is None:
+                return
+            tables = VersionTables(version)
+            consumer = projection_consumer(
+                name=tables.consumer,
+                tables=tables,
+                registry=self._registry,
+                pool=self._pool,
+                bootstrap=self._bootstrap,
+                batch_size=self._batch_size,
+                restricted_countries=self._restricted,
+            )
+            self._consumer, self.version = consumer, version
+            log.info("projecting into read-model version", extra={"version": version})
+            task = asyncio.create_task(consumer.run())
+            try:
+                await self._until_switched(version, task, stopping)
+            finally:
+                consumer.stop()
+                await task  # a failed consumer fails the service (ServiceHost logs it)
+
+    async def _active(self, stopping: asyncio.Event) -> int | None:
+        while not stopping.is_set():
+            try:
+                return await active_version(self._pool)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                await _wait(stopping, self._poll_s)
+        return None
+
+    async def _until_switched(self, version: int, task: asyncio.Task[None], stopping: asyncio.Event) -> None:
+        while not stopping.is_set() and not task.done():
+            await _wait(stopping, self._poll_s, task)
+            try:
+                current = await active_version(self._pool)
+            except Exception as exc:
+                if is_transient(exc):
+                    continue
+                raise
+            if current != version:
+                log.info("read-model version switched", extra={"from": version, "to": current})
+                return
+
+
+async def _wait(stopping: asyncio.Event, seconds: float, task: asyncio.Task[None] | None = None) -> None:
+    waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(stopping.wait())]
+    if task is not None:
+        waiters.append(task)  # type: ignore[arg-type]
+    _, pending = await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    for waiter in pending:
+        if waiter is not task:
+            waiter.cancel()
+
+
+# --- bounded runs (rebuild, replay) -------------------------------------------------------
+
+
+async def kafka_offsets(
+    bootstrap: str, topics: Sequence[Topic], *, at_ms: int | None = None
+) -> tuple[dict[Partition, int], dict[Partition, int]]:
+    """(start, end) offsets of every partition: start is the beginning, or the first
+    offset at or after `at_ms` (the end when nothing is that new)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        # The registry's partition counts are what ensure_topics applied to the cluster.
+        partitions = [TopicPartition(t.name, p) for t in topics for p in range(t.partitions)]
+        ends = await consumer.end_offsets(partitions)
+        if at_ms is None:
+            starts = await consumer.beginning_offsets(partitions)
+        else:
+            found = await consumer.offsets_for_times({tp: at_ms for tp in partitions})
+            starts = {tp: (found[tp].offset if found.get(tp) else ends[tp]) for tp in partitions}
+    finally:
+        await consumer.stop()
+    return (
+        {(tp.topic, tp.partition): o for tp, o in starts.items()},
+        {(tp.topic, tp.partition): o for tp, o in ends.items()},
+    )
+
+
+async def stored_offsets(conn: asyncpg.Connection | asyncpg.Pool, consumer: str) -> dict[Partition, int]:
+    rows = await conn.fetch(
+        "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer = $1", consumer
+    )
+    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+
+Progress = Callable[[int, int], None]  # (done, total) events
+
+
+async def run_until(
+    consumer: TransactionalConsumer,
+    pool: asyncpg.Pool,
+    *,
+    starts: dict[Partition, int],
+    ends: dict[Partition, int],
+    progress: Progress | None = None,
+    poll_s: float = 0.2,
+) -> None:
+    """Run `consumer` until its stored offsets reach `ends` on every partition."""
+    total = sum(max(0, ends[p] - starts.get(p, 0)) for p in ends)
+    task = asyncio.create_task(consumer.run())
+    try:
+        while True:
+            stored = await stored_offsets(pool, consumer.name)
+            done = sum(max(0, min(stored.get(p, starts.get(p, 0)), ends[p]) - starts.get(p, 0)) for p in ends)
+            if progress is not None:
+                progress(done, total)
+            if all(stored.get(p, starts.get(p, 0)) >= end for p, end in ends.items()):
+                return
+            if task.done():
+                task.result()
+                raise RuntimeError(f"consumer {consumer.name} stopped before reaching the end offsets")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), poll_s)
+    finally:
+        consumer.stop()
+        await task

@@ -1,0 +1,417 @@
+"""Helpers for payment-intake's integration tests: the service's parts and the sandbox
+provider running in this event loop on free ports, a producer, and a reader of
+`payments.events` that polls with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import httpx
+import uvicorn
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import TypeAdapter
+from standardwebhooks.webhooks import Webhook
+
+from payment_intake.entrypoints.main import Parts, build_parts
+from payment_intake.settings import SANDBOX_WEBHOOK_SECRET, PaymentIntakeSettings
+from payments_shared.contracts import Envelope, PaymentEvent
+from payments_shared.contracts.invoices import (
+    InvoiceClosed,
+    InvoiceClosedPayload,
+    InvoiceRegistered,
+    InvoiceRegisteredPayload,
+    InvoiceSynced,
+    InvoiceSyncedPayload,
+    PostedPayment,
+)
+from payments_shared.contracts.payments import (
+    BillingAddress,
+    GuestCheckout,
+    PayAccountBalance,
+    PayAccountBalancePayload,
+    PayerPortal,
+    PayInvoice,
+    PayInvoicePayload,
+    PaySelectedInvoices,
+    PaySelectedInvoicesPayload,
+    SelectedInvoice,
+)
+from payments_shared.domain.money import Money
+from payments_shared.topics import TopicRegistry
+from sandbox_provider.entrypoints.http import build_app as build_sandbox
+from sandbox_provider.settings import SandboxSettings
+
+EVENTS = TypeAdapter(PaymentEvent)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def usd(minor: int) -> Money:
+    return Money(amount_minor=minor, currency="USD")
+
+
+def guest() -> GuestCheckout:
+    return GuestCheckout(
+        billing_address=BillingAddress(
+            email="ap@example.com",
+            street="1 Main St",
+            country="US",
+            postal_code="10001",
+            phone_country_code="+1",
+            phone_number="212 555 0100",
+        ),
+        name_on_card="Pat Payer",
+    )
+
+
+def synced(
+    account: str,
+    number: str,
+    open_minor: int,
+    *,
+    version: int = 1,
+    country: str = "US",
+    status: str = "open",
+    posted: list[tuple[str, int]] | None = None,
+    total_minor: int | None = None,
+) -> InvoiceSynced:
+    return InvoiceSynced.originating(
+        producer="test",
+        account_id=account,
+        payload=InvoiceSyncedPayload(
+            invoice_number=number,
+            erp_version=version,
+            order_number=None,
+            po_number=None,
+            invoice_date=date(2026, 4, 1),
+            due_date=date(2026, 5, 1),
+            total=usd(total_minor if total_minor is not None else max(open_minor, 1)),
+            open_amount=usd(open_minor),
+            erp_status=status,  # type: ignore[arg-type]
+            billing_country=country,
+            posted_payments=[PostedPayment(reference=r, amount=usd(a)) for r, a in posted or []],
+        ),
+    )
+
+
+def registered(account: str, number: str, minor: int, *, version: int = 1) -> InvoiceRegistered:
+    return InvoiceRegistered.originating(
+        producer="test",
+        account_id=account,
+        payload=InvoiceRegisteredPayload(
+            invoice_number=number, erp_version=version, provider_invoice_id=f"inv_{number}", amount=usd(minor)
+        ),
+    )
+
+
+def closed(account: str, number: str, *, version: int = 2) -> InvoiceClosed:
+    return InvoiceClosed.originating(
+        producer="test",
+        account_id=account,
+        payload=InvoiceClosedPayload(invoice_number=number, erp_version=version, reason="cancelled"),
+    )
+
+
+def pay_invoice(
+    account: str, number: str, *, key: str | None = None, amount: int | None = None, method: Any = None
+) -> PayInvoice:
+    return PayInvoice.originating(
+        producer="portal",
+        account_id=account,
+        payload=PayInvoicePayload(
+            idempotency_key=key or str(uuid.uuid4()),
+            invoice_number=number,
+            amount=None if amount is None else usd(amount),
+            method=method or guest(),
+        ),
+    )
+
+
+def pay_selected(
+    account: str, items: list[tuple[str, int | None]], *, key: str | None = None, method: Any = None
+) -> PaySelectedInvoices:
+    return PaySelectedInvoices.originating(
+        producer="portal",
+        account_id=account,
+        payload=PaySelectedInvoicesPayload(
+            idempotency_key=key or str(uuid.uuid4()),
+            invoices=[
+                SelectedInvoice(invoice_number=n, amount=None if a is None else usd(a)) for n, a in items
+            ],
+            method=method or guest(),
+        ),
+    )
+
+
+def pay_balance(account: str, *, key: str | None = None, method: Any = None) -> PayAccountBalance:
+    return PayAccountBalance.originating(
+        producer="portal",
+        account_id=account,
+        payload=PayAccountBalancePayload(
+            idempotency_key=key or str(uuid.uuid4()), method=method or PayerPortal()
+        ),
+    )
+
+
+async def until(check: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll `check` (sync or async) until it returns something truthy, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class EventLog:
+    """Everything on `payments.events`, decoded, deduplicated by event_id."""
+
+    events: list[Envelope] = field(default_factory=list)
+    raw_count: int = 0
+    _seen: set[uuid.UUID] = field(default_factory=set)
+
+    def add(self, value: bytes) -> None:
+        self.raw_count += 1
+        event = EVENTS.validate_json(value)
+        if event.event_id not in self._seen:
+            self._seen.add(event.event_id)
+            self.events.append(event)
+
+    def answers_to(self, command: Envelope) -> list[Envelope]:
+        return [
+            e
+            for e in self.events
+            if e.causation_id == command.event_id
+            and e.type in ("payment.requested", "payment.rejected", "payment.cancelled")
+        ]
+
+    def of_type(self, type_: str) -> list[Envelope]:
+        return [e for e in self.events if e.type == type_]
+
+    def for_payment(self, payment_id: uuid.UUID) -> list[Envelope]:
+        return [e for e in self.events if getattr(e.payload, "payment_id", None) == payment_id]
+
+
+@dataclass
+class Intake:
+    parts: Parts
+    registry: TopicRegistry
+    producer: AIOKafkaProducer
+    events: EventLog
+    http_url: str
+    sandbox_url: str
+    http: httpx.AsyncClient
+
+    async def send(self, *messages: Envelope) -> None:
+        for message in messages:
+            await self.producer.send(
+                self.registry.for_message(message).name,
+                message.model_dump_json().encode(),
+                key=message.key(),
+            )
+        await self.producer.flush()
+
+    async def invoice(
+        self, account: str, number: str, open_minor: int, *, register: bool = True, **facts: Any
+    ) -> None:
+        """An invoice as invoice-sync would report it, registered with the sandbox too."""
+        await self.send(synced(account, number, open_minor, **facts))
+        if register:
+            await self.sandbox(
+                "POST",
+                "/v1/invoices",
+                json={
+                    "account_id": account,
+                    "invoice_number": number,
+                    "amount_minor": max(open_minor, 1),
+                    "currency": "USD",
+                },
+            )
+            await self.send(registered(account, number, open_minor, version=facts.get("version", 1)))
+
+    async def answer(self, command: Envelope, timeout: float = 20.0) -> Envelope:
+        answers = await until(lambda: self.events.answers_to(command), timeout=timeout, what="an answer")
+        return answers[0]
+
+    async def event(self, payment_id: uuid.UUID, type_: str, timeout: float = 20.0) -> Envelope:
+        found = await until(
+            lambda: [e for e in self.events.for_payment(payment_id) if e.type == type_],
+            timeout=timeout,
+            what=f"{type_} for {payment_id}",
+        )
+        return found[0]
+
+    async def sandbox(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = await self.http.request(method, self.sandbox_url + path, **kwargs)
+        response.raise_for_status()
+        return response
+
+
+def sign(
+    body: str,
+    *,
+    webhook_id: str | None = None,
+    secret: str = SANDBOX_WEBHOOK_SECRET,
+    at: datetime | None = None,
+) -> dict[str, str]:
+    webhook_id = webhook_id or f"msg_{uuid.uuid4().hex}"
+    at = at or datetime.now(UTC)
+    return {
+        "content-type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(secret).sign(webhook_id, at, body),
+    }
+
+
+async def _serve(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off")
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    await until(lambda: server.started, timeout=10, what="http server start")
+    return server, task
+
+
+@contextlib.asynccontextmanager
+async def running_intake(
+    *,
+    kafka_bootstrap: str,
+    database_url: str,
+    topics: TopicRegistry,
+    policy: str = "full-payment-portal",
+    checkout_ttl_s: int = 900,
+    expiry_interval_s: float = 0.2,
+    with_workers: bool = True,
+    merchant_config: str | None = None,
+) -> AsyncIterator[Intake]:
+    intake_port, sandbox_port = free_port(), free_port()
+    sandbox_app, sender = build_sandbox(
+        SandboxSettings.model_validate(
+            {
+                "port": sandbox_port,
+                "public_url": f"http://127.0.0.1:{sandbox_port}",
+                # the field is read through its env alias only
+                "SANDBOX_PROVIDER_WEBHOOK_URL": f"http://127.0.0.1:{intake_port}/callbacks/provider",
+            }
+        )
+    )
+    env: dict[str, Any] = {
+        "PAYMENTS_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "PAYMENTS_DATABASE_URL": database_url,
+        "PAYMENTS_TOPIC_PREFIX": topics.prefix,
+        "PAYMENT_INTAKE_HTTP_PORT": intake_port,
+        "PAYMENTS_PROVIDER_URL": f"http://127.0.0.1:{sandbox_port}",
+        "PAYMENT_INTAKE_POLICY": policy,
+        "PAYMENT_INTAKE_CHECKOUT_TTL_S": checkout_ttl_s,
+        "PAYMENT_INTAKE_EXPIRY_INTERVAL_S": expiry_interval_s,
+        "PAYMENT_INTAKE_MERCHANT_CONFIG": merchant_config,
+    }
+    settings = PaymentIntakeSettings.model_validate({k: v for k, v in env.items() if v is not None})
+    parts = await build_parts(settings)
+    stopping = asyncio.Event()
+    relay_stopping = asyncio.Event()
+    sandbox_server, sandbox_task = await _serve(sandbox_app, sandbox_port)
+    intake_server, intake_task = await _serve(parts.app, intake_port)
+    tasks = [
+        asyncio.create_task(parts.consumer.run()),
+        asyncio.create_task(parts.relay.run(relay_stopping)),
+    ]
+    if with_workers:
+        tasks += [
+            asyncio.create_task(parts.opener.run(stopping)),
+            asyncio.create_task(parts.expiry.run(stopping)),
+        ]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, linger_ms=1)
+    await producer.start()
+    log = EventLog()
+    reader = AIOKafkaConsumer(
+        topics.payments_events.name,
+        bootstrap_servers=kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+        enable_auto_commit=False,
+    )
+    await reader.start()
+
+    async def read() -> None:
+        async for record in reader:
+            log.add(record.value or b"")
+
+    read_task = asyncio.create_task(read())
+    http = httpx.AsyncClient(timeout=10)
+    try:
+        await until(lambda: parts.consumer.ready and parts.relay.ready, timeout=30, what="consumer ready")
+        yield Intake(
+            parts,
+            topics,
+            producer,
+            log,
+            f"http://127.0.0.1:{intake_port}",
+            f"http://127.0.0.1:{sandbox_port}",
+            http,
+        )
+    finally:
+        read_task.cancel()
+        stopping.set()
+        parts.consumer.stop()
+        relay_stopping.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(read_task, return_exceptions=True)
+        await reader.stop()
+        await producer.stop()
+        await http.aclose()
+        intake_server.should_exit = True
+        sandbox_server.should_exit = True
+        await asyncio.gather(intake_task, sandbox_task, return_exceptions=True)
+        await sender.close()
+        await parts.provider.close()
+        await parts.pool.close()
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(postgres_url: str) -> AsyncIterator[str]:
+    """A database of our own for a module-scoped intake (the `database_url` fixture is per test)."""
+    import asyncpg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    base = postgres_url.rpartition("/")[0]
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def fresh_topics(kafka_bootstrap: str) -> TopicRegistry:
+    from payments_shared.topics import ensure_topics
+
+    registry = TopicRegistry(prefix=f"t{uuid.uuid4().hex[:8]}.")
+    await ensure_topics(kafka_bootstrap, registry)
+    return registry

@@ -1,0 +1,189 @@
+"""The guarantees: one checkout under a race, one effect per repeated command or webhook."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+
+import asyncpg
+import pytest
+from payment_intake_support import pay_invoice, running_intake, sign, until
+
+from payment_intake.adapters.postgres import PaymentRepository, install
+
+pytestmark = pytest.mark.integration
+
+
+async def test_200_concurrent_pay_commands_for_one_invoice_open_exactly_one_checkout(
+    kafka_bootstrap, database_url, topics
+):
+    async with running_intake(
+        kafka_bootstrap=kafka_bootstrap, database_url=database_url, topics=topics
+    ) as intake:
+        await intake.invoice("RACE", "INV-1", 9_900)
+        commands = [pay_invoice("RACE", "INV-1", key=f"key-{i}") for i in range(200)]
+        await asyncio.gather(*(intake.send(c) for c in commands))
+        await until(
+            lambda: all(intake.events.answers_to(c) for c in commands), timeout=30, what="200 answers"
+        )
+        answers = [intake.events.answers_to(c) for c in commands]
+        assert all(len(a) == 1 for a in answers)  # every command answered exactly once
+        requested = [a[0] for a in answers if a[0].type == "payment.requested"]
+        rejected = [a[0] for a in answers if a[0].type == "payment.rejected"]
+        assert len(requested) == 1
+        assert len(rejected) == 199 and {r.payload.reason_code for r in rejected} == {"payment_pending"}
+        await intake.event(requested[0].payload.payment_id, "payment.checkout_opened")
+        checkouts = (await intake.sandbox("GET", "/sandbox/checkouts")).json()
+        assert len(checkouts) == 1
+
+
+async def test_the_database_lets_only_one_of_two_racing_transactions_open_a_payment(database_url):
+    """The guarantee holds across partitions, batches and processes, not just in one batch."""
+    setup = await asyncpg.connect(database_url)
+    await setup.execute("CREATE SCHEMA payment_intake; SET search_path TO payment_intake")
+    await install(setup)
+    await setup.close()
+    conns = [
+        await asyncpg.connect(database_url, server_settings={"search_path": "payment_intake"})
+        for _ in range(2)
+    ]
+    barrier = asyncio.Event()
+
+    async def attempt(conn: asyncpg.Connection) -> bool:
+        async with conn.transaction():
+            await barrier.wait()
+            opened = await PaymentRepository(conn).open_new(
+                payment_id=uuid.uuid4(),
+                account_id="A",
+                idempotency_key=uuid.uuid4().hex,
+                scope="invoice",
+                method="card",
+                currency="USD",
+                allocations=(("INV-1", 100),),
+                command_event_id=uuid.uuid4(),
+                correlation_id=uuid.uuid4(),
+                ttl_s=60,
+            )
+            await asyncio.sleep(0.2)  # hold the transaction open so the other one must wait
+            return opened
+
+    try:
+        tasks = [asyncio.create_task(attempt(c)) for c in conns]
+        await asyncio.sleep(0.05)
+        barrier.set()
+        results = await asyncio.gather(*tasks)
+        assert sorted(results) == [False, True]
+        assert await conns[0].fetchval("SELECT count(*) FROM payments") == 1
+    finally:
+        for c in conns:
+            await c.close()
+
+
+async def test_the_same_command_delivered_50_times_has_one_effect(kafka_bootstrap, database_url, topics):
+    async with running_intake(
+        kafka_bootstrap=kafka_bootstrap, database_url=database_url, topics=topics
+    ) as intake:
+        await intake.invoice("DUP", "INV-1", 1_000)
+        command = pay_invoice("DUP", "INV-1", key="same-key")
+        await asyncio.gather(*(intake.send(command) for _ in range(50)))  # same event id
+        repeats = [pay_invoice("DUP", "INV-1", key="same-key") for _ in range(5)]  # new ids, same key
+        await asyncio.sleep(0)  # keep order: the original first on the partition
+        await intake.send(*repeats)
+        first = await intake.answer(command)
+        for repeat in repeats:
+            answer = await intake.answer(repeat)
+            assert answer.type == "payment.requested"
+            assert answer.payload.payment_id == first.payload.payment_id
+            assert answer.payload.repeat_of == first.event_id
+        reused = pay_invoice("DUP", "INV-1", key="same-key", amount=999)
+        await intake.send(reused)
+        assert (await intake.answer(reused)).payload.reason_code == "idempotency_key_reused"
+        await intake.event(first.payload.payment_id, "payment.checkout_opened")
+        assert len(intake.events.answers_to(command)) == 1
+        assert len(intake.events.of_type("payment.requested")) == 1 + len(repeats)
+        assert len(intake.events.of_type("payment.checkout_opened")) == 1
+        checkouts = (await intake.sandbox("GET", "/sandbox/checkouts")).json()
+        assert len(checkouts) == 1
+
+
+async def test_the_same_webhook_50_times_out_of_order_has_one_effect(kafka_bootstrap, database_url, topics):
+    async with running_intake(
+        kafka_bootstrap=kafka_bootstrap, database_url=database_url, topics=topics
+    ) as intake:
+        await intake.invoice("WH", "INV-1", 1_000)
+        command = pay_invoice("WH", "INV-1")
+        await intake.send(command)
+        payment_id = (await intake.answer(command)).payload.payment_id
+        opened = await intake.event(payment_id, "payment.checkout_opened")
+        data = {
+            "checkout_id": opened.payload.checkout_id,
+            "payment_id": str(payment_id),
+            "account_id": "WH",
+            "amount_minor": 1_000,
+            "currency": "USD",
+            "provider_payment_ref": "pay_1",
+        }
+        webhooks = []
+        for kind in ("payment.processing", "payment.succeeded", "payment.failed"):
+            body = json.dumps({"type": kind, "timestamp": "2026-01-01T00:00:00+00:00", "data": data})
+            webhooks.append((f"msg_{kind}", body))
+        deliveries = [w for w in webhooks for _ in range(50)]
+        random.Random(7).shuffle(deliveries)
+        responses = await asyncio.gather(
+            *(
+                intake.http.post(
+                    intake.http_url + "/callbacks/provider", content=body, headers=sign(body, webhook_id=wid)
+                )
+                for wid, body in deliveries
+            )
+        )
+        assert {r.status_code for r in responses} == {200}
+        assert sum(r.json()["status"] == "accepted" for r in responses) == 3
+        end = await until(
+            lambda: [
+                e
+                for e in intake.events.for_payment(payment_id)
+                if e.type in ("payment.succeeded", "payment.failed")
+            ],
+            what="an end state",
+        )
+        await until(lambda: _callbacks_logged(database_url, 3), what="three callbacks applied")
+        ends = [
+            e
+            for e in intake.events.for_payment(payment_id)
+            if e.type in ("payment.succeeded", "payment.failed")
+        ]
+        assert len(ends) == 1  # whichever came first wins; the other is late and changes nothing
+        assert end[0].type in ("payment.succeeded", "payment.failed")
+        assert len([e for e in intake.events.for_payment(payment_id) if e.type == "payment.processing"]) <= 1
+
+
+async def _callbacks_logged(database_url: str, n: int) -> bool:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await conn.fetchval("SELECT count(*) FROM payment_intake.callback_log") >= n
+    finally:
+        await conn.close()
+
+
+async def test_sandbox_duplicated_and_reordered_webhooks_have_one_effect(
+    kafka_bootstrap, database_url, topics
+):
+    async with running_intake(
+        kafka_bootstrap=kafka_bootstrap, database_url=database_url, topics=topics
+    ) as intake:
+        await intake.sandbox("PUT", "/sandbox/webhook-options", json={"duplicate": 5, "reorder": True})
+        await intake.invoice("SBX", "INV-1", 1_000)
+        command = pay_invoice("SBX", "INV-1")
+        await intake.send(command)
+        payment_id = (await intake.answer(command)).payload.payment_id
+        opened = await intake.event(payment_id, "payment.checkout_opened")
+        await intake.sandbox("POST", f"/sandbox/checkouts/{opened.payload.checkout_id}/complete")
+        await intake.event(payment_id, "payment.succeeded")
+        await until(lambda: _callbacks_logged(database_url, 2), what="both callbacks applied")
+        events = intake.events.for_payment(payment_id)
+        assert [e.type for e in events].count("payment.succeeded") == 1
+        # succeeded arrived first (reordered), so the processing callback was late
+        assert [e.type for e in events].count("payment.processing") == 0

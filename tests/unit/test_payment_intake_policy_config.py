@@ -1,0 +1,86 @@
+"""Policy is configuration per merchant: presets, named policies, accounts mapped to merchants."""
+
+from __future__ import annotations
+
+import pytest
+
+from payment_intake.domain.billing import GuestDetails, billing_problems
+from payment_intake.domain.policy import (
+    FULL_PAYMENT_PORTAL,
+    PARTIAL_MULTI_PORTAL,
+    PRESETS,
+    MerchantPolicies,
+    PaymentPolicy,
+)
+
+
+def test_both_seed_presets_ship_and_are_selectable_by_name():
+    assert set(PRESETS) == {"full-payment-portal", "partial-multi-portal"}
+    assert MerchantPolicies.preset("partial-multi-portal").for_account("any") is PARTIAL_MULTI_PORTAL
+    with pytest.raises(ValueError, match="unknown policy preset"):
+        MerchantPolicies.preset("nope")
+
+
+def test_a_portal_with_several_merchants_maps_accounts_to_their_merchants_policy():
+    policies = MerchantPolicies.from_config(
+        {
+            "default": "full-payment-portal",
+            "policies": {"eu-partial": {"preset": "partial-multi-portal", "distributor_countries": ["AU"]}},
+            "merchants": {
+                "acme-us": {"policy": "full-payment-portal", "accounts": ["C100"]},
+                "acme-eu": {"policy": "eu-partial", "accounts": ["C300", "C301"]},
+            },
+        }
+    )
+    assert policies.for_account("C100") is FULL_PAYMENT_PORTAL
+    eu = policies.for_account("C301")
+    assert eu.name == "eu-partial" and eu.partial_payment and eu.distributor_countries == frozenset({"AU"})
+    assert policies.for_account("someone-else") is FULL_PAYMENT_PORTAL
+
+
+def test_an_account_in_two_merchants_is_a_configuration_error():
+    with pytest.raises(ValueError, match="two merchants"):
+        MerchantPolicies.from_config({"merchants": {"a": {"accounts": ["C1"]}, "b": {"accounts": ["C1"]}}})
+
+
+def test_a_policy_with_an_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="unknown payment methods"):
+        PaymentPolicy("x", False, False, False, frozenset({"bitcoin"}))
+
+
+def _details(**changes: object) -> GuestDetails:
+    values: dict[str, object] = {
+        "email": "ap@example.com",
+        "street": "1 Main St",
+        "address_line2": None,
+        "country": "US",
+        "postal_code": "10001",
+        "phone_country_code": "+1",
+        "phone_number": "(212) 555-0100",
+        "name_on_card": "Pat Payer",
+    }
+    values.update(changes)
+    return GuestDetails(**values)  # type: ignore[arg-type]
+
+
+def test_valid_guest_billing_details_pass():
+    assert billing_problems(_details(), name_required=True) == []
+    assert billing_problems(_details(country="CA", postal_code="K1A 0B1"), name_required=True) == []
+    assert billing_problems(_details(country="NL", postal_code="1011 AB"), name_required=True) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"email": "a@"}, "email"),
+        ({"country": "XX"}, "country"),
+        ({"postal_code": "1234"}, "postal_code"),
+        ({"phone_country_code": "abc"}, "phone_country_code"),
+        ({"phone_number": "555"}, "phone_number"),
+        ({"phone_number": "call me"}, "phone_number"),
+        ({"name_on_card": "   "}, "name_on_card"),
+        ({"street": "x" * 201}, "street"),
+    ],
+)
+def test_invalid_guest_billing_details_name_the_field(changes, field):
+    assert [p.field for p in billing_problems(_details(**changes), name_required=True)] == [field]

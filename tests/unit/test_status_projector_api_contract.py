@@ -1,0 +1,38 @@
+"""The committed OpenAPI document of the read-model API, and its cursors."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from fastapi import HTTPException
+
+from status_projector.entrypoints.http import decode_cursor, encode_cursor
+from status_projector.entrypoints.openapi import DOCUMENT, document, render
+
+
+def test_committed_openapi_document_is_current() -> None:
+    # Regenerate with: .venv/bin/python -m status_projector.entrypoints.openapi
+    assert DOCUMENT.exists(), f"{DOCUMENT} missing"
+    assert DOCUMENT.read_text() == render(), "stale: python -m status_projector.entrypoints.openapi"
+
+
+def test_openapi_has_the_three_read_paths() -> None:
+    paths = set(document()["paths"])
+    assert paths == {
+        "/v1/accounts/{account_id}/invoices",
+        "/v1/accounts/{account_id}/invoices/{invoice_number}",
+        "/v1/accounts/{account_id}/summary",
+    }
+
+
+def test_cursor_round_trips() -> None:
+    cursor = encode_cursor("-due_date", date(2025, 3, 1), "INV-9")
+    assert decode_cursor(cursor, "-due_date") == (date(2025, 3, 1), "INV-9")
+
+
+@pytest.mark.parametrize("cursor", ["not-base64!!", "W10", encode_cursor("due_date", date(2025, 1, 1), "X")])
+def test_foreign_or_mismatched_cursor_is_422(cursor: str) -> None:
+    with pytest.raises(HTTPException) as raised:
+        decode_cursor(cursor, "-due_date")
+    assert raised.value.status_code == 422

@@ -1,0 +1,211 @@
+"""Pay status rules of the read model (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from status_projector.domain.model import Invoice, Problem
+from status_projector.domain.status import (
+    InvoiceFacts,
+    NotPayableReason,
+    PaymentState,
+    PayStatus,
+    Transition,
+    account_pay_button,
+    balance,
+    pay_button,
+    standing,
+    transition,
+)
+
+OPEN = InvoiceFacts(
+    erp_status="open",
+    total_minor=125_000,
+    open_amount_minor=125_000,
+    posted_refs=frozenset(),
+    succeeded={},
+    registration="registered",
+    closed_reason=None,
+    billing_country="US",
+    current_payment_state=None,
+)
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def test_registered_open_invoice_with_balance_is_payable() -> None:
+    s = standing(OPEN)
+    assert (s.pay_status, s.not_payable_reason, s.balance_minor) == (
+        PayStatus.PAYABLE,
+        None,
+        125_000,
+    )
+
+
+def test_synced_but_not_registered_is_not_payable_not_registered() -> None:
+    s = standing(replace(OPEN, registration=None))
+    assert (s.pay_status, s.not_payable_reason) == (
+        PayStatus.NOT_PAYABLE,
+        NotPayableReason.NOT_REGISTERED,
+    )
+
+
+def test_registration_failure_is_its_own_reason() -> None:
+    s = standing(replace(OPEN, registration="failed"))
+    assert s.not_payable_reason is NotPayableReason.REGISTRATION_FAILED
+
+
+@pytest.mark.parametrize(
+    "state", [PaymentState.REQUESTED, PaymentState.CHECKOUT_OPENED, PaymentState.PROCESSING]
+)
+def test_open_checkout_or_processing_payment_makes_it_pending(state: PaymentState) -> None:
+    assert standing(replace(OPEN, current_payment_state=state)).pay_status is PayStatus.PENDING
+
+
+@pytest.mark.parametrize("state", [PaymentState.FAILED, PaymentState.CANCELLED, PaymentState.EXPIRED])
+def test_ended_checkout_makes_it_payable_again(state: PaymentState) -> None:
+    assert standing(replace(OPEN, current_payment_state=state)).pay_status is PayStatus.PAYABLE
+
+
+def test_succeeded_payment_of_whole_balance_is_paid_with_zero_balance() -> None:
+    s = standing(replace(OPEN, succeeded={"p1": 125_000}, current_payment_state=PaymentState.SUCCEEDED))
+    assert (s.pay_status, s.balance_minor) == (PayStatus.PAID, 0)
+
+
+def test_partial_payment_is_partially_paid_and_keeps_the_pay_button() -> None:
+    s = standing(replace(OPEN, succeeded={"p1": 25_000}, current_payment_state=PaymentState.SUCCEEDED))
+    assert (s.pay_status, s.balance_minor) == (PayStatus.PARTIALLY_PAID, 100_000)
+    assert pay_button(s.pay_status, s.not_payable_reason, provider_configured=True) == (True, None)
+
+
+def test_payment_posted_by_the_erp_is_not_subtracted_twice() -> None:
+    # The ERP posted our payment p1 (reference = our payment id): open amount already reflects it.
+    facts = replace(OPEN, open_amount_minor=100_000, posted_refs=frozenset({"p1"}), succeeded={"p1": 25_000})
+    assert standing(facts).balance_minor == 100_000
+    assert standing(facts).pay_status is PayStatus.PARTIALLY_PAID
+
+
+def test_balance_subtracts_only_unposted_successes_and_is_never_negative() -> None:
+    assert balance(100, {"a": 30, "b": 50}, ["b"]) == 70
+    assert balance(100, {"a": 130}, []) == 0
+
+
+def test_zero_balance_without_any_payment_is_not_payable_zero_balance() -> None:
+    s = standing(replace(OPEN, open_amount_minor=0))
+    assert (s.pay_status, s.not_payable_reason) == (
+        PayStatus.NOT_PAYABLE,
+        NotPayableReason.ZERO_BALANCE,
+    )
+
+
+def test_zero_balance_after_erp_posted_payment_is_paid() -> None:
+    assert (
+        standing(replace(OPEN, open_amount_minor=0, posted_refs=frozenset({"chk-1"}))).pay_status
+        is PayStatus.PAID
+    )
+
+
+def test_cancelled_invoice_is_not_payable_with_zero_balance() -> None:
+    for facts in (replace(OPEN, erp_status="cancelled"), replace(OPEN, closed_reason="cancelled")):
+        s = standing(facts)
+        assert (s.pay_status, s.not_payable_reason, s.balance_minor) == (
+            PayStatus.NOT_PAYABLE,
+            NotPayableReason.CANCELLED,
+            0,
+        )
+
+
+def test_closed_with_balance_is_not_payable_closed() -> None:
+    s = standing(replace(OPEN, closed_reason="missing_from_snapshot"))
+    assert s.not_payable_reason is NotPayableReason.CLOSED
+
+
+def test_restricted_country_is_not_payable_restricted() -> None:
+    s = standing(replace(OPEN, billing_country="CA"), frozenset({"CA"}))
+    assert s.not_payable_reason is NotPayableReason.RESTRICTED
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "expected"),
+    [
+        (PayStatus.PAYABLE, None, (True, None)),
+        (PayStatus.PENDING, None, (False, "pending")),
+        (PayStatus.PAID, None, (False, "paid")),
+        (PayStatus.NOT_PAYABLE, NotPayableReason.NOT_REGISTERED, (False, "not_registered")),
+    ],
+)
+def test_pay_button_and_why_not(
+    status: PayStatus, reason: NotPayableReason | None, expected: tuple[bool, str | None]
+) -> None:
+    assert pay_button(status, reason, provider_configured=True) == expected
+
+
+def test_no_pay_button_anywhere_without_provider() -> None:
+    assert pay_button(PayStatus.PAYABLE, None, provider_configured=False) == (
+        False,
+        "provider_not_configured",
+    )
+    assert account_pay_button(100, provider_configured=False) is False
+    assert account_pay_button(0, provider_configured=True) is False
+    assert account_pay_button(1, provider_configured=True) is True
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "expected"),
+    [
+        (PaymentState.REQUESTED, PaymentState.CHECKOUT_OPENED, Transition.APPLY),
+        (PaymentState.CHECKOUT_OPENED, PaymentState.SUCCEEDED, Transition.APPLY),
+        (PaymentState.PROCESSING, PaymentState.CHECKOUT_OPENED, Transition.NO_OP),
+        (PaymentState.SUCCEEDED, PaymentState.SUCCEEDED, Transition.NO_OP),
+        (PaymentState.EXPIRED, PaymentState.SUCCEEDED, Transition.APPLY),
+        (PaymentState.SUCCEEDED, PaymentState.FAILED, Transition.IMPOSSIBLE),
+        (PaymentState.FAILED, PaymentState.CANCELLED, Transition.IMPOSSIBLE),
+    ],
+)
+def test_payment_transitions(current: PaymentState, new: PaymentState, expected: Transition) -> None:
+    assert transition(current, new) is expected
+
+
+def _invoice() -> Invoice:
+    return Invoice(
+        account_id="A1",
+        invoice_number="INV-1",
+        currency="USD",
+        order_number=None,
+        po_number=None,
+        invoice_date=date(2025, 1, 1),
+        due_date=date(2025, 2, 1),
+        total_minor=100,
+        open_amount_minor=100,
+        erp_status="open",
+        erp_version=1,
+        billing_country="US",
+        registration="registered",
+    )
+
+
+def test_newest_problem_wins_even_when_an_older_one_is_replayed() -> None:
+    invoice = _invoice()
+    invoice.note_problem(Problem("card_declined", "declined", T0 + timedelta(seconds=5)))
+    invoice.note_problem(Problem("amount_too_high", "too much", T0))
+    assert invoice.last_problem is not None
+    assert invoice.last_problem.reason_code == "card_declined"
+
+
+def test_current_payment_is_the_most_recently_requested() -> None:
+    invoice = _invoice()
+    invoice.follow_payment("p2", PaymentState.REQUESTED, 100, T0 + timedelta(seconds=1))
+    invoice.follow_payment("p1", PaymentState.FAILED, 100, T0)
+    assert invoice.current_payment_id == "p2"
+
+
+def test_closed_by_older_erp_version_no_longer_applies_after_reopening() -> None:
+    invoice = _invoice()
+    invoice.closed_reason, invoice.closed_version = "missing_from_snapshot", 1
+    invoice.refresh(frozenset())
+    assert invoice.not_payable_reason is NotPayableReason.CLOSED
+    invoice.erp_version = 2
+    invoice.refresh(frozenset())
+    assert invoice.pay_status is PayStatus.PAYABLE
