@@ -16,7 +16,12 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from .database import open_pool
 from .messaging import OutboxRelay, TransactionalConsumer
+from .messaging.transient import retrying
+from .observability import configure_logging
+from .settings import CommonSettings
+from .topics import TopicRegistry, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +147,24 @@ class ServiceHost:
         for task in pending:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def start_up(
+    service: str,
+    settings: CommonSettings,
+    *,
+    schema: str,
+    install: Callable[[asyncpg.Connection], Awaitable[None]],
+) -> tuple[TopicRegistry, asyncpg.Pool]:
+    """What every service does first: JSON logs, the topic registry applied (waiting for
+    the broker), its own schema installed and a pool bound to it."""
+    configure_logging(service, settings.log_level)
+    registry = TopicRegistry(settings.topic_prefix)
+    async for attempt in retrying("ensure topics"):
+        with attempt:
+            await ensure_topics(settings.kafka_bootstrap, registry)
+    pool = await open_pool(settings.database_url, schema, size=settings.db_pool_size, install=install)
+    return registry, pool
 
 
 def run_service(serve: Callable[[], Awaitable[None]]) -> None:

@@ -224,6 +224,20 @@ class PaymentFlaggedPayload(Payload):
     message: str
 
 
+class InvoiceRestrictionChangedPayload(Payload):
+    """Whether the merchant's policy lets this invoice be paid online at all.
+
+    Published by payment-intake, which owns the policy, when an invoice's restriction
+    starts or ends (e.g. its billing country must pay through a distributor), so the
+    read model can show it as not payable without knowing the policy itself.
+    """
+
+    invoice_number: InvoiceNumber
+    restricted: bool
+    reason_code: str | None = None
+    message: str | None = None
+
+
 class PaymentRequested(Envelope):
     type: Literal["payment.requested"] = "payment.requested"
     payload: PaymentRequestedPayload
@@ -269,6 +283,11 @@ class PaymentFlagged(Envelope):
     payload: PaymentFlaggedPayload
 
 
+class InvoiceRestrictionChanged(Envelope):
+    type: Literal["payment.invoice_restriction_changed"] = "payment.invoice_restriction_changed"
+    payload: InvoiceRestrictionChangedPayload
+
+
 PaymentEvent = Annotated[
     PaymentRequested
     | PaymentRejected
@@ -278,6 +297,7 @@ PaymentEvent = Annotated[
     | PaymentFailed
     | PaymentCancelled
     | PaymentExpired
-    | PaymentFlagged,
+    | PaymentFlagged
+    | InvoiceRestrictionChanged,
     Field(discriminator="type"),
 ]

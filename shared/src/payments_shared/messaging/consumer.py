@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -182,8 +183,10 @@ class TransactionalConsumer:
     def _decode(self, records: Sequence[Record]) -> tuple[list[Delivery], list[tuple[Record, str]]]:
         deliveries: list[Delivery] = []
         dead: list[tuple[Record, str]] = []
+        per_topic = collections.Counter(r.topic for r in records)
+        for topic, count in per_topic.items():  # per batch: a labelled metric costs µs per call
+            CONSUMED.labels(self.name, topic).inc(count)
         for record in records:
-            CONSUMED.labels(self.name, record.topic).inc()
             try:
                 message = self._topics[record.topic].decoder.validate_json(record.value or b"")
             except ValidationError as exc:

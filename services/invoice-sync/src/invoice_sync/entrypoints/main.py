@@ -11,24 +11,15 @@ from invoice_sync.events import SERVICE
 from invoice_sync.handlers import handle_batch
 from invoice_sync.settings import InvoiceSyncSettings
 from invoice_sync.worker import RegistrationWorker
-from payments_shared.database import open_pool
 from payments_shared.messaging import OutboxRelay, TransactionalConsumer
-from payments_shared.messaging.transient import retrying
-from payments_shared.observability import configure_logging
-from payments_shared.service import ServiceHost, run_service
-from payments_shared.topics import TopicRegistry, ensure_topics
+from payments_shared.service import ServiceHost, run_service, start_up
 
 log = logging.getLogger(__name__)
 
 
 async def serve(settings: InvoiceSyncSettings | None = None) -> None:
     settings = settings or InvoiceSyncSettings()
-    configure_logging(SERVICE, settings.log_level)
-    registry = TopicRegistry(settings.topic_prefix)
-    async for attempt in retrying("ensure topics"):
-        with attempt:
-            await ensure_topics(settings.kafka_bootstrap, registry)
-    pool = await open_pool(settings.database_url, SCHEMA, size=settings.db_pool_size, install=install)
+    registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
     provider = HttpProvider(settings.provider_url, timeout_s=settings.provider_timeout_s)
     worker = RegistrationWorker(

@@ -21,12 +21,9 @@ from payment_intake.handlers import HANDLERS
 from payment_intake.outcomes import SERVICE
 from payment_intake.settings import PaymentIntakeSettings
 from payment_intake.unit_of_work import IntakeConfig, unit_of_work_factory
-from payments_shared.database import open_pool
 from payments_shared.messaging import OutboxRelay, TransactionalConsumer, dispatching
-from payments_shared.messaging.transient import retrying
-from payments_shared.observability import configure_logging
-from payments_shared.service import ServiceHost, run_service
-from payments_shared.topics import TopicRegistry, ensure_topics
+from payments_shared.service import ServiceHost, run_service, start_up
+from payments_shared.topics import TopicRegistry
 
 SCHEMA = "payment_intake"
 
@@ -57,11 +54,7 @@ class Parts:
 
 async def build_parts(settings: PaymentIntakeSettings) -> Parts:
     config = IntakeConfig(policies=load_policies(settings), checkout_ttl_s=settings.checkout_ttl_s)
-    registry = TopicRegistry(settings.topic_prefix)
-    async for attempt in retrying("ensure topics"):
-        with attempt:
-            await ensure_topics(settings.kafka_bootstrap, registry)
-    pool = await open_pool(settings.database_url, SCHEMA, size=settings.db_pool_size, install=install)
+    registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
     provider = ProviderClient(settings.provider_url, timeout_s=settings.provider_timeout_s)
     opener = CheckoutOpener(
@@ -98,7 +91,6 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
 
 async def serve() -> None:
     settings = PaymentIntakeSettings()
-    configure_logging(SERVICE, settings.log_level)
     parts = await build_parts(settings)
     host = ServiceHost(
         name=SERVICE,

@@ -3,11 +3,7 @@ serve it over HTTP. The projector publishes nothing, so it runs without a relay.
 
 from __future__ import annotations
 
-from payments_shared.database import open_pool
-from payments_shared.messaging.transient import retrying
-from payments_shared.observability import configure_logging
-from payments_shared.service import ServiceHost, run_service
-from payments_shared.topics import TopicRegistry, ensure_topics
+from payments_shared.service import ServiceHost, run_service, start_up
 from status_projector.adapters.postgres import SCHEMA, install
 from status_projector.entrypoints.http import build_app
 from status_projector.projection import LiveProjection
@@ -15,18 +11,12 @@ from status_projector.settings import SERVICE, ProjectorSettings
 
 
 async def serve(settings: ProjectorSettings) -> None:
-    configure_logging(SERVICE, settings.log_level)
-    registry = TopicRegistry(settings.topic_prefix)
-    async for attempt in retrying("ensure topics"):
-        with attempt:
-            await ensure_topics(settings.kafka_bootstrap, registry)
-    pool = await open_pool(settings.database_url, SCHEMA, size=settings.db_pool_size, install=install)
+    registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     live = LiveProjection(
         registry=registry,
         pool=pool,
         bootstrap=settings.kafka_bootstrap,
         batch_size=settings.batch_size,
-        restricted_countries=settings.restricted_countries,
         switch_poll_s=settings.switch_poll_s,
     )
     host = ServiceHost(
