@@ -2,12 +2,13 @@
 
 Produces N ERP invoice documents (new invoices, many accounts) to a prefixed
 `erp.invoices`, then starts the sandbox provider and `invoice-sync` as OS processes
-and measures, from the moment invoice-sync is ready until `invoice.registered` has
-been published for every document, how many documents per second went from
+and measures, from the moment invoice-sync is ready until `invoice.synced` and
+`invoice.registered` have been published for every document, how many documents per second went from
 `erp.invoices` to `invoices` (synced, registered with the provider, published).
-The invoice-sync process's RSS is sampled throughout.
+The invoice-sync process's RSS is sampled throughout, and the CPU seconds of
+invoice-sync, the sandbox provider, the database's backends and the broker reported.
 
-    .venv/bin/python bench/invoice_sync.py [--documents 100000] [--runs 3] [--profile FILE]
+    .venv/bin/python bench/bench_invoice_sync.py [--documents 100000] [--runs 3] [--profile FILE]
 
 Needs PAYMENTS_KAFKA_BOOTSTRAP and PAYMENTS_DATABASE_URL (`. .run/env`). Writes
 `invoice_sync.throughput` (documents/s) and `invoice_sync.peak_rss_mb` via results.record.
@@ -105,8 +106,9 @@ async def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes]) 
     raise TimeoutError(url)
 
 
-async def count_registered(bootstrap: str, topic: str, wanted: int, timeout: float) -> float:
-    """Read `invoices` (headers only) until `wanted` invoice.registered were seen."""
+async def count_events(bootstrap: str, topic: str, wanted: int, timeout: float) -> float:
+    """Read `invoices` (headers only) until `wanted` invoice.synced and `wanted`
+    invoice.registered were seen: every document is on `invoices` and registered."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -116,17 +118,18 @@ async def count_registered(bootstrap: str, topic: str, wanted: int, timeout: flo
         fetch_max_bytes=32 * 1024 * 1024,
     )
     await consumer.start()
-    seen = 0
+    seen = {b"invoice.synced": 0, b"invoice.registered": 0}
     deadline = time.monotonic() + timeout
     try:
-        while seen < wanted:
+        while min(seen.values()) < wanted:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"only {seen} of {wanted} registered")
+                raise TimeoutError(f"only {seen} of {wanted} seen")
             batch = await consumer.getmany(timeout_ms=100, max_records=5000)
             for records in batch.values():
                 for r in records:
-                    if tuple(v for k, v in r.headers if k == "type") == (b"invoice.registered",):
-                        seen += 1
+                    for k, v in r.headers:
+                        if k == "type" and v in seen:
+                            seen[v] += 1
         return time.monotonic()
     finally:
         await consumer.stop()
@@ -142,6 +145,35 @@ async def sample_rss(pid: int, stop: asyncio.Event, peak: list[float], cpu: list
         except psutil.Error:
             return
         await asyncio.sleep(0.1)
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+async def sample_backends(database: str, stop: asyncio.Event, cpu: dict[int, float]) -> None:
+    """CPU seconds of the PostgreSQL backends serving the benchmark's database (the
+    database runs on the same two cores: its share of the work is part of the picture)."""
+    while not stop.is_set():
+        for process in psutil.process_iter(["name", "cmdline"]):
+            try:
+                if process.info["name"] == "postgres" and database in " ".join(process.info["cmdline"] or ()):
+                    cpu[process.pid] = _cpu(process)
+            except psutil.Error:
+                continue
+        await asyncio.sleep(0.2)
+
+
+def kafka_cpu() -> float:
+    """CPU seconds of the Kafka broker so far (shared with whatever else runs)."""
+    for process in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if process.info["name"] == "java" and "kafka.Kafka" in (process.info["cmdline"] or ()):
+                return _cpu(process)
+        except psutil.Error:
+            continue
+    return 0.0
 
 
 async def fetch_metrics(port: int) -> dict[str, float]:
@@ -193,29 +225,38 @@ async def run_once(n: int, accounts: int, profile: str | None) -> dict[str, floa
         service = subprocess.Popen(command, env=env)
         stop = asyncio.Event()
         peak, cpu = [0.0], [0.0]
+        backends: dict[int, float] = {}
         sampler = asyncio.create_task(sample_rss(service.pid, stop, peak, cpu))
-        counter = asyncio.create_task(count_registered(bootstrap, registry.invoices.name, n, 900))
+        backend_sampler = asyncio.create_task(sample_backends(database, stop, backends))
+        counter = asyncio.create_task(count_events(bootstrap, registry.invoices.name, n, 900))
         t0 = await wait_http(f"http://127.0.0.1:{service_port}/health/ready", 60, service)
         cpu_at_ready = cpu[0]
+        provider_at_ready = _cpu(psutil.Process(provider.pid))
+        backends_at_ready = sum(backends.values())
+        kafka_at_ready = kafka_cpu()
         t1 = await counter
+        kafka_at_end = kafka_cpu()
         stop.set()
-        await sampler
+        await asyncio.gather(sampler, backend_sampler)
         metrics = await fetch_metrics(service_port)
-        provider_cpu = psutil.Process(provider.pid).cpu_times()
         elapsed = t1 - t0
         result = {
             "throughput": n / elapsed,
             "seconds": elapsed,
             "peak_rss_mb": peak[0],
             "service_cpu_s": cpu[0] - cpu_at_ready,
-            "provider_cpu_s": provider_cpu.user + provider_cpu.system,
+            "provider_cpu_s": _cpu(psutil.Process(provider.pid)) - provider_at_ready,
+            "postgres_cpu_s": sum(backends.values()) - backends_at_ready,
+            "kafka_cpu_s": kafka_at_end - kafka_at_ready,
             "consume_batches_s": metrics.get("consumer_batch_seconds_sum", 0.0),
             "consume_batches": metrics.get("consumer_batch_seconds_count", 0.0),
         }
         print(
             f"{n} documents in {elapsed:.1f}s = {result['throughput']:.0f} docs/s; "
-            f"peak RSS {peak[0]:.0f} MB; invoice-sync CPU {result['service_cpu_s']:.1f}s, "
-            f"provider CPU {result['provider_cpu_s']:.1f}s; consumer transactions "
+            f"peak RSS {peak[0]:.0f} MB; invoice-sync CPU {result['service_cpu_s']:.1f}s "
+            f"({result['service_cpu_s'] / n * 1e6:.0f} us/doc), provider CPU "
+            f"{result['provider_cpu_s']:.1f}s, PostgreSQL CPU {result['postgres_cpu_s']:.1f}s, "
+            f"Kafka CPU {result['kafka_cpu_s']:.1f}s (all users); consumer transactions "
             f"{result['consume_batches_s']:.1f}s in {result['consume_batches']:.0f} batches",
             flush=True,
         )
@@ -254,6 +295,11 @@ async def main() -> None:
         "runs": args.runs,
         "runs_throughput": [round(r["throughput"]) for r in results],
         "service_cpu_s": round(statistics.median(r["service_cpu_s"] for r in results), 1),
+        "service_cpu_us_per_document": round(
+            statistics.median(r["service_cpu_s"] for r in results) / args.documents * 1e6
+        ),
+        "provider_cpu_s": round(statistics.median(r["provider_cpu_s"] for r in results), 1),
+        "postgres_cpu_s": round(statistics.median(r["postgres_cpu_s"] for r in results), 1),
     }
     record("invoice_sync.throughput", throughput, "documents/s", **context)
     record("invoice_sync.peak_rss_mb", peak, "MB", documents=args.documents, runs=args.runs)

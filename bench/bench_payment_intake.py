@@ -4,27 +4,34 @@ Starts the sandbox provider and `payment-intake` as OS processes on a fresh data
 and prefixed topics, feeds invoice facts for many accounts, then:
 
 1. throughput: produces N pay commands at once to `payments.commands` and measures,
-   from the first send until the answer (`payment.requested` / `payment.rejected`)
-   to every command is on `payments.events`, commands per second. Each invoice gets a
-   first command (requested: a payment and a checkout to open) and repeats with new
-   keys (rejected: already pending), so both paths are measured;
-2. latency: once every checkout of phase 1 is open, sends commands at a steady R per
-   second for S seconds over the same invoices and measures send -> answer on
-   `payments.events` per command; reports p50 and p99. Those invoices are pending
-   by then, so this phase measures the full check path ending in a rejection.
+   from the first send until the command's first outcome (`payment.requested` /
+   `payment.rejected`) on `payments.events` for every command, commands per second.
+   Each invoice of the throughput set gets a first command (requested: a payment and
+   a checkout to open) and repeats with new keys (rejected: already pending), so
+   both paths are measured;
+2. latency: once every checkout of phase 1 is open (so ~`invoices` payments are open,
+   as in a busy portal), sends commands at a steady R per second: a warm-up of W
+   seconds, not counted, then S seconds measured, send -> first outcome per command,
+   p50 and p99. Half of the commands go to invoices nobody paid yet (requested, and
+   the checkout opener calls the provider meanwhile), half to pending ones (rejected).
 
-    .venv/bin/python bench/payment_intake.py [--commands 20000] [--rate 500] [--seconds 10]
-        [--runs 1] [--profile FILE]
+Both phases also report the service process's CPU seconds per command (psutil), the
+figure to judge a change by on a shared machine.
 
-Needs PAYMENTS_KAFKA_BOOTSTRAP and PAYMENTS_DATABASE_URL (`. .run/env`). Writes
-`payment_intake.throughput` (commands/s), `payment_intake.latency_p50_ms` and
-`payment_intake.latency_p99_ms` via results.record. Not a test.
+    .venv/bin/python bench/bench_payment_intake.py [--commands 20000] [--rate 500]
+        [--seconds 10] [--warmup 3] [--runs 1] [--profile FILE] [--no-record]
+
+Needs PAYMENTS_KAFKA_BOOTSTRAP and PAYMENTS_DATABASE_URL (`. .run/env`). Run it under
+`flock .run/bench.lock`. Writes `payment_intake.throughput` (commands/s),
+`payment_intake.latency_p50_ms`, `payment_intake.latency_p99_ms` and
+`payment_intake.cpu_us_per_command` (throughput phase) via results.record. Not a test.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -40,6 +47,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -102,6 +110,7 @@ class Stack:
         self, bootstrap: str, database: str, registry: TopicRegistry, logs: Path, profile: str | None = None
     ) -> None:
         self.intake_port, self.sandbox_port = free_port(), free_port()
+        self.database = database
         env = {
             **os.environ,
             "PAYMENTS_KAFKA_BOOTSTRAP": bootstrap,
@@ -258,12 +267,40 @@ async def seed(
         await producer.stop()
 
 
-async def throughput(bootstrap: str, registry: TopicRegistry, answers: Answers, invoices, n: int) -> float:
+async def facts_applied(database: str, count: int, timeout: float = 300) -> None:
+    """Every invoice synced and registered in payment-intake's own copy."""
+    deadline = time.monotonic() + timeout
+    conn = await asyncpg.connect(database)
+    try:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(asyncpg.UndefinedTableError):
+                if (
+                    await conn.fetchval(
+                        "SELECT count(*) FROM payment_intake.invoices WHERE synced AND registered"
+                    )
+                    >= count
+                ):
+                    return
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+    raise TimeoutError("invoice facts not applied")
+
+
+def cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+async def throughput(
+    bootstrap: str, registry: TopicRegistry, answers: Answers, invoices, n: int, process: psutil.Process
+) -> tuple[float, float]:
     commands = [pay_command(*invoices[i % len(invoices)]) for i in range(n)]
     encoded = [(c.key(), c.model_dump_json().encode()) for c in commands]
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=512 * 1024)
     await producer.start()
     try:
+        cpu_before = cpu_s(process)
         started = time.perf_counter()
         for key, value in encoded:
             await producer.send(registry.payments_commands.name, value, key=key)
@@ -271,44 +308,70 @@ async def throughput(bootstrap: str, registry: TopicRegistry, answers: Answers, 
         ids = [str(c.event_id) for c in commands]
         await answers.wait_for(ids, timeout=600)
         last = max(answers.arrived[i] for i in ids)
+        cpu = cpu_s(process) - cpu_before
     finally:
         await producer.stop()
     requested = sum(answers.types[str(c.event_id)] == "payment.requested" for c in commands)
-    print(f"  {n} commands ({requested} requested) in {last - started:.2f}s", flush=True)
-    return n / (last - started)
+    print(
+        f"  {n} commands ({requested} requested) in {last - started:.2f}s:"
+        f" {n / (last - started):.0f}/s, {cpu / n * 1e6:.0f} us CPU/command",
+        flush=True,
+    )
+    return n / (last - started), cpu / n
 
 
 async def latency(
-    bootstrap: str, registry: TopicRegistry, answers: Answers, invoices, rate: int, seconds: float
-) -> tuple[float, float]:
+    bootstrap: str,
+    registry: TopicRegistry,
+    answers: Answers,
+    pending: list[tuple[str, str]],
+    fresh: list[tuple[str, str]],
+    args: argparse.Namespace,
+    process: psutil.Process,
+) -> tuple[float, float, float]:
+    """Steady rate: even commands pay a fresh invoice, odd ones a pending one."""
+    rate = args.rate
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await producer.start()
     sent: dict[str, float] = {}
+    warm = int(rate * args.warmup)
+    total = warm + int(rate * args.seconds)
     try:
-        total = int(rate * seconds)
         start = time.perf_counter()
+        cpu_before = 0.0
         for i in range(total):
+            if i == warm:
+                cpu_before = cpu_s(process)
             due = start + i / rate
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            command = pay_command(*invoices[(i * 7919) % len(invoices)])
-            sent[str(command.event_id)] = time.perf_counter()
+            target = fresh[i // 2] if i % 2 == 0 else pending[(i * 7919) % len(pending)]
+            command = pay_command(*target)
+            if i >= warm:
+                sent[str(command.event_id)] = time.perf_counter()
             await producer.send(
                 registry.payments_commands.name, command.model_dump_json().encode(), key=command.key()
             )
         await producer.flush()
         await answers.wait_for(list(sent), timeout=120)
+        cpu = cpu_s(process) - cpu_before
     finally:
         await producer.stop()
     latencies = sorted((answers.arrived[i] - t) * 1000 for i, t in sent.items())
+    requested = sum(answers.types[i] == "payment.requested" for i in sent)
     p50 = statistics.median(latencies)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    print(f"  {len(latencies)} commands at {rate}/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms", flush=True)
-    return p50, p99
+    print(
+        f"  {len(latencies)} commands ({requested} requested) at {rate}/s after {args.warmup}s warm-up:"
+        f" p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {latencies[-1]:.1f} ms,"
+        f" {cpu / len(sent) * 1e6:.0f} us CPU/command (incl. checkouts)",
+        flush=True,
+    )
+    return p50, p99, cpu / len(sent)
 
 
-async def one_run(args: argparse.Namespace, bootstrap: str, dsn: str) -> tuple[float, float, float]:
+async def one_run(args: argparse.Namespace, bootstrap: str, dsn: str) -> tuple[float, float, float, float]:
     name = f"bench_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(dsn)
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -321,21 +384,29 @@ async def one_run(args: argparse.Namespace, bootstrap: str, dsn: str) -> tuple[f
     answers = Answers(bootstrap, registry.payments_events.name)
     try:
         await stack.ready()
+        process = psutil.Process(stack.intake.pid)
         invoices = invoice_facts(args.accounts, args.per_account)
-        await seed(bootstrap, registry, stack.sandbox_port, invoices)
+        fresh_needed = (int(args.rate * (args.warmup + args.seconds)) + 1) // 2 + 1
+        fresh = [(f"F-{i % args.accounts}", f"FRESH-{i}") for i in range(fresh_needed)]
+        await seed(bootstrap, registry, stack.sandbox_port, invoices + fresh)
         await answers.start()
-        warm = [pay_command(*invoices[0])]  # the facts are applied before this is answered
-        await throughput(bootstrap, registry, answers, [invoices[0]], 1)
-        del warm
-        tput = await throughput(bootstrap, registry, answers, invoices, args.commands)
+        await facts_applied(stack.database, len(invoices) + len(fresh))
+        await throughput(bootstrap, registry, answers, [fresh[-1]], 1, process)  # warm
+        tput, cpu_tput = await throughput(bootstrap, registry, answers, invoices, args.commands, process)
         # Let the checkout opener finish the throughput phase's payments first, so the
         # steady-rate phase measures commands, not a backlog of provider calls.
         wanted = sum(t == "payment.requested" for t in answers.types.values())
+        cpu_before, waited = cpu_s(process), time.perf_counter()
         deadline = time.monotonic() + 300
         while answers.opened < wanted and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-        p50, p99 = await latency(bootstrap, registry, answers, invoices, args.rate, args.seconds)
-        return tput, p50, p99
+        print(
+            f"  {answers.opened} checkouts open after {time.perf_counter() - waited:.1f}s more,"
+            f" {cpu_s(process) - cpu_before:.1f} s CPU",
+            flush=True,
+        )
+        p50, p99, _ = await latency(bootstrap, registry, answers, invoices, fresh[:-1], args, process)
+        return tput, p50, p99, cpu_tput
     finally:
         await answers.stop()
         stack.stop()
@@ -359,8 +430,10 @@ async def main() -> None:
     parser.add_argument("--per-account", type=int, default=5)
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--profile", default=None, help="write a cProfile of payment-intake here")
+    parser.add_argument("--no-record", action="store_true", help="print only (while iterating)")
     args = parser.parse_args()
     bootstrap = os.environ.get("PAYMENTS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     dsn = os.environ.get("PAYMENTS_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/payments")
@@ -368,10 +441,14 @@ async def main() -> None:
     for run in range(args.runs):
         print(f"run {run + 1}/{args.runs}", flush=True)
         results.append(await one_run(args, bootstrap, dsn))
+    if args.no_record:
+        return
     context = {"commands": args.commands, "runs": args.runs, "invoices": args.accounts * args.per_account}
+    steady = {"rate": args.rate, "seconds": args.seconds, "warmup_s": args.warmup, **context}
     record("payment_intake.throughput", median([r[0] for r in results]), "commands/s", **context)
-    record("payment_intake.latency_p50_ms", median([r[1] for r in results]), "ms", rate=args.rate, **context)
-    record("payment_intake.latency_p99_ms", median([r[2] for r in results]), "ms", rate=args.rate, **context)
+    record("payment_intake.latency_p50_ms", median([r[1] for r in results]), "ms", **steady)
+    record("payment_intake.latency_p99_ms", median([r[2] for r in results]), "ms", **steady)
+    record("payment_intake.cpu_us_per_command", median([r[3] for r in results]) * 1e6, "us", **context)
 
 
 if __name__ == "__main__":

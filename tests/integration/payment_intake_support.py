@@ -245,6 +245,25 @@ class Intake:
                 },
             )
             await self.send(registered(account, number, open_minor, version=facts.get("version", 1)))
+        await self.facts_applied(account, number, version=facts.get("version", 1), registered=register)
+
+    async def facts_applied(self, account: str, number: str, *, version: int, registered: bool) -> None:
+        """Wait until the consumer applied the invoice's facts: `invoices` and
+        `payments.commands` are different partitions, so a command sent next could
+        otherwise be fetched before the facts it depends on."""
+
+        async def applied() -> bool:
+            row = await self.parts.pool.fetchrow(
+                "SELECT erp_version, registered, registration_version FROM invoices"
+                " WHERE account_id = $1 AND invoice_number = $2 AND synced",
+                account,
+                number,
+            )
+            if row is None or row["erp_version"] < version:
+                return False
+            return not registered or (row["registered"] and row["registration_version"] >= version)
+
+        await until(applied, what=f"facts of {number} applied")
 
     async def answer(self, command: Envelope, timeout: float = 20.0) -> Envelope:
         answers = await until(lambda: self.events.answers_to(command), timeout=timeout, what="an answer")

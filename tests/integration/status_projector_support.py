@@ -23,6 +23,8 @@ from payments_shared.contracts.payments import (
     Allocation,
     CheckoutOpened,
     CheckoutOpenedPayload,
+    InvoiceRestrictionChanged,
+    InvoiceRestrictionChangedPayload,
     PaymentEndedPayload,
     PaymentFailed,
     PaymentRejected,
@@ -178,6 +180,22 @@ def rejected(
     )
 
 
+def restriction_changed(
+    clock: Clock, account: str, number: str, *, restricted: bool
+) -> InvoiceRestrictionChanged:
+    return InvoiceRestrictionChanged.originating(
+        producer=PRODUCER,
+        account_id=account,
+        occurred_at=clock.tick(),
+        payload=InvoiceRestrictionChangedPayload(
+            invoice_number=number,
+            restricted=restricted,
+            reason_code="distributor_country" if restricted else None,
+            message="Invoices billed to CA are paid through your distributor" if restricted else None,
+        ),
+    )
+
+
 def account_story(clock: Clock, account: str, invoices: int = 3) -> list[Envelope]:
     """A realistic account: invoices synced and registered; one paid in full, one paid
     partially after a failed attempt, one with a checkout still open, a rejection."""
@@ -241,7 +259,6 @@ async def project_to_end(
         pool=pool,
         bootstrap=bootstrap,
         batch_size=batch_size,
-        restricted_countries=frozenset(),
         group_id=f"test-{uuid.uuid4().hex[:8]}",
     )
     await run_until(consumer, pool, starts=starts, ends=ends)

@@ -297,6 +297,15 @@ async def test_crash_between_consuming_and_publishing_duplicates_nothing(
         timeout=30,
         what="documents consumed",
     )
+    # And registered (not crashed in the middle of a provider call, whose lease would
+    # keep those invoices from the next worker for a minute): the outbox then holds
+    # every event, none of them published.
+    await eventually(
+        lambda: first.pool.fetchval("SELECT count(*) FROM registrations"),  # type: ignore[union-attr]
+        lambda n: n == 0,
+        timeout=30,
+        what="provider answers recorded",
+    )
     await first.crash()
     assert await invoice_events(kafka_bootstrap, topics) == []
 

@@ -16,6 +16,8 @@ from payment_intake_support import (
     pay_invoice,
     pay_selected,
     running_intake,
+    synced,
+    until,
 )
 
 from payments_shared.contracts.payments import CardOnline, PayerPortal, Remittance
@@ -160,6 +162,34 @@ async def test_seed003_distributor_countries(seed003):
     us = account()
     await seed003.invoice(us, "INV-US", 1_000, country="US")
     assert (await answer_to(seed003, pay_invoice(us, "INV-US", method=CARD))).type == "payment.requested"
+
+
+async def test_seed003_restriction_is_announced_when_it_starts_and_ends(seed003):
+    acc = account()
+    await seed003.invoice(acc, "INV-JP", 1_000, country="JP")
+
+    def announced() -> list:
+        return [
+            e
+            for e in seed003.events.of_type("payment.invoice_restriction_changed")
+            if e.account_id == acc and e.payload.invoice_number == "INV-JP"
+        ]
+
+    [started] = await until(announced, what="restriction announced")
+    assert (started.payload.restricted, started.payload.reason_code) == (True, "pay_through_distributor")
+    rejected = await answer_to(seed003, pay_invoice(acc, "INV-JP", method=CARD))
+    assert rejected.payload.message == started.payload.message
+    # The same version again, and a newer one in another distributor country: no news.
+    await seed003.send(
+        synced(acc, "INV-JP", 1_000, country="JP"), synced(acc, "INV-JP", 1_000, country="DE", version=2)
+    )
+    await seed003.send(synced(acc, "INV-JP", 1_000, country="US", version=3))
+    await until(lambda: len(announced()) >= 2, what="restriction lifted")
+    await seed003.facts_applied(acc, "INV-JP", version=3, registered=False)
+    # Same partition, in order: everything sent before the lift was applied before it.
+    assert [e.payload.restricted for e in announced()] == [True, False]
+    assert announced()[1].payload.reason_code is None
+    assert (await answer_to(seed003, pay_invoice(acc, "INV-JP", method=CARD))).type == "payment.requested"
 
 
 async def test_seed003_account_balance_not_offered(seed003):

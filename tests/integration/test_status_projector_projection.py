@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration
 
 
 def _ctx(pool, topics: TopicRegistry, kafka_bootstrap: str) -> ops.Projecting:  # type: ignore[no-untyped-def]
-    return ops.Projecting(pool, topics, kafka_bootstrap, batch_size=500, restricted_countries=frozenset())
+    return ops.Projecting(pool, topics, kafka_bootstrap, batch_size=500)
 
 
 async def test_payment_events_before_their_invoice_are_parked_then_applied(
@@ -169,7 +169,6 @@ async def test_crash_mid_batch_then_resume_equals_a_clean_rebuild(
             pool=pool,
             bootstrap=kafka_bootstrap,
             batch_size=40,
-            restricted_countries=frozenset(),
         )
         consumer._handle = crashing  # the same consumer, with a handler that dies mid-batch
         with pytest.raises(Crash):

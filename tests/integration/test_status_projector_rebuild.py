@@ -46,7 +46,6 @@ async def test_rebuild_while_serving_then_switch(
         pool=pool,
         bootstrap=kafka_bootstrap,
         batch_size=200,
-        restricted_countries=frozenset(),
         switch_poll_s=0.1,
     )
     live_task = asyncio.create_task(live.run(stopping))
@@ -75,7 +74,7 @@ async def test_rebuild_while_serving_then_switch(
                 await asyncio.sleep(0.01)
 
         reader = asyncio.create_task(keep_reading())
-        ctx = ops.Projecting(pool, topics, kafka_bootstrap, batch_size=200, restricted_countries=frozenset())
+        ctx = ops.Projecting(pool, topics, kafka_bootstrap, batch_size=200)
         rebuilding = asyncio.create_task(ops.rebuild(ctx))
         # Traffic keeps arriving during the rebuild; the live projector applies it to v1.
         await publish(kafka_bootstrap, topics, account_story(clock, "LATE"))

@@ -1,17 +1,17 @@
 """Canonical events built by invoice-sync are valid contract messages, correlated to the
-ERP document that caused them."""
+ERP document that caused them, serialised exactly as the contract models serialise."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from uuid import uuid4
+from uuid import RFC_4122, UUID, uuid4
 
 from pydantic import TypeAdapter
 
 from invoice_sync.domain.mirror import BalanceChanged, Closed, Synced
 from invoice_sync.domain.model import Invoice, InvoiceDetails, PostedPayment, ProviderState
 from invoice_sync.domain.registration import Registered, RegistrationFailed
-from invoice_sync.events import Cause, happened, registration_result
+from invoice_sync.events import Cause, Event, happened, new_event_id, registration_result
 from payments_shared.contracts import Envelope, InvoiceEvent
 
 EVENTS: TypeAdapter[Envelope] = TypeAdapter(InvoiceEvent)
@@ -42,8 +42,17 @@ def invoice() -> Invoice:
     )
 
 
-def roundtrip(event: Envelope) -> Envelope:
-    return EVENTS.validate_json(event.model_dump_json())
+def roundtrip(event: Event) -> Envelope:
+    """The event as a consumer decodes it; what the contract model writes back is the
+    very same JSON (nothing lost, added or written differently)."""
+    decoded = EVENTS.validate_json(event.body)
+    assert decoded.model_dump_json().encode() == event.body
+    assert (decoded.type, str(decoded.event_id), decoded.account_id) == (
+        event.type,
+        event.event_id,
+        event.account_id,
+    )
+    return decoded
 
 
 def test_every_event_kind_validates_against_its_contract() -> None:
@@ -57,7 +66,7 @@ def test_every_event_kind_validates_against_its_contract() -> None:
         registration_result(RegistrationFailed(inv, 3, "blocked", "no")),
     ]
     for event in built:
-        assert roundtrip(event) == event
+        roundtrip(event)
     assert [e.type for e in built] == [
         "invoice.synced",
         "invoice.balance_changed",
@@ -84,7 +93,15 @@ def test_synced_carries_the_whole_invoice_and_its_cause() -> None:
 
 def test_worker_events_are_correlated_to_the_document_stored_with_the_invoice() -> None:
     inv = invoice()
-    event = registration_result(Registered(inv, "inv_1", 100000))
+    event = roundtrip(registration_result(Registered(inv, "inv_1", 100000)))
     assert str(event.correlation_id) == inv.correlation_id
     assert str(event.causation_id) == inv.source_event_id
     assert event.payload.amount.amount_minor == 100000
+
+
+def test_event_ids_are_distinct_random_uuids_written_as_uuid_writes_them() -> None:
+    ids = [new_event_id() for _ in range(3000)]  # more than one read of the random source
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, RFC_4122, text)

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from status_projector.domain.model import Invoice, Problem
+from status_projector.domain.model import Invoice, Problem, Restriction
 from status_projector.domain.status import (
     InvoiceFacts,
     NotPayableReason,
@@ -29,7 +29,7 @@ OPEN = InvoiceFacts(
     succeeded={},
     registration="registered",
     closed_reason=None,
-    billing_country="US",
+    restricted=False,
     current_payment_state=None,
 )
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -122,9 +122,18 @@ def test_closed_with_balance_is_not_payable_closed() -> None:
     assert s.not_payable_reason is NotPayableReason.CLOSED
 
 
-def test_restricted_country_is_not_payable_restricted() -> None:
-    s = standing(replace(OPEN, billing_country="CA"), frozenset({"CA"}))
-    assert s.not_payable_reason is NotPayableReason.RESTRICTED
+def test_restricted_by_policy_is_not_payable_restricted_and_hides_the_button() -> None:
+    s = standing(replace(OPEN, restricted=True))
+    assert (s.pay_status, s.not_payable_reason) == (PayStatus.NOT_PAYABLE, NotPayableReason.RESTRICTED)
+    assert pay_button(s.pay_status, s.not_payable_reason, provider_configured=True) == (False, "restricted")
+
+
+def test_restriction_does_not_hide_a_cancellation_or_a_pending_payment() -> None:
+    assert standing(replace(OPEN, restricted=True, erp_status="cancelled")).not_payable_reason is (
+        NotPayableReason.CANCELLED
+    )
+    pending = replace(OPEN, restricted=True, current_payment_state=PaymentState.PROCESSING)
+    assert standing(pending).pay_status is PayStatus.PENDING
 
 
 @pytest.mark.parametrize(
@@ -204,8 +213,32 @@ def test_current_payment_is_the_most_recently_requested() -> None:
 def test_closed_by_older_erp_version_no_longer_applies_after_reopening() -> None:
     invoice = _invoice()
     invoice.closed_reason, invoice.closed_version = "missing_from_snapshot", 1
-    invoice.refresh(frozenset())
+    invoice.refresh()
     assert invoice.not_payable_reason is NotPayableReason.CLOSED
     invoice.erp_version = 2
-    invoice.refresh(frozenset())
+    invoice.refresh()
     assert invoice.pay_status is PayStatus.PAYABLE
+
+
+def test_restriction_then_lift_returns_to_the_normal_rules() -> None:
+    invoice = _invoice()
+    invoice.restrict(Restriction(True, "distributor_country", "Pay through your distributor", T0))
+    invoice.refresh()
+    assert (invoice.pay_status, invoice.not_payable_reason) == (
+        PayStatus.NOT_PAYABLE,
+        NotPayableReason.RESTRICTED,
+    )
+    invoice.restrict(Restriction(False, None, None, T0 + timedelta(seconds=1)))
+    invoice.refresh()
+    assert (invoice.pay_status, invoice.not_payable_reason) == (PayStatus.PAYABLE, None)
+
+
+def test_newest_restriction_decision_wins_in_any_order() -> None:
+    restrict = Restriction(True, "distributor_country", "Pay through your distributor", T0)
+    lift = Restriction(False, None, None, T0 + timedelta(seconds=1))
+    for order in ((restrict, lift), (lift, restrict)):
+        invoice = _invoice()
+        for decision in order:
+            invoice.restrict(decision)
+        assert invoice.restriction == lift
+        assert invoice.restricted is False

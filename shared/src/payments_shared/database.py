@@ -18,8 +18,16 @@ async def open_pool(
     size: int = 8,
     install: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
     until: asyncio.Event | None = None,
+    derived_only: bool = False,
 ) -> asyncpg.Pool:
-    """Create the schema and its tables (idempotent), then a pool bound to it."""
+    """Create the schema and its tables (idempotent), then a pool bound to it.
+
+    `derived_only`: everything this pool writes can be derived again from Kafka and is
+    never acted on outside the database (a read model). Its commits then need not wait
+    for the WAL flush: a crash loses whole recent transactions, rows and stored offsets
+    together, and consumption resumes from the older offsets. Never for a service that
+    publishes or calls a provider after committing.
+    """
     async for attempt in retrying(f"connect {schema}", until=until):
         with attempt:
             conn = await asyncpg.connect(dsn)
@@ -38,7 +46,11 @@ async def open_pool(
         dsn,
         min_size=1,
         max_size=size,
-        server_settings={"search_path": schema, "application_name": schema},
+        server_settings={
+            "search_path": schema,
+            "application_name": schema,
+            **({"synchronous_commit": "off"} if derived_only else {}),
+        },
     )
     assert pool is not None
     return pool

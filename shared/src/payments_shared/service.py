@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterator
@@ -155,6 +156,7 @@ async def start_up(
     *,
     schema: str,
     install: Callable[[asyncpg.Connection], Awaitable[None]],
+    derived_only: bool = False,
 ) -> tuple[TopicRegistry, asyncpg.Pool]:
     """What every service does first: JSON logs, the topic registry applied (waiting for
     the broker), its own schema installed and a pool bound to it."""
@@ -163,8 +165,24 @@ async def start_up(
     async for attempt in retrying("ensure topics"):
         with attempt:
             await ensure_topics(settings.kafka_bootstrap, registry)
-    pool = await open_pool(settings.database_url, schema, size=settings.db_pool_size, install=install)
+    pool = await open_pool(
+        settings.database_url, schema, size=settings.db_pool_size, install=install, derived_only=derived_only
+    )
+    collect_garbage_less_often()
     return registry, pool
+
+
+def collect_garbage_less_often() -> None:
+    """Leave everything loaded so far (it lives as long as the process) out of the cyclic
+    collector's scans, and collect after 20,000 allocations instead of 700.
+
+    A batch of thousands of messages allocates hundreds of thousands of short-lived
+    objects; with the defaults the collector's passes cost as much as the decoding
+    itself (the consume block's CPU per message fell from 51 to 31 us with this).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def run_service(serve: Callable[[], Awaitable[None]]) -> None:

@@ -34,7 +34,7 @@ def _source(message: Envelope) -> Source:
 
 def _publish_all(uow: UnitOfWork, happenings: list[mirror.Happening], cause: Cause) -> None:
     for happening in happenings:
-        uow.publish(happened(happening, cause))
+        uow.emit(happened(happening, cause, uow.now))
 
 
 async def on_invoice_upserted(message: ErpInvoiceUpserted, uow: UnitOfWork) -> None:

@@ -11,8 +11,8 @@ from aiokafka.structs import ConsumerRecord
 from invoice_sync.adapters.postgres import InvoiceRepository, RegistrationQueue, SnapshotRepository
 from invoice_sync.domain.normalise import InvalidErpDocument
 from invoice_sync.domain.registration import intent_for
-from invoice_sync.events import SERVICE
-from payments_shared.contracts import Envelope
+from invoice_sync.events import SERVICE, Event
+from payments_shared.contracts import Envelope, utc_now
 from payments_shared.messaging import Delivery, Transaction
 from payments_shared.messaging.dead_letter import dead_letter
 
@@ -26,10 +26,17 @@ class UnitOfWork:
         self.snapshots = SnapshotRepository(tx.connection)
         self.registrations = RegistrationQueue(tx.connection)
         self._outbox = tx.outbox
+        self._invoices_topic = tx.outbox.registry.invoices.name
+        # One moment for the whole transaction: the events it publishes happened at once.
+        self.now = utc_now()
         self.dead_letters = 0
 
     def publish(self, message: Envelope) -> None:
         self._outbox.publish(message)
+
+    def emit(self, event: Event) -> None:
+        """Publish a canonical event already serialised (see invoice_sync.events)."""
+        self._outbox.add(event.outgoing(self._invoices_topic))
 
     def reject(self, delivery: Delivery, error: InvalidErpDocument) -> None:
         """Send a document that can never be applied to the dead-letter topic, with the

@@ -20,9 +20,12 @@ import asyncpg
 from prometheus_client import Counter
 
 from invoice_sync.adapters.postgres import (
+    AcceptedRegistration,
     PendingRegistration,
     RegistrationQueue,
+    lock_invoice_rows,
     lock_invoices,
+    record_current_registrations,
     save_provider_states,
 )
 from invoice_sync.domain.model import Invoice, InvoiceKey
@@ -37,7 +40,8 @@ from invoice_sync.domain.registration import (
     record_outcome,
     retry_delay,
 )
-from invoice_sync.events import registration_result
+from invoice_sync.events import Cause, registered, registration_result
+from payments_shared.contracts import utc_now
 from payments_shared.messaging import Outbox, is_transient
 from payments_shared.topics import TopicRegistry
 
@@ -165,11 +169,59 @@ class RegistrationWorker:
     async def _record(
         self, conn: asyncpg.Connection, answered: Sequence[tuple[PendingRegistration, Outcome]]
     ) -> None:
+        # Every invoice answered about is locked first, in key order, like the consumer
+        # does: neither can then wait on the other in a cycle.
+        await lock_invoice_rows(conn, [p.key for p, _ in answered])
+        topic = self._registry.invoices.name
+        outbox = Outbox(self._registry)
+        now = utc_now()
+        # The common answer (accepted, and still the invoice's open amount) in one statement.
+        recorded = await record_current_registrations(
+            conn,
+            [
+                AcceptedRegistration(
+                    p.account_id,
+                    p.invoice_number,
+                    p.intent.amount_minor,
+                    p.intent.currency,
+                    o.provider_invoice_id,
+                )
+                for p, o in answered
+                if isinstance(o, Accepted)
+                and p.intent.action == "register"
+                and p.intent.amount_minor is not None
+                and p.intent.currency is not None
+            ],
+        )
+        for r in recorded:
+            event = registered(
+                Cause.stored(r.account_id, r.correlation_id, r.source_event_id),
+                invoice_number=r.invoice_number,
+                erp_version=r.erp_version,
+                provider_invoice_id=r.provider_invoice_id,
+                amount_minor=r.amount_minor,
+                currency=r.currency,
+                occurred_at=now,
+            )
+            outbox.add(event.outgoing(topic))
+        done = {(r.account_id, r.invoice_number) for r in recorded}
+        rest = [(p, o) for p, o in answered if p.key not in done]
+        if rest:
+            await self._record_through_domain(conn, rest, outbox, topic)
+        await outbox.write(conn)
+
+    async def _record_through_domain(
+        self,
+        conn: asyncpg.Connection,
+        answered: Sequence[tuple[PendingRegistration, Outcome]],
+        outbox: Outbox,
+        topic: str,
+    ) -> None:
+        """Every other answer: refusals, withdrawals, invoices that moved on meanwhile."""
         keys = [p.key for p, _ in answered]
         invoices = {i.key: i for i in await lock_invoices(conn, keys)}
         queue = RegistrationQueue(conn)
         revisions = await queue.revisions(keys)
-        outbox = Outbox(self._registry)
         changed: list[Invoice] = []
         drop: list[InvoiceKey] = []
         schedule: list[tuple[Invoice, Intent]] = []
@@ -182,7 +234,7 @@ class RegistrationWorker:
             invoices[pending.key] = updated
             changed.append(updated)
             for result in results:
-                outbox.publish(registration_result(result))
+                outbox.add(registration_result(result).outgoing(topic))
             next_intent = intent_for(updated)
             revision = revisions.get(pending.key)
             if next_intent is None:
@@ -194,7 +246,6 @@ class RegistrationWorker:
         await save_provider_states(conn, changed)
         await queue.drop(drop)
         await queue.schedule(schedule)
-        await outbox.write(conn)
 
 
 async def _sleep_unless(stopping: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> None:

@@ -32,7 +32,7 @@ Result = OpenedCheckout | ProviderRefused | Exception
 
 def backoff_s(attempt: int) -> float:
     """Provider outages: 1 s, 2 s, 4 s ... capped at 5 minutes, so others keep flowing."""
-    return float(min(300, 2 ** max(0, attempt - 1)))
+    return min(300.0, 2.0 ** max(0, attempt - 1))
 
 
 class CheckoutOpener:
@@ -154,6 +154,7 @@ class CheckoutOpener:
             payment.payment_id, decision.to, checkout_id=checkout.checkout_id, checkout_url=checkout.url
         )
         expires_at = min(checkout.expires_at, payment.expires_at)
+        log.info("checkout opened", extra={**_about(payment), "checkout_id": checkout.checkout_id})
         outbox.publish(
             checkout_opened(
                 payment, checkout_id=checkout.checkout_id, url=checkout.url, expires_at=expires_at
@@ -168,7 +169,7 @@ class CheckoutOpener:
             return
         log.warning(
             "provider refused the checkout",
-            extra={"payment_id": str(payment.payment_id), "code": refused.code},
+            extra={**_about(payment), "code": refused.code},
         )
         await repo.move(payment.payment_id, decision.to, reason=f"checkout_refused:{refused.code}")
         outbox.publish(
@@ -185,7 +186,7 @@ class CheckoutOpener:
         delay = backoff_s(payment.open_attempts)
         log.warning(
             "checkout not opened; retrying later",
-            extra={"payment_id": str(payment.payment_id), "retry_in_s": delay, "error": repr(error)},
+            extra={**_about(payment), "retry_in_s": delay, "error": repr(error)},
         )
         await conn.execute(
             "UPDATE payments SET next_attempt_at = now() + $2::interval"
@@ -193,6 +194,15 @@ class CheckoutOpener:
             payment.payment_id,
             timedelta(seconds=delay),
         )
+
+
+def _about(payment: Payment) -> dict[str, str]:
+    """Log fields tying a line to the pay command that started it."""
+    return {
+        "payment_id": str(payment.payment_id),
+        "correlation_id": str(payment.correlation_id),
+        "account_id": payment.account_id,
+    }
 
 
 class ExpiryTimer:

@@ -12,22 +12,28 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeAlias
-from uuid import uuid4
+from uuid import UUID, uuid4
 
+from payment_intake.adapters.postgres import NewPayment, StoredCommand
 from payment_intake.domain import payment as machine
 from payment_intake.domain.billing import GuestDetails
 from payment_intake.domain.intake import (
     CARD_NUMBER_REJECTION,
     Accepted,
+    AccountView,
     PayRequest,
     RequestedInvoice,
     card_number_fields,
+    country_restriction,
     decide,
     remittance_instructions,
 )
 from payment_intake.domain.payment import Happening, PaymentStatus
+from payment_intake.domain.policy import PaymentPolicy
 from payment_intake.domain.rejections import Reason, Rejection
 from payment_intake.outcomes import SERVICE, flagged, transition_outcome
 from payment_intake.unit_of_work import UnitOfWork
@@ -44,6 +50,8 @@ from payments_shared.contracts.payments import (
     CancelCheckout,
     CardOnline,
     GuestCheckout,
+    InvoiceRestrictionChanged,
+    InvoiceRestrictionChangedPayload,
     PayAccountBalance,
     PayInvoice,
     PaymentCancelled,
@@ -57,6 +65,9 @@ from payments_shared.contracts.payments import (
 )
 from payments_shared.domain.card_numbers import redact_card_numbers
 from payments_shared.domain.money import Money
+from payments_shared.messaging import Transaction
+from payments_shared.messaging.consumer import BatchHandler, Delivery
+from payments_shared.observability import about
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +78,9 @@ PayCommand: TypeAlias = PayInvoice | PaySelectedInvoices | PayAccountBalance
 
 async def on_invoice_synced(event: InvoiceSynced, uow: UnitOfWork) -> None:
     p = event.payload
-    await uow.invoices.synced(
+    policy = uow.config.policies.for_account(event.account_id)
+    restriction = country_restriction(policy, p.billing_country)
+    was_restricted = await uow.invoices.synced(
         event.account_id,
         p.invoice_number,
         erp_version=p.erp_version,
@@ -77,6 +90,23 @@ async def on_invoice_synced(event: InvoiceSynced, uow: UnitOfWork) -> None:
         erp_status=p.erp_status,
         billing_country=p.billing_country,
         posted_refs=[posted.reference for posted in p.posted_payments],
+        restricted=restriction is not None,
+    )
+    if was_restricted is None or was_restricted == (restriction is not None):
+        return  # a stale version, or nothing changed for the read model
+    # The policy is ours, so the read model learns from us that the invoice cannot be paid
+    # online (or can again), with the same code and message a pay command would get.
+    uow.publish(
+        InvoiceRestrictionChanged.following(
+            event,
+            producer=SERVICE,
+            payload=InvoiceRestrictionChangedPayload(
+                invoice_number=p.invoice_number,
+                restricted=restriction is not None,
+                reason_code=None if restriction is None else restriction.reason.value,
+                message=None if restriction is None else restriction.message,
+            ),
+        )
     )
 
 
@@ -164,11 +194,15 @@ def _rejected(command: Envelope, key: str, rejection: Rejection) -> PaymentRejec
     )
 
 
+def _stored(answer: Envelope) -> str:  # see _PayBatch.answer, the same for a batch
+    """What is kept under the idempotency key: the first answer's event id and payload."""
+    return json.dumps({"event_id": str(answer.event_id), "payload": answer.payload.model_dump(mode="json")})
+
+
 async def _answer(uow: UnitOfWork, command: Envelope, key: str, fingerprint: str, answer: Envelope) -> None:
     """Publish the command's one answer and remember it under the idempotency key."""
     uow.publish(answer)
-    stored = json.dumps({"event_id": str(answer.event_id), "payload": answer.payload.model_dump(mode="json")})
-    await uow.commands.answered(command.account_id, key, fingerprint, answer.type, stored)
+    await uow.commands.answered(command.account_id, key, fingerprint, answer.type, _stored(answer))
 
 
 _REPEATABLE: dict[str, type[Envelope]] = {
@@ -178,28 +212,31 @@ _REPEATABLE: dict[str, type[Envelope]] = {
 }
 
 
+def _repeat(command: Envelope, key: str, fingerprint: str, first: StoredCommand) -> Envelope:
+    """The answer to a key used before: the first answer again, or a refusal if the
+    content differs."""
+    if first.fingerprint != fingerprint:
+        return _rejected(
+            command,
+            key,
+            Rejection(
+                Reason.IDEMPOTENCY_KEY_REUSED,
+                "This request was already submitted with different details. Start a new payment instead.",
+            ),
+        )
+    cls = _REPEATABLE[first.outcome_type]
+    payload = dict(first.outcome["payload"])
+    if cls is not PaymentCancelled:
+        payload["repeat_of"] = first.outcome["event_id"]
+    return cls.following(command, producer=SERVICE, payload=payload)
+
+
 async def _repeat_or_refuse(uow: UnitOfWork, command: Envelope, key: str, fingerprint: str) -> bool:
     """True when `key` was used before: the command is answered here (repeat or misuse)."""
     first = await uow.commands.get(command.account_id, key)
     if first is None:
         return False
-    if first.fingerprint != fingerprint:
-        uow.publish(
-            _rejected(
-                command,
-                key,
-                Rejection(
-                    Reason.IDEMPOTENCY_KEY_REUSED,
-                    "This request was already submitted with different details. Start a new payment instead.",
-                ),
-            )
-        )
-        return True
-    cls = _REPEATABLE[first.outcome_type]
-    payload = dict(first.outcome["payload"])
-    if cls is not PaymentCancelled:
-        payload["repeat_of"] = first.outcome["event_id"]
-    uow.publish(cls.following(command, producer=SERVICE, payload=payload))
+    uow.publish(_repeat(command, key, fingerprint, first))
     return True
 
 
@@ -215,37 +252,85 @@ def _customer_content(content: dict[str, Any]) -> dict[str, Any]:
     return content
 
 
-async def on_pay(command: PayCommand, uow: UnitOfWork) -> None:
-    key = command.payload.idempotency_key
+@dataclass(frozen=True)
+class _Pay:
+    """A pay command read: its idempotency key and content digest, and what it asks for
+    (None when it carried a card number: then nothing of it is kept but a redacted key
+    and a digest of the redacted content, so a repeat still gets the same answer)."""
+
+    command: PayCommand
+    key: str
+    fingerprint: str
+    request: PayRequest | None
+
+    @property
+    def numbers(self) -> list[str] | None:
+        """The invoices it names (None: the whole account)."""
+        if self.request is None or self.request.scope == "account_balance":
+            return None
+        return [i.invoice_number for i in self.request.invoices]
+
+
+def _read(command: PayCommand) -> _Pay:
     content = command.payload.model_dump(mode="json")
     if card_number_fields(_customer_content(content)):
-        # Nothing of the command is kept or echoed: only a redacted key and a digest of
-        # the redacted content, so a repeat still gets this same answer.
-        key = redact_card_numbers(key)
-        fingerprint = _fingerprint(command, json.loads(redact_card_numbers(json.dumps(content))))
-        log.warning("pay command carried a card number; rejected", extra={"command": command.type})
-        if not await _repeat_or_refuse(uow, command, key, fingerprint):
-            await _answer(uow, command, key, fingerprint, _rejected(command, key, CARD_NUMBER_REJECTION))
-        return
-    fingerprint = _fingerprint(command, content)
-    if await _repeat_or_refuse(uow, command, key, fingerprint):
-        return
-    request = _request(command)
-    numbers = None if request.scope == "account_balance" else [i.invoice_number for i in request.invoices]
-    view = await uow.invoices.account_view(command.account_id, numbers)
-    policy = uow.config.policies.for_account(command.account_id)
-    decision = decide(request, view, policy)
+        with about(command):
+            log.warning("pay command carried a card number; rejected", extra={"command": command.type})
+        key = redact_card_numbers(command.payload.idempotency_key)
+        return _Pay(
+            command, key, _fingerprint(command, json.loads(redact_card_numbers(json.dumps(content)))), None
+        )
+    return _Pay(command, command.payload.idempotency_key, _fingerprint(command, content), _request(command))
+
+
+def _judge(pay: _Pay, view: AccountView, policy: PaymentPolicy) -> Rejection | Accepted:
+    """The policy's decision; remittance is answered with its details, never opened."""
+    if pay.request is None:
+        return CARD_NUMBER_REJECTION
+    decision = decide(pay.request, view, policy)
     if isinstance(decision, Accepted) and decision.method == "remittance":
         total = Money(amount_minor=decision.total_minor, currency=decision.currency)
-        decision = remittance_instructions(decision, policy, str(total))
+        return remittance_instructions(decision, policy, str(total))
+    return decision
+
+
+def _requested(pay: _Pay, payment_id: UUID, accepted: Accepted) -> PaymentRequested:
+    money = partial(Money, currency=accepted.currency)
+    return PaymentRequested.following(
+        pay.command,
+        producer=SERVICE,
+        payload=PaymentRequestedPayload(
+            payment_id=payment_id,
+            idempotency_key=pay.key,
+            scope=accepted.scope,
+            method=accepted.method,  # type: ignore[arg-type]
+            allocations=[
+                Allocation(invoice_number=n, amount=money(amount_minor=a)) for n, a in accepted.allocations
+            ],
+            total=money(amount_minor=accepted.total_minor),
+        ),
+    )
+
+
+async def on_pay(command: PayCommand, uow: UnitOfWork) -> None:
+    """One pay command on its own: the reference path (and the fallback of the batch path)."""
+    pay = _read(command)
+    if await _repeat_or_refuse(uow, command, pay.key, pay.fingerprint):
+        return
+    view = (
+        AccountView(known=True, invoices={})
+        if pay.request is None
+        else await uow.invoices.account_view(command.account_id, pay.numbers)
+    )
+    decision = _judge(pay, view, uow.config.policies.for_account(command.account_id))
     if isinstance(decision, Rejection):
-        await _answer(uow, command, key, fingerprint, _rejected(command, key, decision))
+        await _answer(uow, command, pay.key, pay.fingerprint, _rejected(command, pay.key, decision))
         return
     payment_id = uuid4()
     opened = await uow.payments.open_new(
         payment_id=payment_id,
         account_id=command.account_id,
-        idempotency_key=key,
+        idempotency_key=pay.key,
         scope=decision.scope,
         method=decision.method,
         currency=decision.currency,
@@ -261,24 +346,97 @@ async def on_pay(command: PayCommand, uow: UnitOfWork) -> None:
             "A payment against this invoice is already pending.",
             numbers_taken,
         )
-        await _answer(uow, command, key, fingerprint, _rejected(command, key, rejection))
+        await _answer(uow, command, pay.key, pay.fingerprint, _rejected(command, pay.key, rejection))
         return
-    requested = PaymentRequested.following(
-        command,
-        producer=SERVICE,
-        payload=PaymentRequestedPayload(
-            payment_id=payment_id,
-            idempotency_key=key,
-            scope=decision.scope,
-            method=decision.method,  # type: ignore[arg-type]
-            allocations=[
-                Allocation(invoice_number=n, amount=Money(amount_minor=a, currency=decision.currency))
-                for n, a in decision.allocations
-            ],
-            total=Money(amount_minor=decision.total_minor, currency=decision.currency),
-        ),
+    await _answer(uow, command, pay.key, pay.fingerprint, _requested(pay, payment_id, decision))
+
+
+@dataclass
+class _PayBatch:
+    """What the commands of one batch decided so far, and the rows to write for it."""
+
+    answered: dict[tuple[str, str], StoredCommand] = field(default_factory=dict)
+    taken: set[tuple[str, str]] = field(default_factory=set)
+    payments: list[NewPayment] = field(default_factory=list)
+    allocations: list[tuple[UUID, str, str, int]] = field(default_factory=list)
+    records: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+
+    def as_seen(self, account: str, view: AccountView) -> AccountView:
+        """The view as the database will show it once the earlier commands are written:
+        an invoice an earlier command opened a payment on is pending."""
+        if not self.taken:
+            return view
+        invoices = {
+            n: replace(f, pending=True) if (account, n) in self.taken else f for n, f in view.invoices.items()
+        }
+        return replace(view, invoices=invoices)
+
+    def open(self, pay: _Pay, payment_id: UUID, accepted: Accepted) -> PaymentRequested:
+        command = pay.command
+        self.payments.append(
+            NewPayment(
+                payment_id,
+                command.account_id,
+                pay.key,
+                accepted.scope,
+                accepted.method,
+                accepted.currency,
+                accepted.total_minor,
+                command.event_id,
+                command.correlation_id,
+            )
+        )
+        for number, amount in accepted.allocations:
+            self.allocations.append((payment_id, command.account_id, number, amount))
+            self.taken.add((command.account_id, number))
+        return _requested(pay, payment_id, accepted)
+
+    def answer(self, pay: _Pay, answer: Envelope) -> None:
+        outcome = {"event_id": str(answer.event_id), "payload": answer.payload.model_dump(mode="json")}
+        account = pay.command.account_id
+        self.answered[(account, pay.key)] = StoredCommand(pay.fingerprint, answer.type, outcome)
+        self.records.append((account, pay.key, pay.fingerprint, answer.type, json.dumps(outcome)))
+
+
+async def on_pay_batch(commands: Sequence[PayCommand], uow: UnitOfWork) -> None:
+    """Consecutive pay commands of one consumed batch, with the same answers as `on_pay`
+    applied one after the other, in a few round trips: the idempotency records of all
+    keys and the facts of all named invoices are read in one query each, every command
+    is decided in memory in order (a command sees what the earlier ones of the batch
+    did: keys answered, invoices taken), and the payments and answers are written with
+    bulk statements. The unique index stays the backstop: if another consumer won an
+    invoice or a key meanwhile, the batch's writes are undone and its commands go
+    through `on_pay` one by one."""
+    pays = [_read(c) for c in commands]
+    firsts = await uow.commands.get_many([(p.command.account_id, p.key) for p in pays])
+    views = await uow.invoices.account_views(
+        [(p.command.account_id, p.numbers) for p in pays if p.request is not None]
     )
-    await _answer(uow, command, key, fingerprint, requested)
+    batch = _PayBatch()
+    answers: list[Envelope] = []
+    for pay in pays:
+        account, key = pay.command.account_id, pay.key
+        first = batch.answered.get((account, key)) or firsts.get((account, key))
+        if first is not None:
+            answers.append(_repeat(pay.command, key, pay.fingerprint, first))
+            continue
+        view = batch.as_seen(account, views.get(account, AccountView(known=True, invoices={})))
+        decision = _judge(pay, view, uow.config.policies.for_account(account))
+        if isinstance(decision, Rejection):
+            answer: Envelope = _rejected(pay.command, key, decision)
+        else:
+            answer = batch.open(pay, uuid4(), decision)
+        batch.answer(pay, answer)
+        answers.append(answer)
+    if not await uow.payments.write_batch(
+        batch.payments, batch.allocations, batch.records, ttl_s=uow.config.checkout_ttl_s
+    ):
+        log.info("pay batch lost a race; answering its commands one by one", extra={"size": len(pays)})
+        for command in commands:
+            await on_pay(command, uow)
+        return
+    for answer in answers:
+        uow.publish(answer)
 
 
 async def on_cancel_checkout(command: CancelCheckout, uow: UnitOfWork) -> None:
@@ -414,3 +572,30 @@ HANDLERS: dict[type[Envelope], Callable[[Any, UnitOfWork], Awaitable[None]]] = {
     CancelCheckout: on_cancel_checkout,
     ProviderCallbackReceived: on_provider_callback,
 }
+
+PAY_COMMANDS = (PayInvoice, PaySelectedInvoices, PayAccountBalance)
+
+
+def consuming(unit_of_work: Callable[[Transaction], UnitOfWork]) -> BatchHandler:
+    """The consumer's batch handler: each message to its handler, in order, except that
+    consecutive pay commands go to `on_pay_batch` together."""
+
+    async def handle(deliveries: Sequence[Delivery], tx: Transaction) -> None:
+        uow = unit_of_work(tx)
+        pays: list[PayCommand] = []
+        for delivery in deliveries:
+            message = delivery.message
+            if isinstance(message, PAY_COMMANDS):
+                pays.append(message)
+                continue
+            if pays:
+                await on_pay_batch(pays, uow)
+                pays = []
+            handler = HANDLERS.get(type(message))
+            if handler is not None:
+                with about(message):
+                    await handler(message, uow)
+        if pays:
+            await on_pay_batch(pays, uow)
+
+    return handle

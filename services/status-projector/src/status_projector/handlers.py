@@ -24,6 +24,7 @@ from payments_shared.contracts.invoices import (
 )
 from payments_shared.contracts.payments import (
     CheckoutOpened,
+    InvoiceRestrictionChanged,
     PaymentCancelled,
     PaymentExpired,
     PaymentFailed,
@@ -36,7 +37,7 @@ from payments_shared.contracts.payments import (
 from payments_shared.messaging import BatchHandler, Delivery, Transaction
 
 from .adapters.postgres import VersionTables
-from .domain.model import Invoice, Park, Payment, Problem, payment_key
+from .domain.model import Invoice, Park, Payment, Problem, Restriction, payment_key
 from .domain.status import PaymentState, Transition, transition
 from .unit_of_work import InvoiceKey, UnitOfWork
 
@@ -227,6 +228,16 @@ async def on_payment_rejected(message: PaymentRejected, uow: UnitOfWork) -> None
         uow.changed(invoice)
 
 
+async def on_invoice_restriction_changed(message: InvoiceRestrictionChanged, uow: UnitOfWork) -> None:
+    """Payment-intake owns the merchant's policy and says when an invoice may not be paid
+    online; before its invoice is known the event parks and applies when it appears."""
+    p = message.payload
+    invoice = uow.require_invoice(message.account_id, p.invoice_number)
+    invoice.restrict(Restriction(p.restricted, p.reason_code, p.message, message.occurred_at))
+    invoice.touched(message.occurred_at)
+    uow.changed(invoice)
+
+
 async def on_payment_flagged(message: PaymentFlagged, uow: UnitOfWork) -> None:
     """For operators; a flag does not change what the portal shows."""
 
@@ -246,38 +257,38 @@ HANDLERS: dict[type[Envelope], Handler] = {
     PaymentExpired: _ended(PaymentState.EXPIRED),
     PaymentRejected: on_payment_rejected,
     PaymentFlagged: on_payment_flagged,
+    InvoiceRestrictionChanged: on_invoice_restriction_changed,
 }
 
-_INVOICE_EVENTS = typing.get_args(typing.get_args(InvoiceEvent)[0])
+# (Exact types, not isinstance: the message classes' metaclass makes isinstance slow.)
+_INVOICE_EVENTS = frozenset(typing.get_args(typing.get_args(InvoiceEvent)[0]))
 
 # --- what a batch needs loaded ------------------------------------------------------------
 
 
-def needs(message: Envelope) -> tuple[list[InvoiceKey], list[str]]:
-    """Invoices and payments an event reads (payments' invoices are added on load)."""
-    payload = message.payload
+def needs(message: Envelope, keys: set[InvoiceKey], payments: set[str]) -> None:
+    """Add the invoices and payments an event reads (payments' invoices come on load)."""
+    kind = type(message)
+    payload: Any = message.payload
     account = message.account_id
-    if isinstance(message, PaymentRejected):
-        return [(account, n) for n in payload.invoice_numbers], []
-    if isinstance(message, PaymentRequested | PaymentSucceeded):
-        keys = [(account, a.invoice_number) for a in payload.allocations]
-        return keys, [str(payload.payment_id)]
-    number = getattr(payload, "invoice_number", None)
-    if number is not None:
-        return [(account, number)], []
-    payment_id = getattr(payload, "payment_id", None)
-    if payment_id is not None:
-        return [], [str(payment_id)]
-    return [], []
+    if kind is PaymentRejected:
+        keys.update((account, n) for n in payload.invoice_numbers)
+    elif kind is PaymentRequested or kind is PaymentSucceeded:
+        keys.update((account, a.invoice_number) for a in payload.allocations)
+        payments.add(str(payload.payment_id))
+    elif kind in _INVOICE_EVENTS or kind is InvoiceRestrictionChanged:
+        keys.add((account, payload.invoice_number))
+    else:
+        payment_id = getattr(payload, "payment_id", None)
+        if payment_id is not None:
+            payments.add(str(payment_id))
 
 
 async def _load_for(uow: UnitOfWork, messages: Sequence[Envelope]) -> None:
-    keys: list[InvoiceKey] = []
-    payments: list[str] = []
+    keys: set[InvoiceKey] = set()
+    payments: set[str] = set()
     for message in messages:
-        k, p = needs(message)
-        keys += k
-        payments += p
+        needs(message, keys, payments)
     await uow.load(keys, payments)
 
 
@@ -315,7 +326,8 @@ async def retry_parked(uow: UnitOfWork) -> None:
         if not candidates:
             continue
         ordered = sorted(candidates.values(), key=lambda e: e.position)
-        messages = [_ANY_EVENT.validate_json(e.envelope) for e in ordered]
+        decoded = uow.decoded
+        messages = [decoded.pop(e.event_id, None) or _ANY_EVENT.validate_json(e.envelope) for e in ordered]
         await _load_for(uow, messages)
         for event, message in zip(ordered, messages, strict=True):
             uow.parked.pop(event.event_id, None)
@@ -323,15 +335,22 @@ async def retry_parked(uow: UnitOfWork) -> None:
                 uow.applied_parked(event)
 
 
-def projecting(tables: VersionTables, restricted_countries: frozenset[str] = frozenset()) -> BatchHandler:
-    """The batch handler projecting into one version of the read model."""
+def projecting(tables: VersionTables, *, bulk: bool = False) -> BatchHandler:
+    """The batch handler projecting into one version of the read model.
+
+    `bulk` (a rebuild filling a new version): commits do not wait for the WAL flush.
+    """
+
+    decoded: dict[object, Envelope] = {}
 
     async def handle(deliveries: Sequence[Delivery], tx: Transaction) -> None:
-        uow = UnitOfWork(tx, tables, restricted_countries)
+        uow = UnitOfWork(tx, tables, decoded)
+        await uow.store.lock(bulk=bulk)
         # The topics have no order between them; invoice events first within a batch
         # means fewer payment events park only to be retried a moment later. The order
         # inside each partition is kept (the sort is stable).
-        ordered = sorted(deliveries, key=lambda d: not isinstance(d.message, _INVOICE_EVENTS))
+        invoices = _INVOICE_EVENTS
+        ordered = sorted(deliveries, key=lambda d: type(d.message) not in invoices)
         await _load_for(uow, [d.message for d in ordered])
         for d in ordered:
             await apply(d.message, (d.topic, d.partition, d.offset), uow)

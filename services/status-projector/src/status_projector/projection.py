@@ -46,19 +46,22 @@ def projection_consumer(
     pool: asyncpg.Pool,
     bootstrap: str,
     batch_size: int,
-    restricted_countries: frozenset[str],
     group_id: str | None = None,
+    bulk: bool = False,
+    topics: Sequence[Topic] | None = None,
 ) -> TransactionalConsumer:
     return TransactionalConsumer(
         service=SERVICE,
         name=name,
         registry=registry,
-        topics=input_topics(registry),
+        topics=input_topics(registry) if topics is None else topics,
         pool=pool,
         bootstrap=bootstrap,
-        handle=projecting(tables, restricted_countries),
+        handle=projecting(tables, bulk=bulk),
         batch_size=batch_size,
-        group_id=group_id,
+        # The topic prefix in the group: deployments (and test runs) sharing a cluster
+        # must not join one group, or they rebalance each other all the time.
+        group_id=group_id or f"{SERVICE}.{registry.prefix}{name}",
     )
 
 
@@ -72,14 +75,12 @@ class LiveProjection:
         pool: asyncpg.Pool,
         bootstrap: str,
         batch_size: int,
-        restricted_countries: frozenset[str],
         switch_poll_s: float = 1.0,
     ) -> None:
         self._registry = registry
         self._pool = pool
         self._bootstrap = bootstrap
         self._batch_size = batch_size
-        self._restricted = restricted_countries
         self._poll_s = switch_poll_s
         self._consumer: TransactionalConsumer | None = None
         self.version: int | None = None
@@ -101,7 +102,6 @@ class LiveProjection:
                 pool=self._pool,
                 bootstrap=self._bootstrap,
                 batch_size=self._batch_size,
-                restricted_countries=self._restricted,
             )
             self._consumer, self.version = consumer, version
             log.info("projecting into read-model version", extra={"version": version})

@@ -17,9 +17,13 @@ InvoiceKey = tuple[str, str]
 
 
 class UnitOfWork:
-    def __init__(self, tx: Transaction, tables: VersionTables, restricted_countries: frozenset[str]) -> None:
+    def __init__(
+        self, tx: Transaction, tables: VersionTables, decoded: dict[object, Envelope] | None = None
+    ) -> None:
         self.store = ReadModelStore(tx.connection, tables)
-        self.restricted_countries = restricted_countries
+        # Parked events this process decoded before (event id -> message), so a retry
+        # need not decode the stored JSON again; the parked table stays the truth.
+        self.decoded: dict[object, Envelope] = {} if decoded is None else decoded
         self._invoices: dict[InvoiceKey, Invoice | None] = {}
         self._payments: dict[str, Payment | None] = {}
         self._dirty_invoices: dict[InvoiceKey, Invoice] = {}
@@ -83,6 +87,7 @@ class UnitOfWork:
 
     def park(self, message: Envelope, position: tuple[str, int, int], why: Park) -> None:
         topic, partition, offset = position
+        self.decoded[message.event_id] = message
         self.parked[message.event_id] = ParkedEvent(
             event_id=message.event_id,
             waits_for=why.waits_for,
@@ -107,11 +112,11 @@ class UnitOfWork:
     # --- writing ------------------------------------------------------------------------
 
     async def flush(self) -> None:
-        invoices = list(self._dirty_invoices.values())
+        invoices = self._dirty_invoices.values()
         for invoice in invoices:
-            invoice.refresh(self.restricted_countries)
+            invoice.refresh()
         await self.store.save_invoices(invoices)
-        await self.store.save_payments(list(self._dirty_payments.values()))
+        await self.store.save_payments(self._dirty_payments.values())
         await self.store.unpark([e for e in self.unparked if e not in self.parked])
         await self.store.park(list(self.parked.values()))
         if self.last_event_at is not None:

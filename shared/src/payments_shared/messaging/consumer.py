@@ -117,7 +117,7 @@ class TransactionalConsumer:
             auto_offset_reset="earliest",
             max_poll_records=self._batch_size,
             fetch_max_bytes=16 * 1024 * 1024,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            max_partition_fetch_bytes=1024 * 1024,  # interleave partitions during catch-up
         )
         self._consumer = consumer
         async for attempt in retrying(f"{self.name} consumer start", until=self._stopping):

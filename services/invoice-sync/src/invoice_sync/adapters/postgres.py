@@ -309,6 +309,92 @@ async def save_provider_states(conn: asyncpg.Connection, invoices: Sequence[Invo
     )
 
 
+async def lock_invoice_rows(conn: asyncpg.Connection, keys: Iterable[InvoiceKey]) -> None:
+    """Lock these invoices for this transaction, in key order (as `lock_invoices` does),
+    without reading them."""
+    accounts, numbers = _keys(keys)
+    if not accounts:
+        return
+    await conn.fetchval(
+        """
+        SELECT count(*) FROM (
+            SELECT 1 FROM invoices JOIN unnest($1::text[], $2::text[]) AS k(a, n)
+              ON account_id = k.a AND invoice_number = k.n
+            ORDER BY account_id, invoice_number
+            FOR UPDATE OF invoices) AS locked
+        """,
+        accounts,
+        numbers,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedRegistration:
+    """The provider accepted to collect `amount_minor` for the invoice."""
+
+    account_id: str
+    invoice_number: str
+    amount_minor: int
+    currency: str
+    provider_invoice_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRegistration:
+    """An accepted registration of the invoice's current open amount, now recorded."""
+
+    account_id: str
+    invoice_number: str
+    erp_version: int
+    source_event_id: UUID | None
+    correlation_id: UUID | None
+    amount_minor: int
+    currency: str
+    provider_invoice_id: str
+
+
+async def record_current_registrations(
+    conn: asyncpg.Connection, accepted: Sequence[AcceptedRegistration]
+) -> list[RecordedRegistration]:
+    """Record, in one statement, each accepted registration that is still the invoice's
+    current open amount, and settle its pending call; the ones recorded are returned.
+
+    This is the common case of `registration.record_outcome` + `intent_for` done in SQL
+    (the provider now holds exactly what the invoice says, so nothing is left to ask,
+    whatever intent is queued): an open invoice whose open amount and currency are the
+    ones registered. Any other answer (the invoice moved on meanwhile) is not touched
+    here and goes through the domain. The caller holds the invoices' locks.
+    """
+    if not accepted:
+        return []
+    rows = await conn.fetch(
+        """
+        WITH recorded AS (
+            UPDATE invoices AS i SET
+                registered_amount_minor = u.amount, registered_currency = u.currency,
+                provider_invoice_id = u.pid, refusal = NULL, refused_version = NULL,
+                updated_at = now()
+            FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[])
+                 AS u(a, n, amount, currency, pid)
+            WHERE i.account_id = u.a AND i.invoice_number = u.n
+              AND i.erp_status = 'open' AND i.open_minor = u.amount AND i.currency = u.currency
+            RETURNING i.account_id, i.invoice_number, i.erp_version, i.source_event_id,
+                      i.correlation_id, u.amount, u.currency, u.pid
+        ), settled AS (
+            DELETE FROM registrations AS r USING recorded
+            WHERE r.account_id = recorded.account_id AND r.invoice_number = recorded.invoice_number
+        )
+        SELECT * FROM recorded
+        """,
+        [a.account_id for a in accepted],
+        [a.invoice_number for a in accepted],
+        [a.amount_minor for a in accepted],
+        [a.currency for a in accepted],
+        [a.provider_invoice_id for a in accepted],
+    )
+    return [RecordedRegistration(*r) for r in rows]
+
+
 class SnapshotRepository:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn

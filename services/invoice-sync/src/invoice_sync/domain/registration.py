@@ -142,5 +142,5 @@ def record_outcome(invoice: Invoice, attempted: Intent, outcome: Outcome) -> tup
 
 def retry_delay(attempts: int, *, base: float = 0.5, cap: float = 60.0) -> float:
     """Seconds before asking the provider again after `attempts` failed tries (jittered)."""
-    ceiling = min(cap, base * float(2 ** max(0, attempts - 1)))
+    ceiling = min(cap, base * 2.0 ** max(0, attempts - 1))
     return ceiling / 2 + random.uniform(0, ceiling / 2)

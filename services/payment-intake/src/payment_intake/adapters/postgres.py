@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -36,6 +36,9 @@ CREATE TABLE IF NOT EXISTS invoices (
     PRIMARY KEY (account_id, invoice_number)
 );
 CREATE INDEX IF NOT EXISTS invoices_by_number ON invoices (invoice_number);
+-- Whether the merchant policy restricts the invoice (announced on payments.events when it
+-- changes); added after the first release, hence the ALTER for existing schemas.
+ALTER TABLE invoices ADD COLUMN IF NOT EXISTS restricted boolean NOT NULL DEFAULT false;
 
 CREATE TABLE IF NOT EXISTS payments (
     payment_id          uuid        PRIMARY KEY,
@@ -128,18 +131,27 @@ class InvoiceFactsRepository:
         erp_status: str,
         billing_country: str,
         posted_refs: list[str],
-    ) -> None:
-        await self.conn.execute(
+        restricted: bool,
+    ) -> bool | None:
+        """Apply a newer version of the invoice; returns whether it *was* restricted before
+        (False for a new invoice), or None when the version was stale and nothing changed."""
+        # The CTE reads the row as it was before this statement changed it.
+        return await self.conn.fetchval(  # type: ignore[no-any-return]
             """
+            WITH before AS (
+                SELECT restricted FROM invoices WHERE account_id = $1 AND invoice_number = $2)
             INSERT INTO invoices AS i (account_id, invoice_number, synced, erp_version, currency,
-                total_minor, open_amount_minor, erp_status, billing_country, posted_refs, closed)
-            VALUES ($1, $2, true, $3, $4, $5, $6, $7, $8, $9, $7 <> 'open')
+                total_minor, open_amount_minor, erp_status, billing_country, posted_refs, closed,
+                restricted)
+            VALUES ($1, $2, true, $3, $4, $5, $6, $7, $8, $9, $7 <> 'open', $10)
             ON CONFLICT (account_id, invoice_number) DO UPDATE SET
                 synced = true, erp_version = EXCLUDED.erp_version, currency = EXCLUDED.currency,
                 total_minor = EXCLUDED.total_minor, open_amount_minor = EXCLUDED.open_amount_minor,
                 erp_status = EXCLUDED.erp_status, billing_country = EXCLUDED.billing_country,
-                posted_refs = EXCLUDED.posted_refs, closed = EXCLUDED.closed
+                posted_refs = EXCLUDED.posted_refs, closed = EXCLUDED.closed,
+                restricted = EXCLUDED.restricted
             WHERE i.erp_version < EXCLUDED.erp_version OR NOT i.synced
+            RETURNING COALESCE((SELECT restricted FROM before), false)
             """,
             account_id,
             invoice_number,
@@ -150,6 +162,7 @@ class InvoiceFactsRepository:
             erp_status,
             billing_country,
             posted_refs,
+            restricted,
         )
 
     async def registration(
@@ -211,6 +224,79 @@ class InvoiceFactsRepository:
                 )
         return AccountView(known=known, invoices=own, foreign=frozenset(foreign))
 
+    async def account_views(self, wanted: list[tuple[str, list[str] | None]]) -> dict[str, AccountView]:
+        """`account_view` for several commands in two or three round trips: per account, the
+        invoices any of its commands named (all of them if one pays the balance)."""
+        whole = sorted({a for a, numbers in wanted if numbers is None})
+        pairs = sorted({(a, n) for a, numbers in wanted if numbers is not None for n in numbers})
+        accounts = sorted({a for a, _ in wanted})
+        rows = await self.conn.fetch(
+            _ACCOUNT_VIEWS, [a for a, _ in pairs], [n for _, n in pairs], whole, accounts
+        )
+        known = {r["account_id"] for r in rows if r["invoice_number"] is None}
+        own: dict[str, dict[str, InvoiceFacts]] = {a: {} for a in accounts}
+        for r in rows:
+            if r["invoice_number"] is not None:
+                own[r["account_id"]][r["invoice_number"]] = _facts(r)
+        missing = sorted({n for a, n in pairs if a in known and n not in own[a]})
+        foreign: dict[str, set[str]] = {a: set() for a in accounts}
+        if missing:
+            # Rare: told apart from "not found", a number that exists on another account.
+            for r in await self.conn.fetch(
+                "SELECT DISTINCT account_id, invoice_number FROM invoices"
+                " WHERE synced AND invoice_number = ANY ($1::text[])",
+                missing,
+            ):
+                for a, n in pairs:
+                    if n == r["invoice_number"] and a != r["account_id"]:
+                        foreign[a].add(n)
+        return {
+            a: AccountView(known=a in known, invoices=own[a], foreign=frozenset(foreign[a])) for a in accounts
+        }
+
+
+def _facts(r: asyncpg.Record) -> InvoiceFacts:
+    return InvoiceFacts(
+        invoice_number=r["invoice_number"],
+        currency=r["currency"],
+        open_amount_minor=r["open_amount_minor"],
+        erp_status=r["erp_status"],
+        closed=r["closed"],
+        billing_country=r["billing_country"],
+        registered=r["registered"],
+        unposted_succeeded_minor=int(r["unposted_minor"]),
+        pending=r["pending"],
+    )
+
+
+_FACTS = """
+SELECT i.account_id, i.invoice_number, i.currency, i.open_amount_minor, i.erp_status,
+       i.closed, i.billing_country, i.registered,
+       COALESCE((SELECT sum(a.amount_minor) FROM payment_allocations a
+                  WHERE a.account_id = i.account_id AND a.invoice_number = i.invoice_number
+                    AND a.succeeded AND NOT (a.payment_id::text = ANY (i.posted_refs))), 0)
+           AS unposted_minor,
+       EXISTS (SELECT 1 FROM payment_allocations a
+                WHERE a.account_id = i.account_id AND a.invoice_number = i.invoice_number
+                  AND a.is_open) AS pending
+  FROM invoices i
+"""
+
+# Own invoices named by (account, number) or whole accounts, then one row per known
+# account (invoice_number NULL).
+_ACCOUNT_VIEWS = f"""
+{_FACTS}
+  JOIN unnest($1::text[], $2::text[]) AS w (account_id, invoice_number) USING (account_id, invoice_number)
+ WHERE i.synced AND NOT (i.account_id = ANY ($3::text[]))
+UNION ALL
+{_FACTS}
+ WHERE i.synced AND i.account_id = ANY ($3::text[])
+UNION ALL
+SELECT a, NULL, NULL, 0, NULL, false, '', false, 0, false
+  FROM unnest($4::text[]) AS a
+ WHERE EXISTS (SELECT 1 FROM invoices WHERE account_id = a AND synced)
+"""
+
 
 # Named invoices are looked up by number across accounts, so an invoice of another
 # account is told apart from one that does not exist.
@@ -256,6 +342,24 @@ class CommandRepository:
             return None
         return StoredCommand(row["fingerprint"], row["outcome_type"], json.loads(row["outcome"]))
 
+    async def get_many(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], StoredCommand]:
+        """The stored answers of several (account, key) pairs in one round trip."""
+        if not keys:
+            return {}
+        rows = await self.conn.fetch(
+            "SELECT c.account_id, c.idempotency_key, c.fingerprint, c.outcome_type, c.outcome"
+            " FROM commands c JOIN unnest($1::text[], $2::text[]) AS k (account_id, idempotency_key)"
+            " USING (account_id, idempotency_key)",
+            [a for a, _ in keys],
+            [k for _, k in keys],
+        )
+        return {
+            (r["account_id"], r["idempotency_key"]): StoredCommand(
+                r["fingerprint"], r["outcome_type"], json.loads(r["outcome"])
+            )
+            for r in rows
+        }
+
     async def answered(
         self, account_id: str, key: str, fingerprint: str, outcome_type: str, outcome: str
     ) -> None:
@@ -286,6 +390,20 @@ class Payment:
     expires_at: datetime
     open_attempts: int
     allocations: tuple[tuple[str, int], ...]
+
+
+class NewPayment(NamedTuple):
+    """A requested payment to store (its allocations are stored beside it)."""
+
+    payment_id: UUID
+    account_id: str
+    idempotency_key: str
+    scope: str
+    method: str
+    currency: str
+    total_minor: int
+    command_event_id: UUID
+    correlation_id: UUID
 
 
 class PaymentRepository:
@@ -339,6 +457,29 @@ class PaymentRepository:
                     [n for n, _ in allocations],
                     [a for _, a in allocations],
                 )
+        except asyncpg.UniqueViolationError:
+            return False
+        return True
+
+    async def write_batch(
+        self,
+        payments: list[NewPayment],
+        allocations: list[tuple[UUID, str, str, int]],
+        answered: list[tuple[str, str, str, str, str]],
+        *,
+        ttl_s: int,
+    ) -> bool:
+        """A batch's requested payments, their allocations and its answers (account, key,
+        fingerprint, outcome type, outcome JSON) in three statements; False, with nothing
+        stored, if a unique index refused a row (an invoice or key taken meanwhile)."""
+        try:
+            async with self.conn.transaction():  # a savepoint
+                if payments:
+                    columns = list(zip(*payments, strict=True))
+                    await self.conn.execute(_INSERT_PAYMENTS, *columns, float(ttl_s))
+                    await self.conn.execute(_INSERT_ALLOCATIONS, *zip(*allocations, strict=True))
+                if answered:
+                    await self.conn.execute(_INSERT_ANSWERS, *zip(*answered, strict=True))
         except asyncpg.UniqueViolationError:
             return False
         return True
@@ -452,6 +593,24 @@ class PaymentRepository:
             verdict,
             note,
         )
+
+
+_INSERT_PAYMENTS = """
+INSERT INTO payments (payment_id, account_id, idempotency_key, scope, method, currency, total_minor,
+    status, command_event_id, correlation_id, expires_at, next_attempt_at)
+SELECT p, a, k, s, m, c, t, 'requested', e, r, now() + make_interval(secs => $10), now()
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
+              $8::uuid[], $9::uuid[]) AS n (p, a, k, s, m, c, t, e, r)
+"""
+_INSERT_ALLOCATIONS = """
+INSERT INTO payment_allocations (payment_id, account_id, invoice_number, amount_minor)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[])
+"""
+_INSERT_ANSWERS = """
+INSERT INTO commands (account_id, idempotency_key, fingerprint, outcome_type, outcome)
+SELECT a, k, f, t, o::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+    AS n (a, k, f, t, o)
+"""
 
 
 def _payment(row: asyncpg.Record) -> Payment:

@@ -115,6 +115,22 @@ CARD_NUMBER_REJECTION = Rejection(
 )
 
 
+PAY_THROUGH_DISTRIBUTOR = Rejection(
+    Reason.PAY_THROUGH_DISTRIBUTOR,
+    "Customers in your country pay their invoices through their distributor. Please"
+    " contact your distributor to pay.",
+)
+
+
+def country_restriction(policy: PaymentPolicy, billing_country: str) -> Rejection | None:
+    """Whether the policy keeps an invoice billed to this country from being paid online at
+    all (seed 003: such customers pay through their distributor). The same code and
+    message answer a pay command and announce the restriction to the read model."""
+    if billing_country in policy.distributor_countries:
+        return PAY_THROUGH_DISTRIBUTOR
+    return None
+
+
 def decide(request: PayRequest, view: AccountView, policy: PaymentPolicy) -> Rejection | Accepted:
     """Accept the request with its allocations, or say why not (first failing check)."""
     if not view.known:
@@ -199,14 +215,9 @@ def _country_and_method(
     methods: frozenset[str],
 ) -> Rejection | None:
     """Checks 6 and 7."""
-    restricted = tuple(f.invoice_number for f in facts if f.billing_country in policy.distributor_countries)
+    restricted = tuple(f.invoice_number for f in facts if country_restriction(policy, f.billing_country))
     if restricted:
-        return Rejection(
-            Reason.PAY_THROUGH_DISTRIBUTOR,
-            "Customers in your country pay their invoices through their distributor. Please"
-            " contact your distributor to pay.",
-            restricted,
-        )
+        return Rejection(PAY_THROUGH_DISTRIBUTOR.reason, PAY_THROUGH_DISTRIBUTOR.message, restricted)
     if request.method not in methods:
         allowed = ", ".join(sorted(m.replace("_", " ") for m in methods)) or "none"
         return Rejection(

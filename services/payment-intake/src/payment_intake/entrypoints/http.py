@@ -90,7 +90,7 @@ def _timestamp_problem(header: str | None) -> str | None:
     if not header:
         return "missing webhook-timestamp"
     try:
-        stamp = float(header)
+        stamp = int(header)  # Standard Webhooks: integer seconds since the epoch
     except ValueError:
         return "invalid webhook-timestamp"
     if abs(time.time() - stamp) > TOLERANCE_S:

@@ -17,11 +17,11 @@ from payment_intake.adapters.provider import ProviderClient
 from payment_intake.background import CheckoutOpener, ExpiryTimer
 from payment_intake.domain.policy import MerchantPolicies
 from payment_intake.entrypoints.http import callback_router
-from payment_intake.handlers import HANDLERS
+from payment_intake.handlers import consuming
 from payment_intake.outcomes import SERVICE
 from payment_intake.settings import PaymentIntakeSettings
 from payment_intake.unit_of_work import IntakeConfig, unit_of_work_factory
-from payments_shared.messaging import OutboxRelay, TransactionalConsumer, dispatching
+from payments_shared.messaging import OutboxRelay, TransactionalConsumer
 from payments_shared.service import ServiceHost, run_service, start_up
 from payments_shared.topics import TopicRegistry
 
@@ -78,7 +78,7 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
         topics=[registry.payments_commands, registry.payments_callbacks, registry.invoices],
         pool=pool,
         bootstrap=settings.kafka_bootstrap,
-        handle=dispatching(HANDLERS, unit_of_work_factory(config)),
+        handle=consuming(unit_of_work_factory(config)),
         on_commit=committed,
         batch_size=settings.consumer_batch_size,
         # Deployments (and test runs) sharing a cluster must not share a consumer group.

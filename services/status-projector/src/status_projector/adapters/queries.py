@@ -14,7 +14,7 @@ _INVOICE_FIELDS = """
     account_id, invoice_number, order_number, po_number, invoice_date, due_date, currency,
     total_minor, balance_minor, pay_status, not_payable_reason, current_payment_id,
     current_payment_state, current_payment_amount, problem_code, problem_message, problem_at,
-    last_event_at
+    restricted, restriction_code, restriction_message, last_event_at
 """
 
 

@@ -44,6 +44,18 @@ class Problem:
     at: datetime
 
 
+@dataclass(frozen=True)
+class Restriction:
+    """Payment-intake's word on whether the merchant's policy lets the invoice be paid
+    online (e.g. a billing country served by a distributor). The projector keeps no
+    policy of its own: it shows what the policy owner decided, with its message."""
+
+    restricted: bool
+    reason_code: str | None
+    message: str | None
+    at: datetime
+
+
 @dataclass
 class Invoice:
     account_id: str
@@ -69,6 +81,7 @@ class Invoice:
     current_payment_amount: int | None = None
     current_payment_at: datetime | None = None
     last_problem: Problem | None = None
+    restriction: Restriction | None = None
     last_event_at: datetime | None = None
     balance_minor: int = 0
     pay_status: PayStatus = PayStatus.NOT_PAYABLE
@@ -90,6 +103,17 @@ class Invoice:
         ):
             self.last_problem = problem
 
+    def restrict(self, restriction: Restriction) -> None:
+        """The newest decision wins, whatever order a replay delivers them in; at the same
+        time a restriction beats a lift (the safer reading of a tie)."""
+        current = self.restriction
+        if current is None or (restriction.at, restriction.restricted) >= (current.at, current.restricted):
+            self.restriction = restriction
+
+    @property
+    def restricted(self) -> bool:
+        return self.restriction is not None and self.restriction.restricted
+
     def follow_payment(self, payment_id: str, state: PaymentState, amount: int, at: datetime) -> None:
         """The current payment is the most recently requested one."""
         if (
@@ -102,7 +126,7 @@ class Invoice:
             self.current_payment_amount = amount
             self.current_payment_at = at
 
-    def refresh(self, restricted_countries: frozenset[str]) -> None:
+    def refresh(self) -> None:
         """Recompute balance and pay status from the facts (DESIGN.md section 6)."""
         closed = self.closed_reason if self.closed_version >= self.erp_version else None
         result: Standing = standing(
@@ -114,10 +138,9 @@ class Invoice:
                 succeeded=self.succeeded,
                 registration=self.registration,
                 closed_reason=closed,
-                billing_country=self.billing_country,
+                restricted=self.restricted,
                 current_payment_state=self.current_payment_state,
-            ),
-            restricted_countries,
+            )
         )
         self.balance_minor = result.balance_minor
         self.pay_status = result.pay_status

@@ -76,7 +76,7 @@ class InvoiceFacts:
     succeeded: Mapping[str, int]  # our payment id -> amount allocated to this invoice
     registration: str | None  # registered | failed | None
     closed_reason: str | None  # from invoice.closed, still in force
-    billing_country: str
+    restricted: bool  # the merchant's policy (payment-intake owns it) forbids paying online
     current_payment_state: PaymentState | None
 
 
@@ -94,7 +94,7 @@ def balance(open_amount_minor: int, succeeded: Mapping[str, int], posted_refs: I
     return max(0, open_amount_minor - unposted)
 
 
-def standing(facts: InvoiceFacts, restricted_countries: frozenset[str] = frozenset()) -> Standing:
+def standing(facts: InvoiceFacts) -> Standing:
     """Pay status and balance of one invoice. The order of the checks is the rule."""
     if facts.erp_status == "cancelled" or facts.closed_reason == "cancelled":
         return Standing(0, PayStatus.NOT_PAYABLE, NotPayableReason.CANCELLED)
@@ -108,7 +108,7 @@ def standing(facts: InvoiceFacts, restricted_countries: frozenset[str] = frozens
         return Standing(0, PayStatus.NOT_PAYABLE, NotPayableReason.ZERO_BALANCE)
     if facts.erp_status == "closed" or facts.closed_reason is not None:
         return Standing(owed, PayStatus.NOT_PAYABLE, NotPayableReason.CLOSED)
-    if facts.billing_country in restricted_countries:
+    if facts.restricted:
         return Standing(owed, PayStatus.NOT_PAYABLE, NotPayableReason.RESTRICTED)
     if facts.registration == "failed":
         return Standing(owed, PayStatus.NOT_PAYABLE, NotPayableReason.REGISTRATION_FAILED)

@@ -30,6 +30,7 @@ from rich.table import Table
 
 from payments_shared.database import open_pool
 from payments_shared.observability import configure_logging
+from payments_shared.service import collect_garbage_less_often
 from payments_shared.topics import TopicRegistry
 from status_projector import ops
 from status_projector.adapters.postgres import SCHEMA, install
@@ -75,7 +76,8 @@ def _run(work: Callable[[ops.Projecting], Awaitable[T]]) -> T:
     configure_logging(SERVICE, "WARNING")
 
     async def go() -> T:
-        pool = await open_pool(settings.database_url, SCHEMA, size=4, install=install)
+        pool = await open_pool(settings.database_url, SCHEMA, size=4, install=install, derived_only=True)
+        collect_garbage_less_often()  # a rebuild decodes millions of events
         try:
             return await work(
                 ops.Projecting(
@@ -83,7 +85,7 @@ def _run(work: Callable[[ops.Projecting], Awaitable[T]]) -> T:
                     registry=TopicRegistry(settings.topic_prefix),
                     bootstrap=settings.kafka_bootstrap,
                     batch_size=settings.batch_size,
-                    restricted_countries=settings.restricted_countries,
+                    rebuild_batch_size=settings.rebuild_batch_size,
                 )
             )
         finally:

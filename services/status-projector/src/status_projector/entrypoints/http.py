@@ -51,6 +51,11 @@ class LastProblem(BaseModel):
     at: datetime
 
 
+class RestrictionOut(BaseModel):
+    reason_code: str | None = Field(description="The merchant policy's reason, e.g. distributor_country")
+    message: str | None = Field(description="Text a portal may show (e.g. whom to pay instead)")
+
+
 class PartitionOffset(BaseModel):
     topic: str
     partition: int
@@ -87,6 +92,10 @@ class InvoiceOut(BaseModel):
     )
     current_payment: CurrentPayment | None
     last_problem: LastProblem | None = Field(description="Last rejection or failure")
+    restriction: RestrictionOut | None = Field(
+        description="Set while the merchant's policy does not let this invoice be paid online "
+        "(pay_status not_payable, reason restricted)"
+    )
     freshness: Freshness
 
 
@@ -185,6 +194,11 @@ def _invoice_json(
         "pay_button_reason": why_not,
         "current_payment": payment,
         "last_problem": problem,
+        "restriction": (
+            {"reason_code": row["restriction_code"], "message": row["restriction_message"]}
+            if row["restricted"]
+            else None
+        ),
         "freshness": {**freshness, "event_time": _iso(row["last_event_at"])},
     }
 

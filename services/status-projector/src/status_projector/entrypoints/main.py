@@ -11,7 +11,8 @@ from status_projector.settings import SERVICE, ProjectorSettings
 
 
 async def serve(settings: ProjectorSettings) -> None:
-    registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
+    # The read model is derived from the topics and publishes nothing: see open_pool.
+    registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install, derived_only=True)
     live = LiveProjection(
         registry=registry,
         pool=pool,
