@@ -54,7 +54,7 @@ def _log_retry(what: str) -> Callable[[RetryCallState], None]:
     return before_sleep
 
 
-def retrying(what: str, *, until: asyncio.Event | None = None, max_wait: float = 10.0) -> AsyncRetrying:
+def retrying(what: str, *, until: asyncio.Event | None = None, max_wait_s: float = 10.0) -> AsyncRetrying:
     """Retry transient failures forever with jittered backoff, or until `until` is set."""
 
     def stop(state: RetryCallState) -> bool:
@@ -62,7 +62,7 @@ def retrying(what: str, *, until: asyncio.Event | None = None, max_wait: float =
 
     return AsyncRetrying(
         retry=retry_if_exception(is_transient),
-        wait=wait_exponential_jitter(multiplier=0.05, max=max_wait),
+        wait=wait_exponential_jitter(multiplier=0.05, max=max_wait_s),
         stop=stop if until is not None else stop_never,
         before_sleep=_log_retry(what),
         reraise=True,

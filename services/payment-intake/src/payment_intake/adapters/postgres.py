@@ -300,18 +300,9 @@ SELECT a, NULL, NULL, 0, NULL, false, '', false, 0, false
 
 # Named invoices are looked up by number across accounts, so an invoice of another
 # account is told apart from one that does not exist.
-_ACCOUNT_VIEW = """
-SELECT i.account_id, i.invoice_number, i.currency, i.open_amount_minor, i.erp_status,
-       i.closed, i.billing_country, i.registered,
-       COALESCE((SELECT sum(a.amount_minor) FROM payment_allocations a
-                  WHERE a.account_id = i.account_id AND a.invoice_number = i.invoice_number
-                    AND a.succeeded AND NOT (a.payment_id::text = ANY (i.posted_refs))), 0)
-           AS unposted_minor,
-       EXISTS (SELECT 1 FROM payment_allocations a
-                WHERE a.account_id = i.account_id AND a.invoice_number = i.invoice_number
-                  AND a.is_open) AS pending
-  FROM invoices i
- WHERE i.synced AND {which} AND cardinality($2::text[]) >= 0
+_ACCOUNT_VIEW = f"""
+{_FACTS}
+ WHERE i.synced AND {{which}} AND cardinality($2::text[]) >= 0
 UNION ALL
 SELECT $1, NULL, NULL, 0, NULL, false, '', false, 0, false
  WHERE EXISTS (SELECT 1 FROM invoices WHERE account_id = $1 AND synced)
