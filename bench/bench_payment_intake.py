@@ -19,7 +19,7 @@ Both phases also report the service process's CPU seconds per command (psutil), 
 figure to judge a change by on a shared machine.
 
     .venv/bin/python bench/bench_payment_intake.py [--commands 20000] [--rate 500]
-        [--seconds 10] [--warmup 3] [--runs 1] [--profile FILE] [--no-record]
+        [--seconds 10] [--warmup 3] [--runs 3] [--profile FILE] [--no-record]
 
 Needs PAYMENTS_KAFKA_BOOTSTRAP and PAYMENTS_DATABASE_URL (`. .run/env`). Run it under
 `flock .run/bench.lock`. Writes `payment_intake.throughput` (commands/s),
@@ -431,7 +431,7 @@ async def main() -> None:
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", default=None, help="write a cProfile of payment-intake here")
     parser.add_argument("--no-record", action="store_true", help="print only (while iterating)")
     args = parser.parse_args()
