@@ -78,16 +78,16 @@ async def statuses(client: httpx.AsyncClient) -> dict[str, dict]:  # type: ignor
 
 
 def print_table(rows: dict[str, dict]) -> None:  # type: ignore[type-arg]
-    say(f"  {'account':9} {'invoice':9} {'balance':>14}  {'pay status':15} {'Pay':4} note")
+    say(f"  {'account':9} {'invoice':9} {'balance':>14}  {'pay status':25} {'Pay':4} note")
     for account, number, *_, note in DEMO:
         r = rows.get(number)
         if r is None:
-            say(f"  {account:9} {number:9} {'?':>14}  {'(not yet seen)':15}")
+            say(f"  {account:9} {number:9} {'?':>14}  {'(not yet seen)':25}")
             continue
         balance = _money(r["balance"])
         status = r["pay_status"] + (f" ({r['not_payable_reason']})" if r.get("not_payable_reason") else "")
         button = "yes" if r["pay_button"] else "no"
-        say(f"  {account:9} {number:9} {balance:>14}  {status:15} {button:4} {note}")
+        say(f"  {account:9} {number:9} {balance:>14}  {status:25} {button:4} {note}")
 
 
 def _money(m: dict) -> str:  # type: ignore[type-arg]
