@@ -11,7 +11,6 @@ backoff (`next_attempt_at`), behind work that is due, so nothing waits on it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +42,7 @@ from invoice_sync.domain.registration import (
 from invoice_sync.events import Cause, registered, registration_result
 from payments_shared.contracts import utc_now
 from payments_shared.messaging import Outbox, is_transient
+from payments_shared.rounds import run_rounds
 from payments_shared.topics import TopicRegistry
 
 log = logging.getLogger(__name__)
@@ -85,22 +85,9 @@ class RegistrationWorker:
             self.ready = False
 
     async def _loop(self, stopping: asyncio.Event) -> None:
-        failures = 0
-        while not stopping.is_set():
-            try:
-                worked = await self.run_once()
-                failures = 0
-            except Exception as exc:
-                failures += 1
-                if is_transient(exc):
-                    log.warning("registration worker interrupted", extra={"error": repr(exc)})
-                else:
-                    log.exception("registration worker failed; retrying")
-                worked = 0
-                await _sleep_unless(stopping, retry_delay(failures, base=0.2, cap=10.0))
-            if not worked:
-                self._wake.clear()
-                await _sleep_unless(stopping, self._idle_poll_s, self._wake)
+        await run_rounds(
+            "registration worker", self.run_once, stopping, idle_s=self._idle_poll_s, wake=self._wake
+        )
 
     async def run_once(self) -> int:
         """Claim, call, record one batch; the number of calls claimed (0: nothing due)."""
@@ -246,16 +233,3 @@ class RegistrationWorker:
         await save_provider_states(conn, changed)
         await queue.drop(drop)
         await queue.schedule(schedule)
-
-
-async def _sleep_unless(stopping: asyncio.Event, seconds: float, wake: asyncio.Event | None = None) -> None:
-    waits = [asyncio.ensure_future(stopping.wait())]
-    if wake is not None:
-        waits.append(asyncio.ensure_future(wake.wait()))
-    try:
-        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waits:
-            w.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await w

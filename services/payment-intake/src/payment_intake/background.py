@@ -9,7 +9,6 @@ with the events it publishes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import timedelta
@@ -22,7 +21,8 @@ from payment_intake.adapters.provider import OpenedCheckout, ProviderClient, Pro
 from payment_intake.domain import payment as machine
 from payment_intake.domain.payment import Happening, PaymentStatus
 from payment_intake.outcomes import checkout_opened, transition_outcome
-from payments_shared.messaging import Outbox, is_transient
+from payments_shared.messaging import Outbox
+from payments_shared.rounds import run_rounds
 from payments_shared.topics import TopicRegistry
 
 log = logging.getLogger(__name__)
@@ -64,21 +64,10 @@ class CheckoutOpener:
 
     async def run(self, stopping: asyncio.Event) -> None:
         self.ready = True
-        while not stopping.is_set():
-            try:
-                done = await self.once()
-            except Exception as exc:
-                if not is_transient(exc):
-                    log.exception("checkout opener round failed")
-                else:
-                    log.warning("checkout opener interrupted", extra={"error": repr(exc)})
-                done = 0
-                await asyncio.sleep(1.0)
-            if done == 0:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._idle_s)
-        self.ready = False
+        try:
+            await run_rounds("checkout opener", self.once, stopping, idle_s=self._idle_s, wake=self._wake)
+        finally:
+            self.ready = False
 
     async def once(self) -> int:
         """One round: claim due payments, open their checkouts, record the results."""
@@ -226,16 +215,16 @@ class ExpiryTimer:
 
     async def run(self, stopping: asyncio.Event) -> None:
         self.ready = True
-        while not stopping.is_set():
-            try:
-                expired = await self.once()
-            except Exception as exc:
-                log.warning("expiry round failed", extra={"error": repr(exc)})
-                expired = 0
-            if expired < self._batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), self._interval_s)
-        self.ready = False
+        try:
+            await run_rounds(
+                "expiry timer",
+                self.once,
+                stopping,
+                idle_s=self._interval_s,
+                busy=lambda expired: expired >= self._batch_size,  # a full round: more may be due
+            )
+        finally:
+            self.ready = False
 
     async def once(self) -> int:
         outbox = Outbox(self._registry)
