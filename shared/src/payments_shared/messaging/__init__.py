@@ -8,7 +8,6 @@ exactly where its last committed transaction ended.
 """
 
 from .consumer import BatchHandler, Delivery, Transaction, TransactionalConsumer
-from .dispatch import dispatching
 from .outbox import Outbox, OutboxRelay
 from .schema import install_messaging_tables
 from .transient import TransientError, is_transient
@@ -21,7 +20,6 @@ __all__ = [
     "Transaction",
     "TransactionalConsumer",
     "TransientError",
-    "dispatching",
     "install_messaging_tables",
     "is_transient",
 ]
