@@ -15,21 +15,16 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "deploy"))
+from system import fresh_infrastructure, stop_infrastructure  # noqa: E402
+
 BENCHMARKS = ("bench_invoice_sync.py", "bench_payment_intake.py", "bench_status_projector.py")
 
 
 def infrastructure(state_dir: Path) -> tuple[dict[str, str], bool]:
     if os.environ.get("PAYMENTS_KAFKA_BOOTSTRAP") and os.environ.get("PAYMENTS_DATABASE_URL"):
         return {}, False
-    runtime = [sys.executable, str(ROOT / "deploy" / "runtime.py")]
-    subprocess.run([*runtime, "down", "--state-dir", str(state_dir)], check=False, capture_output=True)
-    subprocess.run([*runtime, "up", "--state-dir", str(state_dir)], check=True)
-    env = dict(
-        line.removeprefix("export ").split("=", 1)
-        for line in (state_dir / "env").read_text().splitlines()
-        if line.startswith("export ")
-    )
-    return env, True
+    return fresh_infrastructure(state_dir), True
 
 
 def main() -> None:
@@ -48,10 +43,7 @@ def main() -> None:
                 failed.append(script)
     finally:
         if started:
-            subprocess.run(
-                [sys.executable, str(ROOT / "deploy" / "runtime.py"), "down", "--state-dir", str(state_dir)],
-                check=False,
-            )
+            stop_infrastructure(state_dir)
     print("\n=== bench/results.jsonl")
     for line in results.read_text().splitlines() if results.exists() else []:
         r = json.loads(line)

@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -33,7 +32,7 @@ from payments_shared.contracts.payments import (  # noqa: E402
 )
 from payments_shared.domain.money import Money  # noqa: E402
 from payments_shared.topics import TopicRegistry, ensure_topics  # noqa: E402
-from system import System  # noqa: E402
+from system import System, fresh_infrastructure, stop_infrastructure  # noqa: E402
 
 
 def say(text: str = "") -> None:
@@ -46,14 +45,7 @@ def infrastructure(state_dir: Path) -> tuple[str, str, str, bool]:
     if kafka and database:
         say(f"using your Kafka {kafka} and PostgreSQL {database}; demo topics are prefixed")
         return kafka, database, f"demo{uuid.uuid4().hex[:6]}.", False
-    runtime = [sys.executable, str(HERE / "runtime.py")]
-    subprocess.run([*runtime, "down", "--state-dir", str(state_dir)], check=False, capture_output=True)
-    subprocess.run([*runtime, "up", "--state-dir", str(state_dir)], check=True)
-    env = dict(
-        line.removeprefix("export ").split("=", 1)
-        for line in (state_dir / "env").read_text().splitlines()
-        if line.startswith("export ")
-    )
+    env = fresh_infrastructure(state_dir)
     return env["PAYMENTS_KAFKA_BOOTSTRAP"], env["PAYMENTS_DATABASE_URL"], "", True
 
 
@@ -204,9 +196,7 @@ def main() -> None:
         codes = system.stop()
         say("  " + ", ".join(f"{n} exited {c}" for n, c in codes.items()))
         if started:
-            subprocess.run(
-                [sys.executable, str(HERE / "runtime.py"), "down", "--state-dir", str(state_dir)], check=False
-            )
+            stop_infrastructure(state_dir)
         say("stopped.")
 
 

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -58,6 +59,25 @@ def http_json(method: str, url: str, body: Any = None, timeout: float = 5.0) -> 
             return err.code, json.loads(raw) if raw else None
         except ValueError:
             return err.code, raw.decode(errors="replace")
+
+
+RUNTIME = Path(__file__).resolve().parent / "runtime.py"
+
+
+def fresh_infrastructure(state_dir: Path) -> dict[str, str]:
+    """Start Kafka and PostgreSQL with fresh data directories; their endpoint variables."""
+    runtime = [sys.executable, str(RUNTIME)]
+    subprocess.run([*runtime, "down", "--state-dir", str(state_dir)], check=False, capture_output=True)
+    subprocess.run([*runtime, "up", "--state-dir", str(state_dir)], check=True)
+    return dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in (state_dir / "env").read_text().splitlines()
+        if line.startswith("export ")
+    )
+
+
+def stop_infrastructure(state_dir: Path) -> None:
+    subprocess.run([sys.executable, str(RUNTIME), "down", "--state-dir", str(state_dir)], check=False)
 
 
 @dataclass
