@@ -35,7 +35,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 from results import median, record
 
 from payments_shared.contracts.invoices import (
@@ -68,6 +68,7 @@ from payments_shared.contracts.payments import (
 )
 from payments_shared.domain.money import Money
 from payments_shared.topics import TopicRegistry, ensure_topics
+from system import free_port
 
 BIN = Path(sys.executable).parent
 METHOD = GuestCheckout(
@@ -81,12 +82,6 @@ METHOD = GuestCheckout(
     ),
     name_on_card="Pat Payer",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def usd(minor: int) -> Money:

@@ -26,7 +26,6 @@ import cProfile
 import json
 import os
 import random
-import socket
 import statistics
 import sys
 import time
@@ -44,6 +43,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 
 from results import record
 
@@ -59,6 +59,7 @@ from status_projector.projection import (
     projection_consumer,
     run_until,
 )
+from system import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 INVOICES_PER_ACCOUNT = 1000
@@ -274,12 +275,6 @@ class Timings:
                 return call
 
             setattr(cls, name, timed())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 API_SERVER = """

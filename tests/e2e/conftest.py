@@ -10,11 +10,7 @@ from pathlib import Path
 import pytest
 
 from payments_shared.topics import TopicRegistry
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "deploy"))
-
-from system import System  # noqa: E402
+from system import System, free_port
 
 
 @pytest.fixture
@@ -31,8 +27,6 @@ def system(
         extra_env={"PAYMENTS_LOG_LEVEL": "INFO"},
     )
     # Free ports, never the defaults: a developer's `make run` may be holding them.
-    from system import free_port
-
     running.ports = {name: free_port() for name in running.ports}
     running.start()
     try:

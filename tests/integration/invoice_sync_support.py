@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -32,14 +31,9 @@ from payments_shared.messaging import OutboxRelay, TransactionalConsumer
 from payments_shared.topics import TopicRegistry
 from sandbox_provider.entrypoints.http import build_app
 from sandbox_provider.settings import SandboxSettings
+from system import free_port
 
 INVOICE_EVENTS: TypeAdapter[Envelope] = TypeAdapter(InvoiceEvent)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.asynccontextmanager

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -48,14 +47,9 @@ from payments_shared.domain.money import Money
 from payments_shared.topics import TopicRegistry
 from sandbox_provider.entrypoints.http import build_app as build_sandbox
 from sandbox_provider.settings import SandboxSettings
+from system import free_port
 
 EVENTS = TypeAdapter(PaymentEvent)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def usd(minor: int) -> Money:
