@@ -61,3 +61,10 @@ def test_any_luhn_valid_13_to_19_digit_number_is_redacted(body: str, sep: str) -
     grouped = sep.join(number[i : i + 4] for i in range(0, len(number), 4))
     assert contains_card_number(f"x {grouped} y")
     assert number not in redact_card_numbers(f"x {grouped} y").replace(sep, "")
+
+
+def test_a_uuid_is_an_identifier_even_when_its_digits_pass_luhn() -> None:
+    event_id = "b739a034-1766-4131-9635-b159bbc440bc"  # "034-1766-4131-9635" passes Luhn
+    assert not contains_card_number(f"event {event_id}")
+    assert redact_card_numbers(f"event {event_id}") == f"event {event_id}"
+    assert contains_card_number(f"event {event_id} card 4111 1111 1111 1111")

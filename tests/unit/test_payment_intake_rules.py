@@ -350,11 +350,6 @@ def test_digits_that_fail_luhn_are_not_card_numbers():
 
 
 def test_a_uuid_shaped_idempotency_key_is_an_identifier_not_a_card_number():
-    from payment_intake.handlers import _customer_content
-
     key = "b739a034-1766-4131-9635-b159bbc440bc"  # "034-1766-4131-9635" passes Luhn
-    assert card_number_fields({"idempotency_key": key}) == ["idempotency_key"]
-    assert card_number_fields(_customer_content({"idempotency_key": key})) == []
-    assert card_number_fields(_customer_content({"idempotency_key": "k-4111111111111111"})) == [
-        "idempotency_key"
-    ]
+    assert card_number_fields({"idempotency_key": key}) == []
+    assert card_number_fields({"idempotency_key": "k-4111111111111111"}) == ["idempotency_key"]
