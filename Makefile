@@ -10,13 +10,14 @@ DOMAIN_PACKAGES := shared/src/payments_shared/domain \
 	services/payment-intake/src/payment_intake/domain \
 	services/status-projector/src/status_projector/domain
 
-.PHONY: help install up down topics contracts lint typecheck test test-unit test-integration test-e2e run bench clean
+.PHONY: help install up down topics contracts lint typecheck test test-unit test-integration test-e2e chaos run bench clean
 
 help:
 	@echo "make run     start Kafka, PostgreSQL, the services and the sandbox provider with demo data"
 	@echo "make test    install what is missing and run every test tier on real infrastructure"
 	@echo "make up|down start/stop only Kafka and PostgreSQL (endpoints in $(STATE)/env)"
 	@echo "make topics  apply the topic registry      make contracts  regenerate JSON Schema/AsyncAPI/OpenAPI"
+	@echo "make chaos   the full fault suite (kills services, Kafka, PostgreSQL); prints its figures"
 	@echo "make bench   benchmarks -> bench/results.jsonl"
 
 install: $(VENV)/.installed
@@ -58,6 +59,11 @@ test-integration: install
 
 test-e2e: install
 	$(BIN)/pytest tests/e2e
+
+# The whole system under kill -9 of service instances, the broker and PostgreSQL, with a
+# bad-input flood; a short version of the same test runs inside `make test`.
+chaos: install
+	PAYMENTS_CHAOS=full $(BIN)/pytest tests/chaos -s
 
 run: install
 	$(BIN)/python deploy/demo.py --state-dir $(STATE)
