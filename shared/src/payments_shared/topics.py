@@ -84,7 +84,7 @@ INVOICES = Topic(
     retention_reason=(
         "Kept forever: the invoice history that payment-intake's invoice facts and the read "
         "model are rebuilt from (a rebuild starts at the first offset). Deleting old events "
-        "would make a rebuild silently miss invoices; it grows with the business, about 1 KB "
+        "would make a rebuild silently miss invoices; it grows with the business, under 1 KB "
         "per invoice change."
     ),
 )
