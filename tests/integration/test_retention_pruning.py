@@ -98,6 +98,23 @@ async def test_rows_older_than_the_window_are_pruned_in_bounded_batches_and_newe
         await pool.close()
 
 
+async def test_two_instances_share_the_work_and_delete_each_row_once(database_url):
+    pool = await open_pool(database_url, "svc", size=4)
+    try:
+        await pool.execute(
+            "INSERT INTO processed_events (consumer, event_id, processed_at)"
+            " SELECT 'c', gen_random_uuid(), now() - interval '2 hours' FROM generate_series(1, 5000)"
+        )
+        tables = messaging_tables(RetentionSettings(processed_events=HOUR))
+        instances = [Pruner(pool, service="svc", tables=tables, batch_size=100) for _ in range(2)]
+        first, second = await asyncio.gather(*(p.prune_all() for p in instances))
+        assert first["processed_events"] + second["processed_events"] == 5000
+        assert first["processed_events"] > 0 and second["processed_events"] > 0
+        assert await pool.fetchval("SELECT count(*) FROM processed_events") == 0
+    finally:
+        await pool.close()
+
+
 async def test_the_background_pruner_keeps_pruning_until_stopped(database_url):
     pool = await open_pool(database_url, "svc")
     pruner = Pruner(
