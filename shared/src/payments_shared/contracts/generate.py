@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from payments_shared.topics import DEAD_LETTER_RETENTION_MS, SERVICE_CHANNELS, TOPICS, Topic
+from payments_shared.topics import DEAD_LETTER_POLICY, SERVICE_CHANNELS, TOPICS, Topic
 
 VERSION = "1.0.0"
 
@@ -42,7 +42,10 @@ def json_schemas() -> dict[str, str]:
 def _channel(topic: Topic) -> dict[str, Any]:
     return {
         "address": topic.name,
-        "description": topic.description + f" Keyed by account id. Dead letters: {topic.dead_letter}.",
+        "description": (
+            f"{topic.description} Keyed by account id. Retention: {topic.retention_reason}"
+            f" Dead letters: {topic.dead_letter}."
+        ),
         "messages": {m.__name__: {"$ref": f"#/components/messages/{m.__name__}"} for m in message_types(topic)},
         "bindings": {
             "kafka": {
@@ -82,8 +85,8 @@ def asyncapi(service: str) -> dict[str, Any]:
             "version": VERSION,
             "description": (
                 f"Kafka channels of {service}. Every message is a versioned envelope keyed by "
-                f"account id; messages that can never be processed go to '<topic>.dlq' "
-                f"(retention {DEAD_LETTER_RETENTION_MS // 86_400_000} days)."
+                f"account id; messages that can never be processed go to '<topic>.dlq'. "
+                f"{DEAD_LETTER_POLICY}"
             ),
         },
         "defaultContentType": "application/json",

@@ -5,6 +5,7 @@ every other service."""
 from __future__ import annotations
 
 from payments_shared.messaging import OutboxRelay
+from payments_shared.retention import Pruner, RetentionSettings
 from payments_shared.service import ServiceHost, run_service, start_up
 from status_projector.adapters.postgres import SCHEMA, install
 from status_projector.entrypoints.http import build_app
@@ -13,6 +14,7 @@ from status_projector.settings import SERVICE, ProjectorSettings
 
 
 async def serve(settings: ProjectorSettings) -> None:
+    retention = RetentionSettings()
     registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
     live = LiveProjection(
@@ -29,7 +31,7 @@ async def serve(settings: ProjectorSettings) -> None:
         port=settings.http_port,
         pool=pool,
         relay=relay,
-        background=[live],
+        background=[live, Pruner.for_service(pool, SERVICE, retention)],
     )
     await host.serve()
 
