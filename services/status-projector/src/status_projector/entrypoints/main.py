@@ -3,6 +3,7 @@ serve it over HTTP. The projector publishes nothing, so it runs without a relay.
 
 from __future__ import annotations
 
+from payments_shared.health import BrokerProbe
 from payments_shared.service import ServiceHost, run_service, start_up
 from status_projector.adapters.postgres import SCHEMA, install
 from status_projector.entrypoints.http import build_app
@@ -26,6 +27,7 @@ async def serve(settings: ProjectorSettings) -> None:
         host=settings.http_host,
         port=settings.http_port,
         pool=pool,
+        broker=BrokerProbe(settings.kafka_bootstrap),
         relay=None,
         background=[live],
     )
