@@ -201,13 +201,17 @@ async def start_up(
     """What every service does first: JSON logs, the topic registry applied (waiting for
     the broker), its own schema installed and a pool bound to it."""
     configure_logging(service, settings.log_level)
-    registry = TopicRegistry(settings.topic_prefix)
+    registry = TopicRegistry(settings.topic_prefix, settings.topic_partitions)
     async for attempt in retrying("ensure topics"):
         with attempt:
             await ensure_topics(settings.kafka_bootstrap, registry)
     pool = await open_pool(
         settings.database_url, schema, size=settings.db_pool_size, install=install, derived_only=derived_only
     )
+    if settings.setup_only:
+        await pool.close()
+        log.info("topics and schema in place; set-up only, exiting", extra={"schema": schema})
+        raise SystemExit(0)
     collect_garbage_less_often()
     return registry, pool
 
