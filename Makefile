@@ -29,6 +29,9 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml uv.lock shared/pyproject.toml $(wildcard services/*/pyproject.toml)
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
 	uv sync --frozen --all-packages --compile-bytecode
+	@# Our own packages are editable installs, outside what uv compiles; with
+	@# PYTHONDONTWRITEBYTECODE set, every start would compile them again.
+	$(BIN)/python -m compileall -q shared/src $(wildcard services/*/src)
 	@touch $@
 
 helm: $(HELM)

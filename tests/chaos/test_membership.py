@@ -308,6 +308,9 @@ async def test_rejoin_takeover_and_rolling_restart_under_load(
         stop_feeding.set()
         sent = await feeding
         lost, doubled = await outcome(private_kafka, registry, database_url, run, sent)
+        for key, running in system.running.items():
+            rss_mib = psutil.Process(running.process.pid).memory_info().rss / 2**20
+            figures.append(("RSS after the load", key, round(rss_mib), "MiB (chart requests)"))
         figures.append(("documents sent", "-", sent, ""))
         figures.append(("lost", "-", lost, "0"))
         figures.append(("doubled", "-", doubled, "0"))
