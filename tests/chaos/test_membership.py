@@ -193,7 +193,7 @@ async def until(predicate, timeout: float, what: str, interval: float = 0.05):  
 
 
 async def test_rejoin_takeover_and_rolling_restart_under_load(
-    private_kafka: str, database_url: str, tmp_path: Path
+    private_kafka: str, database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     session_s = MembershipSettings().session_timeout_ms / 1000
     registry = TopicRegistry(prefix=f"m{uuid.uuid4().hex[:6]}.")
@@ -315,7 +315,8 @@ async def test_rejoin_takeover_and_rolling_restart_under_load(
         figures.append(("lost", "-", lost, "0"))
         figures.append(("doubled", "-", doubled, "0"))
     finally:
-        print_table(figures)
+        with capsys.disabled():  # the figures are the point: shown even when output is captured
+            print_table(figures)
         codes = system.stop()
 
     assert lost == 0 and doubled == 0
