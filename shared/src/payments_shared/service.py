@@ -196,7 +196,6 @@ async def start_up(
     *,
     schema: str,
     install: Callable[[asyncpg.Connection], Awaitable[None]],
-    derived_only: bool = False,
 ) -> tuple[TopicRegistry, asyncpg.Pool]:
     """What every service does first: JSON logs, the topic registry applied (waiting for
     the broker), its own schema installed and a pool bound to it."""
@@ -205,9 +204,7 @@ async def start_up(
     async for attempt in retrying("ensure topics"):
         with attempt:
             await ensure_topics(settings.kafka_bootstrap, registry)
-    pool = await open_pool(
-        settings.database_url, schema, size=settings.db_pool_size, install=install, derived_only=derived_only
-    )
+    pool = await open_pool(settings.database_url, schema, size=settings.db_pool_size, install=install)
     if settings.setup_only:
         await pool.close()
         log.info("topics and schema in place; set-up only, exiting", extra={"schema": schema})

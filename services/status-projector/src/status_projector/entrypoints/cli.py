@@ -76,7 +76,7 @@ def _run(work: Callable[[ops.Projecting], Awaitable[T]]) -> T:
     configure_logging(SERVICE, "WARNING")
 
     async def go() -> T:
-        pool = await open_pool(settings.database_url, SCHEMA, size=4, install=install, derived_only=True)
+        pool = await open_pool(settings.database_url, SCHEMA, size=4, install=install)
         collect_garbage_less_often()  # a rebuild decodes millions of events
         try:
             return await work(
