@@ -145,13 +145,18 @@ class TopicRegistry:
     """The topics as one deployment names them: an optional prefix isolates
     environments (and test runs) sharing one cluster."""
 
-    def __init__(self, prefix: str = "") -> None:
+    def __init__(self, prefix: str = "", partitions: int | None = None) -> None:
         self.prefix = prefix
-        self.erp_invoices = ERP_INVOICES.prefixed(prefix)
-        self.invoices = INVOICES.prefixed(prefix)
-        self.payments_commands = PAYMENTS_COMMANDS.prefixed(prefix)
-        self.payments_callbacks = PAYMENTS_CALLBACKS.prefixed(prefix)
-        self.payments_events = PAYMENTS_EVENTS.prefixed(prefix)
+
+        def named(topic: Topic) -> Topic:
+            topic = topic.prefixed(prefix)
+            return replace(topic, partitions=partitions) if partitions else topic
+
+        self.erp_invoices = named(ERP_INVOICES)
+        self.invoices = named(INVOICES)
+        self.payments_commands = named(PAYMENTS_COMMANDS)
+        self.payments_callbacks = named(PAYMENTS_CALLBACKS)
+        self.payments_events = named(PAYMENTS_EVENTS)
         self.all: tuple[Topic, ...] = (
             self.erp_invoices,
             self.invoices,
@@ -263,7 +268,7 @@ def main() -> None:
     from .settings import CommonSettings
 
     settings = CommonSettings()
-    registry = TopicRegistry(settings.topic_prefix)
+    registry = TopicRegistry(settings.topic_prefix, settings.topic_partitions)
     changed = asyncio.run(ensure_topics(args.bootstrap or settings.kafka_bootstrap, registry))
     for name, (partitions, configs) in registry.desired().items():
         mark = "created/updated" if name in changed else "ok"

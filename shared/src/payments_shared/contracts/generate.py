@@ -18,6 +18,14 @@ from payments_shared.topics import DEAD_LETTER_POLICY, SERVICE_CHANNELS, TOPICS,
 
 VERSION = "1.0.0"
 
+AT_LEAST_ONCE = (
+    "Delivery is at least once: a message can appear more than once with the same event_id "
+    "(an outbox relay that stopped after the broker acknowledged a batch, before deleting its "
+    "rows, or an upstream producer's retry), possibly after later messages of its key. A "
+    "repeat is byte-for-byte the same message. Every consumer must dedupe by event_id; a new "
+    "event_id is a new fact, never a repeat."
+)
+
 
 def message_types(topic: Topic) -> list[type[BaseModel]]:
     return list(topic.message_types())
@@ -44,9 +52,11 @@ def _channel(topic: Topic) -> dict[str, Any]:
         "address": topic.name,
         "description": (
             f"{topic.description} Keyed by account id. Retention: {topic.retention_reason}"
-            f" Dead letters: {topic.dead_letter}."
+            f" Dead letters: {topic.dead_letter}. " + AT_LEAST_ONCE
         ),
-        "messages": {m.__name__: {"$ref": f"#/components/messages/{m.__name__}"} for m in message_types(topic)},
+        "messages": {
+            m.__name__: {"$ref": f"#/components/messages/{m.__name__}"} for m in message_types(topic)
+        },
         "bindings": {
             "kafka": {
                 "partitions": topic.partitions,
@@ -74,9 +84,7 @@ def asyncapi(service: str) -> dict[str, Any]:
             operations[f"{action}_{ref}"] = {
                 "action": action,
                 "channel": {"$ref": f"#/channels/{ref}"},
-                "messages": [
-                    {"$ref": f"#/channels/{ref}/messages/{m.__name__}"} for m in message_types(t)
-                ],
+                "messages": [{"$ref": f"#/channels/{ref}/messages/{m.__name__}"} for m in message_types(t)],
             }
     return {
         "asyncapi": "3.0.0",
@@ -86,7 +94,7 @@ def asyncapi(service: str) -> dict[str, Any]:
             "description": (
                 f"Kafka channels of {service}. Every message is a versioned envelope keyed by "
                 f"account id; messages that can never be processed go to '<topic>.dlq'. "
-                f"{DEAD_LETTER_POLICY}"
+                f"{DEAD_LETTER_POLICY} " + AT_LEAST_ONCE
             ),
         },
         "defaultContentType": "application/json",

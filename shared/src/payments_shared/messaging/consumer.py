@@ -16,6 +16,7 @@ from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from payments_shared.contracts import Envelope
+from payments_shared.membership import consumer_options, leave_group_on_stop
 from payments_shared.topics import Topic, TopicRegistry
 
 from .dead_letter import Position, dead_letter
@@ -62,7 +63,13 @@ class _ResumeFromDatabase(ConsumerRebalanceListener):  # type: ignore[misc]
         self._owner = owner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
+        log.info(
+            "partitions revoked",
+            extra={
+                "consumer": self._owner.name,
+                "partitions": sorted(f"{t.topic}:{t.partition}" for t in revoked),
+            },
+        )
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._owner._resume(assigned)
@@ -110,6 +117,7 @@ class TransactionalConsumer:
         # starts later, the offsets in between do not exist (compaction, retention).
         self._refilling: dict[tuple[str, int], int] = {}
         self.ready = False
+        self.in_group = False  # joined or joining its group: assigned or waiting for partitions
         self.assignment: set[TopicPartition] = set()
 
     def stop(self) -> None:
@@ -126,12 +134,14 @@ class TransactionalConsumer:
             max_poll_records=self._batch_size,
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=1024 * 1024,  # interleave partitions during catch-up
+            **consumer_options(),
         )
         self._consumer = consumer
         async for attempt in retrying(f"{self.name} consumer start", until=self._stopping):
             with attempt:
                 await consumer.start()
         consumer.subscribe(list(self._topics), listener=_ResumeFromDatabase(self))
+        self.in_group = True
         try:
             while not self._stopping.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=self._batch_size)
@@ -139,7 +149,9 @@ class TransactionalConsumer:
                 if records:
                     await self.process(records)
         finally:
-            self.ready = False
+            self.ready = self.in_group = False
+            if self._stopping.is_set():
+                leave_group_on_stop(consumer)
             await consumer.stop()
 
     async def _resume(self, assigned: set[TopicPartition]) -> None:

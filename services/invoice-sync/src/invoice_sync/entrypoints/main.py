@@ -11,6 +11,7 @@ from invoice_sync.events import SERVICE
 from invoice_sync.handlers import handle_batch
 from invoice_sync.settings import InvoiceSyncSettings
 from invoice_sync.worker import RegistrationWorker
+from payments_shared.health import BrokerProbe
 from payments_shared.messaging import OutboxRelay, TransactionalConsumer
 from payments_shared.retention import Pruner, RetentionSettings
 from payments_shared.service import ServiceHost, run_service, start_up
@@ -55,6 +56,7 @@ async def serve(settings: InvoiceSyncSettings | None = None) -> None:
         host=settings.http_host,
         port=settings.http_port,
         pool=pool,
+        broker=BrokerProbe(settings.kafka_bootstrap),
         relay=relay,
         consumers=[consumer],
         background=[worker, Pruner.for_service(pool, SERVICE, retention)],

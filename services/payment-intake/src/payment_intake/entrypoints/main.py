@@ -22,6 +22,7 @@ from payment_intake.outcomes import SERVICE
 from payment_intake.retention import IntakeRetentionSettings, pruner
 from payment_intake.settings import PaymentIntakeSettings
 from payment_intake.unit_of_work import IntakeConfig, unit_of_work_factory
+from payments_shared.health import BrokerProbe
 from payments_shared.messaging import OutboxRelay, TransactionalConsumer
 from payments_shared.service import ServiceHost, run_service, start_up
 from payments_shared.topics import TopicRegistry
@@ -100,6 +101,7 @@ async def serve() -> None:
         host=settings.http_host,
         port=settings.http_port,
         pool=parts.pool,
+        broker=BrokerProbe(settings.kafka_bootstrap),
         relay=parts.relay,
         consumers=[parts.consumer],
         background=[parts.opener, parts.expiry, pruner(parts.pool, retention)],

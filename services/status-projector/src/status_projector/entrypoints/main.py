@@ -4,6 +4,7 @@ every other service."""
 
 from __future__ import annotations
 
+from payments_shared.health import BrokerProbe
 from payments_shared.messaging import OutboxRelay
 from payments_shared.retention import Pruner, RetentionSettings
 from payments_shared.service import ServiceHost, run_service, start_up
@@ -30,6 +31,7 @@ async def serve(settings: ProjectorSettings) -> None:
         host=settings.http_host,
         port=settings.http_port,
         pool=pool,
+        broker=BrokerProbe(settings.kafka_bootstrap),
         relay=relay,
         background=[live, Pruner.for_service(pool, SERVICE, retention)],
     )
