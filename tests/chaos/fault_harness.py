@@ -182,7 +182,13 @@ class Fleet:
             "PAYMENT_INTAKE_CHECKOUT_LEASE_S": "3",
         }
         for instance in self.instances:
-            instance.env = {**self.base_env, PORT_ENV[instance.service]: str(instance.port)}
+            instance.env = {
+                **self.base_env,
+                PORT_ENV[instance.service]: str(instance.port),
+                # Static membership, as the Helm chart runs it: a restarted replica takes
+                # its partitions back without a rebalance.
+                "PAYMENTS_INSTANCE_ID": f"{instance.service}-{instance.index}",
+            }
         self.provider = Instance(
             "sandbox-provider", 0, self.provider_port, self.base_env, logs / "sandbox-provider.log"
         )
