@@ -516,6 +516,7 @@ class Kill:
     kind: str
     target: str
     at: float
+    restart_s: float | None = None  # the broker's or database's own start-up after the kill
     recovery_s: float | None = None
 
 

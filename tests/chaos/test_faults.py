@@ -206,6 +206,7 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
                 ("read model rows differing from a rebuild", f"{diff_invoices + diff_payments + diff_parked} of {len(live['invoices'])} invoices, {len(live['payments'])} payments"),  # noqa: E501
                 ("kills: service / broker / postgres", f"{by_kind['service']} / {by_kind['broker']} / {by_kind['postgres']}"),  # noqa: E501
                 *[(f"recovery s after {kind} kills", recovery[kind]) for kind in sorted(recovery)],
+                ("of which broker / database start-up s", [round(k.restart_s, 1) for k in kills if k.restart_s]),  # noqa: E501
                 ("exit codes on SIGTERM", fleet_codes),
             ]
         )  # fmt: skip
@@ -349,6 +350,7 @@ async def _kill(
     kind: str, infra: Infrastructure, fleet: Fleet, http: httpx.AsyncClient, rng: random.Random
 ) -> Kill:
     at = time.monotonic()
+    restart_s = None
     if kind == "service":
         instance = rng.choice(fleet.instances)
         instance.kill()
@@ -358,14 +360,14 @@ async def _kill(
     elif kind == "broker":
         infra.kafka.kill()
         await asyncio.sleep(rng.uniform(1.0, 4.0))
-        await asyncio.to_thread(infra.kafka.restart)
+        restart_s = await asyncio.to_thread(infra.kafka.restart)
         target = "kafka"
     else:
         await asyncio.to_thread(infra.postgres.crash)
         await asyncio.sleep(rng.uniform(1.0, 4.0))
-        await asyncio.to_thread(infra.postgres.restart)
+        restart_s = await asyncio.to_thread(infra.postgres.restart)
         target = "postgresql"
-    kill = Kill(kind, target, at)
+    kill = Kill(kind, target, at, restart_s)
     _say(f"killed {target}; waiting for recovery")
     kill.recovery_s = await _recovered(infra, fleet, http, at)
     _say(f"recovered from {kind} kill in {kill.recovery_s}")
