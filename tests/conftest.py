@@ -8,11 +8,13 @@ deploy/ (Kafka from Maven Central jars, PostgreSQL from the machine's packages).
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from payments_shared.topics import TopicRegistry, ensure_topics
 
@@ -63,8 +65,17 @@ async def database_url(postgres_url: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def topics(kafka_bootstrap: str) -> TopicRegistry:
-    """The whole topic registry under a prefix no other test uses."""
+async def topics(kafka_bootstrap: str) -> AsyncIterator[TopicRegistry]:
+    """The whole topic registry under a prefix no other test uses; deleted afterwards, so
+    a whole run does not leave the broker thousands of partitions to keep in memory."""
     registry = TopicRegistry(prefix=f"t{uuid.uuid4().hex[:8]}.")
     await ensure_topics(kafka_bootstrap, registry)
-    return registry
+    yield registry
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(list(registry.desired()))
+    except Exception as exc:  # a test that stopped the broker; its topics die with it
+        warnings.warn(f"could not delete the test's topics: {exc!r}", stacklevel=1)
+    finally:
+        await admin.close()

@@ -264,3 +264,31 @@ async def test_a_new_consumer_resumes_from_the_offsets_in_its_database_not_from_
     finally:
         worker.kill()
     assert await effects(database_url) == (55, 55)
+
+
+async def test_a_running_consumer_reads_again_what_the_database_lost_instead_of_skipping_it(
+    kafka_bootstrap: str, database_url: str, topics: TopicRegistry
+) -> None:
+    """A database that loses committed batches (a crash without durable commits, a restore
+    from backup, a failover) must never make a consumer store offsets past them: it seeks
+    back and applies them again, with no rebalance to tell it."""
+    first = stream(50)
+    await produce(kafka_bootstrap, topics.erp_invoices.name, first)
+    worker = Worker(kafka_bootstrap, database_url, topics)
+    worker.start()
+    try:
+        await wait_for_effects(database_url, 50)
+        conn = await asyncpg.connect(database_url)
+        try:
+            # Everything the worker committed is gone, as after restoring an empty backup.
+            await conn.execute("TRUNCATE ledger.effects, ledger.processed_events")
+            await conn.execute("UPDATE ledger.consumer_offsets SET next_offset = 0")
+        finally:
+            await conn.close()
+        second = [erp_document("ACC-9", f"AFTER-{i}") for i in range(5)]
+        await produce(kafka_bootstrap, topics.erp_invoices.name, second)
+        await wait_for_effects(database_url, 55)
+        await asyncio.sleep(1.0)  # nothing more may arrive
+    finally:
+        worker.kill()
+    assert await effects(database_url) == (55, 55)

@@ -53,8 +53,11 @@ async def test_rebuild_while_serving_then_switch(
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://projector")
     try:
 
+        answers: list[tuple[int, str]] = []
+
         async def status(account: str, number: str) -> InvoiceOut | None:
             response = await client.get(f"/v1/accounts/{account}/invoices/{number}")
+            answers.append((response.status_code, response.text[:300]))
             return InvoiceOut.model_validate(response.json()) if response.status_code == 200 else None
 
         async def last_account_projected() -> bool:
@@ -69,7 +72,7 @@ async def test_rebuild_while_serving_then_switch(
         async def keep_reading() -> None:
             while serving:
                 invoice = await status("A0", "A0-INV-0")
-                assert invoice is not None, "the API stopped answering during the rebuild"
+                assert invoice is not None, f"the API stopped answering during the rebuild: {answers[-1]}"
                 served.append((invoice.freshness.version, invoice.pay_status))
                 await asyncio.sleep(0.01)
 

@@ -29,6 +29,7 @@ CONSUMED = Counter("consumer_messages_total", "Messages consumed", ["consumer", 
 APPLIED = Counter("consumer_applied_total", "Messages applied (not duplicates)", ["consumer"])
 DUPLICATES = Counter("consumer_duplicates_total", "Messages skipped as already applied", ["consumer"])
 DEAD_LETTERS = Counter("consumer_dead_letters_total", "Messages dead-lettered", ["consumer", "topic"])
+POSITION_CHECK_S = 5.0
 GAPS = Counter(
     "consumer_gaps_total", "Batches that started past the stored offset and were read again", ["consumer"]
 )
@@ -113,6 +114,7 @@ class TransactionalConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self._last_kafka_commit = 0.0
+        self._last_position_check = time.monotonic()
         # Partitions sought back to a stored offset after a gap: where Kafka then still
         # starts later, the offsets in between do not exist (compaction, retention).
         self._refilling: dict[tuple[str, int], int] = {}
@@ -148,6 +150,8 @@ class TransactionalConsumer:
                 records = [r for part in batches.values() for r in part]
                 if records:
                     await self.process(records)
+                elif time.monotonic() - self._last_position_check > POSITION_CHECK_S:
+                    await self._read_again_what_the_database_lost()
         finally:
             self.ready = self.in_group = False
             if self._stopping.is_set():
@@ -224,6 +228,33 @@ class TransactionalConsumer:
                 continue  # sought back once already: the offsets in between do not exist
             gaps[key] = expected
         return gaps
+
+    async def _read_again_what_the_database_lost(self) -> None:
+        """When idle, every record read has been applied, so each assigned partition's
+        position equals its stored next offset. A position past it means the database
+        lost committed batches of a partition that gets no new records (a new record
+        would show the gap too); read them again now rather than at the next record."""
+        self._last_position_check = time.monotonic()
+        if self._consumer is None or not self.assignment:
+            return
+        try:
+            rows = await self._pool.fetch(
+                "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer = $1", self.name
+            )
+        except Exception as exc:
+            if is_transient(exc):
+                return
+            raise
+        stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+        behind = {}
+        for tp in self._consumer.assignment():
+            key = (tp.topic, tp.partition)
+            expected = stored.get(key)
+            if expected is None or self._refilling.get(key) == expected:
+                continue  # never applied, or sought back once already (offsets that do not exist)
+            if await self._consumer.position(tp) > expected:
+                behind[key] = expected
+        self._refill(behind)
 
     def _refill(self, gaps: dict[tuple[str, int], int]) -> None:
         for (topic, partition), offset in gaps.items():
