@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
@@ -247,13 +248,16 @@ class TransactionalConsumer:
             raise
         stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
         behind = {}
-        for tp in self._consumer.assignment():
-            key = (tp.topic, tp.partition)
-            expected = stored.get(key)
-            if expected is None or self._refilling.get(key) == expected:
-                continue  # never applied, or sought back once already (offsets that do not exist)
-            if await self._consumer.position(tp) > expected:
-                behind[key] = expected
+        try:
+            for tp in self._consumer.assignment():
+                key = (tp.topic, tp.partition)
+                expected = stored.get(key)
+                if expected is None or self._refilling.get(key) == expected:
+                    continue  # never applied, or sought back once already (offsets that do not exist)
+                if await self._consumer.position(tp) > expected:
+                    behind[key] = expected
+        except IllegalStateError:  # a rebalance took the partition meanwhile; it resumes from the database
+            return
         self._refill(behind)
 
     def _refill(self, gaps: dict[tuple[str, int], int]) -> None:
