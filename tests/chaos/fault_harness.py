@@ -28,6 +28,9 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from payment_intake_support import guest
+
 from infra import load_runtime
 from payments_shared.contracts import Envelope
 from payments_shared.contracts.erp import (
@@ -39,12 +42,7 @@ from payments_shared.contracts.erp import (
     ErpInvoiceUpserted,
     ErpPostedPayment,
 )
-from payments_shared.contracts.payments import (
-    BillingAddress,
-    GuestCheckout,
-    PayInvoice,
-    PayInvoicePayload,
-)
+from payments_shared.contracts.payments import PayInvoice, PayInvoicePayload
 from payments_shared.topics import TopicRegistry
 from system import DEFAULT_SECRET, free_port
 
@@ -234,20 +232,6 @@ async def _ready(http: httpx.AsyncClient, instance: Instance) -> bool:
 # --------------------------------------------------------------------------- load
 
 
-def _guest() -> GuestCheckout:
-    return GuestCheckout(
-        billing_address=BillingAddress(
-            email="ap@example.com",
-            street="1 Main St",
-            country="US",
-            postal_code="10001",
-            phone_country_code="+1",
-            phone_number="212 555 0100",
-        ),
-        name_on_card="Pat Payer",
-    )
-
-
 @dataclass
 class Invoice:
     account: str
@@ -360,7 +344,7 @@ class Load:
             producer="portal",
             account_id=inv.account,
             payload=PayInvoicePayload(
-                idempotency_key=str(uuid.uuid4()), invoice_number=inv.number, amount=None, method=_guest()
+                idempotency_key=str(uuid.uuid4()), invoice_number=inv.number, amount=None, method=guest()
             ),
         )
         self.commands.append(command)
