@@ -1,19 +1,21 @@
 """Commands out and outcomes in, through FastStream.
 
-One `KafkaRouter` per process: a publisher to `payments.commands` keyed by account id,
+One `KafkaBroker` per process: a publisher to `payments.commands` keyed by account id,
 and one subscriber to `payments.events` without a consumer group (every partition,
-from the end) that hands each outcome to the client library's `Correlator`. The
-router is also the FastAPI router the pages are served from, and FastStream derives
-the AsyncAPI document from both.
+from the end) that hands each outcome to the client library's `Correlator`.
+FastStream's FastAPI integration (`FastStreamAPI`) starts and stops the broker with
+the web app, and FastStream derives the AsyncAPI document from both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 
-from faststream.kafka.fastapi import KafkaRouter
+from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
+from faststream.specification import AsyncAPI
 
 from demo_portal.settings import SERVICE
 from payments_portal_client import Correlator, Outcome, OutcomeTimeout
@@ -24,14 +26,14 @@ from payments_shared.topics import TopicRegistry
 
 @dataclass
 class Messaging:
-    router: KafkaRouter
+    broker: KafkaBroker
     topics: TopicRegistry
     correlator: Correlator = field(default_factory=Correlator)
 
     async def send(self, command: Envelope, *, until_checkout: bool, timeout_s: float) -> Outcome:
         future = self.correlator.expect(command.event_id, until_checkout=until_checkout)
         try:
-            await self.router.broker.publish(
+            await self.broker.publish(
                 command.model_dump(mode="json"),
                 topic=self.topics.payments_commands.name,
                 key=command.key(),
@@ -44,17 +46,17 @@ class Messaging:
 
 
 def messaging(bootstrap: str, topics: TopicRegistry) -> Messaging:
-    router = KafkaRouter(
+    broker = KafkaBroker(
         bootstrap,
         client_id=SERVICE,
         enable_idempotence=True,
-        schema_url="/asyncapi",
-        specification_tags=[{"name": "payments"}],
+        # Per-message "Received/Processed" lines would drown the JSON logs.
+        log_level=logging.DEBUG,
     )
-    wiring = Messaging(router, topics)
+    wiring = Messaging(broker, topics)
 
     # Declared for the AsyncAPI document: what this portal sends and to which topic.
-    router.publisher(
+    broker.publisher(
         topics.payments_commands.name,
         title=f"{topics.payments_commands.name}:publish",
         description="Pay one invoice, pay selected invoices, pay the account balance, cancel a checkout."
@@ -62,7 +64,7 @@ def messaging(bootstrap: str, topics: TopicRegistry) -> Messaging:
         schema=PaymentCommand,
     )
 
-    @router.subscriber(
+    @broker.subscriber(
         topics.payments_events.name,
         group_id=None,
         auto_offset_reset="latest",
@@ -75,3 +77,14 @@ def messaging(bootstrap: str, topics: TopicRegistry) -> Messaging:
         wiring.correlator.offer(event)
 
     return wiring
+
+
+def specification(broker: KafkaBroker) -> AsyncAPI:
+    return AsyncAPI(
+        broker,
+        title=SERVICE,
+        version="1.0.0",
+        description="The reference portal backend: sends pay commands, follows their outcomes"
+        " by correlation id.",
+        schema_version="3.0.0",
+    )

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +14,9 @@ import uvicorn
 import yaml
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from faststream_fastapi import FastStreamAPI
 
-from demo_portal.adapters.messaging import Messaging, messaging
+from demo_portal.adapters.messaging import Messaging, messaging, specification
 from demo_portal.domain.portal import Portals, portals_from_config
 from demo_portal.entrypoints.http import build_routes
 from demo_portal.handlers import Portal
@@ -30,7 +34,7 @@ def load_portals(settings: DemoPortalSettings) -> Portals:
     return portals_from_config(config, settings.api_keys, sandbox=settings.sandbox)
 
 
-def build_app(settings: DemoPortalSettings) -> tuple[FastAPI, Messaging]:
+def build_app(settings: DemoPortalSettings) -> tuple[FastStreamAPI, Messaging]:
     topics = TopicRegistry(settings.topic_prefix)
     wiring = messaging(settings.kafka_bootstrap, topics)
     portal = Portal(
@@ -39,28 +43,59 @@ def build_app(settings: DemoPortalSettings) -> tuple[FastAPI, Messaging]:
         read_api_url=settings.read_api_url,
         timeout_s=settings.outcome_timeout_s,
     )
-    app = FastAPI(title=SERVICE, version="1.0.0", description="Reference portal backend for the seed portals")
-    wiring.router.on_broker_shutdown(lambda _app: portal.close())
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await portal.close()
 
-    @wiring.router.get("/health/live", include_in_schema=False)
+    app = FastAPI(
+        title=SERVICE,
+        version="1.0.0",
+        description="Reference portal backend for the seed portals",
+        lifespan=lifespan,
+    )
+
+    @app.get("/health/live", include_in_schema=False)
     async def live() -> dict[str, str]:
         return {"status": "alive", "service": SERVICE}
 
-    @wiring.router.get("/health/ready", include_in_schema=False)
+    @app.get("/health/ready", include_in_schema=False)
     async def ready() -> JSONResponse:
-        broker = await wiring.router.broker.ping(timeout=2.0)
+        broker = await wiring.broker.ping(timeout=2.0)
         return JSONResponse({"broker": broker}, status_code=200 if broker else 503)
 
-    app.include_router(wiring.router)
     build_routes(app, portal, settings.poll_interval_ms)
-    return app, wiring
+    asgi = FastStreamAPI(
+        wiring.broker,
+        application=app,
+        specification=specification(wiring.broker),
+        asyncapi_path="/asyncapi",
+        safe_connection=True,
+    )
+    return asgi, wiring
+
+
+class _Server(uvicorn.Server):
+    # uvicorn re-raises SIGTERM after its graceful shutdown, so the process would die of
+    # the signal; a stop we asked for should exit 0 like every other service.
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _stop(self, *_: object) -> None:
+        self.should_exit = True
 
 
 def main() -> None:
     settings = DemoPortalSettings()
     configure_logging(SERVICE, settings.log_level)
     app, _ = build_app(settings)
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False
         )
