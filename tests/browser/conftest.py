@@ -8,19 +8,16 @@ browser: chromium comes from apt (installed here when missing) and is passed by 
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
-import yaml
 from playwright.async_api import BrowserContext, Page, async_playwright
+from portal_support import running_system
 
-from payments_shared.topics import TopicRegistry, ensure_topics
-from system import System, free_port
+from payments_shared.topics import TopicRegistry
+from system import System
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / ".artifacts" / "screenshots"
@@ -60,45 +57,15 @@ def chromium() -> str:
 async def portal_system(
     kafka_bootstrap: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[System]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    topics = TopicRegistry(prefix=f"t{uuid.uuid4().hex[:8]}.")
-    await ensure_topics(kafka_bootstrap, topics)
-    work = tmp_path_factory.mktemp("portal")
-    merchants = work / "merchants.yaml"
-    merchants.write_text(yaml.safe_dump(MERCHANTS))
-    system = System(
-        kafka_bootstrap=kafka_bootstrap,
-        database_url=postgres_url.rpartition("/")[0] + f"/{name}",
-        log_dir=work / "logs",
-        bin_dir=Path(sys.executable).parent,
-        topic_prefix=topics.prefix,
+    async with running_system(
+        kafka_bootstrap,
+        postgres_url,
+        tmp_path_factory.mktemp("portal"),
+        MERCHANTS,
         with_portal=True,
-        extra_env={
-            "PAYMENTS_SANDBOX": "1",
-            "PAYMENT_INTAKE_MERCHANT_CONFIG": str(merchants),
-            "DEMO_PORTAL_MERCHANT_CONFIG": str(merchants),
-            "DEMO_PORTAL_POLL_INTERVAL_MS": "1000",
-            "PAYMENTS_LOG_LEVEL": "INFO",
-        },
-    )
-    system.ports = {service: free_port() for service in system.ports}
-    system.start()
-    try:
+        env={"DEMO_PORTAL_POLL_INTERVAL_MS": "1000"},
+    ) as system:
         yield system
-    finally:
-        codes = system.stop()
-        admin = await asyncpg.connect(postgres_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-        bad = {service: code for service, code in codes.items() if code != 0}
-        assert not bad, f"services did not stop cleanly: {bad}\n" + "\n".join(system.tail(s) for s in bad)
 
 
 @pytest.fixture(scope="module")

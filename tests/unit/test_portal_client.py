@@ -26,8 +26,8 @@ from payments_shared.contracts.payments import (
     BillingAddress,
     CheckoutOpened,
     CheckoutOpenedPayload,
-    PaymentFailed,
     PaymentEndedPayload,
+    PaymentFailed,
     PaymentRejected,
     PaymentRejectedPayload,
     PaymentRequested,
@@ -105,6 +105,12 @@ def test_a_command_starts_its_own_chain_keyed_by_account_with_a_fresh_key() -> N
     assert given.payload.idempotency_key == "k-1" and given.payload.amount is None
 
 
+def test_fresh_idempotency_keys_never_look_like_card_numbers() -> None:
+    from payments_shared.domain.card_numbers import contains_card_number
+
+    assert not any(contains_card_number(build.new_idempotency_key()) for _ in range(5000))
+
+
 def test_pay_selected_carries_each_invoice_with_its_amount() -> None:
     command = build.pay_selected(
         "A-1", [("INV-1", None), ("INV-2", Money(amount_minor=500, currency=USD))], PayerPortal()
@@ -122,7 +128,9 @@ async def test_the_first_answer_resolves_the_waiting_command() -> None:
     other = build.pay_invoice("C-2", "INV-9", guest())
     correlator.offer(rejected(other, "zero_balance", "no"))  # someone else's outcome
     assert not future.done()
-    correlator.offer(rejected(command, "payment_pending", "A payment against invoice INV-1 is already pending."))
+    correlator.offer(
+        rejected(command, "payment_pending", "A payment against invoice INV-1 is already pending.")
+    )
     outcome = future.result()
     assert isinstance(outcome, Rejected) and outcome.reason_code == "payment_pending"
     assert "already pending" in outcome.message and len(correlator) == 0
@@ -177,7 +185,9 @@ async def test_remittance_answers_with_its_details() -> None:
     command = build.pay_invoice("A-1", "INV-1", guest())
     future = correlator.expect(command.event_id, until_checkout=True)
     correlator.offer_raw(
-        rejected(command, "offline_remittance", "Pay 980.00 USD to Accounts Receivable").model_dump_json().encode()
+        rejected(command, "offline_remittance", "Pay 980.00 USD to Accounts Receivable")
+        .model_dump_json()
+        .encode()
     )
     outcome = future.result()
     assert isinstance(outcome, RemittanceDetails) and outcome.message.startswith("Pay 980.00 USD")

@@ -24,7 +24,9 @@ DEFAULT_PRODUCER = "portal-backend"
 
 
 def new_idempotency_key() -> str:
-    return f"portal-{uuid.uuid4().hex}"
+    # The canonical 8-4-4-4-12 form: payment-intake refuses input holding 13+ digits that
+    # pass Luhn, which a bare hex UUID sometimes does; the dashed form is exempt.
+    return f"portal-{uuid.uuid4()}"
 
 
 def pay_invoice(
