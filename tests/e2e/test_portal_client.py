@@ -44,7 +44,7 @@ from system import System
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-ROUNDS = int(os.environ.get("PORTAL_CLIENT_ROUNDS", "100"))
+ROUNDS = int(os.environ.get("PORTAL_CLIENT_ROUNDS", "55"))
 
 
 @pytest.fixture(scope="module")

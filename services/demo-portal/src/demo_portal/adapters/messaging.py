@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
@@ -29,15 +30,23 @@ class Messaging:
     broker: KafkaBroker
     topics: TopicRegistry
     correlator: Correlator = field(default_factory=Correlator)
+    subscriber: Any = None
+    publisher: Any = None
+
+    async def outcomes_ready(self) -> bool:
+        """Every partition of `payments.events` assigned and its end offset resolved: from
+        now on no outcome of a command sent is missed."""
+        consumer = getattr(self.subscriber, "consumer", None)
+        if consumer is None or not consumer.assignment():
+            return False
+        for partition in consumer.assignment():
+            await consumer.position(partition)
+        return True
 
     async def send(self, command: Envelope, *, until_checkout: bool, timeout_s: float) -> Outcome:
         future = self.correlator.expect(command.event_id, until_checkout=until_checkout)
         try:
-            await self.broker.publish(
-                command.model_dump(mode="json"),
-                topic=self.topics.payments_commands.name,
-                key=command.key(),
-            )
+            await self.publisher.publish(command.model_dump(mode="json"), key=command.key())
             return await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
             raise OutcomeTimeout(command.event_id, command.payload.idempotency_key) from None
@@ -55,8 +64,7 @@ def messaging(bootstrap: str, topics: TopicRegistry) -> Messaging:
     )
     wiring = Messaging(broker, topics)
 
-    # Declared for the AsyncAPI document: what this portal sends and to which topic.
-    broker.publisher(
+    wiring.publisher = broker.publisher(
         topics.payments_commands.name,
         title=f"{topics.payments_commands.name}:publish",
         description="Pay one invoice, pay selected invoices, pay the account balance, cancel a checkout."
@@ -64,7 +72,7 @@ def messaging(bootstrap: str, topics: TopicRegistry) -> Messaging:
         schema=PaymentCommand,
     )
 
-    @broker.subscriber(
+    outcomes = broker.subscriber(
         topics.payments_events.name,
         group_id=None,
         auto_offset_reset="latest",
@@ -73,9 +81,12 @@ def messaging(bootstrap: str, topics: TopicRegistry) -> Messaging:
         description="Outcomes of this portal's commands, matched by correlation id; every"
         " partition from the end, no consumer group.",
     )
+
+    @outcomes
     async def on_outcome(event: PaymentEvent) -> None:
         wiring.correlator.offer(event)
 
+    wiring.subscriber = outcomes
     return wiring
 
 

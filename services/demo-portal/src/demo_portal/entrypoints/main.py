@@ -61,8 +61,11 @@ def build_app(settings: DemoPortalSettings) -> tuple[FastStreamAPI, Messaging]:
 
     @app.get("/health/ready", include_in_schema=False)
     async def ready() -> JSONResponse:
-        broker = await wiring.broker.ping(timeout=2.0)
-        return JSONResponse({"broker": broker}, status_code=200 if broker else 503)
+        checks = {
+            "broker": await wiring.broker.ping(timeout=2.0),
+            "outcomes": await wiring.outcomes_ready(),
+        }
+        return JSONResponse(checks, status_code=200 if all(checks.values()) else 503)
 
     build_routes(app, portal, settings.poll_interval_ms)
     asgi = FastStreamAPI(
