@@ -171,6 +171,7 @@ def main() -> None:
         topic_prefix=prefix,
         extra_env={
             "PAYMENTS_SANDBOX": "1",
+            "PAYMENTS_MERCHANT_CONFIG": str(MERCHANTS),
             "PAYMENT_INTAKE_MERCHANT_CONFIG": str(MERCHANTS),
             "DEMO_PORTAL_MERCHANT_CONFIG": str(MERCHANTS),
         },

@@ -46,6 +46,7 @@ async def running_system(
         with_portal=with_portal,
         extra_env={
             "PAYMENTS_SANDBOX": "1",
+            "PAYMENTS_MERCHANT_CONFIG": str(merchant_file),
             "PAYMENT_INTAKE_MERCHANT_CONFIG": str(merchant_file),
             "DEMO_PORTAL_MERCHANT_CONFIG": str(merchant_file),
             **(env or {}),

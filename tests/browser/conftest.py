@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright
-from portal_support import running_system
 
 from payments_shared.topics import TopicRegistry
+from portal_support import running_system
 from system import System
 
 ROOT = Path(__file__).resolve().parents[2]

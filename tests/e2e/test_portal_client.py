@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from portal_support import running_system
 
+from demo_portal.domain.portal import sandbox_demo_key
 from kafka_tools import eventually, produce
 from payments_portal_client import (
     Accepted,
@@ -32,6 +32,7 @@ from payments_portal_client import (
     NotFound,
     PayerPortal,
     PortalClient,
+    ReadModelClient,
     Rejected,
     Remittance,
     RemittanceDetails,
@@ -39,12 +40,14 @@ from payments_portal_client import (
 from payments_portal_client.read_model import PayStatus
 from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
 from payments_shared.topics import TopicRegistry
+from portal_support import running_system
 from system import System
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUNDS = int(os.environ.get("PORTAL_CLIENT_ROUNDS", "55"))
+ROUND_TRIP_ACCOUNTS = [f"R-{i}" for i in range(10)]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +56,10 @@ async def merchant_system(
 ) -> AsyncIterator[System]:
     merchants = {
         "default": "full-payment-portal",
-        "merchants": {"m003": {"policy": "partial-multi-portal", "accounts": ["A-1"]}},
+        "merchants": {
+            "m000": {"policy": "full-payment-portal", "accounts": ["C-1", *ROUND_TRIP_ACCOUNTS]},
+            "m003": {"policy": "partial-multi-portal", "accounts": ["A-1"]},
+        },
     }
     async with running_system(
         kafka_bootstrap, postgres_url, tmp_path_factory.mktemp("client"), merchants
@@ -92,18 +98,19 @@ def guest() -> GuestCheckout:
     )
 
 
-async def payable_count(client: PortalClient, account: str) -> int:
+async def payable_count(reader: ReadModelClient, account: str) -> int:
     try:
-        return len(await client.read.invoices(account, statuses=[PayStatus.payable]))
+        return len(await reader.invoices(account, statuses=[PayStatus.payable]))
     except NotFound:
         return 0
 
 
-def client_for(system: System) -> PortalClient:
+def client_for(system: System, merchant: str = "m000") -> PortalClient:
+    """The portal backend of one merchant, with its sandbox demo key."""
     return PortalClient(
         kafka_bootstrap=system.kafka_bootstrap,
         read_api_url=system.url("status-projector"),
-        api_key="sandbox-demo",
+        api_key=sandbox_demo_key(merchant),
         topic_prefix=system.topic_prefix,
         timeout_s=20,
     )
@@ -116,12 +123,13 @@ async def test_every_command_kind_gets_its_typed_outcome(merchant_system: System
         TopicRegistry(system.topic_prefix).erp_invoices.name,
         [erp("C-1", "INV-1", "1250.00"), erp("C-1", "INV-2", "90.00"), erp("A-1", "INV-9", "980.00")],
     )
-    async with client_for(system) as client:
+    northwind = ReadModelClient(system.url("status-projector"), sandbox_demo_key("m003"))
+    async with client_for(system) as client, northwind:
         await eventually(
-            lambda: payable_count(client, "C-1"), lambda n: n == 2, timeout=45, what="C-1 payable"
+            lambda: payable_count(client.read, "C-1"), lambda n: n == 2, timeout=45, what="C-1 payable"
         )
         await eventually(
-            lambda: payable_count(client, "A-1"), lambda n: n == 1, timeout=45, what="A-1 payable"
+            lambda: payable_count(northwind, "A-1"), lambda n: n == 1, timeout=45, what="A-1 payable"
         )
 
         # Reads, typed, with the key in the header.
@@ -178,7 +186,7 @@ async def test_round_trip_from_command_to_first_outcome(merchant_system: System)
     """Sequential pay commands, each on its own registered invoice: the time from publish
     to the first outcome (payment.requested) as the client sees it."""
     system = merchant_system
-    accounts = [f"R-{i}" for i in range(10)]
+    accounts = ROUND_TRIP_ACCOUNTS
     invoices = [(accounts[i % len(accounts)], f"INV-{i:05d}") for i in range(ROUNDS)]
     await produce(
         system.kafka_bootstrap,
@@ -189,7 +197,7 @@ async def test_round_trip_from_command_to_first_outcome(merchant_system: System)
         for account in accounts:
             expected = sum(1 for a, _ in invoices if a == account)
             await eventually(
-                lambda account=account: payable_count(client, account),
+                lambda account=account: payable_count(client.read, account),
                 lambda n, expected=expected: n == expected,
                 timeout=120,
                 interval=0.5,

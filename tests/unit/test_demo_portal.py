@@ -121,7 +121,7 @@ def test_each_merchant_gets_the_page_its_policy_needs() -> None:
     portals = portals_from_config(config, {"m000": "key-0"}, sandbox=True)
     assert portals.merchant_of("C-1").style == Style.FULL_PAYMENT  # type: ignore[union-attr]
     m003 = portals.merchant_of("A-2")
-    assert m003 is not None and m003.style == Style.PAY_SELECTED and m003.api_key == "sandbox-m003"
+    assert m003 is not None and m003.style == Style.PAY_SELECTED and m003.api_key == "sandbox_key_m003"
     assert portals.merchant_of("X") is None
     with pytest.raises(ValueError, match="no API key"):
         portals_from_config(config, {"m000": "key-0"}, sandbox=False)

@@ -40,6 +40,12 @@ class Portals:
         return [(m, a) for m in self.merchants for a in m.accounts]
 
 
+def sandbox_demo_key(merchant: str) -> str:
+    """The read-API key the status-projector accepts for `merchant` with PAYMENTS_SANDBOX=1
+    (the same rule as payments_shared.sandbox.demo_api_key, printed by `make run`)."""
+    return f"sandbox_key_{merchant}"
+
+
 TITLES = {Style.FULL_PAYMENT: "Contoso Supply", Style.PAY_SELECTED: "Northwind Labs"}
 
 
@@ -48,8 +54,8 @@ def portals_from_config(
 ) -> Portals:
     """The merchants of payment-intake's merchant file, each with the page its policy needs.
 
-    A merchant without a configured key gets the sandbox demo key `sandbox-<merchant>`
-    in sandbox mode only; outside it a missing key is an error.
+    A merchant without a configured key gets its published sandbox demo key in sandbox
+    mode only; outside it a missing key is an error.
     """
     merchants = []
     for name, spec in (config.get("merchants") or {}).items():
@@ -59,7 +65,7 @@ def portals_from_config(
         if key is None:
             if not sandbox:
                 raise ValueError(f"no API key for merchant {name} (DEMO_PORTAL_API_KEYS)")
-            key = f"sandbox-{name}"
+            key = sandbox_demo_key(name)
         merchants.append(
             Merchant(
                 name=name,
