@@ -36,7 +36,7 @@ MERCHANTS = {
     "merchants": {
         "contoso-supply": {
             "policy": "full-payment-portal",
-            "accounts": ["C-10042", "C-10043"],
+            "accounts": ["C-10042", "C-10043", "C-10044"],
         },
         "northwind-labs": {
             "policy": "partial-multi-portal",

@@ -95,6 +95,8 @@ async def test_seed_000_pay_the_1250_invoice_by_guest_checkout_pending_then_paid
     await page.goto(f"{portal_system.url('demo-portal')}/accounts/C-10042")
     invoice = row(page, "INV-1001")
     await expect(invoice.locator(".balance")).to_have_text("$1,250.00")
+    # Seed 000: the account PAY button shows while the account has a balance.
+    await expect(page.locator("#balance-card").get_by_role("button", name="PAY")).to_be_visible()
 
     await invoice.get_by_role("button", name="Pay").click()
     dialog = page.locator("#pay-dialog")
@@ -164,6 +166,29 @@ async def test_seed_000_not_sent_and_already_pending_show_an_error_instead_of_th
     await expect(page.locator("#pay-dialog")).to_be_hidden()
 
 
+async def test_seed_000_the_portal_tab_opens_the_payer_portal_in_a_new_tab(
+    page: Page, portal_system: System, topics_of: TopicRegistry
+) -> None:
+    await seeded(portal_system, topics_of, "C-10044", [("INV-1201", "310.40", "US")], until="payable")
+    await page.goto(f"{portal_system.url('demo-portal')}/accounts/C-10044")
+    invoice = row(page, "INV-1201")
+    await invoice.get_by_role("button", name="Pay").click()
+    dialog = page.locator("#pay-dialog")
+    await dialog.get_by_role("tab", name="Portal").click()
+    async with page.context.expect_page() as opened:
+        await dialog.get_by_role("button", name="Open Portal").click()
+    portal_tab = await opened.value
+    await expect(portal_tab.get_by_text("Payer portal")).to_be_visible()
+    await expect(portal_tab.get_by_text("INV-1201")).to_be_visible()
+    await expect(dialog).to_be_hidden()
+    await expect(invoice.locator(".pay-cell")).to_have_text("Pending")
+
+    await portal_tab.get_by_role("button", name="Pay with saved card").click()
+    await expect(portal_tab.get_by_text("Payment received")).to_be_visible()
+    await portal_tab.close()
+    await expect(invoice.locator(".pay-cell")).to_have_text("Paid", timeout=30_000)
+
+
 # --- seed 003 ---------------------------------------------------------------------------
 
 
@@ -199,6 +224,8 @@ async def test_seed_003_a_partial_payment_leaves_the_invoice_partially_paid(
     await expect(invoice.locator(".pay-cell")).to_have_text("Partially paid", timeout=30_000)
     await expect(invoice.locator(".balance")).to_have_text("$480.00")
     await expect(invoice.get_by_role("checkbox")).to_be_enabled()
+    # Seed 003 has no account PAY button: invoices are selected and paid.
+    await expect(page.locator("#balance-card").get_by_role("button")).to_have_count(0)
 
 
 async def test_seed_003_two_invoices_paid_together_in_full_after_remittance_details(
