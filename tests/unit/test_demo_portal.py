@@ -131,3 +131,33 @@ def test_committed_asyncapi_document_is_current() -> None:
     # Regenerate with `make contracts` (python -m demo_portal.entrypoints.asyncapi).
     assert DOCUMENT.exists(), f"{DOCUMENT} missing"
     assert DOCUMENT.read_text() == render(), "stale: make contracts"
+
+
+def test_outcomes_become_what_the_page_does_next() -> None:
+    import uuid
+
+    from demo_portal.handlers import answer
+    from payments_portal_client import Accepted, Rejected, RemittanceDetails
+    from payments_shared.contracts.payments import Allocation
+
+    usd = Money(amount_minor=50000, currency="USD")
+    accepted = answer(
+        Accepted(
+            uuid.uuid4(),
+            uuid.uuid4(),
+            "invoice",
+            "card",
+            (Allocation(invoice_number="INV-1", amount=usd),),
+            usd,
+            checkout_url="http://provider/checkout/co_1",
+        )
+    )
+    assert (accepted.outcome, accepted.checkout_url, accepted.invoice_numbers) == (
+        "accepted",
+        "http://provider/checkout/co_1",
+        ("INV-1",),
+    )
+    refused = answer(Rejected(uuid.uuid4(), "amount_above_balance", "You cannot pay ...", ("INV-1",)))
+    assert (refused.outcome, refused.reason_code) == ("rejected", "amount_above_balance")
+    remit = answer(RemittanceDetails(uuid.uuid4(), "Pay 500.00 USD to ...", ("INV-1",)))
+    assert (remit.outcome, remit.message) == ("remittance", "Pay 500.00 USD to ...")

@@ -111,9 +111,7 @@ async def check_before_dialog(portal: Portal, account_id: str, invoice_number: s
 
 
 def _method(order: PayOrder) -> PaymentMethod:
-    if order.method == "guest_checkout":
-        if order.billing is None:
-            raise BadAmount("Enter your billing address.")
+    if order.method == "guest_checkout" and order.billing is not None:
         return GuestCheckout(billing_address=order.billing, name_on_card=order.name_on_card or "")
     if order.method == "payer_portal":
         return PayerPortal()
@@ -124,6 +122,8 @@ def _method(order: PayOrder) -> PaymentMethod:
 
 async def pay(portal: Portal, account_id: str, order: PayOrder) -> Answer:
     portal.merchant(account_id)
+    if order.method == "guest_checkout" and order.billing is None:
+        return Answer("rejected", "Enter your billing address.", reason_code="invalid_billing_details")
     try:
         amounts = await _amounts(portal, account_id, order.items)
         method = _method(order)

@@ -45,10 +45,9 @@ class CancelIn(BaseModel):
 
 
 def row(invoice: InvoiceOut, style: Style) -> dict[str, Any]:
-    cell: PayCell = pay_cell(invoice, style)
     return {
         "invoice": invoice,
-        "cell": cell,
+        "cell": pay_cell(invoice, style),
         "balance": show_money(invoice.balance.amount_minor, invoice.currency),
         "balance_plain": _plain(invoice),
     }
@@ -61,9 +60,9 @@ def _plain(invoice: InvoiceOut) -> str:
 
 def row_json(invoice: InvoiceOut, style: Style) -> dict[str, Any]:
     """One row for the page's poll, its cells rendered by the same macros as the page."""
-    cell = pay_cell(invoice, style)
     cells = templates.get_template("cells.html").module
     rendered = row(invoice, style)
+    cell: PayCell = rendered["cell"]
     return {
         "cell_html": str(cells.pay_cell(rendered, style == Style.PAY_SELECTED)),  # type: ignore[attr-defined]
         "select_html": str(cells.select_cell(rendered)),  # type: ignore[attr-defined]
@@ -72,8 +71,8 @@ def row_json(invoice: InvoiceOut, style: Style) -> dict[str, Any]:
         "label": cell.label,
         "payable": cell.payable,
         "reason": cell.reason,
-        "balance": show_money(invoice.balance.amount_minor, invoice.currency),
-        "balance_plain": _plain(invoice),
+        "balance": rendered["balance"],
+        "balance_plain": rendered["balance_plain"],
     }
 
 
