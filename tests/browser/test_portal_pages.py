@@ -23,7 +23,8 @@ from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
 from payments_shared.topics import TopicRegistry
 from system import System
 
-pytestmark = pytest.mark.e2e
+# The first test's setup may install chromium with apt on a fresh machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 def erp_invoice(account: str, number: str, amount: str, country: str = "US") -> ErpInvoiceUpserted:
