@@ -14,7 +14,8 @@ from pathlib import Path
 from demo_portal.adapters.messaging import messaging, specification
 from payments_shared.topics import TopicRegistry
 
-DOCUMENT = Path(__file__).resolve().parents[5] / "contracts" / "asyncapi" / "demo-portal.yaml"
+# Apart from contracts/asyncapi/, which payments-contracts generates and owns.
+DOCUMENT = Path(__file__).resolve().parents[5] / "contracts" / "faststream" / "demo-portal.yaml"
 # The document names a server; the real bootstrap is a deployment's, not the contract's.
 DOCUMENTED_BOOTSTRAP = "kafka:9092"
 
