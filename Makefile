@@ -13,12 +13,14 @@ export PAYMENTS_HELM := $(HELM)
 DOMAIN_PACKAGES := shared/src/payments_shared/domain \
 	services/invoice-sync/src/invoice_sync/domain \
 	services/payment-intake/src/payment_intake/domain \
-	services/status-projector/src/status_projector/domain
+	services/status-projector/src/status_projector/domain \
+	services/demo-portal/src/demo_portal/domain \
+	clients/python/src/payments_portal_client
 
 .PHONY: help install helm up down topics contracts lint typecheck test test-unit test-integration test-e2e chaos run bench clean
 
 help:
-	@echo "make run     start Kafka, PostgreSQL, the services and the sandbox provider with demo data"
+	@echo "make run     start Kafka, PostgreSQL, the services, the sandbox provider and the portal with demo data"
 	@echo "make test    install what is missing and run every test tier on real infrastructure"
 	@echo "make up|down start/stop only Kafka and PostgreSQL (endpoints in $(STATE)/env)"
 	@echo "make topics  apply the topic registry      make contracts  regenerate JSON Schema/AsyncAPI/OpenAPI"
@@ -27,7 +29,7 @@ help:
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml uv.lock shared/pyproject.toml $(wildcard services/*/pyproject.toml)
+$(VENV)/.installed: pyproject.toml uv.lock shared/pyproject.toml clients/python/pyproject.toml $(wildcard services/*/pyproject.toml)
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
 	uv sync --frozen --all-packages --compile-bytecode
 	@# Our own packages are editable installs, outside what uv compiles; with
@@ -53,6 +55,8 @@ topics: install up
 contracts: install
 	$(BIN)/payments-contracts --out contracts
 	$(BIN)/status-projector-ops openapi --out contracts/openapi/status-projector.json
+	$(BIN)/python -m payments_portal_client.generate
+	$(BIN)/python -m demo_portal.entrypoints.asyncapi
 
 lint: install
 	$(BIN)/ruff check .

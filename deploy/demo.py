@@ -1,9 +1,11 @@
 """`make run`: the whole system on this machine, with demo invoices from the seed pages.
 
-Starts Kafka and PostgreSQL (deploy/runtime.py), the sandbox provider and the three
-services as OS processes (deploy/system.py), loads the demo invoices, prints their pay
-status, walks one invoice through payable -> pending -> paid, then keeps running for
-you to try until Ctrl-C, which stops everything cleanly.
+Starts Kafka and PostgreSQL (deploy/runtime.py), the sandbox provider, the three
+services and the reference portal (services/demo-portal) as OS processes
+(deploy/system.py), loads the demo invoices, prints their pay status, walks one invoice
+through payable -> pending -> paid, then keeps running for you to try until Ctrl-C,
+which stops everything cleanly. The seed's USD 1,250.00 invoice (INV-1001) is left for
+you to pay on the portal page.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+MERCHANTS = HERE / "demo" / "merchants.yaml"
 sys.path.insert(0, str(HERE))
 
 import httpx  # noqa: E402
@@ -111,13 +114,13 @@ async def walk_through(system: System, topics: TopicRegistry) -> None:
         say("\nDemo invoices (from the two seed portals):")
         print_table(await statuses(projector))
 
-        say("\nWalk-through: pay INV-1001 (USD 1,250.00) by guest checkout, as in seed 000")
+        say("\nWalk-through: pay INV-1002 (USD 310.40) by guest checkout, as in seed 000")
         command = PayInvoice.originating(
             producer="demo-portal",
             account_id="C-10042",
             payload=PayInvoicePayload(
                 idempotency_key=f"demo-{uuid.uuid4().hex[:8]}",
-                invoice_number="INV-1001",
+                invoice_number="INV-1002",
                 method=GuestCheckout(
                     billing_address=BillingAddress(
                         email="ap@contoso.example",
@@ -133,7 +136,7 @@ async def walk_through(system: System, topics: TopicRegistry) -> None:
             ),
         )
         await publish(system.kafka_bootstrap, topics.payments_commands.name, [command])
-        row = await wait_for(projector, "INV-1001", "pending")
+        row = await wait_for(projector, "INV-1002", "pending")
         say(f"  pay command sent             -> {row['pay_status']}")
         async with httpx.AsyncClient(base_url=system.url("sandbox-provider")) as provider:
             checkout = None
@@ -146,7 +149,7 @@ async def walk_through(system: System, topics: TopicRegistry) -> None:
             page = f"{system.url('sandbox-provider')}/checkout/{checkout['checkout_id']}"
             say(f"  checkout opened              -> {page}")
             await provider.post(f"/sandbox/checkouts/{checkout['checkout_id']}/complete")
-        row = await wait_for(projector, "INV-1001", "paid")
+        row = await wait_for(projector, "INV-1002", "paid")
         say(f"  provider completed + webhook -> {row['pay_status']}, balance {_money(row['balance'])}")
         say("\nAfter the walk-through:")
         print_table(await statuses(projector))
@@ -166,7 +169,13 @@ def main() -> None:
         log_dir=state_dir / "logs",
         bin_dir=Path(sys.executable).parent,
         topic_prefix=prefix,
-        extra_env={"PAYMENT_INTAKE_MERCHANT_CONFIG": str(HERE / "demo" / "merchants.yaml")},
+        extra_env={
+            "PAYMENTS_SANDBOX": "1",
+            "PAYMENTS_MERCHANT_CONFIG": str(MERCHANTS),
+            "PAYMENT_INTAKE_MERCHANT_CONFIG": str(MERCHANTS),
+            "DEMO_PORTAL_MERCHANT_CONFIG": str(MERCHANTS),
+        },
+        with_portal=True,
     )
     stop = False
 
@@ -177,12 +186,14 @@ def main() -> None:
     signal.signal(signal.SIGTERM, request_stop)
     try:
         system.start()
+        say(f"\n  Portal: {system.url('demo-portal')}   (open it in a browser: pay INV-1001, USD 1,250.00)")
         say("\nRunning (logs in " + str(state_dir / "logs") + "):")
-        for name in ("invoice-sync", "payment-intake", "status-projector", "sandbox-provider"):
+        for name in ("demo-portal", "invoice-sync", "payment-intake", "status-projector", "sandbox-provider"):
             say(f"  {name:17} {system.url(name)}")
         say(f"  kafka             {kafka}\n  postgresql        {database}")
         asyncio.run(walk_through(system, topics))
         say("\nTry it:")
+        say(f"  open {system.url('demo-portal')}  (the seed 000 portal; the seed 003 one: /accounts/A-20077)")
         say(f"  curl {system.url('status-projector')}/v1/accounts/C-10042/invoices")
         say(f"  curl {system.url('status-projector')}/v1/accounts/A-20077/summary")
         say(f"  open {system.url('sandbox-provider')}/sandbox/checkouts  (checkout pages: /checkout/<id>)")

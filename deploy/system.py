@@ -25,12 +25,15 @@ DEFAULT_PORTS = {
     "payment-intake": 8020,
     "status-projector": 8030,
     "sandbox-provider": 8040,
+    "demo-portal": 8050,
 }
 START_ORDER = ("sandbox-provider", "invoice-sync", "payment-intake", "status-projector")
+PORTAL = "demo-portal"
 PORT_ENV = {
     "invoice-sync": "INVOICE_SYNC_HTTP_PORT",
     "payment-intake": "PAYMENT_INTAKE_HTTP_PORT",
     "status-projector": "STATUS_PROJECTOR_HTTP_PORT",
+    "demo-portal": "DEMO_PORTAL_HTTP_PORT",
 }
 
 
@@ -109,6 +112,8 @@ class System:
     ports: dict[str, int] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     running: dict[str, Running] = field(default_factory=dict)
+    # The reference portal (services/demo-portal) runs for `make run` and the browser tests.
+    with_portal: bool = False
 
     def __post_init__(self) -> None:
         for name, default in DEFAULT_PORTS.items():
@@ -132,14 +137,20 @@ class System:
             "INVOICE_SYNC_HTTP_PORT": str(p["invoice-sync"]),
             "PAYMENT_INTAKE_HTTP_PORT": str(p["payment-intake"]),
             "STATUS_PROJECTOR_HTTP_PORT": str(p["status-projector"]),
+            "DEMO_PORTAL_HTTP_PORT": str(p["demo-portal"]),
+            "DEMO_PORTAL_READ_API_URL": self.url("status-projector"),
             **self.extra_env,
         }
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (*START_ORDER, PORTAL) if self.with_portal else START_ORDER
+
     def start(self, timeout: float = 90.0) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for name in START_ORDER:
+        for name in self.names:
             self.start_one(name)
-        for name in START_ORDER:
+        for name in self.names:
             self.wait_ready(name, timeout)
 
     def start_one(self, name: str, env: dict[str, str] | None = None, *, key: str | None = None) -> Running:

@@ -11,9 +11,9 @@ from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
 # fmt: off
 DEMO = [
     ("C-10042", "INV-1001", "SO-5501", "PO-7781", "1250.00", "1250.00", "US",
-     "seed 000: the $1,250.00 example, paid in the walk-through"),
+     "seed 000: the $1,250.00 example, for you to pay on the portal"),
     ("C-10042", "INV-1002", "SO-5502", "PO-7790", "310.40", "310.40", "US",
-     "seed 000: payable, full payment only"),
+     "seed 000: full payment only, paid in the walk-through"),
     ("C-10042", "INV-1003", "SO-5503", "PO-7791", "89.99", "0.00", "US",
      "seed 000: zero balance, no Pay button"),
     ("A-20077", "INV-2001", "SO-6601", "PO-A12", "980.00", "980.00", "US",

@@ -353,3 +353,10 @@ def test_a_uuid_shaped_idempotency_key_is_an_identifier_not_a_card_number():
     key = "b739a034-1766-4131-9635-b159bbc440bc"  # "034-1766-4131-9635" passes Luhn
     assert card_number_fields({"idempotency_key": key}) == []
     assert card_number_fields({"idempotency_key": "k-4111111111111111"}) == ["idempotency_key"]
+
+
+def test_a_message_keeps_the_invoice_number_as_the_erp_wrote_it() -> None:
+    from payment_intake.domain.rejections import Reason, invoices_rejection
+
+    message = invoices_rejection(Reason.AMOUNT_ABOVE_BALANCE, ("INV-2001",)).message
+    assert message == "You cannot pay an amount above the total amount due of invoice INV-2001."

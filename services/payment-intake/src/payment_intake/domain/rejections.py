@@ -48,6 +48,8 @@ def invoices_rejection(reason: Reason, numbers: tuple[str, ...]) -> Rejection:
     """The messages the seed portals show, for the invoices that failed one check."""
     one = len(numbers) == 1
     subject = f"Invoice {numbers[0]}" if one else f"Invoices {_listed(numbers)}"
+    # Mid-sentence: lower-case the word, never the invoice numbers themselves.
+    object_ = subject[0].lower() + subject[1:]
     verb_has = "has" if one else "have"
     verb_is = "is" if one else "are"
     messages = {
@@ -59,14 +61,14 @@ def invoices_rejection(reason: Reason, numbers: tuple[str, ...]) -> Rejection:
         ),
         Reason.INVOICE_CLOSED: f"{subject} {verb_is} closed and can no longer be paid.",
         Reason.ZERO_BALANCE: f"{subject} {verb_has} no remaining balance to pay.",
-        Reason.PAYMENT_PENDING: f"A payment against {subject.lower()} is already pending.",
-        Reason.CURRENCY_MISMATCH: f"The payment currency does not match {subject.lower()}.",
+        Reason.PAYMENT_PENDING: f"A payment against {object_} is already pending.",
+        Reason.CURRENCY_MISMATCH: f"The payment currency does not match {object_}.",
         Reason.AMOUNT_NOT_POSITIVE: "The payment amount must be greater than zero.",
         Reason.PARTIAL_PAYMENT_NOT_ALLOWED: (
             "Only full invoice payments are supported: the amount must equal the balance due."
         ),
         Reason.AMOUNT_ABOVE_BALANCE: (
-            f"You cannot pay an amount above the total amount due of {subject.lower()}."
+            f"You cannot pay an amount above the total amount due of {object_}."
         ),
         Reason.MUST_PAY_FULL_BALANCE: (
             "When you pay several invoices at once you must pay the total balance due of each"

@@ -4,14 +4,13 @@ controls for tests and a small page a person can pay on."""
 from __future__ import annotations
 
 import asyncio
-import html
-from decimal import Decimal
 from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from sandbox_provider import pages
 from sandbox_provider.ledger import Checkout, Fault, FaultMode, Ledger
 from sandbox_provider.registrations import registration_routes
 from sandbox_provider.settings import SandboxSettings
@@ -213,21 +212,12 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
     # --- pages a person can use -----------------------------------------------------------
 
     @app.get("/checkout/{checkout_id}", response_class=HTMLResponse)
-    @app.get("/portal/{checkout_id}", response_class=HTMLResponse)
     async def checkout_page(checkout_id: str) -> str:
-        c = checkout_or_404(checkout_id)
-        amount = Decimal(c.amount_minor).scaleb(-2)  # the sandbox's own display only
-        invoices = ", ".join(html.escape(str(i["invoice_number"])) for i in c.invoices) or "account balance"
-        buttons = "".join(
-            f"<button onclick=\"fetch('/sandbox/checkouts/{c.checkout_id}/{a}',{{method:'POST'}})"
-            f'.then(()=>location.reload())">{label}</button> '
-            for a, label in (("complete", "Pay now"), ("fail", "Decline"), ("abandon", "Abandon"))
-        )
-        return (
-            f"<html><body><h1>Sandbox provider</h1><p>Invoices: {invoices}</p>"
-            f"<p>Amount: {amount} {html.escape(c.currency)}</p><p>Status: {c.status}</p>"
-            f"{buttons if c.status == 'open' else ''}</body></html>"
-        )
+        return pages.card_page(checkout_or_404(checkout_id))
+
+    @app.get("/portal/{checkout_id}", response_class=HTMLResponse)
+    async def payer_portal_page(checkout_id: str) -> str:
+        return pages.payer_portal_page(checkout_or_404(checkout_id))
 
     app.include_router(registration_routes(ledger, apply_fault))
     return app, sender

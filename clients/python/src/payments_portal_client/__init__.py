@@ -1,0 +1,34 @@
+"""Typed client for portal backends: pay commands and their outcomes, and pay status."""
+
+from payments_shared.contracts.payments import (
+    BillingAddress,
+    CardOnline,
+    GuestCheckout,
+    PayerPortal,
+    Remittance,
+)
+from payments_shared.domain.money import Money
+
+from .client import OutcomeTimeout, PayOutcome, PortalClient
+from .outcomes import Accepted, Correlator, Ended, Outcome, Rejected, RemittanceDetails
+from .read_api import NotFound, ReadModelClient
+
+__all__ = [
+    "Accepted",
+    "BillingAddress",
+    "CardOnline",
+    "Correlator",
+    "Ended",
+    "GuestCheckout",
+    "Money",
+    "NotFound",
+    "Outcome",
+    "OutcomeTimeout",
+    "PayOutcome",
+    "PayerPortal",
+    "PortalClient",
+    "ReadModelClient",
+    "Rejected",
+    "Remittance",
+    "RemittanceDetails",
+]

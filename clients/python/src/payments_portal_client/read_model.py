@@ -1,0 +1,218 @@
+"""Generated from contracts/openapi/status-projector.json by `make contracts`; do not edit."""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+
+class LastProblem(BaseModel):
+    at: Annotated[AwareDatetime, Field(title='At')]
+    message: Annotated[
+        str, Field(description='Text a portal may show', title='Message')
+    ]
+    reason_code: Annotated[str, Field(title='Reason Code')]
+
+
+class MoneyOut(BaseModel):
+    amount_minor: Annotated[
+        int,
+        Field(
+            description="Integer amount in the currency's minor unit",
+            title='Amount Minor',
+        ),
+    ]
+    currency: Annotated[str, Field(description='ISO 4217 code', title='Currency')]
+
+
+class NotPayableReason(StrEnum):
+    not_registered = 'not_registered'
+    registration_failed = 'registration_failed'
+    zero_balance = 'zero_balance'
+    cancelled = 'cancelled'
+    closed = 'closed'
+    restricted = 'restricted'
+
+
+class PartitionOffset(BaseModel):
+    next_offset: Annotated[
+        int,
+        Field(
+            description='Everything before this offset is reflected',
+            title='Next Offset',
+        ),
+    ]
+    partition: Annotated[int, Field(title='Partition')]
+    topic: Annotated[str, Field(title='Topic')]
+
+
+class PayStatus(StrEnum):
+    payable = 'payable'
+    pending = 'pending'
+    partially_paid = 'partially_paid'
+    paid = 'paid'
+    not_payable = 'not_payable'
+
+
+class PaymentState(StrEnum):
+    requested = 'requested'
+    checkout_opened = 'checkout_opened'
+    processing = 'processing'
+    succeeded = 'succeeded'
+    failed = 'failed'
+    cancelled = 'cancelled'
+    expired = 'expired'
+
+
+class Problem404(BaseModel):
+    detail: Annotated[str, Field(title='Detail')]
+
+
+class RestrictionOut(BaseModel):
+    message: Annotated[
+        str | None,
+        Field(
+            description='Text a portal may show (e.g. whom to pay instead)',
+            title='Message',
+        ),
+    ]
+    reason_code: Annotated[
+        str | None,
+        Field(
+            description="The merchant policy's reason, e.g. distributor_country",
+            title='Reason Code',
+        ),
+    ]
+
+
+class ValidationError(BaseModel):
+    ctx: Annotated[dict[str, Any] | None, Field(title='Context')] = None
+    input: Annotated[Any | None, Field(title='Input')] = None
+    loc: Annotated[list[str | int], Field(title='Location')]
+    msg: Annotated[str, Field(title='Message')]
+    type: Annotated[str, Field(title='Error Type')]
+
+
+class CurrencyBalance(BaseModel):
+    balance: MoneyOut
+    by_status: Annotated[dict[str, int], Field(title='By Status')]
+    currency: Annotated[str, Field(title='Currency')]
+    invoices: Annotated[int, Field(title='Invoices')]
+    pay_button: Annotated[
+        bool,
+        Field(
+            description='Account-level PAY: provider configured and balance > 0',
+            title='Pay Button',
+        ),
+    ]
+
+
+class CurrentPayment(BaseModel):
+    amount: Annotated[
+        MoneyOut, Field(description='Amount of this payment allocated to the invoice')
+    ]
+    payment_id: Annotated[str, Field(title='Payment Id')]
+    state: PaymentState
+
+
+class Freshness(BaseModel):
+    event_time: Annotated[
+        AwareDatetime | None,
+        Field(
+            description='occurred_at of the newest event applied to this item',
+            title='Event Time',
+        ),
+    ]
+    offsets: Annotated[
+        list[PartitionOffset],
+        Field(
+            description="The account's partitions and how far they are read",
+            title='Offsets',
+        ),
+    ]
+    projection_event_time: Annotated[
+        AwareDatetime | None,
+        Field(
+            description='occurred_at of the newest event the whole projection applied',
+            title='Projection Event Time',
+        ),
+    ]
+    version: Annotated[
+        int, Field(description='Read-model version that answered', title='Version')
+    ]
+
+
+class HTTPValidationError(BaseModel):
+    detail: Annotated[list[ValidationError] | None, Field(title='Detail')] = None
+
+
+class InvoiceOut(BaseModel):
+    account_id: Annotated[str, Field(title='Account Id')]
+    balance: Annotated[
+        MoneyOut,
+        Field(
+            description='ERP open amount minus succeeded payments the ERP has not posted yet; never negative'
+        ),
+    ]
+    currency: Annotated[str, Field(title='Currency')]
+    current_payment: CurrentPayment | None
+    due_date: Annotated[date, Field(title='Due Date')]
+    freshness: Freshness
+    invoice_date: Annotated[date, Field(title='Invoice Date')]
+    invoice_number: Annotated[str, Field(title='Invoice Number')]
+    last_problem: Annotated[
+        LastProblem | None, Field(description='Last rejection or failure')
+    ]
+    not_payable_reason: NotPayableReason | None
+    order_number: Annotated[str | None, Field(title='Order Number')]
+    pay_button: Annotated[
+        bool,
+        Field(
+            description='Whether the portal shows the Pay button / lets it be selected',
+            title='Pay Button',
+        ),
+    ]
+    pay_button_reason: Annotated[
+        str | None,
+        Field(
+            description='Why the button is hidden: provider_not_configured, pending, paid, or a not_payable reason',
+            title='Pay Button Reason',
+        ),
+    ]
+    pay_status: PayStatus
+    po_number: Annotated[str | None, Field(title='Po Number')]
+    restriction: Annotated[
+        RestrictionOut | None,
+        Field(
+            description="Set while the merchant's policy does not let this invoice be paid online (pay_status not_payable, reason restricted)"
+        ),
+    ]
+    total: MoneyOut
+
+
+class InvoicePage(BaseModel):
+    account_id: Annotated[str, Field(title='Account Id')]
+    freshness: Freshness
+    items: Annotated[list[InvoiceOut], Field(title='Items')]
+    next_cursor: Annotated[
+        str | None,
+        Field(
+            description='Pass as `cursor` for the next page; null on the last',
+            title='Next Cursor',
+        ),
+    ]
+
+
+class AccountSummary(BaseModel):
+    account_id: Annotated[str, Field(title='Account Id')]
+    balances: Annotated[list[CurrencyBalance], Field(title='Balances')]
+    freshness: Freshness
+    pay_button: Annotated[
+        bool,
+        Field(
+            description="True when any currency's PAY button shows", title='Pay Button'
+        ),
+    ]

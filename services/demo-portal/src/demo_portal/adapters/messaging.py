@@ -1,0 +1,101 @@
+"""Commands out and outcomes in, through FastStream.
+
+One `KafkaBroker` per process: a publisher to `payments.commands` keyed by account id,
+and one subscriber to `payments.events` without a consumer group (every partition,
+from the end) that hands each outcome to the client library's `Correlator`.
+FastStream's FastAPI integration (`FastStreamAPI`) starts and stops the broker with
+the web app, and FastStream derives the AsyncAPI document from both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from faststream.middlewares import AckPolicy
+from faststream.specification import AsyncAPI
+
+from demo_portal.settings import SERVICE
+from payments_portal_client import Correlator, Outcome, OutcomeTimeout
+from payments_shared.contracts.envelope import Envelope
+from payments_shared.contracts.payments import PaymentCommand, PaymentEvent
+from payments_shared.topics import TopicRegistry
+
+
+@dataclass
+class Messaging:
+    broker: KafkaBroker
+    topics: TopicRegistry
+    correlator: Correlator = field(default_factory=Correlator)
+    subscriber: Any = None
+    publisher: Any = None
+
+    async def outcomes_ready(self) -> bool:
+        """Every partition of `payments.events` assigned and its end offset resolved: from
+        now on no outcome of a command sent is missed."""
+        consumer = getattr(self.subscriber, "consumer", None)
+        if consumer is None or not consumer.assignment():
+            return False
+        for partition in consumer.assignment():
+            await consumer.position(partition)
+        return True
+
+    async def send(self, command: Envelope, *, until_checkout: bool, timeout_s: float) -> Outcome:
+        future = self.correlator.expect(command.event_id, until_checkout=until_checkout)
+        try:
+            await self.publisher.publish(command.model_dump(mode="json"), key=command.key())
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            raise OutcomeTimeout(command.event_id, command.payload.idempotency_key) from None
+        finally:
+            self.correlator.forget(command.event_id)
+
+
+def messaging(bootstrap: str, topics: TopicRegistry) -> Messaging:
+    broker = KafkaBroker(
+        bootstrap,
+        client_id=SERVICE,
+        enable_idempotence=True,
+        # Per-message "Received/Processed" lines would drown the JSON logs.
+        log_level=logging.DEBUG,
+    )
+    wiring = Messaging(broker, topics)
+
+    wiring.publisher = broker.publisher(
+        topics.payments_commands.name,
+        title=f"{topics.payments_commands.name}:publish",
+        description="Pay one invoice, pay selected invoices, pay the account balance, cancel a checkout."
+        " Keyed by account id.",
+        schema=PaymentCommand,
+    )
+
+    outcomes = broker.subscriber(
+        topics.payments_events.name,
+        group_id=None,
+        auto_offset_reset="latest",
+        ack_policy=AckPolicy.MANUAL,
+        title=f"{topics.payments_events.name}:subscribe",
+        description="Outcomes of this portal's commands, matched by correlation id; every"
+        " partition from the end, no consumer group.",
+    )
+
+    @outcomes
+    async def on_outcome(event: PaymentEvent) -> None:
+        wiring.correlator.offer(event)
+
+    wiring.subscriber = outcomes
+    return wiring
+
+
+def specification(broker: KafkaBroker) -> AsyncAPI:
+    return AsyncAPI(
+        broker,
+        title=SERVICE,
+        version="1.0.0",
+        description="The reference portal backend: sends pay commands, follows their outcomes"
+        " by correlation id.",
+        schema_version="3.0.0",
+    )

@@ -1,0 +1,163 @@
+"""The reference portal's rules: the Pay column, the check before the Pay dialog, money as
+the seeds write it, which page each merchant gets, and its committed AsyncAPI document."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+
+from demo_portal.domain.pay_column import (
+    BadAmount,
+    Cell,
+    before_dialog,
+    parse_amount,
+    pay_cell,
+    show_money,
+)
+from demo_portal.domain.portal import Style, portals_from_config
+from demo_portal.entrypoints.asyncapi import DOCUMENT, render
+from payments_portal_client.read_model import InvoiceOut
+from payments_shared.domain.money import Money
+
+
+def invoice(
+    status: str = "payable",
+    balance: int = 125000,
+    reason: str | None = None,
+    button: bool = True,
+    restriction: dict[str, Any] | None = None,
+) -> InvoiceOut:
+    return InvoiceOut.model_validate(
+        {
+            "account_id": "C-1",
+            "invoice_number": "INV-1001",
+            "order_number": "SO-1",
+            "po_number": "PO-1",
+            "invoice_date": date(2026, 10, 1),
+            "due_date": date(2026, 10, 31),
+            "currency": "USD",
+            "total": {"amount_minor": 125000, "currency": "USD"},
+            "balance": {"amount_minor": balance, "currency": "USD"},
+            "pay_status": status,
+            "not_payable_reason": reason,
+            "pay_button": button,
+            "pay_button_reason": None,
+            "current_payment": None,
+            "last_problem": None,
+            "restriction": restriction,
+            "freshness": {
+                "version": 1,
+                "event_time": datetime(2026, 10, 1, tzinfo=UTC),
+                "projection_event_time": None,
+                "offsets": [],
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "button", "cell", "payable"),
+    [
+        ("payable", None, True, Cell.PAY, True),
+        ("pending", None, False, Cell.PENDING, False),
+        ("partially_paid", None, True, Cell.PARTIALLY_PAID, True),
+        ("paid", None, False, Cell.PAID, False),
+        ("not_payable", "zero_balance", False, Cell.NOT_PAYABLE, False),
+    ],
+)
+def test_the_pay_column(status: str, reason: str | None, button: bool, cell: Cell, payable: bool) -> None:
+    shown = pay_cell(invoice(status, reason=reason, button=button), Style.PAY_SELECTED)
+    assert (shown.cell, shown.payable) == (cell, payable)
+
+
+def test_seed_000_offers_pay_on_an_unregistered_invoice_and_explains_on_click() -> None:
+    unregistered = invoice("not_payable", reason="not_registered", button=False)
+    assert pay_cell(unregistered, Style.FULL_PAYMENT).cell == Cell.PAY
+    assert pay_cell(unregistered, Style.PAY_SELECTED).cell == Cell.NOT_PAYABLE
+    assert before_dialog(unregistered) == (
+        "Invoice INV-1001 has not been sent for payment processing yet. Please try again later."
+    )
+
+
+def test_a_pending_invoice_answers_with_the_pending_error_instead_of_the_dialog() -> None:
+    assert before_dialog(invoice("pending", button=False)) == (
+        "A payment against invoice INV-1001 is already pending."
+    )
+    assert before_dialog(invoice("payable")) is None
+
+
+def test_a_restricted_invoice_shows_the_policy_owners_message() -> None:
+    message = "Customers in your country pay their invoices through their distributor."
+    restricted = invoice(
+        "not_payable",
+        reason="restricted",
+        button=False,
+        restriction={"reason_code": "pay_through_distributor", "message": message},
+    )
+    shown = pay_cell(restricted, Style.PAY_SELECTED)
+    assert (shown.cell, shown.reason) == (Cell.NOT_PAYABLE, message)
+    assert before_dialog(restricted) == message
+
+
+def test_money_is_shown_and_read_as_the_seeds_write_it() -> None:
+    assert show_money(125000, "USD") == "$1,250.00"
+    assert show_money(1999, "JPY") == "JPY 1,999"
+    assert parse_amount("1,250.00", "USD") == Money(amount_minor=125000, currency="USD")
+    assert parse_amount(" $500 ", "USD") == Money(amount_minor=50000, currency="USD")
+    for bad in ("12.345", "abc", ""):
+        with pytest.raises(BadAmount):
+            parse_amount(bad, "USD")
+
+
+def test_each_merchant_gets_the_page_its_policy_needs() -> None:
+    config = {
+        "merchants": {
+            "m000": {"policy": "full-payment-portal", "accounts": ["C-1"]},
+            "m003": {"policy": "partial-multi-portal", "accounts": ["A-1", "A-2"]},
+        }
+    }
+    portals = portals_from_config(config, {"m000": "key-0"}, sandbox=True)
+    assert portals.merchant_of("C-1").style == Style.FULL_PAYMENT  # type: ignore[union-attr]
+    m003 = portals.merchant_of("A-2")
+    assert m003 is not None and m003.style == Style.PAY_SELECTED and m003.api_key == "sandbox_key_m003"
+    assert portals.merchant_of("X") is None
+    with pytest.raises(ValueError, match="no API key"):
+        portals_from_config(config, {"m000": "key-0"}, sandbox=False)
+
+
+def test_committed_asyncapi_document_is_current() -> None:
+    # Regenerate with `make contracts` (python -m demo_portal.entrypoints.asyncapi).
+    assert DOCUMENT.exists(), f"{DOCUMENT} missing"
+    assert DOCUMENT.read_text() == render(), "stale: make contracts"
+
+
+def test_outcomes_become_what_the_page_does_next() -> None:
+    import uuid
+
+    from demo_portal.handlers import answer
+    from payments_portal_client import Accepted, Rejected, RemittanceDetails
+    from payments_shared.contracts.payments import Allocation
+
+    usd = Money(amount_minor=50000, currency="USD")
+    accepted = answer(
+        Accepted(
+            uuid.uuid4(),
+            uuid.uuid4(),
+            "invoice",
+            "card",
+            (Allocation(invoice_number="INV-1", amount=usd),),
+            usd,
+            checkout_url="http://provider/checkout/co_1",
+        )
+    )
+    assert (accepted.outcome, accepted.checkout_url, accepted.invoice_numbers) == (
+        "accepted",
+        "http://provider/checkout/co_1",
+        ("INV-1",),
+    )
+    refused = answer(Rejected(uuid.uuid4(), "amount_above_balance", "You cannot pay ...", ("INV-1",)))
+    assert (refused.outcome, refused.reason_code) == ("rejected", "amount_above_balance")
+    remit = answer(RemittanceDetails(uuid.uuid4(), "Pay 500.00 USD to ...", ("INV-1",)))
+    assert (remit.outcome, remit.message) == ("remittance", "Pay 500.00 USD to ...")
