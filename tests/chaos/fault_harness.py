@@ -447,6 +447,41 @@ async def outbox_depth(dsn: str) -> dict[str, int]:
         await conn.close()
 
 
+CONSUMERS = {  # schema, consumer name -> the topics it reads
+    ("invoice_sync", "erp-invoices"): ("erp_invoices",),
+    ("payment_intake", "intake"): ("invoices", "payments_commands", "payments_callbacks"),
+    ("status_projector", "projection_v1"): ("invoices", "payments_events"),
+}
+
+
+async def caught_up(bootstrap: str, dsn: str, registry: TopicRegistry) -> bool:
+    """Every consumer's stored offsets at the end of every partition it reads."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for (schema, name), attrs in CONSUMERS.items():
+                topics = [getattr(registry, a) for a in attrs]
+                partitions = [TopicPartition(t.name, p) for t in topics for p in range(t.partitions)]
+                ends = await consumer.end_offsets(partitions)
+                rows = await conn.fetch(
+                    f"SELECT topic, partition, next_offset FROM {schema}.consumer_offsets"
+                    " WHERE consumer = $1",
+                    name,
+                )
+                stored = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+                if any(stored.get(tp, 0) < end for tp, end in ends.items()):
+                    return False
+            return True
+        finally:
+            await conn.close()
+    except Exception:
+        return False
+    finally:
+        await consumer.stop()
+
+
 async def read_model_has(dsn: str, account: str, number: str) -> bool:
     try:
         conn = await asyncpg.connect(dsn, timeout=3)

@@ -36,6 +36,7 @@ from fault_harness import (
     Scale,
     Sender,
     by_cause,
+    caught_up,
     decode,
     differing,
     outbox_depth,
@@ -155,6 +156,12 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
         paying.cancel()
         await asyncio.gather(paying, return_exceptions=True)
         await _until(lambda: _drained(infra.dsn), 120, "every outbox drained", fleet)
+        await _until(
+            lambda: caught_up(infra.bootstrap, infra.dsn, registry), 240, "every consumer caught up", fleet
+        )
+        _say("consumers caught up")
+        await _until(lambda: _drained(infra.dsn), 120, "every outbox drained", fleet)
+        events = await _payment_events(infra, registry)  # read again: settling happened since
         _say("outboxes drained")
 
         # Figures, by id.
