@@ -14,8 +14,18 @@ from system import System, free_port
 
 
 @pytest.fixture
+def system_env() -> dict[str, str]:
+    """Extra environment for the services; a test module overrides it to tune them."""
+    return {}
+
+
+@pytest.fixture
 def system(
-    kafka_bootstrap: str, database_url: str, topics: TopicRegistry, tmp_path: Path
+    kafka_bootstrap: str,
+    database_url: str,
+    topics: TopicRegistry,
+    tmp_path: Path,
+    system_env: dict[str, str],
 ) -> Iterator[System]:
     running = System(
         kafka_bootstrap=kafka_bootstrap,
@@ -24,7 +34,7 @@ def system(
         bin_dir=Path(sys.executable).parent,
         topic_prefix=topics.prefix,
         ports={},
-        extra_env={"PAYMENTS_LOG_LEVEL": "INFO"},
+        extra_env={"PAYMENTS_LOG_LEVEL": "INFO", **system_env},
     )
     # Free ports, never the defaults: a developer's `make run` may be holding them.
     running.ports = {name: free_port() for name in running.ports}

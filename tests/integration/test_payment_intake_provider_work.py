@@ -45,7 +45,9 @@ def account() -> str:
     return f"ACC-{uuid.uuid4().hex[:8]}"
 
 
-async def opened(intake: Intake, acc: str, number: str = "INV-1", minor: int = 1_000) -> tuple[uuid.UUID, str]:
+async def opened(
+    intake: Intake, acc: str, number: str = "INV-1", minor: int = 1_000
+) -> tuple[uuid.UUID, str]:
     await intake.invoice(acc, number, minor)
     command = pay_invoice(acc, number, method=CardOnline())
     await intake.send(command)
@@ -92,7 +94,9 @@ async def test_a_failed_payment_whose_webhook_is_lost_fails_by_status_sync_and_c
     payment_id, checkout_id = await opened(intake, acc)
     await dropping(intake, True)
     try:
-        await intake.sandbox("POST", f"/sandbox/checkouts/{checkout_id}/fail", json={"reason": "card_declined"})
+        await intake.sandbox(
+            "POST", f"/sandbox/checkouts/{checkout_id}/fail", json={"reason": "card_declined"}
+        )
         lost_at = time.monotonic()
         failed = await intake.event(payment_id, "payment.failed", timeout=20)
         took = time.monotonic() - lost_at
@@ -113,7 +117,9 @@ async def test_a_checkout_the_provider_does_not_know_ends_failed_with_a_reason(e
     await intake.sandbox("DELETE", f"/sandbox/checkouts/{checkout_id}")
     failed = await intake.event(payment_id, "payment.failed", timeout=20)
     assert failed.payload.reason_code == "unknown_at_provider"
-    row = await intake.parts.pool.fetchrow("SELECT status, end_reason FROM payments WHERE payment_id = $1", payment_id)
+    row = await intake.parts.pool.fetchrow(
+        "SELECT status, end_reason FROM payments WHERE payment_id = $1", payment_id
+    )
     assert (row["status"], row["end_reason"]) == ("failed", "unknown_at_provider")
 
 

@@ -164,7 +164,9 @@ async def test_a_refund_shows_on_the_invoice_and_the_balance_stays_right(
         assert refused.pay_button is False
         assert refused.pay_button_reason == "account_balance_not_allowed"
         assert refused.pay_button_message is not None
-        await publish(kafka_bootstrap, topics, [synced(clock, "A2", "INV-2"), registered(clock, "A2", "INV-2")])
+        await publish(
+            kafka_bootstrap, topics, [synced(clock, "A2", "INV-2"), registered(clock, "A2", "INV-2")]
+        )
         await project_to_end(pool, topics, kafka_bootstrap)
         still = await summary("A2")  # a balance to pay, but the policy says no
         assert still.balances[0].balance.amount_minor == 10_000
