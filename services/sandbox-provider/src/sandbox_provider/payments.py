@@ -131,8 +131,12 @@ def webhook_routes(sender: WebhookSender) -> APIRouter:
     router = APIRouter()
 
     @router.get("/sandbox/webhooks")
-    async def delivered_webhooks() -> list[dict[str, Any]]:
-        return sender.delivered
+    async def webhooks(state: str | None = None) -> list[dict[str, Any]]:
+        """Delivered webhooks; with `state` (pending, delivered, failed, gone, dropped or
+        all) every message in that state with its attempts."""
+        if state is None:
+            return sender.delivered
+        return [m.summary() for m in sender.messages.values() if state in ("all", m.state)]
 
     @router.get("/sandbox/webhooks/failed")
     async def failed_webhooks() -> list[dict[str, Any]]:
