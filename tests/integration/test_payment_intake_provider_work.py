@@ -111,7 +111,7 @@ async def test_a_failed_payment_whose_webhook_is_lost_fails_by_status_sync_and_c
 
 
 async def test_a_checkout_the_provider_does_not_know_ends_failed_with_a_reason(env):
-    intake, db = env
+    intake, _ = env
     acc = account()
     payment_id, checkout_id = await opened(intake, acc)
     await intake.sandbox("DELETE", f"/sandbox/checkouts/{checkout_id}")

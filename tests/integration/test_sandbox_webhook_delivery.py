@@ -48,7 +48,8 @@ class Sandbox:
 
     async def webhook(self) -> str:
         """One webhook (a declined checkout), its id."""
-        invoice = {"account_id": "A1", "invoice_number": f"INV-{len(self.receiver.arrivals)}", "currency": "USD"}
+        number = f"INV-{len(self.receiver.arrivals)}"
+        invoice = {"account_id": "A1", "invoice_number": number, "currency": "USD"}
         await self.http.post("/v1/invoices", json={**invoice, "amount_minor": 500})
         opened = await self.http.post(
             "/v1/checkout-sessions",
@@ -128,7 +129,8 @@ async def test_410_gone_stops_at_once_and_a_failed_webhook_can_be_sent_again(san
     exhausted = await sandbox.webhook()
     state = await until(lambda: _in_state(sandbox, exhausted, "failed"), timeout=10, what="given up")
     assert len(state["attempts"]) == len(SCHEDULE) + 1
-    failed = {m["webhook_id"]: m["state"] for m in (await sandbox.http.get("/sandbox/webhooks/failed")).json()}
+    listed = (await sandbox.http.get("/sandbox/webhooks/failed")).json()
+    failed = {m["webhook_id"]: m["state"] for m in listed}
     assert failed == {gone: "gone", exhausted: "failed"}
 
     (await sandbox.http.post(f"/sandbox/webhooks/{exhausted}/resend")).raise_for_status()

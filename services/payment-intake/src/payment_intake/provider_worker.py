@@ -350,11 +350,11 @@ class ProviderWorker:
 
         return list(await asyncio.gather(*(one(i) for i in items)))
 
-    def _unit_of_work(self) -> _RoundTransaction:
-        return _RoundTransaction(self)
+    def _unit_of_work(self) -> RoundTransaction:
+        return RoundTransaction(self)
 
 
-class _RoundTransaction:
+class RoundTransaction:
     """One transaction for a round's answers, its events written to the outbox."""
 
     def __init__(self, worker: ProviderWorker) -> None:

@@ -1,0 +1,114 @@
+"""`payment-intake-ops` as an operator runs it (a separate process) against a running
+payment-intake on real Kafka and PostgreSQL: stuck payments listed and reconciled now,
+a flagged payment the policy does not refund listed as refundable and refunded once,
+per-partition lag shown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from payment_intake_support import Intake, fresh_database, fresh_topics, pay_invoice, running_intake, until
+
+from payments_shared.contracts.payments import CardOnline
+
+pytestmark = pytest.mark.integration
+
+OPS = str(Path(sys.executable).parent / "payment-intake-ops")
+
+
+@pytest.fixture(scope="module")
+async def env(kafka_bootstrap, postgres_url, tmp_path_factory):
+    merchants = tmp_path_factory.mktemp("ops") / "merchants.yaml"
+    merchants.write_text(
+        "default: manual\npolicies:\n  manual: {preset: partial-multi-portal, auto_refund: false}\n"
+    )
+    async with fresh_database(postgres_url) as db:
+        topics = await fresh_topics(kafka_bootstrap)
+        async with running_intake(
+            kafka_bootstrap=kafka_bootstrap,
+            database_url=db,
+            topics=topics,
+            checkout_ttl_s=600,
+            merchant_config=str(merchants),
+            status_sync_after_s=3600,  # nothing syncs by itself here: the operator does
+        ) as intake:
+            env = {
+                **os.environ,
+                "PAYMENTS_DATABASE_URL": db,
+                "PAYMENTS_KAFKA_BOOTSTRAP": kafka_bootstrap,
+                "PAYMENTS_TOPIC_PREFIX": topics.prefix,
+                "PAYMENTS_PROVIDER_URL": intake.sandbox_url,
+                "PAYMENT_INTAKE_MERCHANT_CONFIG": str(merchants),
+                "COLUMNS": "200",
+            }
+            yield intake, env
+
+
+async def ops(env: dict[str, str], *args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        OPS, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await process.communicate()
+    return process.returncode or 0, out.decode()
+
+
+async def opened(intake: Intake, acc: str) -> tuple[uuid.UUID, str]:
+    await intake.invoice(acc, "INV-1", 1_000)
+    command = pay_invoice(acc, "INV-1", method=CardOnline())
+    await intake.send(command)
+    payment_id = (await intake.answer(command)).payload.payment_id
+    checkout = await intake.event(payment_id, "payment.checkout_opened")
+    return payment_id, checkout.payload.checkout_id
+
+
+async def test_an_operator_finds_a_stuck_payment_and_reconciles_it_now(env):
+    intake, cli = env
+    payment_id, checkout_id = await opened(intake, f"ACC-{uuid.uuid4().hex[:8]}")
+    await intake.sandbox("PUT", "/sandbox/webhook-options", json={"drop": True})
+    try:
+        await intake.sandbox("POST", f"/sandbox/checkouts/{checkout_id}/complete")
+        code, out = await ops(cli, "stuck", "--older-than", "0")
+        assert code == 0 and str(payment_id) in out and "checkout_open" in out
+        code, out = await ops(cli, "reconcile", str(payment_id))
+        assert code == 0 and "asked the provider about 1 payment" in out, out
+    finally:
+        await intake.sandbox("PUT", "/sandbox/webhook-options", json={"drop": False})
+    await intake.event(payment_id, "payment.succeeded")
+    code, out = await ops(cli, "reconcile", "--all")
+    assert code == 0 and "asked the provider about" in out
+    code, out = await ops(cli, "lag")
+    assert code == 0 and "total lag" in out and "payments.commands" in out
+
+
+async def test_an_operator_refunds_a_flagged_payment_the_policy_did_not(env):
+    intake, cli = env
+    payment_id, checkout_id = await opened(intake, f"ACC-{uuid.uuid4().hex[:8]}")
+    await intake.sandbox("POST", f"/sandbox/checkouts/{checkout_id}/complete", json={"amount_minor": 700})
+    await intake.event(payment_id, "payment.flagged")
+    await asyncio.sleep(1)
+    assert not [e for e in intake.events.for_payment(payment_id) if e.type == "payment.refund_requested"]
+    code, out = await ops(cli, "refundable")
+    assert code == 0 and str(payment_id) in out and "amount_mismatch" in out
+
+    code, out = await ops(cli, "refund", str(payment_id))
+    assert code == 0 and "requested for payment" in out, out
+    requested = await intake.event(payment_id, "payment.refund_requested")
+    assert (requested.payload.requested_by, requested.payload.amount.amount_minor) == ("ops", 700)
+    await intake.event(payment_id, "payment.refunded")
+    code, out = await ops(cli, "refund", str(payment_id))
+    assert code == 1 and "already has a refund" in out
+    code, out = await ops(cli, "flagged")
+    assert code == 0 and "refunded" in out
+    refunds = (await intake.sandbox("GET", "/sandbox/refunds")).json()
+    assert len([r for r in refunds if r["payment_id"] == str(payment_id)]) == 1
+    await until(
+        lambda: intake.parts.pool.fetchval("SELECT status FROM payments WHERE payment_id = $1", payment_id),
+        what="the payment row",
+    )
+    code, out = await ops(cli, "refund", str(uuid.uuid4()))
+    assert code == 1 and "no payment" in out
