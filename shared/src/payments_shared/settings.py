@@ -25,3 +25,5 @@ class CommonSettings(BaseSettings):
     consumer_batch_size: int = Field(500, validation_alias=_env("PAYMENTS_CONSUMER_BATCH_SIZE"))
     topic_prefix: str = Field("", validation_alias=_env("PAYMENTS_TOPIC_PREFIX"))
     db_pool_size: int = Field(8, validation_alias=_env("PAYMENTS_DB_POOL_SIZE"))
+    # How often the lag / outbox-depth gauges are sampled (payments_shared.ops_metrics).
+    metrics_interval_s: float = Field(15.0, gt=0, validation_alias=_env("PAYMENTS_METRICS_INTERVAL_S"))

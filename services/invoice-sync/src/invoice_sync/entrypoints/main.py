@@ -12,6 +12,7 @@ from invoice_sync.handlers import handle_batch
 from invoice_sync.settings import InvoiceSyncSettings
 from invoice_sync.worker import RegistrationWorker
 from payments_shared.messaging import OutboxRelay, TransactionalConsumer
+from payments_shared.ops_metrics import OpsGauges
 from payments_shared.service import ServiceHost, run_service, start_up
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,10 @@ async def serve(settings: InvoiceSyncSettings | None = None) -> None:
         pool=pool,
         relay=relay,
         consumers=[consumer],
-        background=[worker],
+        background=[
+            worker,
+            OpsGauges(SERVICE, pool, settings.kafka_bootstrap, interval_s=settings.metrics_interval_s),
+        ],
         on_stop=provider.aclose,
     )
     await host.serve()

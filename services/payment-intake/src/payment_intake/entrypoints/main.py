@@ -18,11 +18,13 @@ from payment_intake.background import CheckoutOpener, ExpiryTimer
 from payment_intake.domain.policy import MerchantPolicies
 from payment_intake.entrypoints.http import callback_router
 from payment_intake.handlers import consuming
+from payment_intake.metrics import sample_payments
 from payment_intake.outcomes import SERVICE
 from payment_intake.provider_worker import ProviderWorker
 from payment_intake.settings import PaymentIntakeSettings
 from payment_intake.unit_of_work import IntakeConfig, unit_of_work_factory
 from payments_shared.messaging import OutboxRelay, TransactionalConsumer
+from payments_shared.ops_metrics import OpsGauges
 from payments_shared.service import ServiceHost, run_service, start_up
 from payments_shared.topics import TopicRegistry
 
@@ -54,6 +56,7 @@ class Parts:
     opener: CheckoutOpener
     expiry: ExpiryTimer
     provider_worker: ProviderWorker
+    gauges: OpsGauges
     provider: ProviderClient
     app: FastAPI
 
@@ -104,7 +107,10 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
     )
     app = FastAPI(title="payment-intake", version="1.0.0")
     app.include_router(callback_router(pool, registry, settings.webhook_secret, relay.wake))
-    return Parts(pool, registry, relay, consumer, opener, expiry, provider_worker, provider, app)
+    gauges = OpsGauges(
+        SERVICE, pool, settings.kafka_bootstrap, interval_s=settings.metrics_interval_s, extra=sample_payments
+    )
+    return Parts(pool, registry, relay, consumer, opener, expiry, provider_worker, gauges, provider, app)
 
 
 async def serve() -> None:
@@ -118,7 +124,7 @@ async def serve() -> None:
         pool=parts.pool,
         relay=parts.relay,
         consumers=[parts.consumer],
-        background=[parts.opener, parts.expiry, parts.provider_worker],
+        background=[parts.opener, parts.expiry, parts.provider_worker, parts.gauges],
         on_stop=parts.provider.close,
     )
     await host.serve()

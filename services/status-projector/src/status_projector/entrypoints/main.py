@@ -3,6 +3,7 @@ serve it over HTTP. The projector publishes nothing, so it runs without a relay.
 
 from __future__ import annotations
 
+from payments_shared.ops_metrics import OpsGauges
 from payments_shared.service import ServiceHost, run_service, start_up
 from status_projector.adapters.postgres import SCHEMA, install
 from status_projector.entrypoints.http import build_app
@@ -27,7 +28,12 @@ async def serve(settings: ProjectorSettings) -> None:
         port=settings.http_port,
         pool=pool,
         relay=None,
-        background=[live],
+        background=[
+            live,
+            OpsGauges(
+                SERVICE, pool, settings.kafka_bootstrap, interval_s=settings.metrics_interval_s, outbox=False
+            ),
+        ],
     )
     await host.serve()
 
