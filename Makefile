@@ -38,6 +38,7 @@ topics: install up
 contracts: install
 	$(BIN)/payments-contracts --out contracts
 	$(BIN)/status-projector-ops openapi --out contracts/openapi/status-projector.json
+	$(BIN)/python -m sandbox_provider.entrypoints.openapi
 
 lint: install
 	$(BIN)/ruff check .
