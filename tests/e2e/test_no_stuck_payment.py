@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ async def open_checkout(system: System, topics: TopicRegistry, bootstrap: str, a
     await produce(bootstrap, topics.payments_commands.name, [command])
     opened = await until_event(bootstrap, topics, command, "payment.checkout_opened")
     await until_status(system, account, number, "pending")
-    return command, opened.payload
+    return command, opened.payload, opened.occurred_at
 
 
 async def drop_webhooks(system: System, drop: bool) -> None:
@@ -85,22 +86,29 @@ async def test_lost_webhooks_are_resolved_by_status_sync(
     system: System, kafka_bootstrap: str, topics: TopicRegistry, run_id: str
 ) -> None:
     account = f"C-{run_id}"
-    _, paid_checkout = await open_checkout(system, topics, kafka_bootstrap, account, f"INV-{run_id}-1")
-    _, failed_checkout = await open_checkout(system, topics, kafka_bootstrap, account, f"INV-{run_id}-2")
     await drop_webhooks(system, True)
-
+    # The worst case: the webhook is lost right after the checkout opened, so status sync
+    # waits the whole threshold before it asks.
+    _, paid_checkout, paid_opened = await open_checkout(
+        system, topics, kafka_bootstrap, account, f"INV-{run_id}-1"
+    )
     await sandbox(system, f"/sandbox/checkouts/{paid_checkout.checkout_id}/complete")
     lost = time.monotonic()
     paid = await until_status(system, account, f"INV-{run_id}-1", "paid")
     to_paid = time.monotonic() - lost
+    paid_after_open = (datetime.now(UTC) - paid_opened).total_seconds()
     assert paid["balance"] == {"amount_minor": 0, "currency": "USD"}
 
+    _, failed_checkout, failed_opened = await open_checkout(
+        system, topics, kafka_bootstrap, account, f"INV-{run_id}-2"
+    )
     await sandbox(
         system, f"/sandbox/checkouts/{failed_checkout.checkout_id}/fail", {"reason": "card_declined"}
     )
     lost = time.monotonic()
     payable = await until_status(system, account, f"INV-{run_id}-2", "payable")
     to_payable = time.monotonic() - lost
+    payable_after_open = (datetime.now(UTC) - failed_opened).total_seconds()
     assert payable["pay_button"] is True
     assert payable["last_problem"]["reason_code"] == "payment_failed"
 
@@ -110,8 +118,9 @@ async def test_lost_webhooks_are_resolved_by_status_sync(
     # Status sync waits for the threshold after the checkout opened, then one worker round.
     assert to_paid < SYNC_AFTER_S + 15 and to_payable < SYNC_AFTER_S + 15
     print(
-        f"\nstatus sync (threshold {SYNC_AFTER_S} s): lost success -> paid in {to_paid:.2f} s;"
-        f" lost failure -> payable in {to_payable:.2f} s"
+        f"\nstatus sync (threshold {SYNC_AFTER_S} s): lost success -> paid {to_paid:.2f} s after the loss"
+        f" ({paid_after_open:.2f} s after the checkout opened); lost failure -> payable {to_payable:.2f} s"
+        f" after the loss ({payable_after_open:.2f} s after the checkout opened)"
     )
 
 
@@ -119,7 +128,7 @@ async def test_a_cancelled_checkout_paid_anyway_is_refunded_and_shown(
     system: System, kafka_bootstrap: str, topics: TopicRegistry, run_id: str
 ) -> None:
     account, number = f"C-{run_id}", f"INV-{run_id}"
-    command, checkout = await open_checkout(system, topics, kafka_bootstrap, account, number)
+    command, checkout, _ = await open_checkout(system, topics, kafka_bootstrap, account, number)
     cancel = CancelCheckout.originating(
         producer="portal-backend",
         account_id=account,
