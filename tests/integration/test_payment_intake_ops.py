@@ -16,7 +16,7 @@ from payment_intake_support import Intake, fresh_database, fresh_topics, pay_inv
 from prometheus_client import REGISTRY
 
 from payment_intake import ops as ops_module
-from payments_shared.contracts.payments import CardOnline
+from payments_shared.contracts.payments import CancelCheckout, CancelCheckoutPayload, CardOnline
 
 pytestmark = pytest.mark.integration
 
@@ -130,3 +130,35 @@ async def test_an_operator_refunds_a_flagged_payment_the_policy_did_not(env):
     assert [(r["flag_reason"], r["refund_status"]) for r in flagged if r["payment_id"] == payment_id] == [
         ("amount_mismatch", "refunded")
     ]
+
+
+async def test_money_taken_before_our_cancel_reached_the_provider_is_flagged_for_refund(env):
+    intake, _ = env
+    acc = f"ACC-{uuid.uuid4().hex[:8]}"
+    payment_id, checkout_id = await opened(intake, acc)
+    await intake.sandbox("PUT", "/sandbox/webhook-options", json={"drop": True})
+    try:
+        await intake.sandbox("POST", f"/sandbox/checkouts/{checkout_id}/complete")  # we never hear of it
+        cancel = CancelCheckout.originating(
+            producer="portal",
+            account_id=acc,
+            payload=CancelCheckoutPayload(idempotency_key=str(uuid.uuid4()), payment_id=payment_id),
+        )
+        await intake.send(cancel)
+        assert (await intake.answer(cancel)).type == "payment.cancelled"
+        # Our cancel reaches the provider, which answers that the money already moved.
+        flag = await intake.event(payment_id, "payment.flagged")
+    finally:
+        await intake.sandbox("PUT", "/sandbox/webhook-options", json={"drop": False})
+    assert flag.payload.reason_code == "succeeded_after_end"
+    row = await intake.parts.pool.fetchrow(
+        "SELECT status, cancel_state, flag_reason, confirmed_minor FROM payments WHERE payment_id = $1",
+        payment_id,
+    )
+    assert dict(row) == {
+        "status": "cancelled",
+        "cancel_state": "too_late",
+        "flag_reason": "late_payment",
+        "confirmed_minor": 1_000,
+    }
+    assert payment_id in {r["payment_id"] for r in await ops_module.refundable(intake.parts.pool)}
