@@ -21,8 +21,10 @@ from payment_intake.handlers import consuming
 from payment_intake.metrics import sample_payments
 from payment_intake.outcomes import SERVICE
 from payment_intake.provider_worker import ProviderWorker
+from payment_intake.retention import IntakeRetentionSettings, pruner
 from payment_intake.settings import PaymentIntakeSettings
 from payment_intake.unit_of_work import IntakeConfig, unit_of_work_factory
+from payments_shared.health import BrokerProbe
 from payments_shared.messaging import OutboxRelay, TransactionalConsumer
 from payments_shared.ops_metrics import OpsGauges
 from payments_shared.service import ServiceHost, run_service, start_up
@@ -115,6 +117,7 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
 
 async def serve() -> None:
     settings = PaymentIntakeSettings()
+    retention = IntakeRetentionSettings()
     parts = await build_parts(settings)
     host = ServiceHost(
         name=SERVICE,
@@ -122,9 +125,16 @@ async def serve() -> None:
         host=settings.http_host,
         port=settings.http_port,
         pool=parts.pool,
+        broker=BrokerProbe(settings.kafka_bootstrap),
         relay=parts.relay,
         consumers=[parts.consumer],
-        background=[parts.opener, parts.expiry, parts.provider_worker, parts.gauges],
+        background=[
+            parts.opener,
+            parts.expiry,
+            parts.provider_worker,
+            parts.gauges,
+            pruner(parts.pool, retention),
+        ],
         on_stop=parts.provider.close,
     )
     await host.serve()

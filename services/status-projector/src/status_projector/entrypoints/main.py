@@ -1,9 +1,13 @@
 """`status-projector`: consume `invoices` + `payments.events` into the read model and
-serve it over HTTP. The projector publishes nothing, so it runs without a relay."""
+serve it over HTTP. It publishes only dead letters, through the same outbox relay as
+every other service."""
 
 from __future__ import annotations
 
+from payments_shared.health import BrokerProbe
+from payments_shared.messaging import OutboxRelay
 from payments_shared.ops_metrics import OpsGauges
+from payments_shared.retention import Pruner, RetentionSettings
 from payments_shared.service import ServiceHost, run_service, start_up
 from status_projector.adapters.postgres import SCHEMA, install
 from status_projector.entrypoints.http import build_app
@@ -12,8 +16,9 @@ from status_projector.settings import SERVICE, ProjectorSettings
 
 
 async def serve(settings: ProjectorSettings) -> None:
-    # The read model is derived from the topics and publishes nothing: see open_pool.
-    registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install, derived_only=True)
+    retention = RetentionSettings()
+    registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
+    relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
     live = LiveProjection(
         registry=registry,
         pool=pool,
@@ -27,12 +32,12 @@ async def serve(settings: ProjectorSettings) -> None:
         host=settings.http_host,
         port=settings.http_port,
         pool=pool,
-        relay=None,
+        broker=BrokerProbe(settings.kafka_bootstrap),
+        relay=relay,
         background=[
             live,
-            OpsGauges(
-                SERVICE, pool, settings.kafka_bootstrap, interval_s=settings.metrics_interval_s, outbox=False
-            ),
+            Pruner.for_service(pool, SERVICE, retention),
+            OpsGauges(SERVICE, pool, settings.kafka_bootstrap, interval_s=settings.metrics_interval_s),
         ],
     )
     await host.serve()
