@@ -15,8 +15,11 @@ from system import System, free_port
 
 @pytest.fixture
 def system_env() -> dict[str, str]:
-    """Extra environment for the services; a test module overrides it to tune them."""
-    return {}
+    """Extra environment for the services; a test module overrides it to tune them.
+    By default the sandbox's webhook retry schedule (5 s, 5 min, 30 min, ...) is compressed
+    and status sync runs after seconds, so a webhook lost while a service restarts does
+    not outlast a test."""
+    return {"SANDBOX_PROVIDER_WEBHOOK_TIME_SCALE": "0.01", "PAYMENT_INTAKE_STATUS_SYNC_AFTER_S": "5"}
 
 
 @pytest.fixture
