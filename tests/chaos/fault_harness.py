@@ -178,6 +178,11 @@ class Fleet:
             "SANDBOX_PROVIDER_PUBLIC_URL": self.provider_url,
             "PAYMENTS_LOG_LEVEL": "INFO",
             "PAYMENT_INTAKE_CHECKOUT_LEASE_S": "3",
+            # The Standard Webhooks schedule (5 s, 5 min, 30 min, ...) compressed, and status
+            # sync after seconds: a webhook lost while payment-intake#0 is down is resolved
+            # within the test's time.
+            "SANDBOX_PROVIDER_WEBHOOK_TIME_SCALE": "0.01",
+            "PAYMENT_INTAKE_STATUS_SYNC_AFTER_S": "5",
         }
         for instance in self.instances:
             instance.env = {

@@ -14,8 +14,21 @@ from system import System, free_port
 
 
 @pytest.fixture
+def system_env() -> dict[str, str]:
+    """Extra environment for the services; a test module overrides it to tune them.
+    By default the sandbox's webhook retry schedule (5 s, 5 min, 30 min, ...) is compressed
+    and status sync runs after seconds, so a webhook lost while a service restarts does
+    not outlast a test."""
+    return {"SANDBOX_PROVIDER_WEBHOOK_TIME_SCALE": "0.01", "PAYMENT_INTAKE_STATUS_SYNC_AFTER_S": "5"}
+
+
+@pytest.fixture
 def system(
-    kafka_bootstrap: str, database_url: str, topics: TopicRegistry, tmp_path: Path
+    kafka_bootstrap: str,
+    database_url: str,
+    topics: TopicRegistry,
+    tmp_path: Path,
+    system_env: dict[str, str],
 ) -> Iterator[System]:
     running = System(
         kafka_bootstrap=kafka_bootstrap,
@@ -24,7 +37,7 @@ def system(
         bin_dir=Path(sys.executable).parent,
         topic_prefix=topics.prefix,
         ports={},
-        extra_env={"PAYMENTS_LOG_LEVEL": "INFO"},
+        extra_env={"PAYMENTS_LOG_LEVEL": "INFO", **system_env},
     )
     # Free ports, never the defaults: a developer's `make run` may be holding them.
     running.ports = {name: free_port() for name in running.ports}

@@ -93,6 +93,7 @@ async def test_killed_at_random_points_no_payment_lost_none_doubled_every_comman
             "SANDBOX_PROVIDER_PORT": str(sandbox_port),
             "SANDBOX_PROVIDER_PUBLIC_URL": f"http://127.0.0.1:{sandbox_port}",
             "SANDBOX_PROVIDER_WEBHOOK_URL": f"http://127.0.0.1:{intake_port}/callbacks/provider",
+            "SANDBOX_PROVIDER_WEBHOOK_TIME_SCALE": "0.01",  # 5 min -> 3 s: kills outlast 5 s
         },
         tmp_path / "sandbox.log",
     )
@@ -103,6 +104,7 @@ async def test_killed_at_random_points_no_payment_lost_none_doubled_every_comman
             "PAYMENT_INTAKE_HTTP_PORT": str(intake_port),
             "PAYMENTS_PROVIDER_URL": f"http://127.0.0.1:{sandbox_port}",
             "PAYMENT_INTAKE_CHECKOUT_LEASE_S": "2",
+            "PAYMENT_INTAKE_STATUS_SYNC_AFTER_S": "5",
             "PAYMENTS_CONSUMER_BATCH_SIZE": "50",
         },
         tmp_path / "intake.log",

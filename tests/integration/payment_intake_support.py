@@ -315,6 +315,8 @@ async def running_intake(
     expiry_interval_s: float = 0.2,
     with_workers: bool = True,
     merchant_config: str | None = None,
+    status_sync_after_s: int | None = None,
+    refund_query_after_s: float = 60.0,
 ) -> AsyncIterator[Intake]:
     intake_port, sandbox_port = free_port(), free_port()
     sandbox_app, sender = build_sandbox(
@@ -324,6 +326,7 @@ async def running_intake(
                 "public_url": f"http://127.0.0.1:{sandbox_port}",
                 # the field is read through its env alias only
                 "SANDBOX_PROVIDER_WEBHOOK_URL": f"http://127.0.0.1:{intake_port}/callbacks/provider",
+                "webhook_time_scale": 0.01,  # the Standard Webhooks schedule, 100 times faster
             }
         )
     )
@@ -337,6 +340,9 @@ async def running_intake(
         "PAYMENT_INTAKE_CHECKOUT_TTL_S": checkout_ttl_s,
         "PAYMENT_INTAKE_EXPIRY_INTERVAL_S": expiry_interval_s,
         "PAYMENT_INTAKE_MERCHANT_CONFIG": merchant_config,
+        "PAYMENT_INTAKE_STATUS_SYNC_AFTER_S": status_sync_after_s,
+        "PAYMENT_INTAKE_PROVIDER_WORKER_INTERVAL_S": 0.2,
+        "PAYMENT_INTAKE_REFUND_QUERY_AFTER_S": refund_query_after_s,
     }
     settings = PaymentIntakeSettings.model_validate({k: v for k, v in env.items() if v is not None})
     parts = await build_parts(settings)
@@ -352,6 +358,7 @@ async def running_intake(
         tasks += [
             asyncio.create_task(parts.opener.run(stopping)),
             asyncio.create_task(parts.expiry.run(stopping)),
+            asyncio.create_task(parts.provider_worker.run(stopping)),
         ]
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True, linger_ms=1)
     await producer.start()

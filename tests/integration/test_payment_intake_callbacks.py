@@ -229,18 +229,25 @@ async def test_a_checkout_not_completed_in_time_expires_and_the_invoice_is_payab
     assert (await intake.answer(again)).type == "payment.requested"
 
 
-async def test_money_moving_after_expiry_is_flagged(env):
+async def test_money_moving_after_expiry_is_flagged_and_refunded(env):
     intake, _ = env
     acc = account()
     payment_id, checkout_id = await opened_payment(intake, acc)
     await intake.event(payment_id, "payment.expired", timeout=10)
-    await intake.sandbox("POST", f"/sandbox/checkouts/{checkout_id}/complete")
+    # The customer paid in the moment before our cancellation reached the provider.
+    await intake.sandbox("POST", f"/sandbox/checkouts/{checkout_id}/complete", json={"late": True})
     flag = await until(
         lambda: [e for e in intake.events.for_payment(payment_id) if e.type == "payment.flagged"],
         what="a flag",
     )
     assert flag[0].payload.reason_code == "succeeded_after_end"
     assert not [e for e in intake.events.for_payment(payment_id) if e.type == "payment.succeeded"]
+    requested = await intake.event(payment_id, "payment.refund_requested")
+    assert requested.payload.reason_code == "late_payment"
+    assert requested.payload.requested_by == "policy"
+    refunded = await intake.event(payment_id, "payment.refunded")
+    assert refunded.payload.refund_id == requested.payload.refund_id
+    assert refunded.payload.amount.amount_minor == 1_000
 
 
 async def test_a_customer_cancels_a_checkout_and_can_pay_again(env):

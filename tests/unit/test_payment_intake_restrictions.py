@@ -25,13 +25,20 @@ from payment_intake.handlers import on_invoice_synced
 from payment_intake.unit_of_work import IntakeConfig
 from payments_shared.contracts import Envelope
 from payments_shared.contracts.invoices import InvoiceSynced, InvoiceSyncedPayload
-from payments_shared.contracts.payments import InvoiceRestrictionChanged
+from payments_shared.contracts.payments import AccountBalancePaymentChanged, InvoiceRestrictionChanged
 from payments_shared.domain.money import Money
 
 
 @dataclass
 class _Invoices:
     rows: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    accounts: dict[str, bool] = field(default_factory=dict)
+
+    async def account_balance_payment(self, account_id: str, allowed: bool) -> bool:
+        if self.accounts.get(account_id) == allowed:
+            return False
+        self.accounts[account_id] = allowed
+        return True
 
     async def synced(self, account_id: str, invoice_number: str, **values: Any) -> bool | None:
         row = self.rows.get((account_id, invoice_number))
@@ -148,3 +155,25 @@ async def test_the_policy_of_the_invoices_account_decides():
     assert await _apply(uow, _synced("INV-1", "JP", 1, account="C100")) == []  # seed 000: no list
     [announced] = await _apply(uow, _synced("INV-2", "JP", 1, account="C300"))
     assert announced.account_id == "C300" and announced.payload.restricted
+
+
+def _account_news(uow: _UnitOfWork) -> list[AccountBalancePaymentChanged]:
+    return [m for m in uow.published if isinstance(m, AccountBalancePaymentChanged)]
+
+
+async def test_an_account_is_told_once_that_its_policy_does_not_let_it_pay_the_balance():
+    uow = _uow()  # seed 003: no account-level payment
+    await _apply(uow, _synced("INV-1", "US", 1))
+    await _apply(uow, _synced("INV-2", "US", 1))
+    [news] = _account_news(uow)
+    p = news.payload
+    assert (news.account_id, p.allowed, p.reason_code) == ("C300", False, "account_balance_not_allowed")
+    assert p.message is not None and "select the invoices" in p.message
+
+
+async def test_an_account_whose_policy_changes_is_told_again():
+    uow = _uow(MerchantPolicies(default=FULL_PAYMENT_PORTAL))
+    await _apply(uow, _synced("INV-1", "US", 1))
+    uow.config = IntakeConfig(policies=MerchantPolicies(default=PARTIAL_MULTI_PORTAL))
+    await _apply(uow, _synced("INV-1", "US", 2))
+    assert [n.payload.allowed for n in _account_news(uow)] == [True, False]

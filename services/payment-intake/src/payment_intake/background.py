@@ -249,6 +249,7 @@ class ExpiryTimer:
                 if decision.to is not PaymentStatus.EXPIRED:
                     continue
                 await repo.move(payment_id, PaymentStatus.EXPIRED, reason="checkout_expired")
+                await repo.cancel_at_provider(payment_id)
                 outbox.publish(
                     transition_outcome(
                         payment, PaymentStatus.EXPIRED, cause=None, reason_code="checkout_expired"

@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any, TypeAlias
 from uuid import UUID, uuid4
 
-from payment_intake.adapters.postgres import NewPayment, StoredCommand
+from payment_intake.adapters.postgres import NewPayment, Payment, StoredCommand
 from payment_intake.domain import payment as machine
 from payment_intake.domain.billing import GuestDetails
 from payment_intake.domain.intake import (
@@ -35,6 +35,7 @@ from payment_intake.domain.payment import Happening, PaymentStatus
 from payment_intake.domain.policy import PaymentPolicy
 from payment_intake.domain.rejections import Reason, Rejection
 from payment_intake.outcomes import SERVICE, flagged, transition_outcome
+from payment_intake.refunding import flag_money, settle_refund
 from payment_intake.unit_of_work import UnitOfWork
 from payments_shared.contracts import Envelope
 from payments_shared.contracts.invoices import (
@@ -44,6 +45,8 @@ from payments_shared.contracts.invoices import (
     InvoiceSynced,
 )
 from payments_shared.contracts.payments import (
+    AccountBalancePaymentChanged,
+    AccountBalancePaymentChangedPayload,
     Allocation,
     BillingAddress,
     CancelCheckout,
@@ -91,6 +94,7 @@ async def on_invoice_synced(event: InvoiceSynced, uow: UnitOfWork) -> None:
         posted_refs=[posted.reference for posted in p.posted_payments],
         restricted=restriction is not None,
     )
+    await _announce_account_balance_payment(event, uow, policy)
     if was_restricted is None or was_restricted == (restriction is not None):
         return  # a stale version, or nothing changed for the read model
     # The policy is ours, so the read model learns from us that the invoice cannot be paid
@@ -104,6 +108,34 @@ async def on_invoice_synced(event: InvoiceSynced, uow: UnitOfWork) -> None:
                 restricted=restriction is not None,
                 reason_code=None if restriction is None else restriction.reason.value,
                 message=None if restriction is None else restriction.message,
+            ),
+        )
+    )
+
+
+ACCOUNT_BALANCE_NOT_ALLOWED = Rejection(
+    Reason.ACCOUNT_BALANCE_NOT_ALLOWED,
+    "Paying the whole account balance is not available: select the invoices to pay.",
+)
+
+
+async def _announce_account_balance_payment(
+    event: InvoiceSynced, uow: UnitOfWork, policy: PaymentPolicy
+) -> None:
+    """The read model learns from the policy owner whether the account-level PAY button
+    may show: when an account is first seen and whenever its policy's answer changes."""
+    allowed = policy.account_balance
+    if not await uow.invoices.account_balance_payment(event.account_id, allowed):
+        return
+    why = None if allowed else ACCOUNT_BALANCE_NOT_ALLOWED
+    uow.publish(
+        AccountBalancePaymentChanged.following(
+            event,
+            producer=SERVICE,
+            payload=AccountBalancePaymentChangedPayload(
+                allowed=allowed,
+                reason_code=None if why is None else why.reason.value,
+                message=None if why is None else why.message,
             ),
         )
     )
@@ -446,6 +478,7 @@ async def on_cancel_checkout(command: CancelCheckout, uow: UnitOfWork) -> None:
         await _answer(uow, command, key, fingerprint, _rejected(command, key, rejection))
         return
     await uow.payments.move(payment.payment_id, PaymentStatus.CANCELLED, reason="customer_cancelled")
+    await uow.payments.cancel_at_provider(payment.payment_id)
     cancelled = PaymentCancelled.following(
         command,
         producer=SERVICE,
@@ -461,8 +494,23 @@ async def on_cancel_checkout(command: CancelCheckout, uow: UnitOfWork) -> None:
 # --- provider callbacks ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ProviderWord:
+    """What the provider says happened to a payment: from a webhook or a status query."""
+
+    happening: Happening
+    checkout_id: str | None = None
+    amount: Money | None = None
+    provider_payment_ref: str | None = None
+    reason: str | None = None
+    end_code: str | None = None  # overrides the outcome's reason code (e.g. unknown_at_provider)
+
+
 async def on_provider_callback(event: ProviderCallbackReceived, uow: UnitOfWork) -> None:
     p = event.payload
+    if p.provider_event in REFUND_EVENTS:
+        await on_refund_callback(event, uow)
+        return
     payment = await uow.payments.get_for_update(p.payment_id)
     if payment is None or payment.account_id != event.account_id:
         why = "unknown_payment" if payment is None else "account_mismatch"
@@ -479,64 +527,112 @@ async def on_provider_callback(event: ProviderCallbackReceived, uow: UnitOfWork)
             )
         )
         return
-    happening = Happening(p.provider_event)
+    word = ProviderWord(
+        Happening(p.provider_event),
+        checkout_id=p.checkout_id,
+        amount=p.amount,
+        provider_payment_ref=p.provider_payment_ref,
+        reason=p.reason,
+    )
+    await provider_said(uow, payment, word, cause=event.event_id, source=p.webhook_id)
+
+
+async def provider_said(
+    uow: UnitOfWork, payment: Payment, word: ProviderWord, *, cause: UUID | None, source: str
+) -> None:
+    """Apply the provider's word to a locked payment: the same moves, events and flags
+    whether it came as a webhook or as the answer to a status query (`source` says which)."""
+    happening, amount = word.happening, word.amount
     decision = machine.apply(
         payment.status,
         happening,
         asked_minor=payment.total_minor if happening is Happening.SUCCEEDED else None,
         asked_currency=payment.currency,
-        confirmed_minor=None if p.amount is None else p.amount.amount_minor,
-        confirmed_currency=None if p.amount is None else p.amount.currency,
+        confirmed_minor=None if amount is None else amount.amount_minor,
+        confirmed_currency=None if amount is None else amount.currency,
     )
     verdict = "applied" if decision.to is not None and decision.flag is None else "ignored"
     if decision.flag is not None:
         verdict = "flagged"
-    await uow.payments.log_callback(
-        payment.payment_id, p.webhook_id, p.provider_event, verdict, decision.note
-    )
+    await uow.payments.log_callback(payment.payment_id, source, happening.value, verdict, decision.note)
     if happening is Happening.SUCCEEDED and decision.flag is not None:
         await uow.payments.note_confirmation(
             payment.payment_id,
-            confirmed_minor=None if p.amount is None else p.amount.amount_minor,
-            confirmed_currency=None if p.amount is None else p.amount.currency,
-            provider_payment_ref=p.provider_payment_ref,
+            confirmed_minor=None if amount is None else amount.amount_minor,
+            confirmed_currency=None if amount is None else amount.currency,
+            provider_payment_ref=word.provider_payment_ref,
         )
     if decision.to is not None:
         await uow.payments.move(
             payment.payment_id,
             decision.to,
-            reason=p.reason or (None if decision.to.is_open else happening.value),
-            checkout_id=p.checkout_id,
-            confirmed_minor=None if p.amount is None else p.amount.amount_minor,
-            confirmed_currency=None if p.amount is None else p.amount.currency,
-            provider_payment_ref=p.provider_payment_ref,
+            reason=word.end_code or word.reason or (None if decision.to.is_open else happening.value),
+            checkout_id=word.checkout_id,
+            confirmed_minor=None if amount is None else amount.amount_minor,
+            confirmed_currency=None if amount is None else amount.currency,
+            provider_payment_ref=word.provider_payment_ref,
         )
         uow.publish(
             transition_outcome(
                 payment,
                 decision.to,
-                cause=event.event_id,
-                reason_code=_end_code(happening, p.reason),
-                detail=p.reason,
-                provider_payment_ref=p.provider_payment_ref,
+                cause=cause,
+                reason_code=word.end_code or _end_code(happening, word.reason),
+                detail=word.reason,
+                provider_payment_ref=word.provider_payment_ref,
             )
         )
     else:
         log.info(
-            "callback did not change the payment",
-            extra={"payment_id": str(payment.payment_id), "note": decision.note},
+            "provider's word did not change the payment",
+            extra={"payment_id": str(payment.payment_id), "note": decision.note, "source": source},
         )
-    if decision.flag is not None:
+    if decision.flag is not None and payment.flag_reason is None:
         uow.publish(
             flagged(
                 payment_id=payment.payment_id,
                 account_id=payment.account_id,
                 correlation_id=payment.correlation_id,
-                cause=event.event_id,
+                cause=cause,
                 reason_code=decision.flag.reason_code,
                 message=decision.flag.message,
             )
         )
+        await flag_money(uow, payment, decision.flag.reason_code, cause=cause)
+
+
+async def on_refund_callback(event: ProviderCallbackReceived, uow: UnitOfWork) -> None:
+    p = event.payload
+    refund = None if p.refund_id is None else await uow.refunds.get_for_update(p.refund_id)
+    if refund is None or refund.payment_id != p.payment_id:
+        await uow.payments.log_callback(
+            p.payment_id, p.webhook_id, p.provider_event, "unknown_refund", "ignored"
+        )
+        uow.publish(
+            flagged(
+                payment_id=p.payment_id,
+                account_id=event.account_id,
+                correlation_id=event.correlation_id,
+                cause=event.event_id,
+                reason_code="callback_unknown_refund",
+                message=f"A provider callback ({p.provider_event}) names a refund we did not ask for.",
+            )
+        )
+        return
+    applied = await settle_refund(
+        uow,
+        refund,
+        succeeded=p.provider_event == "refund.succeeded",
+        provider_refund_id=p.provider_payment_ref,
+        reason=p.reason,
+        cause=event.event_id,
+    )
+    await uow.payments.log_callback(
+        p.payment_id, p.webhook_id, p.provider_event, "applied" if applied else "ignored", "refund"
+    )
+
+
+REFUND_EVENTS = frozenset({"refund.succeeded", "refund.failed"})
 
 
 def _end_code(happening: Happening, reason: str | None) -> str:

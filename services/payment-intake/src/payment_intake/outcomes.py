@@ -6,6 +6,7 @@ from datetime import datetime
 from uuid import UUID
 
 from payment_intake.adapters.postgres import Payment
+from payment_intake.adapters.refunds import Refund
 from payment_intake.domain.payment import PaymentStatus
 from payments_shared.contracts import Envelope
 from payments_shared.contracts.payments import (
@@ -20,8 +21,14 @@ from payments_shared.contracts.payments import (
     PaymentFlaggedPayload,
     PaymentProcessing,
     PaymentProcessingPayload,
+    PaymentRefunded,
+    PaymentRefundFailed,
+    PaymentRefundRequested,
     PaymentSucceeded,
     PaymentSucceededPayload,
+    RefundedPayload,
+    RefundFailedPayload,
+    RefundRequestedPayload,
 )
 from payments_shared.domain.card_numbers import redact_card_numbers
 from payments_shared.domain.money import Money
@@ -121,4 +128,54 @@ def flagged(
         causation_id=cause,
         account_id=account_id,
         payload=PaymentFlaggedPayload(payment_id=payment_id, reason_code=reason_code, message=message),
+    )
+
+
+def _refund_money(refund: Refund) -> Money:
+    return Money(amount_minor=refund.amount_minor, currency=refund.currency)
+
+
+def refund_requested(payment: Payment, refund: Refund, *, message: str, cause: UUID | None) -> Envelope:
+    return PaymentRefundRequested(
+        **_header(payment, cause),  # type: ignore[arg-type]
+        payload=RefundRequestedPayload(
+            payment_id=payment.payment_id,
+            refund_id=refund.refund_id,
+            amount=_refund_money(refund),
+            invoice_numbers=[n for n, _ in payment.allocations],
+            reason_code=refund.reason_code,  # type: ignore[arg-type]
+            message=message,
+            requested_by=refund.requested_by,  # type: ignore[arg-type]
+        ),
+    )
+
+
+def refunded(
+    payment: Payment, refund: Refund, *, provider_refund_id: str | None, cause: UUID | None
+) -> Envelope:
+    return PaymentRefunded(
+        **_header(payment, cause),  # type: ignore[arg-type]
+        payload=RefundedPayload(
+            payment_id=payment.payment_id,
+            refund_id=refund.refund_id,
+            amount=_refund_money(refund),
+            invoice_numbers=[n for n, _ in payment.allocations],
+            provider_refund_id=provider_refund_id,
+        ),
+    )
+
+
+def refund_failed(
+    payment: Payment, refund: Refund, *, reason_code: str, message: str, cause: UUID | None
+) -> Envelope:
+    return PaymentRefundFailed(
+        **_header(payment, cause),  # type: ignore[arg-type]
+        payload=RefundFailedPayload(
+            payment_id=payment.payment_id,
+            refund_id=refund.refund_id,
+            amount=_refund_money(refund),
+            invoice_numbers=[n for n, _ in payment.allocations],
+            reason_code=reason_code,
+            message=redact_card_numbers(message)[:300],
+        ),
     )

@@ -27,3 +27,12 @@ class PaymentIntakeSettings(CommonSettings):
     checkout_lease_s: float = Field(15.0, validation_alias=_env("PAYMENT_INTAKE_CHECKOUT_LEASE_S"))
     checkout_concurrency: int = Field(16, validation_alias=_env("PAYMENT_INTAKE_CHECKOUT_CONCURRENCY"))
     provider_timeout_s: float = Field(5.0, validation_alias=_env("PAYMENT_INTAKE_PROVIDER_TIMEOUT_S"))
+    # Overrides every policy's status_sync_after_s (tests and small deployments).
+    status_sync_after_s: int | None = Field(
+        None, gt=0, validation_alias=_env("PAYMENT_INTAKE_STATUS_SYNC_AFTER_S")
+    )
+    provider_worker_interval_s: float = Field(
+        1.0, validation_alias=_env("PAYMENT_INTAKE_PROVIDER_WORKER_INTERVAL_S")
+    )
+    provider_lease_s: float = Field(15.0, validation_alias=_env("PAYMENT_INTAKE_PROVIDER_LEASE_S"))
+    refund_query_after_s: float = Field(60.0, validation_alias=_env("PAYMENT_INTAKE_REFUND_QUERY_AFTER_S"))

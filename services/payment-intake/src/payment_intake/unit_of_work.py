@@ -9,6 +9,7 @@ from payment_intake.adapters.postgres import (
     InvoiceFactsRepository,
     PaymentRepository,
 )
+from payment_intake.adapters.refunds import RefundRepository
 from payment_intake.domain.policy import MerchantPolicies
 from payments_shared.contracts import Envelope
 from payments_shared.messaging import Transaction
@@ -28,6 +29,7 @@ class UnitOfWork:
         self.invoices = InvoiceFactsRepository(tx.connection)
         self.commands = CommandRepository(tx.connection)
         self.payments = PaymentRepository(tx.connection)
+        self.refunds = RefundRepository(tx.connection)
 
     def publish(self, message: Envelope) -> None:
         self._outbox.publish(message)

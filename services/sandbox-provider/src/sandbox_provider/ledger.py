@@ -33,6 +33,35 @@ class Checkout:
     invoices: list[dict[str, object]]
     expires_at: datetime
     status: Literal["open", "processing", "succeeded", "failed", "expired", "cancelled"] = "open"
+    captured_minor: int | None = None  # what the provider took, once it succeeded
+    provider_payment_ref: str | None = None
+    reason: str | None = None
+
+    def view(self) -> dict[str, object]:
+        """What the provider's query API answers about a checkout."""
+        return {
+            "checkout_id": self.checkout_id,
+            "payment_id": self.payment_id,
+            "account_id": self.account_id,
+            "status": self.status,
+            "amount_minor": self.captured_minor if self.captured_minor is not None else self.amount_minor,
+            "currency": self.currency,
+            "provider_payment_ref": self.provider_payment_ref,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class Refund:
+    refund_id: str  # the merchant's id: the idempotency key
+    provider_refund_id: str
+    checkout_id: str
+    payment_id: str
+    account_id: str
+    amount_minor: int
+    currency: str
+    status: Literal["pending", "succeeded", "failed"] = "pending"
+    reason: str | None = None
 
 
 @dataclass
@@ -48,6 +77,7 @@ class Ledger:
     checkouts: dict[str, Checkout] = field(default_factory=dict)
     by_payment: dict[str, str] = field(default_factory=dict)
     faults: dict[str, Fault] = field(default_factory=dict)
+    refunds: dict[str, Refund] = field(default_factory=dict)
     registration_calls: Counter[tuple[str, str]] = field(default_factory=Counter)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -103,3 +133,29 @@ class Ledger:
         self.checkouts[checkout.checkout_id] = checkout
         self.by_payment[payment_id] = checkout.checkout_id
         return checkout
+
+    def refund(self, refund_id: str, checkout: Checkout, amount_minor: int) -> tuple[Refund, bool]:
+        """Idempotent by the merchant's refund id: (the refund, whether it is new)."""
+        existing = self.refunds.get(refund_id)
+        if existing is not None:
+            return existing, False
+        refund = Refund(
+            refund_id=refund_id,
+            provider_refund_id=f"re_{uuid.uuid4().hex[:20]}",
+            checkout_id=checkout.checkout_id,
+            payment_id=checkout.payment_id,
+            account_id=checkout.account_id,
+            amount_minor=amount_minor,
+            currency=checkout.currency,
+        )
+        self.refunds[refund_id] = refund
+        return refund, True
+
+    def refundable_minor(self, checkout: Checkout) -> int:
+        taken = checkout.captured_minor or 0
+        refunded = sum(
+            r.amount_minor
+            for r in self.refunds.values()
+            if r.checkout_id == checkout.checkout_id and r.status != "failed"
+        )
+        return taken - refunded

@@ -18,5 +18,10 @@ class SandboxSettings(BaseSettings):
         "whsec_c2FuZGJveC1zZWNyZXQtZm9yLWxvY2FsLWRlbW9zLW9ubHk=",
         validation_alias=AliasChoices("SANDBOX_PROVIDER_WEBHOOK_SECRET", "PAYMENTS_WEBHOOK_SECRET"),
     )
-    webhook_attempts: int = 12
+    # Standard Webhooks' schedule after the immediate attempt; `webhook_time_scale`
+    # compresses it for tests (SANDBOX_PROVIDER_WEBHOOK_TIME_SCALE=0.01: 5 min -> 3 s).
+    webhook_schedule_s: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    webhook_time_scale: float = Field(1.0, gt=0)
     checkout_ttl_s: int = 900
+    # How long a refund stays pending at the provider before it settles.
+    refund_settle_s: float = 0.2

@@ -1,24 +1,35 @@
-"""Signed webhook delivery with retries (Standard Webhooks: webhook-id/-timestamp/-signature)."""
+"""Signed webhook delivery as Standard Webhooks describes it.
+
+Each message is tried at once and then on a retry schedule spanning hours to days
+(the spec's example: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h). `time_scale`
+compresses the schedule for tests (0.001: the whole schedule in about a minute). A
+`Retry-After` answer postpones the next attempt to at least that long; `410 Gone`
+stops the message at once (the receiver says the endpoint is gone). Messages that
+used up the schedule, were refused with 410, or were dropped on purpose are kept in
+a list and can be sent again on request, with the same `webhook-id` (the receiver
+dedupes it). Each attempt is signed with a fresh timestamp.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from standardwebhooks.webhooks import Webhook
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 log = logging.getLogger(__name__)
 
+# Standard Webhooks' example schedule, after the immediate first attempt (seconds).
+STANDARD_SCHEDULE_S: tuple[float, ...] = (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600)
 
-class DeliveryRefused(Exception):
-    pass
+State = Literal["pending", "delivered", "failed", "gone", "dropped"]
 
 
 @dataclass
@@ -26,53 +37,141 @@ class WebhookOptions:
     duplicate: int = 1  # send each webhook this many times
     reorder: bool = False  # deliver a checkout's webhooks newest first
     stale_timestamp: bool = False  # sign with a timestamp outside the tolerance
+    drop: bool = False  # send nothing (a lost webhook); kept in the failed list for re-send
+
+
+@dataclass
+class Attempt:
+    at: str
+    status: int | None
+    error: str | None = None
+
+
+@dataclass
+class Message:
+    webhook_id: str
+    type: str
+    body: str
+    state: State = "pending"
+    attempts: list[Attempt] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "webhook_id": self.webhook_id,
+            "type": self.type,
+            "state": self.state,
+            "attempts": [vars(a) for a in self.attempts],
+            "body": json.loads(self.body),
+        }
+
+
+def retry_after_s(header: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not header:
+        return None
+    header = header.strip()
+    if header.isdigit():
+        return float(header)
+    try:
+        when = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
 
 
 class WebhookSender:
-    def __init__(self, url: str, secret: str, attempts: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        secret: str,
+        *,
+        schedule_s: tuple[float, ...] = STANDARD_SCHEDULE_S,
+        time_scale: float = 1.0,
+    ) -> None:
         self._url = url
         self._signer = Webhook(secret)
-        self._attempts = attempts
+        self._schedule = schedule_s
+        self._scale = time_scale
         self._client = httpx.AsyncClient(timeout=10.0)
         self._tasks: set[asyncio.Task[None]] = set()
         self.options = WebhookOptions()
-        self.delivered: list[dict[str, Any]] = []
+        self.messages: dict[str, Message] = {}
 
-    def build(self, event_type: str, data: dict[str, Any]) -> tuple[str, str]:
+    @property
+    def delivered(self) -> list[dict[str, Any]]:
+        return [
+            {"webhook_id": m.webhook_id, "body": json.loads(m.body)}
+            for m in self.messages.values()
+            if m.state == "delivered"
+        ]
+
+    def failed(self) -> list[dict[str, Any]]:
+        return [m.summary() for m in self.messages.values() if m.state in ("failed", "gone", "dropped")]
+
+    def build(self, event_type: str, data: dict[str, Any]) -> Message:
         body = json.dumps({"type": event_type, "timestamp": datetime.now(UTC).isoformat(), "data": data})
-        return f"msg_{uuid.uuid4().hex}", body
+        message = Message(f"msg_{uuid.uuid4().hex}", event_type, body)
+        self.messages[message.webhook_id] = message
+        return message
 
     def send_all(self, events: list[tuple[str, dict[str, Any]]]) -> None:
-        """Queue webhooks for delivery in order (or reversed, or duplicated, if asked)."""
+        """Queue webhooks for delivery in order (or reversed, duplicated or dropped, if asked)."""
         built = [self.build(t, d) for t, d in events]
+        if self.options.drop:
+            for message in built:
+                message.state = "dropped"
+            log.info("webhooks dropped on purpose", extra={"ids": [m.webhook_id for m in built]})
+            return
         if self.options.reorder:
             built.reverse()
-        task = asyncio.create_task(self._deliver_in_order(built))
+        self._spawn(self._deliver_in_order(built, max(1, self.options.duplicate)))
+
+    def resend(self, webhook_id: str) -> Message | None:
+        """Deliver a message again (same webhook id), with a fresh schedule."""
+        message = self.messages.get(webhook_id)
+        if message is None:
+            return None
+        message.state = "pending"
+        self._spawn(self._deliver(message))
+        return message
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver_in_order(self, built: list[tuple[str, str]]) -> None:
-        for msg_id, body in built:
-            for _ in range(max(1, self.options.duplicate)):
-                await self._deliver(msg_id, body)
+    async def _deliver_in_order(self, built: list[Message], copies: int) -> None:
+        for message in built:
+            for _ in range(copies):
+                await self._deliver(message)
 
-    async def _deliver(self, msg_id: str, body: str) -> None:
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type((httpx.HTTPError, DeliveryRefused)),
-                wait=wait_exponential_jitter(multiplier=0.2, max=30),
-                stop=stop_after_attempt(self._attempts),
-                reraise=True,
-            ):
-                with attempt:
-                    response = await self._client.post(
-                        self._url, content=body, headers=self.headers(msg_id, body)
-                    )
-                    if response.status_code >= 300:
-                        raise DeliveryRefused(f"{response.status_code}: {response.text[:200]}")
-            self.delivered.append({"webhook_id": msg_id, "body": json.loads(body)})
-        except Exception as exc:
-            log.error("webhook given up", extra={"webhook_id": msg_id, "error": repr(exc)})
+    async def _deliver(self, message: Message) -> None:
+        waits = (0.0, *self._schedule)
+        postponed = 0.0
+        for wait in waits:
+            await asyncio.sleep(max(wait, postponed) * self._scale)
+            now = datetime.now(UTC)
+            try:
+                response = await self._client.post(
+                    self._url, content=message.body, headers=self.headers(message.webhook_id, message.body)
+                )
+            except httpx.HTTPError as exc:
+                message.attempts.append(Attempt(now.isoformat(), None, repr(exc)))
+                postponed = 0.0
+                continue
+            message.attempts.append(Attempt(now.isoformat(), response.status_code))
+            if response.status_code < 300:
+                message.state = "delivered"
+                return
+            if response.status_code == 410:
+                message.state = "gone"
+                log.warning("webhook endpoint gone (410); not retrying", extra={"id": message.webhook_id})
+                return
+            postponed = retry_after_s(response.headers.get("retry-after"), now) or 0.0
+        message.state = "failed"
+        log.error("webhook given up after the retry schedule", extra={"webhook_id": message.webhook_id})
 
     def headers(self, msg_id: str, body: str) -> dict[str, str]:
         now = datetime.now(UTC)

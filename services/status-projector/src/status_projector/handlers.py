@@ -23,6 +23,7 @@ from payments_shared.contracts.invoices import (
     InvoiceSynced,
 )
 from payments_shared.contracts.payments import (
+    AccountBalancePaymentChanged,
     CheckoutOpened,
     InvoiceRestrictionChanged,
     PaymentCancelled,
@@ -30,6 +31,9 @@ from payments_shared.contracts.payments import (
     PaymentFailed,
     PaymentFlagged,
     PaymentProcessing,
+    PaymentRefunded,
+    PaymentRefundFailed,
+    PaymentRefundRequested,
     PaymentRejected,
     PaymentRequested,
     PaymentSucceeded,
@@ -37,7 +41,7 @@ from payments_shared.contracts.payments import (
 from payments_shared.messaging import BatchHandler, Delivery, Transaction
 
 from .adapters.postgres import VersionTables
-from .domain.model import Invoice, Park, Payment, Problem, Restriction, payment_key
+from .domain.model import AccountPolicy, Invoice, Park, Payment, Problem, Refund, Restriction, payment_key
 from .domain.status import PaymentState, Transition, transition
 from .unit_of_work import InvoiceKey, UnitOfWork
 
@@ -238,6 +242,38 @@ async def on_invoice_restriction_changed(message: InvoiceRestrictionChanged, uow
     uow.changed(invoice)
 
 
+def _refund(state: str) -> Handler:
+    async def on_refund(
+        message: PaymentRefundRequested | PaymentRefunded | PaymentRefundFailed, uow: UnitOfWork
+    ) -> None:
+        """Shown on the payment's invoices; the balance does not change (the money was
+        never counted as paid: payment-intake never announced it as succeeded)."""
+        p = message.payload
+        payment_id = str(p.payment_id)
+        payment = uow.payment(payment_id)
+        if payment is None:
+            raise Park(f"unknown payment {payment_id}", payment_key(payment_id))
+        invoices = [uow.require_invoice(payment.account_id, n) for n in sorted(payment.allocations)]
+        reason = getattr(p, "reason_code", None)
+        refund = Refund(payment_id, state, p.amount.amount_minor, reason, message.occurred_at)
+        for invoice in invoices:
+            invoice.note_refund(refund)
+            if isinstance(message, PaymentRefundFailed):
+                invoice.note_problem(Problem(p.reason_code, p.message, message.occurred_at))
+            invoice.touched(message.occurred_at)
+            uow.changed(invoice)
+
+    return on_refund
+
+
+async def on_account_balance_payment_changed(message: AccountBalancePaymentChanged, uow: UnitOfWork) -> None:
+    """Payment-intake owns the policy: whether the account-level PAY button may show."""
+    p = message.payload
+    uow.account_policy(
+        AccountPolicy(message.account_id, p.allowed, p.reason_code, p.message, message.occurred_at)
+    )
+
+
 async def on_payment_flagged(message: PaymentFlagged, uow: UnitOfWork) -> None:
     """For operators; a flag does not change what the portal shows."""
 
@@ -258,6 +294,10 @@ HANDLERS: dict[type[Envelope], Handler] = {
     PaymentRejected: on_payment_rejected,
     PaymentFlagged: on_payment_flagged,
     InvoiceRestrictionChanged: on_invoice_restriction_changed,
+    PaymentRefundRequested: _refund("requested"),
+    PaymentRefunded: _refund("refunded"),
+    PaymentRefundFailed: _refund("failed"),
+    AccountBalancePaymentChanged: on_account_balance_payment_changed,
 }
 
 # (Exact types, not isinstance: the message classes' metaclass makes isinstance slow.)

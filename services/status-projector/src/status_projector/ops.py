@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from payments_shared import ops as shared_ops
+from payments_shared.ops import Redriven
 from payments_shared.topics import TopicRegistry
 
 from .adapters.postgres import VersionTables, activate, active_version, create_version, drop_version
@@ -216,12 +217,6 @@ async def parked_count(pool: asyncpg.Pool) -> dict[str, int]:
     return {r["reason"]: r["n"] for r in rows}
 
 
-@dataclass(frozen=True)
-class Redriven:
-    examined: int
-    redriven: int
-
-
 async def redrive_dead_letters(
     bootstrap: str,
     registry: TopicRegistry,
@@ -232,70 +227,14 @@ async def redrive_dead_letters(
     progress: Progress | None = None,
     on_message: Callable[[dict[str, str]], None] | None = None,
 ) -> Redriven:
-    """Publish dead letters of `topic` back to the topic they came from, after a fix.
-
-    `topic` is a source topic (`invoices`) or its dead-letter topic (`invoices.dlq`),
-    without the deployment prefix. Only dead letters of `service` are re-driven
-    (None: all). Progress is kept in Kafka as the committed offsets of a consumer group
-    per service, so a second run does not re-drive the same letters; a re-driven
-    message keeps its event id, so a consumer that already applied it skips it.
-    """
-    source = registry.named(registry.prefix + topic.removesuffix(".dlq"))
-    dlq = source.dead_letter
-    group = f"status-projector.redrive.{service or 'all'}"
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
+    """Publish dead letters of `topic` back to their source topic (payments_shared.ops)."""
+    return await shared_ops.redrive_dead_letters(
+        bootstrap,
+        registry,
+        topic,
+        service=service,
+        operator="status-projector",
+        dry_run=dry_run,
+        progress=progress,
+        on_message=on_message,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
-    await consumer.start()
-    await producer.start()
-    examined = redriven = 0
-    try:
-        partitions = [TopicPartition(dlq, p) for p in sorted(consumer.partitions_for_topic(dlq) or {0})]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        committed = {tp: await consumer.committed(tp) for tp in partitions}
-        begins = await consumer.beginning_offsets(partitions)
-        starts = {tp: committed[tp] if committed[tp] is not None else begins[tp] for tp in partitions}
-        for tp in partitions:
-            consumer.seek(tp, starts[tp])
-        total = sum(ends[tp] - starts[tp] for tp in partitions)
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            batches = await consumer.getmany(timeout_ms=500, max_records=500)
-            sends = []
-            for records in batches.values():
-                for record in records:
-                    examined += 1
-                    headers = {k: v.decode() for k, v in record.headers or ()}
-                    if service is not None and headers.get("dlq.service") != service:
-                        continue
-                    if on_message is not None:
-                        on_message(headers)
-                    redriven += 1
-                    if not dry_run:
-                        sends.append(
-                            await producer.send(
-                                headers.get("dlq.source.topic", source.name),
-                                value=record.value,
-                                key=record.key,
-                                headers=[
-                                    (
-                                        "redriven.from",
-                                        f"{dlq}:{record.partition}:{record.offset}".encode(),
-                                    )
-                                ],
-                            )
-                        )
-            for fut in sends:
-                await fut
-            if not dry_run and batches:
-                await consumer.commit()
-            if progress is not None:
-                progress(examined, total)
-    finally:
-        await producer.stop()
-        await consumer.stop()
-    return Redriven(examined, redriven)

@@ -11,7 +11,7 @@ from payments_shared.contracts import Envelope
 from payments_shared.messaging import Transaction
 
 from .adapters.postgres import ParkedEvent, ReadModelStore, VersionTables
-from .domain.model import Invoice, Park, Payment, invoice_key, payment_key
+from .domain.model import AccountPolicy, Invoice, Park, Payment, invoice_key, payment_key
 
 InvoiceKey = tuple[str, str]
 
@@ -32,6 +32,7 @@ class UnitOfWork:
         self.parked: dict[object, ParkedEvent] = {}
         self.unparked: set[object] = set()
         self.last_event_at: datetime | None = None
+        self._account_policies: dict[str, AccountPolicy] = {}
 
     # --- loading ------------------------------------------------------------------------
 
@@ -83,6 +84,12 @@ class UnitOfWork:
     def payment_changed(self, payment: Payment) -> None:
         self._dirty_payments[payment.payment_id] = payment
 
+    def account_policy(self, policy: AccountPolicy) -> None:
+        """Kept per account, newest first; the store keeps the newest across batches."""
+        current = self._account_policies.get(policy.account_id)
+        if current is None or policy.at >= current.at:
+            self._account_policies[policy.account_id] = policy
+
     # --- parking ------------------------------------------------------------------------
 
     def park(self, message: Envelope, position: tuple[str, int, int], why: Park) -> None:
@@ -117,6 +124,7 @@ class UnitOfWork:
             invoice.refresh()
         await self.store.save_invoices(invoices)
         await self.store.save_payments(self._dirty_payments.values())
+        await self.store.save_account_policies(self._account_policies.values())
         await self.store.unpark([e for e in self.unparked if e not in self.parked])
         await self.store.park(list(self.parked.values()))
         if self.last_event_at is not None:

@@ -61,9 +61,7 @@ class Remittance(Payload):
     channel: Literal["check", "ach", "wire"]
 
 
-PaymentMethod = Annotated[
-    GuestCheckout | PayerPortal | CardOnline | Remittance, Field(discriminator="kind")
-]
+PaymentMethod = Annotated[GuestCheckout | PayerPortal | CardOnline | Remittance, Field(discriminator="kind")]
 
 # --- commands on payments.commands -----------------------------------------------
 
@@ -71,9 +69,7 @@ PaymentMethod = Annotated[
 class PayInvoicePayload(Payload):
     idempotency_key: IdempotencyKey
     invoice_number: InvoiceNumber
-    amount: Money | None = Field(
-        default=None, description="Omitted means the invoice's whole balance"
-    )
+    amount: Money | None = Field(default=None, description="Omitted means the invoice's whole balance")
     method: PaymentMethod
 
 
@@ -132,6 +128,8 @@ ProviderEvent = Literal[
     "payment.failed",
     "checkout.expired",
     "checkout.cancelled",
+    "refund.succeeded",
+    "refund.failed",
 ]
 
 
@@ -145,6 +143,7 @@ class ProviderCallbackPayload(Payload):
     amount: Money | None = None
     provider_payment_ref: str | None = None
     reason: str | None = None
+    refund_id: UUID | None = Field(default=None, description="Our refund id, on refund.* events")
     provider_occurred_at: datetime
 
 
@@ -238,6 +237,56 @@ class InvoiceRestrictionChangedPayload(Payload):
     message: str | None = None
 
 
+RefundReason = Literal["double_payment", "late_payment", "amount_mismatch"]
+
+
+class RefundRequestedPayload(Payload):
+    """Money the provider took for a payment that must not keep it is being returned.
+
+    `reason_code`: `double_payment` (the invoice was already paid by another payment),
+    `late_payment` (money moved after the checkout was cancelled or expired) or
+    `amount_mismatch` (the provider took another amount than we asked). The invoice's
+    balance does not change: such money was never counted as paid.
+    """
+
+    payment_id: UUID
+    refund_id: UUID = Field(description="Our id for the refund; the provider's idempotency key")
+    amount: Money
+    invoice_numbers: list[InvoiceNumber]
+    reason_code: RefundReason
+    message: str
+    requested_by: Literal["policy", "ops"] = Field(
+        description="policy: refunded automatically as the merchant policy says; ops: by an operator"
+    )
+
+
+class RefundedPayload(Payload):
+    payment_id: UUID
+    refund_id: UUID
+    amount: Money
+    invoice_numbers: list[InvoiceNumber]
+    provider_refund_id: str | None = None
+
+
+class RefundFailedPayload(Payload):
+    payment_id: UUID
+    refund_id: UUID
+    amount: Money
+    invoice_numbers: list[InvoiceNumber]
+    reason_code: str
+    message: str
+
+
+class AccountBalancePaymentChangedPayload(Payload):
+    """Whether the merchant's policy lets this account pay its whole balance online (the
+    account-level PAY button). Published by payment-intake, which owns the policy, when
+    an account is first seen and whenever the answer changes."""
+
+    allowed: bool
+    reason_code: str | None = None
+    message: str | None = None
+
+
 class PaymentRequested(Envelope):
     type: Literal["payment.requested"] = "payment.requested"
     payload: PaymentRequestedPayload
@@ -288,6 +337,26 @@ class InvoiceRestrictionChanged(Envelope):
     payload: InvoiceRestrictionChangedPayload
 
 
+class PaymentRefundRequested(Envelope):
+    type: Literal["payment.refund_requested"] = "payment.refund_requested"
+    payload: RefundRequestedPayload
+
+
+class PaymentRefunded(Envelope):
+    type: Literal["payment.refunded"] = "payment.refunded"
+    payload: RefundedPayload
+
+
+class PaymentRefundFailed(Envelope):
+    type: Literal["payment.refund_failed"] = "payment.refund_failed"
+    payload: RefundFailedPayload
+
+
+class AccountBalancePaymentChanged(Envelope):
+    type: Literal["payment.account_balance_payment_changed"] = "payment.account_balance_payment_changed"
+    payload: AccountBalancePaymentChangedPayload
+
+
 PaymentEvent = Annotated[
     PaymentRequested
     | PaymentRejected
@@ -298,6 +367,10 @@ PaymentEvent = Annotated[
     | PaymentCancelled
     | PaymentExpired
     | PaymentFlagged
-    | InvoiceRestrictionChanged,
+    | InvoiceRestrictionChanged
+    | PaymentRefundRequested
+    | PaymentRefunded
+    | PaymentRefundFailed
+    | AccountBalancePaymentChanged,
     Field(discriminator="type"),
 ]

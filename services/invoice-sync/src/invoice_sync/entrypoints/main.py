@@ -13,6 +13,7 @@ from invoice_sync.settings import InvoiceSyncSettings
 from invoice_sync.worker import RegistrationWorker
 from payments_shared.health import BrokerProbe
 from payments_shared.messaging import OutboxRelay, TransactionalConsumer
+from payments_shared.ops_metrics import OpsGauges
 from payments_shared.retention import Pruner, RetentionSettings
 from payments_shared.service import ServiceHost, run_service, start_up
 
@@ -59,7 +60,11 @@ async def serve(settings: InvoiceSyncSettings | None = None) -> None:
         broker=BrokerProbe(settings.kafka_bootstrap),
         relay=relay,
         consumers=[consumer],
-        background=[worker, Pruner.for_service(pool, SERVICE, retention)],
+        background=[
+            worker,
+            Pruner.for_service(pool, SERVICE, retention),
+            OpsGauges(SERVICE, pool, settings.kafka_bootstrap, interval_s=settings.metrics_interval_s),
+        ],
         on_stop=provider.aclose,
     )
     await host.serve()

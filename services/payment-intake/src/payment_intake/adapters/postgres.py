@@ -97,6 +97,44 @@ CREATE TABLE IF NOT EXISTS webhooks_received (
     received_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- Status sync, cancel at the provider, flags (added after the first release).
+ALTER TABLE payments ADD COLUMN IF NOT EXISTS sync_next_at timestamptz;
+ALTER TABLE payments ADD COLUMN IF NOT EXISTS sync_attempts integer NOT NULL DEFAULT 0;
+ALTER TABLE payments ADD COLUMN IF NOT EXISTS flag_reason text;
+ALTER TABLE payments ADD COLUMN IF NOT EXISTS cancel_state text;
+ALTER TABLE payments ADD COLUMN IF NOT EXISTS cancel_next_at timestamptz;
+ALTER TABLE payments ADD COLUMN IF NOT EXISTS cancel_attempts integer NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS payments_to_sync ON payments (updated_at)
+    WHERE status IN ('checkout_open', 'processing');
+CREATE INDEX IF NOT EXISTS payments_to_cancel ON payments (cancel_next_at) WHERE cancel_state = 'due';
+
+-- One refund per payment at most: whoever asks (the policy, an operator, twice), the
+-- money goes back once. `refund_id` is the provider's idempotency key.
+CREATE TABLE IF NOT EXISTS refunds (
+    refund_id          uuid        PRIMARY KEY,
+    payment_id         uuid        NOT NULL UNIQUE REFERENCES payments (payment_id),
+    account_id         text        NOT NULL,
+    amount_minor       bigint      NOT NULL CHECK (amount_minor > 0),
+    currency           text        NOT NULL,
+    reason_code        text        NOT NULL,
+    requested_by       text        NOT NULL,
+    status             text        NOT NULL,
+    provider_refund_id text,
+    attempts           integer     NOT NULL DEFAULT 0,
+    next_attempt_at    timestamptz,
+    failure            text,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    updated_at         timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS refunds_due ON refunds (next_attempt_at)
+    WHERE status IN ('requested', 'submitted');
+
+-- Whether each account may pay its whole balance, as last announced.
+CREATE TABLE IF NOT EXISTS accounts (
+    account_id              text    PRIMARY KEY,
+    balance_payment_allowed boolean NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS callback_log (
     id             bigserial   PRIMARY KEY,
     payment_id     uuid,
@@ -169,6 +207,22 @@ class InvoiceFactsRepository:
             billing_country,
             posted_refs,
             restricted,
+        )
+
+    async def account_balance_payment(self, account_id: str, allowed: bool) -> bool:
+        """Record whether the account may pay its balance; True when that is news."""
+        return bool(
+            await self.conn.fetchval(
+                """
+                INSERT INTO accounts AS a (account_id, balance_payment_allowed) VALUES ($1, $2)
+                ON CONFLICT (account_id) DO UPDATE
+                   SET balance_payment_allowed = EXCLUDED.balance_payment_allowed
+                 WHERE a.balance_payment_allowed <> EXCLUDED.balance_payment_allowed
+                RETURNING true
+                """,
+                account_id,
+                allowed,
+            )
         )
 
     async def registration(
@@ -387,6 +441,11 @@ class Payment:
     expires_at: datetime
     open_attempts: int
     allocations: tuple[tuple[str, int], ...]
+    confirmed_minor: int | None = None
+    confirmed_currency: str | None = None
+    provider_payment_ref: str | None = None
+    flag_reason: str | None = None
+    updated_at: datetime | None = None
 
 
 class NewPayment(NamedTuple):
@@ -578,6 +637,31 @@ class PaymentRepository:
             provider_payment_ref,
         )
 
+    async def flag(self, payment_id: UUID, reason: str) -> None:
+        await self.conn.execute(
+            "UPDATE payments SET flag_reason = $2 WHERE payment_id = $1", payment_id, reason
+        )
+
+    async def cancel_at_provider(self, payment_id: UUID) -> None:
+        """Ask the provider to cancel the checkout too (done by the provider worker)."""
+        await self.conn.execute(
+            "UPDATE payments SET cancel_state = 'due', cancel_next_at = now()"
+            " WHERE payment_id = $1 AND cancel_state IS NULL",
+            payment_id,
+        )
+
+    async def invoices_paid_by_others(self, payment: Payment) -> bool:
+        """Whether another payment already paid any of this payment's invoices."""
+        return bool(
+            await self.conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM payment_allocations WHERE succeeded AND account_id = $1"
+                " AND invoice_number = ANY ($2::text[]) AND payment_id <> $3)",
+                payment.account_id,
+                [n for n, _ in payment.allocations],
+                payment.payment_id,
+            )
+        )
+
     async def log_callback(
         self, payment_id: UUID | None, webhook_id: str, provider_event: str, verdict: str, note: str
     ) -> None:
@@ -626,4 +710,9 @@ def _payment(row: asyncpg.Record) -> Payment:
         expires_at=row["expires_at"],
         open_attempts=row["open_attempts"],
         allocations=tuple(zip(row["numbers"], row["amounts"], strict=True)),
+        confirmed_minor=row["confirmed_minor"],
+        confirmed_currency=row["confirmed_currency"],
+        provider_payment_ref=row["provider_payment_ref"],
+        flag_reason=row["flag_reason"],
+        updated_at=row["updated_at"],
     )

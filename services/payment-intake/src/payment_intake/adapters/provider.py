@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
@@ -30,10 +31,42 @@ class OpenedCheckout:
 
 
 class ProviderRefused(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, detail: dict[str, Any] | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.detail = detail or {}
+
+
+@dataclass(frozen=True)
+class CheckoutState:
+    """The provider's answer to "what happened to this checkout?"."""
+
+    checkout_id: str
+    status: str  # open | processing | succeeded | failed | expired | cancelled
+    amount_minor: int | None
+    currency: str | None
+    provider_payment_ref: str | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> CheckoutState:
+        return cls(
+            checkout_id=str(data["checkout_id"]),
+            status=str(data["status"]),
+            amount_minor=None if data.get("amount_minor") is None else int(data["amount_minor"]),
+            currency=data.get("currency"),
+            provider_payment_ref=data.get("provider_payment_ref"),
+            reason=data.get("reason"),
+        )
+
+
+@dataclass(frozen=True)
+class RefundState:
+    refund_id: str
+    provider_refund_id: str | None
+    status: str  # pending | succeeded | failed
+    reason: str | None
 
 
 class ProviderClient:
@@ -77,9 +110,46 @@ class ProviderClient:
             expires_at=datetime.fromisoformat(data["expires_at"]),
         )
 
-    async def _post(self, path: str, body: dict[str, object]) -> dict[str, str]:
+    async def checkout_state(self, checkout_id: str) -> CheckoutState:
+        """Status sync; ProviderRefused `unknown_checkout` when the provider does not know it."""
+        return CheckoutState.of(await self._call("GET", f"/v1/checkouts/{checkout_id}"))
+
+    async def cancel_checkout(self, checkout_id: str) -> CheckoutState:
+        """Idempotent; ProviderRefused `checkout_completed` (with the checkout) if money moved."""
+        return CheckoutState.of(await self._call("POST", f"/v1/checkouts/{checkout_id}/cancel", {}))
+
+    async def refund(
+        self, *, refund_id: str, checkout_id: str, amount_minor: int, currency: str, reason: str
+    ) -> RefundState:
+        """Idempotent at the provider by our refund id: a retry is the same refund."""
+        body = {
+            "refund_id": refund_id,
+            "checkout_id": checkout_id,
+            "amount_minor": amount_minor,
+            "currency": currency,
+            "reason": reason,
+        }
+        return _refund_state(await self._call("POST", "/v1/refunds", body))
+
+    async def refund_state(self, refund_id: str) -> RefundState:
+        return _refund_state(await self._call("GET", f"/v1/refunds/{refund_id}"))
+
+    async def _call(self, method: str, path: str, body: dict[str, object] | None = None) -> dict[str, Any]:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=wait_exponential_jitter(multiplier=0.05, max=0.5),
+            stop=stop_after_attempt(self._attempts),
+            reraise=True,
+        ):
+            with attempt:
+                return await self._post(path, body, method=method)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _post(
+        self, path: str, body: dict[str, object] | None, *, method: str = "POST"
+    ) -> dict[str, Any]:
         try:
-            async with self._client().post(self._base_url + path, json=body) as response:
+            async with self._client().request(method, self._base_url + path, json=body) as response:
                 status, text = response.status, await response.text()
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise TransientError(f"provider unreachable: {exc!r}") from exc
@@ -87,17 +157,28 @@ class ProviderClient:
             raise TransientError(f"provider answered {status}")
         if status >= 400:
             try:
-                error = json.loads(text).get("error", {})
+                answer = json.loads(text)
+                error = answer.get("error", {})
             except (ValueError, AttributeError):
-                error = {}
+                answer, error = {}, {}
             raise ProviderRefused(
                 str(error.get("code", f"http_{status}")),
                 str(error.get("message", text[:200])),
+                answer if isinstance(answer, dict) else {},
             )
-        data: dict[str, str] = json.loads(text)
+        data: dict[str, Any] = json.loads(text)
         return data
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _refund_state(data: dict[str, Any]) -> RefundState:
+    return RefundState(
+        refund_id=str(data["refund_id"]),
+        provider_refund_id=data.get("provider_refund_id"),
+        status=str(data["status"]),
+        reason=data.get("reason"),
+    )

@@ -8,7 +8,7 @@ or to policies of their own.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 MethodKind = Literal["guest_checkout", "payer_portal", "card", "remittance"]
@@ -25,11 +25,18 @@ class PaymentPolicy:
     account_balance_methods: frozenset[str] = frozenset()
     distributor_countries: frozenset[str] = frozenset()
     remittance_payee: str = ""
+    # A checkout open or a payment processing this long without the provider's word is
+    # asked about at the provider (status sync), as if its callback had arrived.
+    status_sync_after_s: int = 600
+    # Money taken twice, late or in another amount goes back without an operator.
+    auto_refund: bool = True
 
     def __post_init__(self) -> None:
         unknown = (self.invoice_methods | self.account_balance_methods) - METHOD_KINDS
         if unknown:
             raise ValueError(f"policy {self.name}: unknown payment methods {sorted(unknown)}")
+        if self.status_sync_after_s <= 0:
+            raise ValueError(f"policy {self.name}: status_sync_after_s must be positive")
         if self.account_balance and not self.account_balance_methods:
             raise ValueError(f"policy {self.name}: account balance payment needs a method")
         bad = [c for c in self.distributor_countries if len(c) != 2 or not c.isupper()]
@@ -80,6 +87,17 @@ class MerchantPolicies:
     default: PaymentPolicy
     merchants: Mapping[str, PaymentPolicy] = field(default_factory=dict)
     account_merchant: Mapping[str, str] = field(default_factory=dict)
+
+    def all(self) -> list[PaymentPolicy]:
+        return [self.default, *self.merchants.values()]
+
+    def with_status_sync_after(self, seconds: int) -> MerchantPolicies:
+        """Every policy with this status-sync threshold (a deployment-wide override)."""
+        return MerchantPolicies(
+            default=replace(self.default, status_sync_after_s=seconds),
+            merchants={m: replace(p, status_sync_after_s=seconds) for m, p in self.merchants.items()},
+            account_merchant=self.account_merchant,
+        )
 
     def for_account(self, account_id: str) -> PaymentPolicy:
         merchant = self.account_merchant.get(account_id)
@@ -155,6 +173,8 @@ def _policy_from_spec(
             "account_balance_methods": base.account_balance_methods,
             "distributor_countries": base.distributor_countries,
             "remittance_payee": base.remittance_payee,
+            "status_sync_after_s": base.status_sync_after_s,
+            "auto_refund": base.auto_refund,
         }
     )
     for key, value in spec.items():

@@ -111,6 +111,7 @@ def _callback(webhook_id: str, body: dict[str, Any]) -> ProviderCallbackReceived
         amount=amount,
         provider_payment_ref=data.get("provider_payment_ref"),
         reason=data.get("reason"),
+        refund_id=data.get("refund_id"),
         provider_occurred_at=datetime.fromisoformat(body["timestamp"]),
     )
     return ProviderCallbackReceived.originating(

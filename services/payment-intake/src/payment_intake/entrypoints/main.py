@@ -18,12 +18,15 @@ from payment_intake.background import CheckoutOpener, ExpiryTimer
 from payment_intake.domain.policy import MerchantPolicies
 from payment_intake.entrypoints.http import callback_router
 from payment_intake.handlers import consuming
+from payment_intake.metrics import sample_payments
 from payment_intake.outcomes import SERVICE
+from payment_intake.provider_worker import ProviderWorker
 from payment_intake.retention import IntakeRetentionSettings, pruner
 from payment_intake.settings import PaymentIntakeSettings
 from payment_intake.unit_of_work import IntakeConfig, unit_of_work_factory
 from payments_shared.health import BrokerProbe
 from payments_shared.messaging import OutboxRelay, TransactionalConsumer
+from payments_shared.ops_metrics import OpsGauges
 from payments_shared.service import ServiceHost, run_service, start_up
 from payments_shared.topics import TopicRegistry
 
@@ -33,11 +36,15 @@ SCHEMA = "payment_intake"
 def load_policies(settings: PaymentIntakeSettings) -> MerchantPolicies:
     """The preset named by PAYMENT_INTAKE_POLICY, or the merchant file (JSON or YAML)."""
     if settings.merchant_config is None:
-        return MerchantPolicies.preset(settings.policy)
-    path = Path(settings.merchant_config)
-    text = path.read_text()
-    config: Any = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    return MerchantPolicies.from_config(config or {}, default_preset=settings.policy)
+        policies = MerchantPolicies.preset(settings.policy)
+    else:
+        path = Path(settings.merchant_config)
+        text = path.read_text()
+        config: Any = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        policies = MerchantPolicies.from_config(config or {}, default_preset=settings.policy)
+    if settings.status_sync_after_s is not None:
+        policies = policies.with_status_sync_after(settings.status_sync_after_s)
+    return policies
 
 
 @dataclass
@@ -50,6 +57,8 @@ class Parts:
     consumer: TransactionalConsumer
     opener: CheckoutOpener
     expiry: ExpiryTimer
+    provider_worker: ProviderWorker
+    gauges: OpsGauges
     provider: ProviderClient
     app: FastAPI
 
@@ -68,10 +77,22 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
         concurrency=settings.checkout_concurrency,
     )
     expiry = ExpiryTimer(pool, registry, on_published=relay.wake, interval_s=settings.expiry_interval_s)
+    provider_worker = ProviderWorker(
+        pool,
+        registry,
+        provider,
+        config,
+        on_published=relay.wake,
+        lease_s=settings.provider_lease_s,
+        interval_s=settings.provider_worker_interval_s,
+        concurrency=settings.checkout_concurrency,
+        refund_query_after_s=settings.refund_query_after_s,
+    )
 
     def committed() -> None:
         relay.wake()
         opener.wake()
+        provider_worker.wake()
 
     consumer = TransactionalConsumer(
         service=SERVICE,
@@ -88,7 +109,10 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
     )
     app = FastAPI(title="payment-intake", version="1.0.0")
     app.include_router(callback_router(pool, registry, settings.webhook_secret, relay.wake))
-    return Parts(pool, registry, relay, consumer, opener, expiry, provider, app)
+    gauges = OpsGauges(
+        SERVICE, pool, settings.kafka_bootstrap, interval_s=settings.metrics_interval_s, extra=sample_payments
+    )
+    return Parts(pool, registry, relay, consumer, opener, expiry, provider_worker, gauges, provider, app)
 
 
 async def serve() -> None:
@@ -104,7 +128,13 @@ async def serve() -> None:
         broker=BrokerProbe(settings.kafka_bootstrap),
         relay=parts.relay,
         consumers=[parts.consumer],
-        background=[parts.opener, parts.expiry, pruner(parts.pool, retention)],
+        background=[
+            parts.opener,
+            parts.expiry,
+            parts.provider_worker,
+            parts.gauges,
+            pruner(parts.pool, retention),
+        ],
         on_stop=parts.provider.close,
     )
     await host.serve()

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from sandbox_provider import pages
 from sandbox_provider.ledger import Checkout, Fault, FaultMode, Ledger
+from sandbox_provider.payments import payment_routes, webhook_routes
 from sandbox_provider.registrations import registration_routes
 from sandbox_provider.settings import SandboxSettings
 from sandbox_provider.webhooks import WebhookOptions, WebhookSender
@@ -39,7 +40,7 @@ class CheckoutRequest(BaseModel):
 
 
 class FaultRequest(BaseModel):
-    target: Literal["registration", "checkout"]
+    target: Literal["registration", "checkout", "query", "cancel", "refund"]
     mode: FaultMode
     count: int = -1
     delay_s: float = 0.0
@@ -47,6 +48,9 @@ class FaultRequest(BaseModel):
 
 class Completion(BaseModel):
     amount_minor: int | None = None  # to simulate a provider confirming another amount
+    # Take the money although the checkout was cancelled or expired (the customer paid
+    # in the moment before the cancellation reached the provider).
+    late: bool = False
 
 
 class Failure(BaseModel):
@@ -60,7 +64,12 @@ def _refuse(status: int, code: str, message: str) -> JSONResponse:
 def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
     app = FastAPI(title="sandbox payment provider", version="1.0.0")
     ledger = Ledger()
-    sender = WebhookSender(settings.webhook_url, settings.webhook_secret, settings.webhook_attempts)
+    sender = WebhookSender(
+        settings.webhook_url,
+        settings.webhook_secret,
+        schedule_s=settings.webhook_schedule_s,
+        time_scale=settings.webhook_time_scale,
+    )
 
     async def apply_fault(target: str) -> JSONResponse | None:
         fault: Fault | None = ledger.take_fault(target)
@@ -143,11 +152,13 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
     @app.post("/sandbox/checkouts/{checkout_id}/complete")
     async def complete(checkout_id: str, body: Completion | None = None) -> dict[str, str]:
         checkout = checkout_or_404(checkout_id)
-        if checkout.status != "open":
+        late = body is not None and body.late and checkout.status in ("cancelled", "expired")
+        if checkout.status != "open" and not late:
             raise HTTPException(409, f"checkout is {checkout.status}")
         checkout.status = "succeeded"
         amount = body.amount_minor if body and body.amount_minor is not None else checkout.amount_minor
         ref = f"pay_{checkout.checkout_id[3:]}"
+        checkout.captured_minor, checkout.provider_payment_ref = amount, ref
         sender.send_all(
             [
                 ("payment.processing", event_data(checkout, provider_payment_ref=ref)),
@@ -163,6 +174,7 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
             raise HTTPException(409, f"checkout is {checkout.status}")
         checkout.status = "failed"
         reason = body.reason if body else "card_declined"
+        checkout.reason = reason
         sender.send_all([("payment.failed", event_data(checkout, reason=reason))])
         return {"status": checkout.status}
 
@@ -172,6 +184,7 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
         if checkout.status != "open":
             raise HTTPException(409, f"checkout is {checkout.status}")
         checkout.status = "expired"
+        checkout.reason = "abandoned"
         sender.send_all([("checkout.expired", event_data(checkout, reason="abandoned"))])
         return {"status": checkout.status}
 
@@ -205,9 +218,13 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
         sender.options = WebhookOptions(**body)
         return vars(sender.options)
 
-    @app.get("/sandbox/webhooks")
-    async def delivered_webhooks() -> list[dict[str, Any]]:
-        return sender.delivered
+    @app.delete("/sandbox/checkouts/{checkout_id}")
+    async def forget_checkout(checkout_id: str) -> dict[str, str]:
+        """The provider loses a checkout (as after a data loss on its side)."""
+        checkout = checkout_or_404(checkout_id)
+        del ledger.checkouts[checkout_id]
+        ledger.by_payment.pop(checkout.payment_id, None)
+        return {"status": "forgotten"}
 
     # --- pages a person can use -----------------------------------------------------------
 
@@ -220,4 +237,6 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
         return pages.payer_portal_page(checkout_or_404(checkout_id))
 
     app.include_router(registration_routes(ledger, apply_fault))
+    app.include_router(payment_routes(ledger, sender, apply_fault, settle_after_s=settings.refund_settle_s))
+    app.include_router(webhook_routes(sender))
     return app, sender

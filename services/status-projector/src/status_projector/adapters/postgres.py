@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from status_projector.domain.model import Invoice, Payment, Problem, Restriction
+from status_projector.domain.model import AccountPolicy, Invoice, Payment, Problem, Refund, Restriction
 from status_projector.domain.status import NotPayableReason, PaymentState, PayStatus
 
 SCHEMA = "status_projector"
@@ -61,6 +61,10 @@ class VersionTables:
         return f"parked_v{self.version}"
 
     @property
+    def accounts(self) -> str:
+        return f"accounts_v{self.version}"
+
+    @property
     def consumer(self) -> str:
         return consumer_name(self.version)
 
@@ -74,6 +78,15 @@ class VersionTables:
             {columns},
             PRIMARY KEY (account_id, invoice_number)
         ) WITH (fillfactor = 80);
+        -- Refund columns came after the first release: versions built before get them here.
+        {self._added_columns()}
+        CREATE TABLE IF NOT EXISTS {self.accounts} (
+            account_id              text        PRIMARY KEY,
+            balance_payment_allowed boolean     NOT NULL,
+            reason_code             text,
+            message                 text,
+            at                      timestamptz NOT NULL
+        );
         CREATE TABLE IF NOT EXISTS {pay} (
             payment_id   text        PRIMARY KEY,
             account_id   text        NOT NULL,
@@ -99,6 +112,10 @@ class VersionTables:
         CREATE INDEX IF NOT EXISTS {parked}_waits ON {parked} (waits_for);
         {self.index_ddl() if secondary_indexes else ""}
         """
+
+    def _added_columns(self) -> str:
+        added = [(c, t) for c, t in _INVOICE_DDL if c.startswith("refund_")]
+        return "".join(f"ALTER TABLE {self.invoices} ADD COLUMN IF NOT EXISTS {c} {t};" for c, t in added)
 
     def index_ddl(self) -> str:
         # The API pages an account's invoices in due-date order; a pay-status filter is
@@ -169,7 +186,7 @@ async def active_version(conn: asyncpg.Connection | asyncpg.Pool) -> int:
 async def drop_version(conn: asyncpg.Connection, version: int) -> None:
     tables = VersionTables(version)
     async with conn.transaction():
-        for name in (tables.invoices, tables.payments, tables.parked):
+        for name in (tables.invoices, tables.payments, tables.parked, tables.accounts):
             await conn.execute(f"DROP TABLE IF EXISTS {name}")
         await conn.execute("DELETE FROM consumer_offsets WHERE consumer = $1", tables.consumer)
         await conn.execute("DELETE FROM processed_events WHERE consumer = $1", tables.consumer)
@@ -214,6 +231,11 @@ _STATUS = (
     ("restriction_code", "text"),
     ("restriction_message", "text"),
     ("restriction_at", "timestamptz"),
+    ("refund_payment_id", "text"),
+    ("refund_state", "text"),
+    ("refund_minor", "bigint"),
+    ("refund_reason", "text"),
+    ("refund_at", "timestamptz"),
     ("last_event_at", "timestamptz"),
     ("balance_minor", "bigint"),
     ("pay_status", "text"),
@@ -251,6 +273,7 @@ def _invoice_from_row(row: tuple[Any, ...]) -> Invoice:
         current_payment_id, current_payment_state, current_payment_amount, current_payment_at,
         problem_code, problem_message, problem_at,
         restricted, restriction_code, restriction_message, restriction_at,
+        refund_payment_id, refund_state, refund_minor, refund_reason, refund_at,
         last_event_at, balance_minor, pay_status, not_payable_reason,
     ) = row  # fmt: skip
     return Invoice(
@@ -282,6 +305,11 @@ def _invoice_from_row(row: tuple[Any, ...]) -> Invoice:
             if restriction_at is not None
             else None
         ),
+        refund=(
+            Refund(refund_payment_id, refund_state, refund_minor, refund_reason, refund_at)
+            if refund_payment_id is not None
+            else None
+        ),
         last_event_at=last_event_at,
         balance_minor=balance_minor,
         pay_status=_PAY_STATUSES[pay_status],  # type: ignore[arg-type]
@@ -293,6 +321,7 @@ def _invoice_values(inv: Invoice) -> tuple[Any, ...]:
     """The row of an invoice, in INVOICE_COLUMNS order, typed as asyncpg returns it."""
     problem = inv.last_problem
     restriction = inv.restriction
+    refund = inv.refund
     state = inv.current_payment_state
     reason = inv.not_payable_reason
     return (
@@ -325,6 +354,11 @@ def _invoice_values(inv: Invoice) -> tuple[Any, ...]:
         restriction.reason_code if restriction else None,
         restriction.message if restriction else None,
         restriction.at if restriction else None,
+        refund.payment_id if refund else None,
+        refund.state if refund else None,
+        refund.amount_minor if refund else None,
+        refund.reason_code if refund else None,
+        refund.at if refund else None,
         inv.last_event_at,
         inv.balance_minor,
         inv.pay_status.value,
@@ -558,6 +592,26 @@ class ReadModelStore:
                 f"DELETE FROM {self.tables.parked} WHERE event_id = ANY($1::uuid[])",
                 list(event_ids),
             )
+
+    async def save_account_policies(self, policies: Iterable[AccountPolicy]) -> None:
+        """Newest word per account wins, whatever order a rebuild applies them in."""
+        rows = sorted(
+            (p.account_id, p.balance_payment_allowed, p.reason_code, p.message, p.at) for p in policies
+        )
+        if not rows:
+            return
+        await self.conn.execute(
+            f"""
+            INSERT INTO {self.tables.accounts} AS t
+                   (account_id, balance_payment_allowed, reason_code, message, at)
+            SELECT * FROM unnest($1::text[], $2::boolean[], $3::text[], $4::text[], $5::timestamptz[])
+            ON CONFLICT (account_id) DO UPDATE
+               SET balance_payment_allowed = EXCLUDED.balance_payment_allowed,
+                   reason_code = EXCLUDED.reason_code, message = EXCLUDED.message, at = EXCLUDED.at
+             WHERE t.at <= EXCLUDED.at
+            """,
+            *(list(column) for column in zip(*rows, strict=True)),
+        )
 
     async def note_progress(self, last_event_at: datetime) -> None:
         await self.conn.execute(

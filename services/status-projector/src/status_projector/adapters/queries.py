@@ -14,7 +14,8 @@ _INVOICE_FIELDS = """
     account_id, invoice_number, order_number, po_number, invoice_date, due_date, currency,
     total_minor, balance_minor, pay_status, not_payable_reason, current_payment_id,
     current_payment_state, current_payment_amount, problem_code, problem_message, problem_at,
-    restricted, restriction_code, restriction_message, last_event_at
+    restricted, restriction_code, restriction_message, refund_payment_id, refund_state,
+    refund_minor, refund_reason, refund_at, last_event_at
 """
 
 
@@ -94,6 +95,16 @@ class ReadModelQueries:
             f"SELECT {_INVOICE_FIELDS} FROM {snap.tables.invoices} WHERE {' AND '.join(where)} "
             f"ORDER BY due_date {direction}, invoice_number {direction} LIMIT ${len(args)}",
             *args,
+        )
+
+    async def account_policy(
+        self, conn: asyncpg.Connection, snap: Snapshot, account_id: str
+    ) -> asyncpg.Record | None:
+        """Payment-intake's last word on paying the account's whole balance (None: none yet)."""
+        return await conn.fetchrow(
+            f"SELECT balance_payment_allowed, reason_code, message FROM {snap.tables.accounts}"
+            " WHERE account_id = $1",
+            account_id,
         )
 
     async def summary(

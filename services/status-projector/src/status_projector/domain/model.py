@@ -8,7 +8,7 @@ order than the live projection did, and must end with the same rows).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 
 from .status import InvoiceFacts, NotPayableReason, PaymentState, PayStatus, Standing, standing
@@ -56,6 +56,41 @@ class Restriction:
     at: datetime
 
 
+_REFUND_RANK = {"requested": 0, "refunded": 1, "failed": 1}
+
+
+@dataclass(frozen=True)
+class Refund:
+    """Money going back for a payment on this invoice that must not keep it (taken late,
+    twice or in another amount). Such money was never counted as paid, so a refund does
+    not change the balance; the portal shows it so the customer knows where it went."""
+
+    payment_id: str
+    state: str  # requested | refunded | failed
+    amount_minor: int
+    reason_code: str | None
+    at: datetime
+
+    def replaces(self, other: Refund | None) -> bool:
+        """The newest word wins; for one payment a settled refund beats its request."""
+        if other is None:
+            return True
+        if self.payment_id == other.payment_id:
+            return (_REFUND_RANK[self.state], self.at) >= (_REFUND_RANK[other.state], other.at)
+        return (self.at, self.payment_id) >= (other.at, other.payment_id)
+
+
+@dataclass(frozen=True)
+class AccountPolicy:
+    """Payment-intake's word on whether the account may pay its whole balance online."""
+
+    account_id: str
+    balance_payment_allowed: bool
+    reason_code: str | None
+    message: str | None
+    at: datetime
+
+
 @dataclass
 class Invoice:
     account_id: str
@@ -82,6 +117,7 @@ class Invoice:
     current_payment_at: datetime | None = None
     last_problem: Problem | None = None
     restriction: Restriction | None = None
+    refund: Refund | None = None
     last_event_at: datetime | None = None
     balance_minor: int = 0
     pay_status: PayStatus = PayStatus.NOT_PAYABLE
@@ -109,6 +145,13 @@ class Invoice:
         current = self.restriction
         if current is None or (restriction.at, restriction.restricted) >= (current.at, current.restricted):
             self.restriction = restriction
+
+    def note_refund(self, refund: Refund) -> None:
+        current = self.refund
+        if current is not None and current.payment_id == refund.payment_id and refund.reason_code is None:
+            refund = replace(refund, reason_code=current.reason_code)  # settled: keep why it was asked
+        if refund.replaces(current):
+            self.refund = refund
 
     @property
     def restricted(self) -> bool:

@@ -10,24 +10,15 @@ status-projector-ops redrive-dead-letters --topic invoices [--service status-pro
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
+from payments_shared.cli import console
+from payments_shared.cli import progress as _progress
 from payments_shared.database import open_pool
 from payments_shared.observability import configure_logging
 from payments_shared.service import collect_garbage_less_often
@@ -37,38 +28,7 @@ from status_projector.adapters.postgres import SCHEMA, install
 from status_projector.settings import SERVICE, ProjectorSettings
 
 app = typer.Typer(help="Operate the status-projector read model.", no_args_is_help=True)
-console = Console()
 T = TypeVar("T")
-
-
-class _Rate(TextColumn):
-    def __init__(self) -> None:
-        super().__init__("")
-
-    def render(self, task):  # type: ignore[no-untyped-def]
-        speed = task.finished_speed or task.speed
-        return f"{speed:,.0f} ev/s" if speed else "- ev/s"
-
-
-@contextmanager
-def _progress(what: str) -> Iterator[Callable[[int, int], None]]:
-    columns = (
-        TextColumn(f"[bold]{what}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        _Rate(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(what, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=max(total, 1))
-
-        yield update
 
 
 def _run(work: Callable[[ops.Projecting], Awaitable[T]]) -> T:

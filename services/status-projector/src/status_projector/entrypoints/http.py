@@ -56,6 +56,14 @@ class RestrictionOut(BaseModel):
     message: str | None = Field(description="Text a portal may show (e.g. whom to pay instead)")
 
 
+class RefundOut(BaseModel):
+    payment_id: str
+    state: Literal["requested", "refunded", "failed"]
+    amount: MoneyOut = Field(description="What goes back to the customer")
+    reason_code: str | None = Field(description="double_payment, late_payment or amount_mismatch")
+    at: datetime
+
+
 class PartitionOffset(BaseModel):
     topic: str
     partition: int
@@ -96,6 +104,11 @@ class InvoiceOut(BaseModel):
         description="Set while the merchant's policy does not let this invoice be paid online "
         "(pay_status not_payable, reason restricted)"
     )
+    refund: RefundOut | None = Field(
+        description="The latest refund of money taken for this invoice that it must not keep "
+        "(paid late, twice, or in another amount). The balance does not change: that money "
+        "was never counted as paid."
+    )
     freshness: Freshness
 
 
@@ -109,7 +122,10 @@ class InvoicePage(BaseModel):
 class CurrencyBalance(BaseModel):
     currency: str
     balance: MoneyOut
-    pay_button: bool = Field(description="Account-level PAY: provider configured and balance > 0")
+    pay_button: bool = Field(
+        description="Account-level PAY: the policy lets the account pay its balance, the provider is "
+        "configured and the balance is above zero"
+    )
     invoices: int
     by_status: dict[str, int]
 
@@ -118,6 +134,11 @@ class AccountSummary(BaseModel):
     account_id: str
     balances: list[CurrencyBalance]
     pay_button: bool = Field(description="True when any currency's PAY button shows")
+    pay_button_reason: str | None = Field(
+        description="Why the account PAY button is hidden: the merchant policy's reason "
+        "(account_balance_not_allowed), provider_not_configured or zero_balance"
+    )
+    pay_button_message: str | None = Field(description="Text a portal may show when the policy hides it")
     freshness: Freshness
 
 
@@ -199,8 +220,30 @@ def _invoice_json(
             if row["restricted"]
             else None
         ),
+        "refund": (
+            {
+                "payment_id": row["refund_payment_id"],
+                "state": row["refund_state"],
+                "amount": {"amount_minor": row["refund_minor"], "currency": currency},
+                "reason_code": row["refund_reason"],
+                "at": _iso(row["refund_at"]),
+            }
+            if row["refund_payment_id"] is not None
+            else None
+        ),
         "freshness": {**freshness, "event_time": _iso(row["last_event_at"])},
     }
+
+
+def _account_button_reason(
+    balances: list[dict[str, Any]], policy: asyncpg.Record | None, provider_configured: bool
+) -> dict[str, str | None]:
+    if any(b["pay_button"] for b in balances):
+        return {"pay_button_reason": None, "pay_button_message": None}
+    if policy is not None and not policy["balance_payment_allowed"]:
+        return {"pay_button_reason": policy["reason_code"], "pay_button_message": policy["message"]}
+    why = "provider_not_configured" if not provider_configured else "zero_balance"
+    return {"pay_button_reason": why, "pay_button_message": None}
 
 
 def _json(body: dict[str, Any]) -> Response:
@@ -314,8 +357,10 @@ def build_router(pool: asyncpg.Pool, registry: TopicRegistry, *, provider_config
         async with pool.acquire() as conn:
             snap = await queries.snapshot(conn)
             rows = await queries.summary(conn, snap, account_id)
+            policy = await queries.account_policy(conn, snap, account_id)
         if not rows:
             raise HTTPException(404, f"unknown account {account_id}")
+        allowed = policy is None or policy["balance_payment_allowed"]
         balances = []
         times = [r["last_event_at"] for r in rows if r["last_event_at"] is not None]
         newest = max(times) if times else None
@@ -325,7 +370,8 @@ def build_router(pool: asyncpg.Pool, registry: TopicRegistry, *, provider_config
                 {
                     "currency": r["currency"],
                     "balance": {"amount_minor": owed, "currency": r["currency"]},
-                    "pay_button": account_pay_button(owed, provider_configured=provider_configured),
+                    "pay_button": allowed
+                    and account_pay_button(owed, provider_configured=provider_configured),
                     "invoices": r["invoices"],
                     "by_status": {s.value: r[s.value] for s in PayStatus},
                 }
@@ -335,6 +381,7 @@ def build_router(pool: asyncpg.Pool, registry: TopicRegistry, *, provider_config
                 "account_id": account_id,
                 "balances": balances,
                 "pay_button": any(b["pay_button"] for b in balances),
+                **_account_button_reason(balances, policy, provider_configured),
                 "freshness": _freshness(snap, account_id, topics, newest),
             }
         )

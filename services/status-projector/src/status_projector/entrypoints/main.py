@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from payments_shared.health import BrokerProbe
 from payments_shared.messaging import OutboxRelay
+from payments_shared.ops_metrics import OpsGauges
 from payments_shared.retention import Pruner, RetentionSettings
 from payments_shared.service import ServiceHost, run_service, start_up
 from status_projector.adapters.postgres import SCHEMA, install
@@ -33,7 +34,11 @@ async def serve(settings: ProjectorSettings) -> None:
         pool=pool,
         broker=BrokerProbe(settings.kafka_bootstrap),
         relay=relay,
-        background=[live, Pruner.for_service(pool, SERVICE, retention)],
+        background=[
+            live,
+            Pruner.for_service(pool, SERVICE, retention),
+            OpsGauges(SERVICE, pool, settings.kafka_bootstrap, interval_s=settings.metrics_interval_s),
+        ],
     )
     await host.serve()
 

@@ -1,0 +1,186 @@
+"""`payment-intake-ops`: what operators do with payments.
+
+payment-intake-ops stuck [--older-than 600]       # open payments that have not moved
+payment-intake-ops flagged                        # money taken twice, late or in another amount
+payment-intake-ops refundable                     # flagged, no refund yet (or it failed)
+payment-intake-ops reconcile PAYMENT_ID | --all   # status sync now, whatever the threshold
+payment-intake-ops refund PAYMENT_ID              # refund a flagged payment
+payment-intake-ops redrive-dead-letters --topic payments.commands
+payment-intake-ops lag
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+from uuid import UUID
+
+import typer
+
+from payment_intake import ops
+from payment_intake.adapters.postgres import install
+from payment_intake.entrypoints.main import SCHEMA
+from payment_intake.outcomes import SERVICE
+from payment_intake.settings import PaymentIntakeSettings
+from payments_shared import ops as shared_ops
+from payments_shared.cli import console, progress, run, show, show_lag
+from payments_shared.database import open_pool
+from payments_shared.observability import configure_logging
+from payments_shared.topics import TopicRegistry
+
+app = typer.Typer(
+    help="Operate payment-intake: stuck, flagged and refundable payments.", no_args_is_help=True
+)
+T = TypeVar("T")
+
+
+def _with(work: Callable[[ops.Operating], Awaitable[T]]) -> T:
+    settings = PaymentIntakeSettings()
+    configure_logging(SERVICE, "WARNING")
+
+    async def go() -> T:
+        pool = await open_pool(settings.database_url, SCHEMA, size=4, install=install)
+        ctx = ops.Operating.of(pool, settings)
+        try:
+            return await work(ctx)
+        finally:
+            await ctx.provider.close()
+            await pool.close()
+
+    return run(go)
+
+
+@app.command()
+def stuck(
+    older_than: Annotated[float, typer.Option(help="Seconds without a change")] = 600.0,
+) -> None:
+    """Open payments (requested, checkout open, processing) that have not moved for a while."""
+    rows = _with(lambda ctx: ops.stuck(ctx.pool, older_than))
+    show(
+        f"stuck for {older_than:g} s or more",
+        ("payment", "account", "status", "age s", "checkout", "syncs", "next sync"),
+        [
+            (
+                r["payment_id"],
+                r["account_id"],
+                r["status"],
+                r["age_s"],
+                r["checkout_id"],
+                r["sync_attempts"],
+                r["sync_next_at"],
+            )
+            for r in rows
+        ],
+    )
+
+
+def _show_flagged(title: str, rows: list) -> None:  # type: ignore[type-arg]
+    show(
+        title,
+        ("payment", "account", "status", "flag", "taken", "refund", "refund id"),
+        [
+            (
+                r["payment_id"],
+                r["account_id"],
+                r["status"],
+                r["flag_reason"],
+                f"{r['taken_minor']} {r['currency']}",
+                r["refund_status"] or "-",
+                r["refund_id"] or "",
+            )
+            for r in rows
+        ],
+    )
+
+
+@app.command()
+def flagged() -> None:
+    """Payments whose money must go back (double, late, another amount) and their refunds."""
+    _show_flagged("flagged payments", _with(lambda ctx: ops.flagged(ctx.pool)))
+
+
+@app.command()
+def refundable() -> None:
+    """Flagged payments without a refund under way: refund them with `refund`."""
+    _show_flagged("refundable payments", _with(lambda ctx: ops.refundable(ctx.pool)))
+
+
+@app.command()
+def reconcile(
+    payment_id: Annotated[UUID | None, typer.Argument(help="One payment")] = None,
+    all_open: Annotated[bool, typer.Option("--all", help="Every open payment with a checkout")] = False,
+) -> None:
+    """Status sync now: ask the provider and apply its answer as the webhook would."""
+    if (payment_id is None) == (not all_open):
+        console.print("give a PAYMENT_ID or --all")
+        raise typer.Exit(2)
+
+    async def work(ctx: ops.Operating) -> int:
+        ids = [payment_id] if payment_id is not None else await ops.open_payments(ctx.pool)
+        with progress("status sync", unit="payments") as update:
+            return await ops.reconcile(ctx, ids, progress=update)
+
+    asked = _with(work)
+    console.print(f"asked the provider about {asked} payment(s)")
+
+
+@app.command()
+def refund(payment_id: Annotated[UUID, typer.Argument(help="A flagged payment")]) -> None:
+    """Refund a flagged payment through the provider (once: a second request is refused)."""
+
+    async def work(ctx: ops.Operating) -> UUID:
+        refund_id = await ops.refund(ctx, payment_id)
+        await ctx.worker.refund()  # submit at once; the service's worker would, too
+        return refund_id
+
+    try:
+        refund_id = _with(work)
+    except ops.NotRefundable as why:
+        console.print(f"not refunded: {why}")
+        raise typer.Exit(1) from why
+    console.print(f"refund {refund_id} requested for payment {payment_id}")
+
+
+@app.command("redrive-dead-letters")
+def redrive_dead_letters(
+    topic: Annotated[
+        str, typer.Option(help="payments.commands, payments.callbacks or invoices (or its .dlq)")
+    ],
+    all_services: Annotated[bool, typer.Option("--all", help="Dead letters of every service")] = False,
+    dry_run: Annotated[bool, typer.Option(help="List, do not publish")] = False,
+) -> None:
+    """Publish payment-intake's dead letters back to their source topic after a fix (each once)."""
+    settings = PaymentIntakeSettings()
+
+    def shown(headers: dict[str, str]) -> None:
+        if dry_run:
+            console.print(
+                f"{headers.get('dlq.source.topic')}:{headers.get('dlq.source.partition')}:"
+                f"{headers.get('dlq.source.offset')} {headers.get('dlq.error', '')[:120]}"
+            )
+
+    with progress(f"re-drive {topic}") as update:
+        result = run(
+            lambda: shared_ops.redrive_dead_letters(
+                settings.kafka_bootstrap,
+                TopicRegistry(settings.topic_prefix),
+                topic,
+                service=None if all_services else SERVICE,
+                operator=SERVICE,
+                dry_run=dry_run,
+                progress=update,
+                on_message=shown,
+            )
+        )
+    verb = "would re-drive" if dry_run else "re-drove"
+    console.print(f"examined {result.examined}, {verb} {result.redriven}")
+
+
+@app.command()
+def lag() -> None:
+    """Per-partition lag of the pay-command/callback/invoice consumer."""
+    show_lag(_with(ops.lag))
+
+
+if __name__ == "__main__":
+    app()

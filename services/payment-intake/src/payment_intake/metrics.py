@@ -1,0 +1,28 @@
+"""payment-intake's own gauges, sampled with the shared ones (payments_shared.ops_metrics)."""
+
+from __future__ import annotations
+
+import asyncpg
+from prometheus_client import Gauge
+
+OLDEST_OPEN = Gauge(
+    "payment_intake_oldest_open_payment_age_seconds",
+    "Seconds since the least recently changed open payment (requested, checkout open, processing) last moved",
+)
+REFUNDABLE = Gauge(
+    "payment_intake_refundable_payments", "Flagged payments with no refund under way (or it failed)"
+)
+
+
+async def sample_payments(pool: asyncpg.Pool) -> None:
+    """The payment gauges operators alert on (docs/operations.md)."""
+    row = await pool.fetchrow(
+        """
+        SELECT COALESCE((SELECT extract(epoch FROM now() - min(updated_at)) FROM payments
+                          WHERE status IN ('requested', 'checkout_open', 'processing')), 0) AS oldest,
+               (SELECT count(*) FROM payments p LEFT JOIN refunds r USING (payment_id)
+                 WHERE p.flag_reason IS NOT NULL AND (r.status IS NULL OR r.status = 'failed')) AS refundable
+        """
+    )
+    OLDEST_OPEN.set(float(row["oldest"]))
+    REFUNDABLE.set(row["refundable"])

@@ -1,0 +1,130 @@
+"""Operator actions behind `payment-intake-ops`: what is stuck, flagged or refundable;
+status sync now; refunds an operator asks for. The CLI only draws; tests call these."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+
+from payment_intake.adapters.provider import ProviderClient
+from payment_intake.entrypoints.main import load_policies
+from payment_intake.provider_worker import ProviderWorker, RoundTransaction
+from payment_intake.refunding import request_refund
+from payment_intake.settings import PaymentIntakeSettings
+from payment_intake.unit_of_work import IntakeConfig
+from payments_shared.ops import PartitionLag, partition_lag
+from payments_shared.topics import TopicRegistry
+
+CONSUMER = "intake"
+
+
+@dataclass
+class Operating:
+    """What an operator's command needs: the service's database, topics and provider."""
+
+    pool: asyncpg.Pool
+    registry: TopicRegistry
+    bootstrap: str
+    worker: ProviderWorker
+    provider: ProviderClient
+
+    @classmethod
+    def of(cls, pool: asyncpg.Pool, settings: PaymentIntakeSettings) -> Operating:
+        registry = TopicRegistry(settings.topic_prefix)
+        provider = ProviderClient(settings.provider_url, timeout_s=settings.provider_timeout_s)
+        config = IntakeConfig(policies=load_policies(settings), checkout_ttl_s=settings.checkout_ttl_s)
+        worker = ProviderWorker(pool, registry, provider, config, on_published=lambda: None)
+        return cls(pool, registry, settings.kafka_bootstrap, worker, provider)
+
+
+async def stuck(pool: asyncpg.Pool, older_than_s: float) -> list[asyncpg.Record]:
+    """Open payments that have not moved for `older_than_s`."""
+    return await pool.fetch(
+        """
+        SELECT payment_id, account_id, status, checkout_id,
+               round(extract(epoch FROM now() - updated_at))::bigint AS age_s,
+               sync_attempts, sync_next_at, flag_reason
+          FROM payments
+         WHERE status IN ('requested', 'checkout_open', 'processing')
+           AND updated_at <= now() - make_interval(secs => $1)
+         ORDER BY updated_at
+        """,
+        float(older_than_s),
+    )
+
+
+async def flagged(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    """Payments flagged for money the provider took that they must not keep."""
+    return await pool.fetch(
+        """
+        SELECT p.payment_id, p.account_id, p.status, p.flag_reason,
+               COALESCE(p.confirmed_minor, p.total_minor) AS taken_minor,
+               COALESCE(p.confirmed_currency, p.currency) AS currency,
+               r.status AS refund_status, r.refund_id
+          FROM payments p LEFT JOIN refunds r USING (payment_id)
+         WHERE p.flag_reason IS NOT NULL
+         ORDER BY p.updated_at
+        """
+    )
+
+
+async def refundable(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    """Flagged payments an operator may refund: none asked yet, or the last refund failed."""
+    return [r for r in await flagged(pool) if r["refund_status"] in (None, "failed")]
+
+
+async def open_payments(pool: asyncpg.Pool) -> list[UUID]:
+    """Every payment status sync could settle now."""
+    rows = await pool.fetch(
+        "SELECT payment_id FROM payments WHERE status IN ('checkout_open', 'processing')"
+        " AND checkout_id IS NOT NULL AND flag_reason IS NULL ORDER BY updated_at"
+    )
+    return [r["payment_id"] for r in rows]
+
+
+async def reconcile(
+    ctx: Operating,
+    payment_ids: Sequence[UUID],
+    *,
+    chunk: int = 50,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Ask the provider about these payments now, whatever their threshold; returns how
+    many were asked (a payment that moved meanwhile is skipped)."""
+    asked = 0
+    for start in range(0, len(payment_ids), chunk):
+        asked += await ctx.worker.sync(payment_ids[start : start + chunk])
+        if progress is not None:
+            progress(min(start + chunk, len(payment_ids)), len(payment_ids))
+    return asked
+
+
+class NotRefundable(Exception):
+    pass
+
+
+async def refund(ctx: Operating, payment_id: UUID) -> UUID:
+    """An operator's refund of a flagged payment (the policy did not refund it, or the
+    provider declined): stored and announced; the provider worker submits it."""
+    async with RoundTransaction(ctx.worker) as uow:
+        payment = await uow.payments.get_for_update(payment_id)
+        if payment is None:
+            raise NotRefundable(f"no payment {payment_id}")
+        if payment.flag_reason is None:
+            raise NotRefundable(f"payment {payment_id} is not flagged: its money is the invoice's")
+        created = await request_refund(uow, payment, payment.flag_reason, requested_by="ops", cause=None)
+        if created is None:
+            raise NotRefundable(f"payment {payment_id} already has a refund under way or done")
+        return created.refund_id
+
+
+async def lag(ctx: Operating) -> list[PartitionLag]:
+    topics = [
+        ctx.registry.payments_commands.name,
+        ctx.registry.payments_callbacks.name,
+        ctx.registry.invoices.name,
+    ]
+    return await partition_lag(ctx.pool, ctx.bootstrap, {CONSUMER: topics})

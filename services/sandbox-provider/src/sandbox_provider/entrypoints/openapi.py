@@ -1,0 +1,50 @@
+"""Write (or `--check`) the committed OpenAPI document of the sandbox provider: the
+provider API our services call (registration, checkouts, status query, cancel, refunds)
+and the `/sandbox/*` controls tests and people use.
+
+.venv/bin/python -m sandbox_provider.entrypoints.openapi          # regenerate
+.venv/bin/python -m sandbox_provider.entrypoints.openapi --check  # fail if stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fastapi.openapi.utils import get_openapi
+
+from sandbox_provider.entrypoints.http import build_app
+from sandbox_provider.settings import SandboxSettings
+
+DOCUMENT = Path(__file__).resolve().parents[5] / "contracts" / "openapi" / "sandbox-provider.json"
+
+
+def document() -> dict[str, Any]:
+    app, _ = build_app(SandboxSettings())
+    return get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+
+
+def render() -> str:
+    return json.dumps(document(), indent=2, sort_keys=True) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="exit 1 when the committed file is stale")
+    args = parser.parse_args()
+    wanted = render()
+    if args.check:
+        if not DOCUMENT.exists() or DOCUMENT.read_text() != wanted:
+            print(f"{DOCUMENT} is stale; run python -m sandbox_provider.entrypoints.openapi", file=sys.stderr)
+            sys.exit(1)
+        return
+    DOCUMENT.parent.mkdir(parents=True, exist_ok=True)
+    DOCUMENT.write_text(wanted)
+    print(f"wrote {DOCUMENT}")
+
+
+if __name__ == "__main__":
+    main()
