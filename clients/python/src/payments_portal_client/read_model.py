@@ -71,6 +71,26 @@ class Problem404(BaseModel):
     detail: Annotated[str, Field(title='Detail')]
 
 
+class State(StrEnum):
+    requested = 'requested'
+    refunded = 'refunded'
+    failed = 'failed'
+
+
+class RefundOut(BaseModel):
+    amount: Annotated[MoneyOut, Field(description='What goes back to the customer')]
+    at: Annotated[AwareDatetime, Field(title='At')]
+    payment_id: Annotated[str, Field(title='Payment Id')]
+    reason_code: Annotated[
+        str | None,
+        Field(
+            description='double_payment, late_payment or amount_mismatch',
+            title='Reason Code',
+        ),
+    ]
+    state: Annotated[State, Field(title='State')]
+
+
 class RestrictionOut(BaseModel):
     message: Annotated[
         str | None,
@@ -104,7 +124,7 @@ class CurrencyBalance(BaseModel):
     pay_button: Annotated[
         bool,
         Field(
-            description='Account-level PAY: provider configured and balance > 0',
+            description='Account-level PAY: the policy lets the account pay its balance, the provider is configured and the balance is above zero',
             title='Pay Button',
         ),
     ]
@@ -184,6 +204,12 @@ class InvoiceOut(BaseModel):
     ]
     pay_status: PayStatus
     po_number: Annotated[str | None, Field(title='Po Number')]
+    refund: Annotated[
+        RefundOut | None,
+        Field(
+            description='The latest refund of money taken for this invoice that it must not keep (paid late, twice, or in another amount). The balance does not change: that money was never counted as paid.'
+        ),
+    ]
     restriction: Annotated[
         RestrictionOut | None,
         Field(
@@ -214,5 +240,19 @@ class AccountSummary(BaseModel):
         bool,
         Field(
             description="True when any currency's PAY button shows", title='Pay Button'
+        ),
+    ]
+    pay_button_message: Annotated[
+        str | None,
+        Field(
+            description='Text a portal may show when the policy hides it',
+            title='Pay Button Message',
+        ),
+    ]
+    pay_button_reason: Annotated[
+        str | None,
+        Field(
+            description="Why the account PAY button is hidden: the merchant policy's reason (account_balance_not_allowed), provider_not_configured or zero_balance",
+            title='Pay Button Reason',
         ),
     ]
