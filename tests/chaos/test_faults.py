@@ -176,6 +176,8 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
         succeeded = Counter(e.payload.payment_id for e in events.values() if e.type == "payment.succeeded")
         checkouts = (await http.get(f"{fleet.provider_url}/sandbox/checkouts")).json()
         charged = {uuid.UUID(c["payment_id"]) for c in checkouts if c["status"] == "succeeded"}
+        # Money taken that the payment must not keep (late, twice, another amount) is refunded.
+        refunded = {e.payload.payment_id for e in events.values() if e.type == "payment.refunded"}
         dlq_missing = await _dead_letters_missing(infra, registry, bad)
 
         fleet_codes = fleet.stop()
@@ -207,7 +209,7 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
                 ("load seconds", f"{load_seconds:.0f}"),
                 ("canonical invoice events out", sum(len(ids) for t in invoices_out.values() for ids in t.values())),  # noqa: E501
                 ("payment events out", len(events)),
-                ("payments succeeded / charged by provider", f"{len(succeeded)} / {len(charged)}"),
+                ("payments succeeded / refunded / charged by provider", f"{len(succeeded)} / {len(refunded)} / {len(charged)}"),  # noqa: E501
                 ("lost: documents / commands / dead letters", f"{len(doc_lost)} / {len(cmd_lost)} / {dlq_missing}"),  # noqa: E501
                 ("doubled: documents / commands / payments", f"{len(doc_doubled)} / {len(cmd_doubled)} / {sum(1 for n in succeeded.values() if n > 1)}"),  # noqa: E501
                 ("read model rows differing from a rebuild", f"{diff_invoices + diff_payments + diff_parked} of {len(live['invoices'])} invoices, {len(live['payments'])} payments"),  # noqa: E501
@@ -223,7 +225,7 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
             Path(__file__).resolve().parents[2] / ".artifacts" / f"chaos-{'full' if FULL else 'short'}.txt"
         ).write_text(report + "\n")
 
-        for payment_id in charged ^ set(succeeded):
+        for payment_id in charged ^ (set(succeeded) | refunded):
             at_provider = [c for c in checkouts if c["payment_id"] == str(payment_id)]
             _say(f"payment {payment_id}: provider {at_provider}")
             for e in events.values():
@@ -232,7 +234,8 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
         assert doc_lost == [] and doc_doubled == [], "an ERP document was lost or doubled"
         assert cmd_lost == [] and cmd_doubled == [], "a pay command was unanswered or answered twice"
         assert all(n == 1 for n in succeeded.values()), "a payment succeeded twice"
-        assert charged == set(succeeded), "what the provider charged differs from what we report"
+        assert charged == set(succeeded) | refunded, "what the provider charged differs from what we report"
+        assert not set(succeeded) & refunded, "a payment both kept and refunded"
         assert dlq_missing == 0, "a bad record is missing from its dead-letter topic"
         assert diff_invoices == diff_payments == diff_parked == 0, (
             "the live read model differs from a rebuild"

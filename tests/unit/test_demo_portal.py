@@ -47,6 +47,7 @@ def invoice(
             "current_payment": None,
             "last_problem": None,
             "restriction": restriction,
+            "refund": None,
             "freshness": {
                 "version": 1,
                 "event_time": datetime(2026, 10, 1, tzinfo=UTC),
