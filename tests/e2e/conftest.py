@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import uuid
 from collections.abc import Iterator
@@ -12,11 +13,16 @@ import pytest
 from payments_shared.topics import TopicRegistry
 from system import System, free_port
 
+E2E_MERCHANT = "e2e-merchant"
+
 
 @pytest.fixture
 def system(
-    kafka_bootstrap: str, database_url: str, topics: TopicRegistry, tmp_path: Path
+    kafka_bootstrap: str, database_url: str, topics: TopicRegistry, tmp_path: Path, run_id: str
 ) -> Iterator[System]:
+    # The merchant file says whose accounts the run's are (its demo key reads them).
+    merchants = tmp_path / "merchants.json"
+    merchants.write_text(json.dumps({"merchants": {E2E_MERCHANT: {"accounts": [f"C-{run_id}"]}}}))
     running = System(
         kafka_bootstrap=kafka_bootstrap,
         database_url=database_url,
@@ -25,6 +31,7 @@ def system(
         topic_prefix=topics.prefix,
         ports={},
         extra_env={"PAYMENTS_LOG_LEVEL": "INFO"},
+        merchant_config=merchants,
     )
     # Free ports, never the defaults: a developer's `make run` may be holding them.
     running.ports = {name: free_port() for name in running.ports}

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .database import open_pool
+from .http_limits import server_limits
 from .messaging import OutboxRelay, TransactionalConsumer
 from .messaging.transient import retrying
 from .observability import configure_logging
@@ -65,7 +66,15 @@ class ServiceHost:
         self._on_stop = on_stop
         self._stopping = asyncio.Event()
         self._server = _QuietServer(
-            uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                **server_limits(),
+            )
         )
         self._add_operational_routes()
 

@@ -25,3 +25,8 @@ class CommonSettings(BaseSettings):
     consumer_batch_size: int = Field(500, validation_alias=_env("PAYMENTS_CONSUMER_BATCH_SIZE"))
     topic_prefix: str = Field("", validation_alias=_env("PAYMENTS_TOPIC_PREFIX"))
     db_pool_size: int = Field(8, validation_alias=_env("PAYMENTS_DB_POOL_SIZE"))
+    sandbox: bool = Field(
+        False,
+        validation_alias=_env("PAYMENTS_SANDBOX"),
+        description="Accept the sandbox's published credentials (payments_shared.sandbox)",
+    )

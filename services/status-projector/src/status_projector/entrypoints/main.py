@@ -3,14 +3,16 @@ serve it over HTTP. The projector publishes nothing, so it runs without a relay.
 
 from __future__ import annotations
 
+from payments_shared.sandbox import UnsafeConfiguration
 from payments_shared.service import ServiceHost, run_service, start_up
 from status_projector.adapters.postgres import SCHEMA, install
+from status_projector.domain.access import PortalKeys
 from status_projector.entrypoints.http import build_app
 from status_projector.projection import LiveProjection
 from status_projector.settings import SERVICE, ProjectorSettings
 
 
-async def serve(settings: ProjectorSettings) -> None:
+async def serve(settings: ProjectorSettings, keys: PortalKeys) -> None:
     # The read model is derived from the topics and publishes nothing: see open_pool.
     registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install, derived_only=True)
     live = LiveProjection(
@@ -22,7 +24,7 @@ async def serve(settings: ProjectorSettings) -> None:
     )
     host = ServiceHost(
         name=SERVICE,
-        app=build_app(pool, registry, provider_configured=settings.provider_configured),
+        app=build_app(pool, registry, keys, provider_configured=settings.provider_configured),
         host=settings.http_host,
         port=settings.http_port,
         pool=pool,
@@ -34,4 +36,8 @@ async def serve(settings: ProjectorSettings) -> None:
 
 def main() -> None:
     settings = ProjectorSettings()
-    run_service(lambda: serve(settings))
+    try:
+        keys = settings.portal_keys()  # refuses to start without keys of our own
+    except (UnsafeConfiguration, OSError, ValueError) as exc:
+        raise SystemExit(f"{SERVICE}: {exc}") from None
+    run_service(lambda: serve(settings, keys))
