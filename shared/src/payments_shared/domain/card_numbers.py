@@ -97,3 +97,14 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             yield from _strings(item, f"{path}[{index}]")
+
+
+def redact_document(value: Any) -> Any:
+    """A JSON-like document with every card number in every string (and key) redacted."""
+    if isinstance(value, str):
+        return redact_card_numbers(value)
+    if isinstance(value, Mapping):
+        return {redact_card_numbers(str(k)): redact_document(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_document(item) for item in value]
+    return value

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiokafka.structs import ConsumerRecord
 
-from payments_shared.domain.card_numbers import redact_card_numbers
+from payments_shared.domain.card_numbers import contains_card_number, redact_card_numbers
 
 from .outbox import OutgoingMessage
 
@@ -19,9 +19,13 @@ _MAX_ERROR_CHARS = 2000
 def dead_letter(record: ConsumerRecord[bytes, bytes], *, service: str, error: str) -> OutgoingMessage:
     raw = record.value or b""
     body = redact_card_numbers(raw.decode("utf-8", errors="replace")).encode()
+    key = record.key
+    text_key = (key or b"").decode("utf-8", errors="replace")
+    if contains_card_number(text_key):  # the account id: a card number could be typed there too
+        key = redact_card_numbers(text_key).encode()
     return OutgoingMessage(
         topic=f"{record.topic}.dlq",
-        key=record.key,
+        key=key,
         value=body,
         headers={
             "dlq.error": redact_card_numbers(error)[:_MAX_ERROR_CHARS],
