@@ -31,6 +31,7 @@ from payments_shared.contracts.payments import (  # noqa: E402
     PayInvoicePayload,
 )
 from payments_shared.domain.money import Money  # noqa: E402
+from payments_shared.kafka import client_options  # noqa: E402
 from payments_shared.merchants import load_merchant_file  # noqa: E402
 from payments_shared.sandbox import demo_api_key  # noqa: E402
 from payments_shared.topics import TopicRegistry, ensure_topics  # noqa: E402
@@ -59,7 +60,7 @@ def infrastructure(state_dir: Path) -> tuple[str, str, str, bool]:
 
 
 async def publish(bootstrap: str, topic: str, messages: list) -> None:  # type: ignore[type-arg]
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**client_options(bootstrap), acks="all")
     await producer.start()
     try:
         for m in messages:

@@ -15,6 +15,7 @@ from datetime import datetime
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from payments_shared.kafka import client_options
 from payments_shared.topics import TopicRegistry
 
 from .adapters.postgres import VersionTables, activate, active_version, create_version, drop_version
@@ -244,12 +245,12 @@ async def redrive_dead_letters(
     dlq = source.dead_letter
     group = f"status-projector.redrive.{service or 'all'}"
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **client_options(bootstrap),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    producer = AIOKafkaProducer(**client_options(bootstrap), enable_idempotence=True, acks="all")
     await consumer.start()
     await producer.start()
     examined = redriven = 0
