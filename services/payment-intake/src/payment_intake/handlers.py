@@ -258,13 +258,20 @@ class _Pay:
         return [i.invoice_number for i in self.request.invoices]
 
 
+def _card_key(key: str, fingerprint: str) -> str:
+    """The key a card-carrying command is remembered under: redacted, and told apart from
+    other such commands by its redacted content (two keys that differ only in the card
+    number would otherwise collide as one reused key)."""
+    return f"{redact_card_numbers(key)[:100]}#{fingerprint[:12]}"
+
+
 def _read(command: PayCommand) -> _Pay:
     content = command.payload.model_dump(mode="json")
     if card_number_fields(content):
         with about(command):
             log.warning("pay command carried a card number; rejected", extra={"command": command.type})
-        key = redact_card_numbers(command.payload.idempotency_key)
-        return _Pay(command, key, _fingerprint(command, redact_document(content)), None)
+        fingerprint = _fingerprint(command, redact_document(content))
+        return _Pay(command, _card_key(command.payload.idempotency_key, fingerprint), fingerprint, None)
     return _Pay(command, command.payload.idempotency_key, _fingerprint(command, content), _request(command))
 
 
@@ -427,8 +434,8 @@ async def on_pay_batch(commands: Sequence[PayCommand], uow: UnitOfWork) -> None:
 async def on_cancel_checkout(command: CancelCheckout, uow: UnitOfWork) -> None:
     content = command.payload.model_dump(mode="json")
     if card_number_fields(content):
-        key = redact_card_numbers(command.payload.idempotency_key)
         fingerprint = _fingerprint(command, redact_document(content))
+        key = _card_key(command.payload.idempotency_key, fingerprint)
         if not await _repeat_or_refuse(uow, command, key, fingerprint):
             await _answer(uow, command, key, fingerprint, _rejected(command, key, CARD_NUMBER_REJECTION))
         return

@@ -32,7 +32,7 @@ from payments_shared.contracts.payments import (
     ProviderCallbackReceived,
     ProviderEvent,
 )
-from payments_shared.domain.card_numbers import contains_card_number
+from payments_shared.domain.card_numbers import contains_card_number, redact_card_numbers
 from payments_shared.domain.money import Money
 from payments_shared.messaging import Outbox, is_transient
 from payments_shared.topics import TopicRegistry
@@ -66,16 +66,17 @@ def callback_router(
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
         webhook_id = headers.get("webhook-id", "")
+        shown = redact_card_numbers(webhook_id)  # whatever a caller puts there, never a card number
         refusal = _timestamp_problem(headers.get("webhook-timestamp"))
         if refusal is not None:
-            log.warning("webhook refused", extra={"webhook_id": webhook_id, "why": refusal})
+            log.warning("webhook refused", extra={"webhook_id": shown, "why": refusal})
             return _refuse(400, "bad_timestamp", refusal)
         data = _verified(verifiers, body, headers)
         if data is None:
-            log.warning("webhook signature refused", extra={"webhook_id": webhook_id})
+            log.warning("webhook signature refused", extra={"webhook_id": shown})
             return _refuse(401, "bad_signature", "signature verification failed")
-        if contains_card_number(body.decode("utf-8", errors="replace")):
-            log.warning("webhook carried a card number; refused", extra={"webhook_id": webhook_id})
+        if contains_card_number(webhook_id) or contains_card_number(body.decode("utf-8", errors="replace")):
+            log.warning("webhook carried a card number; refused", extra={"webhook_id": shown})
             return _refuse(422, "card_number_in_input", "a callback never carries a card number")
         event_type = data.get("type") if isinstance(data, dict) else None
         if event_type not in PROVIDER_EVENTS:
@@ -83,7 +84,7 @@ def callback_router(
         try:
             message = _callback(webhook_id, data)
         except (ValidationError, KeyError, TypeError, ValueError) as exc:
-            log.warning("webhook body invalid", extra={"webhook_id": webhook_id, "error": repr(exc)})
+            log.warning("webhook body invalid", extra={"webhook_id": shown, "error": type(exc).__name__})
             return _refuse(400, "invalid_body", "the callback body does not match the contract")
         try:
             accepted = await _store(pool, registry, webhook_id, message)
@@ -94,7 +95,7 @@ def callback_router(
         if accepted is None:
             log.warning(
                 "webhook names a payment of another account; refused",
-                extra={"webhook_id": webhook_id, "payment_id": str(message.payload.payment_id)},
+                extra={"webhook_id": shown, "payment_id": str(message.payload.payment_id)},
             )
             return _refuse(409, "account_mismatch", "the payment does not belong to that account")
         if accepted:
