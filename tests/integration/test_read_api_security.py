@@ -11,12 +11,14 @@ configured as in production (hashed keys, no sandbox mode), on real Kafka and Po
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -119,16 +121,10 @@ async def read_api(
                     await client.get(f"/v1/accounts/{SOUTH_ACCOUNTS[0]}/invoices/S-1-INV-2")
                 ).status_code != 200:
                     assert time.monotonic() < deadline, "the projection did not catch up"
-                    await asyncio_sleep(0.1)
+                    await asyncio.sleep(0.1)
             yield api
         finally:
             system.stop()
-
-
-async def asyncio_sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
 
 
 def _same_as_unknown(client: httpx.Client, path: str, account: str, **params: Any) -> tuple[bool, int]:
@@ -182,9 +178,7 @@ def test_a_key_reads_only_its_merchants_accounts(read_api: ReadApi) -> None:
     assert attempted == 16 and succeeded == 0
 
 
-def _date():  # type: ignore[no-untyped-def]
-    from datetime import date
-
+def _date() -> date:
     return date(2025, 1, 1)
 
 
