@@ -117,7 +117,8 @@ async def on_account_snapshot(message: ErpAccountSnapshot, uow: UnitOfWork) -> N
 
 
 def refuse_card_numbers(message: Envelope) -> None:
-    where = card_number_fields(message.model_dump(mode="json"))
+    # Python mode: ids, times, dates and amounts stay typed; every free-text field is a str.
+    where = card_number_fields(message.model_dump())
     if where:
         raise InvalidErpDocument(
             "card_number_in_document", f"something that looks like a card number in {', '.join(where)}"

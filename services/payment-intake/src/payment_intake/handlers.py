@@ -582,7 +582,7 @@ class CardNumberInEnvelope(ValueError):
 
 
 def refuse_card_numbers_in_envelope(message: Envelope) -> None:
-    where = card_number_fields(message.model_dump(mode="json", exclude={"payload"}))
+    where = card_number_fields(message.model_dump(exclude={"payload"}))  # ids and times stay typed
     if where:
         raise CardNumberInEnvelope(f"something that looks like a card number in {', '.join(where)}")
 

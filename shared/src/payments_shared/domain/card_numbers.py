@@ -11,12 +11,13 @@ prefix; a single run of more than 19 digits is not a card number.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 _SEPARATORS = "\\s.\\-\u2010\u2011\u2012\u2013\u2014\u2212"  # whitespace, dot, dashes
 _RUN = re.compile(rf"(?<!\d)\d+(?:[{_SEPARATORS}]{{1,4}}\d+)*")
 _GROUP = re.compile(r"\d+")
+_ENOUGH_DIGITS = re.compile(r"(?:\D*\d){13}")
 # About 1 in 400 random UUIDs holds 13+ digits across its dashes that pass Luhn
 # ("034-1766-4131-9635"); a UUID is an identifier (every envelope carries three), and
 # nobody writes a card number in its 8-4-4-4-12 hex shape.
@@ -39,6 +40,9 @@ def passes_luhn(digits: str) -> bool:
 
 def _spans(text: str) -> Iterator[tuple[int, int]]:
     """(start, end) of each card number, left to right, never overlapping."""
+    # Most text has fewer than 13 digits or is one UUID: answered without the full scan.
+    if len(text) < MIN_DIGITS or _ENOUGH_DIGITS.match(text) is None or _UUID.fullmatch(text):
+        return
     uuids = [m.span() for m in _UUID.finditer(text)] if "-" in text else []
     for run in _RUN.finditer(text):
         groups = [
@@ -82,18 +86,34 @@ def redact_card_numbers(text: str) -> str:
 
 def card_number_fields(value: Any, path: str = "") -> list[str]:
     """Where (field paths, never values) something that looks like a card number sits,
-    in any string of a JSON-like document (mapping keys included)."""
+    in any string of a JSON-like document (its keys are our contracts' field names)."""
+    texts: list[str] = []
+    if isinstance(value, str):
+        texts.append(value)
+    elif isinstance(value, dict | list | tuple):
+        _collect(value, texts)
+    if not any(contains_card_number(text) for text in texts):
+        return []  # the usual case, without building a path for every field
     return [where for where, text in _strings(value, path) if contains_card_number(text)]
+
+
+def _collect(value: Any, texts: list[str]) -> None:
+    # dict/list, not the Mapping ABC: this runs for every document and isinstance on an
+    # ABC costs several times more.
+    items = value.values() if isinstance(value, dict) else value
+    for item in items:
+        if type(item) is str:
+            texts.append(item)
+        elif isinstance(item, dict | list | tuple):
+            _collect(item, texts)
 
 
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
     if isinstance(value, str):
         yield path, value
-    elif isinstance(value, Mapping):
+    elif isinstance(value, dict):
         for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            yield where, str(key)
-            yield from _strings(item, where)
+            yield from _strings(item, f"{path}.{key}" if path else str(key))
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             yield from _strings(item, f"{path}[{index}]")
@@ -103,7 +123,7 @@ def redact_document(value: Any) -> Any:
     """A JSON-like document with every card number in every string (and key) redacted."""
     if isinstance(value, str):
         return redact_card_numbers(value)
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         return {redact_card_numbers(str(k)): redact_document(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact_document(item) for item in value]
