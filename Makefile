@@ -5,26 +5,41 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STATE := .run
+# Tools built from source into a cache shared by every clone (Helm from the Go module proxy).
+TOOLS_BIN := $(or $(PAYMENTS_CACHE_DIR),$(HOME)/.cache/payments-infra)/bin
+HELM_VERSION := v3.22.0
+HELM := $(TOOLS_BIN)/helm
+export PAYMENTS_HELM := $(HELM)
 DOMAIN_PACKAGES := shared/src/payments_shared/domain \
 	services/invoice-sync/src/invoice_sync/domain \
 	services/payment-intake/src/payment_intake/domain \
 	services/status-projector/src/status_projector/domain
 
-.PHONY: help install up down topics contracts lint typecheck test test-unit test-integration test-e2e run bench clean
+.PHONY: help install helm up down topics contracts lint typecheck test test-unit test-integration test-e2e chaos run bench clean
 
 help:
 	@echo "make run     start Kafka, PostgreSQL, the services and the sandbox provider with demo data"
 	@echo "make test    install what is missing and run every test tier on real infrastructure"
 	@echo "make up|down start/stop only Kafka and PostgreSQL (endpoints in $(STATE)/env)"
 	@echo "make topics  apply the topic registry      make contracts  regenerate JSON Schema/AsyncAPI/OpenAPI"
+	@echo "make chaos   the full fault suite (kills services, Kafka, PostgreSQL); prints its figures"
 	@echo "make bench   benchmarks -> bench/results.jsonl"
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml uv.lock shared/pyproject.toml $(wildcard services/*/pyproject.toml)
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
-	uv sync --frozen --all-packages
+	uv sync --frozen --all-packages --compile-bytecode
+	@# Our own packages are editable installs, outside what uv compiles; with
+	@# PYTHONDONTWRITEBYTECODE set, every start would compile them again.
+	$(BIN)/python -m compileall -q shared/src $(wildcard services/*/src)
 	@touch $@
+
+helm: $(HELM)
+
+$(HELM):
+	@command -v go >/dev/null 2>&1 || { echo "Go is needed to build Helm (go install)"; exit 1; }
+	GOBIN=$(TOOLS_BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 up:
 	$(PYTHON) deploy/runtime.py up --state-dir $(STATE)
@@ -47,10 +62,10 @@ typecheck: install
 
 # Kafka and PostgreSQL come from PAYMENTS_KAFKA_BOOTSTRAP / PAYMENTS_DATABASE_URL when
 # set, else testcontainers when Docker answers, else fresh local ones for this run.
-test: install lint typecheck
+test: install lint typecheck helm
 	$(BIN)/pytest tests
 
-test-unit: install
+test-unit: install helm
 	$(BIN)/pytest tests/unit
 
 test-integration: install
@@ -58,6 +73,11 @@ test-integration: install
 
 test-e2e: install
 	$(BIN)/pytest tests/e2e
+
+# The whole system under kill -9 of service instances, the broker and PostgreSQL, with a
+# bad-input flood; a short version of the same test runs inside `make test`.
+chaos: install
+	PAYMENTS_CHAOS=full $(BIN)/pytest tests/chaos -s
 
 run: install
 	$(BIN)/python deploy/demo.py --state-dir $(STATE)

@@ -391,7 +391,7 @@ async def run(n: int, profile: str | None) -> dict[str, float]:
             flush=True,
         )
 
-        pool = await open_pool(dsn, SCHEMA, size=6, install=install, derived_only=True)  # as the service
+        pool = await open_pool(dsn, SCHEMA, size=6, install=install)  # as the service
         timings = Timings()
         timings.wrap(
             store.ReadModelStore,

@@ -559,6 +559,24 @@ class KafkaNode:
     def is_running(self) -> bool:
         return pid_alive(self.pid, "kafka.Kafka")
 
+    def kill(self) -> None:
+        """SIGKILL the broker (a crash, for fault tests); its data directory stays."""
+        if self.pid is not None and self.is_running():
+            signal_group(self.pid, signal.SIGKILL)
+            wait_gone(self.pid, 10)
+        if self._process is not None:
+            with suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=5)
+        self._process, self.pid = None, None
+
+    def restart(self, timeout: float = 90.0) -> float:
+        """Start the broker again on its existing data and ports; seconds until it serves."""
+        assert self.data_dir is not None
+        started = time.monotonic()
+        self._launch(_java(), ensure_kafka_jars(), self.data_dir / "server.properties")
+        self._wait_ready(timeout)
+        return time.monotonic() - started
+
     def stop(self, timeout: float = 30.0) -> None:
         """Idempotent: safe from atexit, fixtures and `down` alike."""
         if self.pid is not None and self.is_running():
@@ -923,6 +941,22 @@ class PostgresNode:
 
     def is_running(self) -> bool:
         return pid_alive(self.pid, "postgres")
+
+    def crash(self) -> None:
+        """`pg_ctl stop -m immediate`: no checkpoint, crash recovery on the next start."""
+        assert self.pgdata is not None
+        self._run("pg_ctl", "stop", "-D", str(self.pgdata), "-m", "immediate", "-w", "-t", "30")
+        if self._process is not None:
+            with suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=10)
+        self._process, self.pid = None, None
+
+    def restart(self, timeout: float = 60.0) -> float:
+        """Start the cluster again on its data directory; seconds until it accepts logins."""
+        started = time.monotonic()
+        self._launch()
+        self._wait_ready(timeout)
+        return time.monotonic() - started
 
     def stop(self, timeout: float = 30.0) -> None:
         """`pg_ctl stop -m fast` aborts sessions but shuts down cleanly; SIGKILL is the backstop."""

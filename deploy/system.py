@@ -29,6 +29,20 @@ DEFAULT_PORTS = {
     "sandbox-provider": 8040,
 }
 START_ORDER = ("sandbox-provider", "invoice-sync", "payment-intake", "status-projector")
+PORT_ENV = {
+    "invoice-sync": "INVOICE_SYNC_HTTP_PORT",
+    "payment-intake": "PAYMENT_INTAKE_HTTP_PORT",
+    "status-projector": "STATUS_PROJECTOR_HTTP_PORT",
+}
+
+
+def sandbox_merchant_file(directory: Path) -> Path:
+    """A merchant file for runs that name no merchants: one merchant owning no account, so
+    the status-projector starts (it needs a key) and payment-intake keeps its default policy."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "merchants.json"
+    path.write_text(json.dumps({"merchants": {"sandbox-merchant": {"accounts": []}}}))
+    return path
 
 
 def free_port() -> int:
@@ -88,6 +102,7 @@ class Running:
     port: int
     process: subprocess.Popen[bytes]
     log: IO[bytes]
+    spawned: float = field(default_factory=time.monotonic)
 
     @property
     def url(self) -> str:
@@ -116,6 +131,8 @@ class System:
 
     def env(self) -> dict[str, str]:
         p = self.ports
+        if self.merchant_config is None:
+            self.merchant_config = sandbox_merchant_file(self.log_dir)
         return {
             **os.environ,
             "PAYMENTS_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
@@ -141,19 +158,29 @@ class System:
         for name in START_ORDER:
             self.wait_ready(name, timeout)
 
-    def start_one(self, name: str) -> Running:
-        log = (self.log_dir / f"{name}.log").open("ab")
+    def start_one(self, name: str, env: dict[str, str] | None = None, *, key: str | None = None) -> Running:
+        key = key or name
+        log = (self.log_dir / f"{key}.log").open("ab")
         process = subprocess.Popen(
             [str(self.bin_dir / name)],
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.running[name] = Running(name, self.ports[name], process, log)
-        return self.running[name]
+        self.running[key] = Running(key, self.ports[key], process, log)
+        return self.running[key]
 
-    def wait_ready(self, name: str, timeout: float = 90.0) -> None:
+    def start_replica(self, name: str, replica: int) -> Running:
+        """One more instance of service `name`, on its own port, with a stable instance
+        id (static group membership) that a restart of the same replica reuses."""
+        key = f"{name}-{replica}"
+        self.ports.setdefault(key, free_port())
+        env = {PORT_ENV[name]: str(self.ports[key]), "PAYMENTS_INSTANCE_ID": key}
+        return self.start_one(name, env, key=key)
+
+    def wait_ready(self, name: str, timeout: float = 90.0) -> float:
+        """Seconds from the process's start until `name` answered ready."""
         path = "/health/live" if name == "sandbox-provider" else "/health/ready"
         deadline = time.monotonic() + timeout
         running = self.running[name]
@@ -164,7 +191,7 @@ class System:
             try:
                 status, last = http_json("GET", running.url + path, timeout=2.0)
                 if status == 200:
-                    return
+                    return time.monotonic() - running.spawned
             except OSError as exc:
                 last = repr(exc)
             time.sleep(0.1)
@@ -189,7 +216,6 @@ class System:
     def stop(self) -> dict[str, int]:
         """SIGTERM every process (services drain their batch and outbox), newest first."""
         codes = {}
-        for name in reversed(START_ORDER):
-            if name in self.running:
-                codes[name] = self.stop_one(name)
+        for key in reversed(list(self.running)):
+            codes[key] = self.stop_one(key)
         return codes

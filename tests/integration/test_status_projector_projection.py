@@ -185,3 +185,55 @@ async def test_crash_mid_batch_then_resume_equals_a_clean_rebuild(
         assert len(live["invoices"]) == 120
     finally:
         await pool.close()
+
+
+async def test_an_invoice_whose_erp_facts_change_in_later_batches_keeps_its_balance_right(
+    kafka_bootstrap: str, database_url: str, topics: TopicRegistry
+) -> None:
+    """The path users take: the ERP changes the same invoice batch after batch (a payment
+    posted, then another), not only its first sighting."""
+    clock = Clock()
+    pool = await projector_pool(database_url)
+    try:
+        await publish(
+            kafka_bootstrap,
+            topics,
+            [synced(clock, "A1", "INV-1", total=10_000), registered(clock, "A1", "INV-1")],
+        )
+        await project_to_end(pool, topics, kafka_bootstrap)
+        await publish(
+            kafka_bootstrap,
+            topics,
+            [
+                synced(
+                    clock, "A1", "INV-1", total=10_000, open_amount=7_000, version=2, posted=[("P-1", 3_000)]
+                )
+            ],
+        )
+        await project_to_end(pool, topics, kafka_bootstrap)
+        await publish(
+            kafka_bootstrap,
+            topics,
+            [
+                synced(
+                    clock, "A1", "INV-1", total=10_000, open_amount=2_000, version=3,
+                    posted=[("P-1", 3_000), ("P-2", 5_000)],
+                )
+            ],
+        )  # fmt: skip
+        await project_to_end(pool, topics, kafka_bootstrap)
+        row = await invoice_row(pool, "A1", "INV-1")
+        assert row is not None
+        assert (row["open_amount_minor"], row["balance_minor"], row["pay_status"]) == (
+            2_000,
+            2_000,
+            "partially_paid",
+        )
+        assert await _dead_letters(pool) == []
+    finally:
+        await pool.close()
+
+
+async def _dead_letters(pool) -> list[str]:  # type: ignore[no-untyped-def]
+    rows = await pool.fetch("SELECT headers FROM outbox WHERE topic LIKE '%.dlq'")
+    return [r["headers"] for r in rows]

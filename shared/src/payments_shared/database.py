@@ -18,15 +18,11 @@ async def open_pool(
     size: int = 8,
     install: Callable[[asyncpg.Connection], Awaitable[None]] | None = None,
     until: asyncio.Event | None = None,
-    derived_only: bool = False,
 ) -> asyncpg.Pool:
     """Create the schema and its tables (idempotent), then a pool bound to it.
 
-    `derived_only`: everything this pool writes can be derived again from Kafka and is
-    never acted on outside the database (a read model). Its commits then need not wait
-    for the WAL flush: a crash loses whole recent transactions, rows and stored offsets
-    together, and consumption resumes from the older offsets. Never for a service that
-    publishes or calls a provider after committing.
+    Every commit waits for the WAL flush, the read model's included (see
+    docs/decisions.md, "Durable commits for the read model too").
     """
     async for attempt in retrying(f"connect {schema}", until=until):
         with attempt:
@@ -49,7 +45,6 @@ async def open_pool(
         server_settings={
             "search_path": schema,
             "application_name": schema,
-            **({"synchronous_commit": "off"} if derived_only else {}),
         },
     )
     assert pool is not None

@@ -15,9 +15,10 @@ import asyncpg
 import uvicorn
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from .database import open_pool
+from .health import BrokerProbe, LoopHeartbeat
 from .http_limits import server_limits
 from .messaging import OutboxRelay, TransactionalConsumer
 from .messaging.transient import retrying
@@ -26,6 +27,10 @@ from .settings import CommonSettings
 from .topics import TopicRegistry, ensure_topics
 
 log = logging.getLogger(__name__)
+
+RELAY_LEADER = Gauge(
+    "outbox_relay_leader", "1 while this instance holds the outbox lock and publishes", ["service"]
+)
 
 
 class Background(Protocol):
@@ -52,6 +57,7 @@ class ServiceHost:
         host: str,
         port: int,
         pool: asyncpg.Pool,
+        broker: BrokerProbe,
         relay: OutboxRelay | None = None,
         consumers: list[TransactionalConsumer] | None = None,
         background: list[Background] | None = None,
@@ -60,6 +66,8 @@ class ServiceHost:
         self.name = name
         self.app = app
         self.pool = pool
+        self.broker = broker
+        self.heartbeat = LoopHeartbeat()
         self.relay = relay
         self.consumers = consumers or []
         self.background = background or []
@@ -80,33 +88,58 @@ class ServiceHost:
 
     def _add_operational_routes(self) -> None:
         @self.app.get("/health/live", include_in_schema=False)
-        async def live() -> dict[str, str]:
-            return {"status": "alive", "service": self.name}
+        async def live() -> Response:
+            alive = self.heartbeat.alive()
+            return JSONResponse(
+                {"status": "alive" if alive else "stalled", "service": self.name, **self.heartbeat.figures()},
+                status_code=200 if alive else 503,
+            )
 
         @self.app.get("/health/ready", include_in_schema=False)
         async def ready() -> Response:
             checks = await self.readiness()
             status = 200 if all(checks.values()) else 503
-            return JSONResponse({"service": self.name, "checks": checks}, status_code=status)
+            body: dict[str, Any] = {"service": self.name, "checks": checks}
+            if self.relay is not None:
+                body["outbox_relay"] = "leader" if self.relay.ready else "standby"
+            return JSONResponse(body, status_code=status)
 
         @self.app.get("/metrics", include_in_schema=False)
         async def metrics() -> Response:
             return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     async def readiness(self) -> dict[str, bool]:
+        """Can this instance do its work? Which instance publishes the outbox is not part
+        of it: a standby relay is as ready as the leader (docs/operations.md, Health)."""
         checks: dict[str, bool] = {}
-        try:
-            checks["database"] = await asyncio.wait_for(self.pool.fetchval("SELECT true"), 2.0)
-        except Exception:
-            checks["database"] = False
+        database, broker = await asyncio.gather(self._database_answers(), self.broker.reachable())
+        checks["database"], checks["broker"] = database, broker
         for consumer in self.consumers:
-            checks[f"consumer:{consumer.name}"] = consumer.ready
-        if self.relay is not None:
-            checks["outbox_relay"] = self.relay.ready
+            checks[f"consumer:{consumer.name}"] = consumer.in_group
         for part in self.background:
             checks[type(part).__name__] = part.ready
         checks["accepting"] = not self._stopping.is_set()
         return checks
+
+    async def _database_answers(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.pool.fetchval("SELECT true"), 2.0))
+        except Exception:
+            return False
+
+    async def _watch_relay_leadership(self) -> None:
+        leading = False
+        RELAY_LEADER.labels(self.name).set(0)
+        while self.relay is not None:
+            if self.relay.ready != leading:
+                leading = self.relay.ready
+                RELAY_LEADER.labels(self.name).set(int(leading))
+                role = "leader" if leading else "standby"
+                log.info(
+                    f"outbox relay: this instance is now the {role}",
+                    extra={"service": self.name, "outbox_relay": role},
+                )
+            await asyncio.sleep(0.25)
 
     def request_stop(self) -> None:
         if not self._stopping.is_set():
@@ -118,6 +151,7 @@ class ServiceHost:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         relay_stopping = asyncio.Event()
+        self.heartbeat.start()
         tasks: dict[str, asyncio.Task[Any]] = {
             "http": asyncio.create_task(self._server.serve()),
             **{f"consumer:{c.name}": asyncio.create_task(c.run()) for c in self.consumers},
@@ -128,6 +162,7 @@ class ServiceHost:
         }
         if self.relay is not None:
             tasks["relay"] = asyncio.create_task(self.relay.run(relay_stopping))
+            tasks["relay-leadership"] = asyncio.create_task(self._watch_relay_leadership())
         log.info("service started", extra={"service": self.name, "port": self._server.config.port})
         stop_wait = asyncio.create_task(self._stopping.wait())
         done, _ = await asyncio.wait([stop_wait, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
@@ -140,10 +175,15 @@ class ServiceHost:
         await self._settle([t for n, t in tasks.items() if n.startswith(("consumer:", "background:"))])
         relay_stopping.set()
         await self._settle([tasks["relay"]] if "relay" in tasks else [])
+        if "relay-leadership" in tasks:
+            tasks["relay-leadership"].cancel()
+            await asyncio.gather(tasks["relay-leadership"], return_exceptions=True)
         self._server.should_exit = True
         await self._settle([tasks["http"]])
         if self._on_stop is not None:
             await self._on_stop()
+        await self.broker.close()
+        await self.heartbeat.stop()
         await self.pool.close()
         log.info("service stopped", extra={"service": self.name})
         if failed:
@@ -165,18 +205,19 @@ async def start_up(
     *,
     schema: str,
     install: Callable[[asyncpg.Connection], Awaitable[None]],
-    derived_only: bool = False,
 ) -> tuple[TopicRegistry, asyncpg.Pool]:
     """What every service does first: JSON logs, the topic registry applied (waiting for
     the broker), its own schema installed and a pool bound to it."""
     configure_logging(service, settings.log_level)
-    registry = TopicRegistry(settings.topic_prefix)
+    registry = TopicRegistry(settings.topic_prefix, settings.topic_partitions)
     async for attempt in retrying("ensure topics"):
         with attempt:
             await ensure_topics(settings.kafka_bootstrap, registry)
-    pool = await open_pool(
-        settings.database_url, schema, size=settings.db_pool_size, install=install, derived_only=derived_only
-    )
+    pool = await open_pool(settings.database_url, schema, size=settings.db_pool_size, install=install)
+    if settings.setup_only:
+        await pool.close()
+        log.info("topics and schema in place; set-up only, exiting", extra={"schema": schema})
+        raise SystemExit(0)
     collect_garbage_less_often()
     return registry, pool
 

@@ -24,6 +24,10 @@ class CommonSettings(BaseSettings):
     log_level: str = Field("INFO", validation_alias=_env("PAYMENTS_LOG_LEVEL"))
     consumer_batch_size: int = Field(500, validation_alias=_env("PAYMENTS_CONSUMER_BATCH_SIZE"))
     topic_prefix: str = Field("", validation_alias=_env("PAYMENTS_TOPIC_PREFIX"))
+    # Every process of a deployment must agree on it (a rebuild reads every partition).
+    topic_partitions: int | None = Field(None, validation_alias=_env("PAYMENTS_TOPIC_PARTITIONS"))
+    # Install the topics and this service's schema, then exit (the deployment's set-up Job).
+    setup_only: bool = Field(False, validation_alias=_env("PAYMENTS_SETUP_ONLY"))
     db_pool_size: int = Field(8, validation_alias=_env("PAYMENTS_DB_POOL_SIZE"))
     sandbox: bool = Field(
         False,

@@ -4,17 +4,13 @@ what it publishes through the transaction's outbox."""
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-
-from aiokafka.structs import ConsumerRecord
 
 from invoice_sync.adapters.postgres import InvoiceRepository, RegistrationQueue, SnapshotRepository
 from invoice_sync.domain.normalise import InvalidErpDocument
 from invoice_sync.domain.registration import intent_for
 from invoice_sync.events import SERVICE, Event
 from payments_shared.contracts import Envelope, utc_now
-from payments_shared.messaging import Delivery, Transaction
-from payments_shared.messaging.dead_letter import dead_letter
+from payments_shared.messaging import Delivery, Position, Transaction, dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +38,16 @@ class UnitOfWork:
         """Send a document that can never be applied to the dead-letter topic, with the
         reason code and its source position in the headers; the batch goes on."""
         self.dead_letters += 1
-        record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
-            topic=delivery.topic,
-            partition=delivery.partition,
-            offset=delivery.offset,
-            timestamp=0,
-            timestamp_type=0,
-            key=delivery.message.key(),
-            value=delivery.message.model_dump_json().encode(),
-            checksum=None,
-            serialized_key_size=-1,
-            serialized_value_size=-1,
-            headers=(),
+        self._outbox.add(
+            dead_letter(
+                Position(delivery.topic, delivery.partition, delivery.offset),
+                delivery.message.key(),
+                delivery.message.model_dump_json().encode(),
+                service=SERVICE,
+                error=f"{type(error).__name__}: {error}",
+                reason=error.reason_code,
+            )
         )
-        message = dead_letter(record, service=SERVICE, error=f"{type(error).__name__}: {error}")
-        self._outbox.add(replace(message, headers={**message.headers, "dlq.reason": error.reason_code}))
 
     async def commit(self) -> None:
         """Write the changed invoices and bring their pending provider calls up to date."""

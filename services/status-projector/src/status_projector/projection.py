@@ -88,7 +88,7 @@ class LiveProjection:
 
     @property
     def ready(self) -> bool:
-        return self._consumer is not None and self._consumer.ready
+        return self._consumer is not None and self._consumer.in_group
 
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():

@@ -14,9 +14,17 @@ import yaml
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from payments_shared.topics import DEAD_LETTER_RETENTION_MS, SERVICE_CHANNELS, TOPICS, Topic
+from payments_shared.topics import DEAD_LETTER_POLICY, SERVICE_CHANNELS, TOPICS, Topic
 
 VERSION = "1.0.0"
+
+AT_LEAST_ONCE = (
+    "Delivery is at least once: a message can appear more than once with the same event_id "
+    "(an outbox relay that stopped after the broker acknowledged a batch, before deleting its "
+    "rows, or an upstream producer's retry), possibly after later messages of its key. A "
+    "repeat is byte-for-byte the same message. Every consumer must dedupe by event_id; a new "
+    "event_id is a new fact, never a repeat."
+)
 
 
 def message_types(topic: Topic) -> list[type[BaseModel]]:
@@ -42,8 +50,13 @@ def json_schemas() -> dict[str, str]:
 def _channel(topic: Topic) -> dict[str, Any]:
     return {
         "address": topic.name,
-        "description": topic.description + f" Keyed by account id. Dead letters: {topic.dead_letter}.",
-        "messages": {m.__name__: {"$ref": f"#/components/messages/{m.__name__}"} for m in message_types(topic)},
+        "description": (
+            f"{topic.description} Keyed by account id. Retention: {topic.retention_reason}"
+            f" Dead letters: {topic.dead_letter}. " + AT_LEAST_ONCE
+        ),
+        "messages": {
+            m.__name__: {"$ref": f"#/components/messages/{m.__name__}"} for m in message_types(topic)
+        },
         "bindings": {
             "kafka": {
                 "partitions": topic.partitions,
@@ -71,9 +84,7 @@ def asyncapi(service: str) -> dict[str, Any]:
             operations[f"{action}_{ref}"] = {
                 "action": action,
                 "channel": {"$ref": f"#/channels/{ref}"},
-                "messages": [
-                    {"$ref": f"#/channels/{ref}/messages/{m.__name__}"} for m in message_types(t)
-                ],
+                "messages": [{"$ref": f"#/channels/{ref}/messages/{m.__name__}"} for m in message_types(t)],
             }
     return {
         "asyncapi": "3.0.0",
@@ -82,8 +93,8 @@ def asyncapi(service: str) -> dict[str, Any]:
             "version": VERSION,
             "description": (
                 f"Kafka channels of {service}. Every message is a versioned envelope keyed by "
-                f"account id; messages that can never be processed go to '<topic>.dlq' "
-                f"(retention {DEAD_LETTER_RETENTION_MS // 86_400_000} days)."
+                f"account id; messages that can never be processed go to '<topic>.dlq'. "
+                f"{DEAD_LETTER_POLICY} " + AT_LEAST_ONCE
             ),
         },
         "defaultContentType": "application/json",

@@ -8,6 +8,7 @@ exactly where its last committed transaction ended.
 """
 
 from .consumer import BatchHandler, Delivery, Transaction, TransactionalConsumer
+from .dead_letter import Position, dead_letter
 from .outbox import Outbox, OutboxRelay
 from .schema import install_messaging_tables
 from .transient import TransientError, is_transient
@@ -17,9 +18,11 @@ __all__ = [
     "Delivery",
     "Outbox",
     "OutboxRelay",
+    "Position",
     "Transaction",
     "TransactionalConsumer",
     "TransientError",
+    "dead_letter",
     "install_messaging_tables",
     "is_transient",
 ]

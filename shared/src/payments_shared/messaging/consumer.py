@@ -17,10 +17,11 @@ from pydantic import ValidationError
 
 from payments_shared.contracts import Envelope
 from payments_shared.kafka import client_options
+from payments_shared.membership import consumer_options, leave_group_on_stop
 from payments_shared.topics import Topic, TopicRegistry
 
-from .dead_letter import dead_letter
-from .outbox import Outbox, OutgoingMessage
+from .dead_letter import Position, dead_letter
+from .outbox import Outbox
 from .transient import is_transient, retrying
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ CONSUMED = Counter("consumer_messages_total", "Messages consumed", ["consumer", 
 APPLIED = Counter("consumer_applied_total", "Messages applied (not duplicates)", ["consumer"])
 DUPLICATES = Counter("consumer_duplicates_total", "Messages skipped as already applied", ["consumer"])
 DEAD_LETTERS = Counter("consumer_dead_letters_total", "Messages dead-lettered", ["consumer", "topic"])
+GAPS = Counter(
+    "consumer_gaps_total", "Batches that started past the stored offset and were read again", ["consumer"]
+)
 BATCH_SECONDS = Histogram("consumer_batch_seconds", "Time to apply one batch", ["consumer"])
 
 Record = ConsumerRecord[bytes, bytes]
@@ -60,7 +64,13 @@ class _ResumeFromDatabase(ConsumerRebalanceListener):  # type: ignore[misc]
         self._owner = owner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
+        log.info(
+            "partitions revoked",
+            extra={
+                "consumer": self._owner.name,
+                "partitions": sorted(f"{t.topic}:{t.partition}" for t in revoked),
+            },
+        )
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._owner._resume(assigned)
@@ -98,11 +108,17 @@ class TransactionalConsumer:
         self._handle = handle
         self._on_commit = on_commit or (lambda: None)
         self._batch_size = batch_size
-        self._group_id = group_id or f"{service}.{name}"
+        # The topic prefix in the group: deployments (and test runs) sharing a cluster
+        # must not join one group, or they rebalance each other all the time.
+        self._group_id = group_id or f"{service}.{registry.prefix}{name}"
         self._consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self._last_kafka_commit = 0.0
+        # Partitions sought back to a stored offset after a gap: where Kafka then still
+        # starts later, the offsets in between do not exist (compaction, retention).
+        self._refilling: dict[tuple[str, int], int] = {}
         self.ready = False
+        self.in_group = False  # joined or joining its group: assigned or waiting for partitions
         self.assignment: set[TopicPartition] = set()
 
     def stop(self) -> None:
@@ -119,12 +135,14 @@ class TransactionalConsumer:
             max_poll_records=self._batch_size,
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=1024 * 1024,  # interleave partitions during catch-up
+            **consumer_options(),
         )
         self._consumer = consumer
         async for attempt in retrying(f"{self.name} consumer start", until=self._stopping):
             with attempt:
                 await consumer.start()
         consumer.subscribe(list(self._topics), listener=_ResumeFromDatabase(self))
+        self.in_group = True
         try:
             while not self._stopping.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=self._batch_size)
@@ -132,7 +150,9 @@ class TransactionalConsumer:
                 if records:
                     await self.process(records)
         finally:
-            self.ready = False
+            self.ready = self.in_group = False
+            if self._stopping.is_set():
+                leave_group_on_stop(consumer)
             await consumer.stop()
 
     async def _resume(self, assigned: set[TopicPartition]) -> None:
@@ -154,6 +174,8 @@ class TransactionalConsumer:
         if fresh:
             # One call for all: each call waits for the fetcher's reset (about 0.5 s).
             await self._consumer.seek_to_beginning(*fresh)
+        for tp in assigned:
+            self._refilling.pop((tp.topic, tp.partition), None)
         self.assignment = set(assigned)
         self.ready = True
         log.info(
@@ -165,10 +187,11 @@ class TransactionalConsumer:
         """Apply one batch; retried on transient failures, never partially committed."""
         started = time.perf_counter()
         deliveries, dead = self._decode(records)
+        gaps: dict[tuple[str, int], int] = {}
         async for attempt in retrying(f"{self.name} apply batch"):
             with attempt:
                 try:
-                    await self._apply(records, deliveries, dead, isolate=False)
+                    gaps = await self._apply(records, deliveries, dead, isolate=False)
                 except Exception as exc:
                     if is_transient(exc):
                         raise
@@ -176,10 +199,43 @@ class TransactionalConsumer:
                         "batch failed; applying its messages one by one",
                         extra={"consumer": self.name, "error": repr(exc)},
                     )
-                    await self._apply(records, deliveries, dead, isolate=True)
+                    gaps = await self._apply(records, deliveries, dead, isolate=True)
+        self._refill(gaps)
         BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         self._on_commit()
-        await self._commit_to_kafka(records)
+        await self._commit_to_kafka([r for r in records if (r.topic, r.partition) not in gaps])
+
+    def _gaps(
+        self, records: Sequence[Record], stored: dict[tuple[str, int], int]
+    ) -> dict[tuple[str, int], int]:
+        """Partitions whose batch starts after the stored next offset: records between were
+        never applied (the database lost a commit, or was restored), so none of the batch
+        may be applied or stored. Maps each to the offset to read again from."""
+        first: dict[tuple[str, int], int] = {}
+        for r in records:
+            key = (r.topic, r.partition)
+            if key not in first or r.offset < first[key]:
+                first[key] = r.offset
+        gaps = {}
+        for key, offset in first.items():
+            expected = stored.get(key)
+            if expected is None or offset <= expected:
+                continue
+            if self._refilling.get(key) == expected:
+                continue  # sought back once already: the offsets in between do not exist
+            gaps[key] = expected
+        return gaps
+
+    def _refill(self, gaps: dict[tuple[str, int], int]) -> None:
+        for (topic, partition), offset in gaps.items():
+            log.warning(
+                "records missing between the stored offset and the batch; reading them again",
+                extra={"consumer": self.name, "topic": topic, "partition": partition, "offset": offset},
+            )
+            GAPS.labels(self.name).inc()
+            self._refilling[(topic, partition)] = offset
+            if self._consumer is not None:
+                self._consumer.seek(TopicPartition(topic, partition), offset)
 
     def _decode(self, records: Sequence[Record]) -> tuple[list[Delivery], list[tuple[Record, str]]]:
         deliveries: list[Delivery] = []
@@ -203,9 +259,15 @@ class TransactionalConsumer:
         dead: list[tuple[Record, str]],
         *,
         isolate: bool,
-    ) -> None:
+    ) -> dict[tuple[str, int], int]:
+        """Apply the batch in one transaction; returns the partitions left out for a gap."""
         async with self._pool.acquire() as conn, conn.transaction():
             applied_up_to = await self._lock_offsets(conn, records)
+            gaps = self._gaps(records, applied_up_to)
+            if gaps:
+                records = [r for r in records if (r.topic, r.partition) not in gaps]
+                deliveries = [d for d in deliveries if (d.topic, d.partition) not in gaps]
+                dead = [(r, e) for r, e in dead if (r.topic, r.partition) not in gaps]
 
             def unseen(topic: str, partition: int, offset: int) -> bool:
                 return offset >= applied_up_to.get((topic, partition), -1)
@@ -222,8 +284,12 @@ class TransactionalConsumer:
                 if fresh:
                     await self._handle(fresh, Transaction(conn, outbox))
                 APPLIED.labels(self.name).inc(len(fresh))
-            await self._store_offsets(conn, records)
+            if records:
+                await self._store_offsets(conn, records)
             await outbox.write(conn)
+        for key in {(r.topic, r.partition) for r in records}:
+            self._refilling.pop(key, None)
+        return gaps
 
     async def _apply_one_by_one(
         self,
@@ -259,8 +325,15 @@ class TransactionalConsumer:
 
     def _dead_letter(self, outbox: Outbox, record: Record, error: str) -> None:
         DEAD_LETTERS.labels(self.name, record.topic).inc()
-        message: OutgoingMessage = dead_letter(record, service=self.service, error=error)
-        outbox.add(message)
+        outbox.add(
+            dead_letter(
+                Position(record.topic, record.partition, record.offset),
+                record.key,
+                record.value,
+                service=self.service,
+                error=error,
+            )
+        )
 
     async def _lock_offsets(
         self, conn: asyncpg.Connection, records: Sequence[Record]

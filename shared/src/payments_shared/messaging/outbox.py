@@ -13,6 +13,13 @@ from dataclasses import dataclass, field
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from aiokafka.partitioner import murmur2
 from prometheus_client import Counter, Gauge
 
@@ -24,7 +31,19 @@ from .transient import is_transient, retrying
 
 log = logging.getLogger(__name__)
 
+# Refusals that no retry can change: the message itself is what Kafka will not take.
+_UNPUBLISHABLE = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    InvalidTopicError,
+    CorruptRecordException,
+)
+
 PUBLISHED = Counter("outbox_published_total", "Outbox messages published to Kafka", ["service"])
+SET_ASIDE = Counter(
+    "outbox_unpublishable_total", "Outbox messages Kafka refused for good, set aside", ["service"]
+)
 BACKLOG = Gauge("outbox_backlog", "Outbox messages in the last fetch (0 when caught up)", ["service"])
 
 
@@ -76,6 +95,10 @@ class Outbox:
         return written
 
 
+class _ProducerSpent(Exception):
+    """The relay's producer had a batch refused; publishing goes on with a new one."""
+
+
 class OutboxRelay:
     """Publishes outbox rows in id order and deletes them once Kafka acknowledged them.
 
@@ -118,16 +141,20 @@ class OutboxRelay:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Publish until `stopping` is set and the outbox is empty."""
-        producer = self._producer()
-        async for attempt in retrying("outbox producer start", until=stopping):
-            with attempt:
-                await producer.start()
-        try:
-            while not await self._relay_on_one_connection(producer, stopping):
-                await asyncio.sleep(1.0)
-        finally:
-            self.ready = False
-            await producer.stop()
+        while True:
+            # A new producer after any failure: an idempotent producer whose batch was
+            # refused has spent that partition's sequence numbers.
+            producer = self._producer()
+            async for attempt in retrying("outbox producer start", until=stopping):
+                with attempt:
+                    await producer.start()
+            try:
+                if await self._relay_on_one_connection(producer, stopping):
+                    return
+            finally:
+                self.ready = False
+                await producer.stop()
+            await asyncio.sleep(1.0)
 
     async def _relay_on_one_connection(self, producer: AIOKafkaProducer, stopping: asyncio.Event) -> bool:
         """Relay until drained and stopping (True), or until a failure (False: start over)."""
@@ -144,6 +171,8 @@ class OutboxRelay:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._idle_poll_s)
+        except _ProducerSpent:
+            return False
         except Exception as exc:
             self.ready = False
             if is_transient(exc):
@@ -168,16 +197,82 @@ class OutboxRelay:
         BACKLOG.labels(self._service).set(len(rows))
         if not rows:
             return 0
-        # Enqueue in order (per-partition order is outbox order), then wait for every ack.
-        acks = [await enqueue for enqueue in await self._batches(producer, rows)]
-        await asyncio.gather(*acks)
-        await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
-        PUBLISHED.labels(self._service).inc(len(rows))
+        acknowledged, failure = await self._send(producer, rows)
+        if acknowledged:
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", acknowledged)
+            PUBLISHED.labels(self._service).inc(len(acknowledged))
+        if isinstance(failure, _UNPUBLISHABLE):
+            done = set(acknowledged)
+            await self._publish_one_by_one(conn, [r for r in rows if r["id"] not in done])
+        if failure is not None:
+            raise failure
         return len(rows)
+
+    async def _send(
+        self, producer: AIOKafkaProducer, rows: list[asyncpg.Record]
+    ) -> tuple[list[int], BaseException | None]:
+        """The ids Kafka acknowledged, and the first failure if any batch failed."""
+        # Enqueue in order (per-partition order is outbox order), then wait for every ack.
+        batches = [(ids, await enqueue) for ids, enqueue in await self._batches(producer, rows)]
+        results = await asyncio.gather(*(ack for _, ack in batches), return_exceptions=True)
+        acknowledged = [
+            i
+            for (ids, _), result in zip(batches, results, strict=True)
+            if not isinstance(result, BaseException)
+            for i in ids
+        ]
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        return acknowledged, failure
+
+    async def _publish_one_by_one(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> None:
+        """Find the rows Kafka refuses for good and set them aside; publish the others."""
+        producer: AIOKafkaProducer | None = None
+        try:
+            for row in rows:
+                if producer is None:
+                    producer = self._producer()
+                    await producer.start()
+                _, failure = await self._send(producer, [row])
+                if isinstance(failure, _UNPUBLISHABLE):
+                    await producer.stop()
+                    producer = None
+                    await self._set_aside(conn, row, f"{type(failure).__name__}: {failure}"[:2000])
+                    continue
+                if failure is not None:
+                    raise failure
+                await conn.execute("DELETE FROM outbox WHERE id = $1", row["id"])
+                PUBLISHED.labels(self._service).inc()
+        finally:
+            if producer is not None:
+                await producer.stop()
+        raise _ProducerSpent
+
+    async def _set_aside(self, conn: asyncpg.Connection, row: asyncpg.Record, reason: str) -> None:
+        log.error(
+            "outbox message refused by Kafka for good; set aside",
+            extra={
+                "outbox_id": row["id"],
+                "topic": row["topic"],
+                "bytes": len(row["value"]),
+                "error": reason,
+            },
+        )
+        async with conn.transaction():
+            await conn.execute(
+                """
+                INSERT INTO outbox_unpublishable (id, topic, key, value, headers, created_at, reason)
+                SELECT id, topic, key, value, headers, created_at, $2 FROM outbox WHERE id = $1
+                ON CONFLICT (id) DO NOTHING
+                """,
+                row["id"],
+                reason,
+            )
+            await conn.execute("DELETE FROM outbox WHERE id = $1", row["id"])
+        SET_ASIDE.labels(self._service).inc()
 
     async def _batches(
         self, producer: AIOKafkaProducer, rows: list[asyncpg.Record]
-    ) -> list[Awaitable[asyncio.Future[object]]]:
+    ) -> list[tuple[list[int], Awaitable[asyncio.Future[object]]]]:
         """Whole record batches per partition, in outbox order within each partition.
 
         Appending to batches ourselves instead of one `send` per row keeps the relay's
@@ -189,16 +284,23 @@ class OutboxRelay:
             partitions = await self._partition_count(producer, row["topic"])
             partition = _partition_of(row["key"], partitions)
             by_partition.setdefault((row["topic"], partition), []).append(row)
-        sends: list[Awaitable[asyncio.Future[object]]] = []
+        sends: list[tuple[list[int], Awaitable[asyncio.Future[object]]]] = []
         for (topic, partition), members in by_partition.items():
-            batch = producer.create_batch()
+            batch, ids = producer.create_batch(), []
             for row in members:
-                headers = [(k, v.encode()) for k, v in json.loads(row["headers"]).items()]
-                if batch.append(key=row["key"], value=row["value"], timestamp=None, headers=headers) is None:
-                    sends.append(producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    batch.append(key=row["key"], value=row["value"], timestamp=None, headers=headers)
-            sends.append(producer.send_batch(batch, topic, partition=partition))
+                record = {
+                    "key": row["key"],
+                    "value": row["value"],
+                    "timestamp": None,
+                    "headers": [(k, v.encode()) for k, v in json.loads(row["headers"]).items()],
+                }
+                if batch.append(**record) is None:
+                    sends.append((ids, producer.send_batch(batch, topic, partition=partition)))
+                    batch, ids = producer.create_batch(), []
+                    if batch.append(**record) is None:
+                        raise RecordTooLargeError(f"outbox row {row['id']} does not fit in a batch")
+                ids.append(row["id"])
+            sends.append((ids, producer.send_batch(batch, topic, partition=partition)))
         return sends
 
     async def _partition_count(self, producer: AIOKafkaProducer, topic: str) -> int:

@@ -27,6 +27,21 @@ CREATE TABLE IF NOT EXISTS outbox (
     headers    jsonb       NOT NULL DEFAULT '{}',
     created_at timestamptz NOT NULL DEFAULT now()
 );
+-- Rows Kafka refused for good (too large, invalid topic): set aside with the reason so
+-- they never block the rows behind them; ops inspect them here.
+CREATE TABLE IF NOT EXISTS outbox_unpublishable (
+    id            bigint      PRIMARY KEY,
+    topic         text        NOT NULL,
+    key           bytea,
+    value         bytea       NOT NULL,
+    headers       jsonb       NOT NULL,
+    created_at    timestamptz NOT NULL,
+    reason        text        NOT NULL,
+    set_aside_at  timestamptz NOT NULL DEFAULT now()
+);
+-- Retention (payments_shared.retention) deletes the oldest rows of these in batches.
+CREATE INDEX IF NOT EXISTS processed_events_age ON processed_events (processed_at);
+CREATE INDEX IF NOT EXISTS outbox_unpublishable_age ON outbox_unpublishable (set_aside_at);
 """
 
 

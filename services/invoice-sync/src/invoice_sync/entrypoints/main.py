@@ -11,7 +11,9 @@ from invoice_sync.events import SERVICE
 from invoice_sync.handlers import handle_batch
 from invoice_sync.settings import InvoiceSyncSettings
 from invoice_sync.worker import RegistrationWorker
+from payments_shared.health import BrokerProbe
 from payments_shared.messaging import OutboxRelay, TransactionalConsumer
+from payments_shared.retention import Pruner, RetentionSettings
 from payments_shared.service import ServiceHost, run_service, start_up
 
 log = logging.getLogger(__name__)
@@ -19,6 +21,7 @@ log = logging.getLogger(__name__)
 
 async def serve(settings: InvoiceSyncSettings | None = None) -> None:
     settings = settings or InvoiceSyncSettings()
+    retention = RetentionSettings()
     registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
     provider = HttpProvider(settings.provider_url, timeout_s=settings.provider_timeout_s)
@@ -53,9 +56,10 @@ async def serve(settings: InvoiceSyncSettings | None = None) -> None:
         host=settings.http_host,
         port=settings.http_port,
         pool=pool,
+        broker=BrokerProbe(settings.kafka_bootstrap),
         relay=relay,
         consumers=[consumer],
-        background=[worker],
+        background=[worker, Pruner.for_service(pool, SERVICE, retention)],
         on_stop=provider.aclose,
     )
     await host.serve()

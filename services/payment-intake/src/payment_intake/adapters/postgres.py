@@ -106,6 +106,12 @@ CREATE TABLE IF NOT EXISTS callback_log (
     note           text        NOT NULL,
     recorded_at    timestamptz NOT NULL DEFAULT now()
 );
+
+-- Retention (payment_intake.retention): the oldest answers and webhook ids are found by
+-- age, and an answer is kept while the payment under its key is open.
+CREATE INDEX IF NOT EXISTS commands_age ON commands (answered_at);
+CREATE INDEX IF NOT EXISTS webhooks_received_age ON webhooks_received (received_at);
+CREATE INDEX IF NOT EXISTS payments_by_key ON payments (account_id, idempotency_key);
 """
 
 

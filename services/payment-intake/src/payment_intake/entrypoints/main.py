@@ -15,8 +15,10 @@ from payment_intake.domain.policy import MerchantPolicies
 from payment_intake.entrypoints.http import callback_router
 from payment_intake.handlers import consuming
 from payment_intake.outcomes import SERVICE
+from payment_intake.retention import IntakeRetentionSettings, pruner
 from payment_intake.settings import PaymentIntakeSettings
 from payment_intake.unit_of_work import IntakeConfig, unit_of_work_factory
+from payments_shared.health import BrokerProbe
 from payments_shared.http_limits import BodyLimit
 from payments_shared.merchants import load_merchant_file
 from payments_shared.messaging import OutboxRelay, TransactionalConsumer
@@ -95,6 +97,7 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
 
 async def serve() -> None:
     settings = PaymentIntakeSettings()
+    retention = IntakeRetentionSettings()
     parts = await build_parts(settings)
     host = ServiceHost(
         name=SERVICE,
@@ -102,9 +105,10 @@ async def serve() -> None:
         host=settings.http_host,
         port=settings.http_port,
         pool=parts.pool,
+        broker=BrokerProbe(settings.kafka_bootstrap),
         relay=parts.relay,
         consumers=[parts.consumer],
-        background=[parts.opener, parts.expiry],
+        background=[parts.opener, parts.expiry, pruner(parts.pool, retention)],
         on_stop=parts.provider.close,
     )
     await host.serve()

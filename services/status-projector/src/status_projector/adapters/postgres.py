@@ -193,7 +193,9 @@ _FACTS = (
     ("erp_status", "text"),
     ("erp_version", "bigint"),
     ("billing_country", "text"),
-    ("posted_refs", "text[]"),
+    # jsonb, not text[]: the batch UPDATE passes each column as an array parameter, and
+    # unnest() would flatten an array of arrays into one row per element.
+    ("posted_refs", "jsonb"),
 )
 _STATUS = (
     ("registration", "text"),
@@ -264,7 +266,7 @@ def _invoice_from_row(row: tuple[Any, ...]) -> Invoice:
         erp_status=erp_status,
         erp_version=erp_version,
         billing_country=billing_country,
-        posted_refs=posted_refs,
+        posted_refs=json.loads(posted_refs),
         registration=registration,
         registration_version=registration_version,
         closed_reason=closed_reason,
@@ -306,7 +308,7 @@ def _invoice_values(inv: Invoice) -> tuple[Any, ...]:
         inv.erp_status,
         inv.erp_version,
         inv.billing_country,
-        sorted(inv.posted_refs),
+        json.dumps(sorted(inv.posted_refs), ensure_ascii=False),
         inv.registration,
         inv.registration_version,
         inv.closed_reason,

@@ -77,13 +77,13 @@ def _run(work: Callable[[ops.Projecting], Awaitable[T]]) -> T:
     configure_logging(SERVICE, "WARNING")
 
     async def go() -> T:
-        pool = await open_pool(settings.database_url, SCHEMA, size=4, install=install, derived_only=True)
+        pool = await open_pool(settings.database_url, SCHEMA, size=4, install=install)
         collect_garbage_less_often()  # a rebuild decodes millions of events
         try:
             return await work(
                 ops.Projecting(
                     pool=pool,
-                    registry=TopicRegistry(settings.topic_prefix),
+                    registry=TopicRegistry(settings.topic_prefix, settings.topic_partitions),
                     bootstrap=settings.kafka_bootstrap,
                     batch_size=settings.batch_size,
                     rebuild_batch_size=settings.rebuild_batch_size,
@@ -180,7 +180,7 @@ def redrive_dead_letters(
         result = asyncio.run(
             ops.redrive_dead_letters(
                 settings.kafka_bootstrap,
-                TopicRegistry(settings.topic_prefix),
+                TopicRegistry(settings.topic_prefix, settings.topic_partitions),
                 topic,
                 service=None if all_services else service,
                 dry_run=dry_run,

@@ -1,8 +1,12 @@
 """`status-projector`: consume `invoices` + `payments.events` into the read model and
-serve it over HTTP. The projector publishes nothing, so it runs without a relay."""
+serve it over HTTP. It publishes only dead letters, through the same outbox relay as
+every other service."""
 
 from __future__ import annotations
 
+from payments_shared.health import BrokerProbe
+from payments_shared.messaging import OutboxRelay
+from payments_shared.retention import Pruner, RetentionSettings
 from payments_shared.sandbox import UnsafeConfiguration
 from payments_shared.service import ServiceHost, run_service, start_up
 from status_projector.adapters.postgres import SCHEMA, install
@@ -13,8 +17,9 @@ from status_projector.settings import SERVICE, ProjectorSettings
 
 
 async def serve(settings: ProjectorSettings, keys: PortalKeys) -> None:
-    # The read model is derived from the topics and publishes nothing: see open_pool.
-    registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install, derived_only=True)
+    retention = RetentionSettings()
+    registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
+    relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
     live = LiveProjection(
         registry=registry,
         pool=pool,
@@ -28,8 +33,9 @@ async def serve(settings: ProjectorSettings, keys: PortalKeys) -> None:
         host=settings.http_host,
         port=settings.http_port,
         pool=pool,
-        relay=None,
-        background=[live],
+        broker=BrokerProbe(settings.kafka_bootstrap),
+        relay=relay,
+        background=[live, Pruner.for_service(pool, SERVICE, retention)],
     )
     await host.serve()
 

@@ -1,0 +1,56 @@
+"""How a service's consumers sit in their groups: static membership, the sticky
+assignor, session and heartbeat times (argued in docs/decisions.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MembershipSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    # Stable per replica (the pod name under Kubernetes, set by the launcher locally).
+    # Unset means dynamic membership: two processes must never share one id.
+    instance_id: str | None = Field(None, validation_alias=AliasChoices("PAYMENTS_INSTANCE_ID"))
+    session_timeout_ms: int = Field(
+        6000, validation_alias=AliasChoices("PAYMENTS_CONSUMER_SESSION_TIMEOUT_MS")
+    )
+    heartbeat_interval_ms: int = Field(
+        500, validation_alias=AliasChoices("PAYMENTS_CONSUMER_HEARTBEAT_INTERVAL_MS")
+    )
+    rebalance_timeout_ms: int = Field(
+        10000, validation_alias=AliasChoices("PAYMENTS_CONSUMER_REBALANCE_TIMEOUT_MS")
+    )
+
+
+def consumer_options(settings: MembershipSettings | None = None) -> dict[str, Any]:
+    """AIOKafkaConsumer arguments for a member of a service's consumer group."""
+    settings = settings or MembershipSettings()
+    return {
+        "group_instance_id": settings.instance_id,
+        # Sticky keeps each member's partitions across a rebalance; round robin stays
+        # listed so members of an older release still agree on a protocol mid-rollout.
+        "partition_assignment_strategy": (StickyPartitionAssignor, RoundRobinPartitionAssignor),
+        "session_timeout_ms": settings.session_timeout_ms,
+        "heartbeat_interval_ms": settings.heartbeat_interval_ms,
+        "rebalance_timeout_ms": settings.rebalance_timeout_ms,
+    }
+
+
+def leave_group_on_stop(consumer: AIOKafkaConsumer) -> None:
+    """Make a static member leave its group when it stops on purpose.
+
+    aiokafka never sends LeaveGroup for a static member, so its partitions would wait a
+    whole session timeout for a replica that may never come back (a rolling update
+    gives pods new names). A crash still leaves nothing, so a replica restarted in
+    place gets its partitions straight back without a rebalance.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is not None:
+        coordinator._group_instance_id = None

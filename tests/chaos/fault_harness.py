@@ -1,0 +1,526 @@
+"""The whole system as OS processes on a Kafka and a PostgreSQL of its own, so that
+both can be crashed: two instances of every service, a load generator that remembers
+every input, and the checks that compare inputs with outputs by id.
+
+`PAYMENTS_CHAOS=full` (`make chaos`) runs the full load and at least three kills of
+each kind; otherwise (inside `make test`) a short version with one of each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from infra import load_runtime
+from payments_shared.contracts import Envelope
+from payments_shared.contracts.erp import (
+    ErpAccountSnapshot,
+    ErpAccountSnapshotPayload,
+    ErpInvoiceCancelled,
+    ErpInvoiceCancelledPayload,
+    ErpInvoiceDocument,
+    ErpInvoiceUpserted,
+    ErpPostedPayment,
+)
+from payments_shared.contracts.payments import (
+    BillingAddress,
+    GuestCheckout,
+    PayInvoice,
+    PayInvoicePayload,
+)
+from payments_shared.topics import TopicRegistry
+from system import DEFAULT_SECRET, free_port, sandbox_merchant_file
+
+FULL = os.environ.get("PAYMENTS_CHAOS") == "full"
+BIN = Path(sys.executable).parent
+SERVICES = ("invoice-sync", "payment-intake", "status-projector")
+PORT_ENV = {
+    "invoice-sync": "INVOICE_SYNC_HTTP_PORT",
+    "payment-intake": "PAYMENT_INTAKE_HTTP_PORT",
+    "status-projector": "STATUS_PROJECTOR_HTTP_PORT",
+}
+SCHEMAS = {
+    "invoice-sync": "invoice_sync",
+    "payment-intake": "payment_intake",
+    "status-projector": "status_projector",
+}
+ANSWERS = ("payment.requested", "payment.rejected", "payment.cancelled")
+ENDINGS = ("payment.succeeded", "payment.failed", "payment.expired", "payment.cancelled")
+
+
+@dataclass(frozen=True)
+class Scale:
+    documents: int
+    commands: int
+    accounts: int
+    kills_each: int
+    bad_records: int
+    seconds: float  # how long the load is spread over
+
+    @classmethod
+    def chosen(cls) -> Scale:
+        if FULL:
+            return cls(
+                documents=20_000, commands=5_000, accounts=200, kills_each=3, bad_records=10_000, seconds=150
+            )
+        return cls(documents=2_000, commands=400, accounts=40, kills_each=1, bad_records=400, seconds=40)
+
+
+# --------------------------------------------------------------------------- infrastructure
+
+
+class Infrastructure:
+    """A broker and a database owned by the test, so they can be killed and restarted."""
+
+    def __init__(self, root: Path) -> None:
+        runtime = load_runtime()
+        self.root = root
+        self.kafka = runtime.KafkaNode().start(root / "kafka")
+        self.postgres = runtime.PostgresNode().start(root / "pg", durable=True)
+
+    @property
+    def bootstrap(self) -> str:
+        return str(self.kafka.bootstrap)
+
+    @property
+    def dsn(self) -> str:
+        return str(self.postgres.dsn)
+
+    def stop(self) -> None:
+        self.kafka.stop()
+        self.postgres.stop()
+        self.postgres.remove_data()
+        shutil.rmtree(self.root / "kafka", ignore_errors=True)
+
+
+@dataclass
+class Instance:
+    service: str
+    index: int
+    port: int
+    env: dict[str, str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    last_checks: Any = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}#{self.index}"
+
+    def start(self) -> None:
+        self.starts += 1
+        out = self.log.open("ab")
+        self.process = subprocess.Popen(
+            [str(BIN / self.service)],
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(45)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+
+class Fleet:
+    """Two instances of each service in their consumer groups, and the sandbox provider."""
+
+    def __init__(self, infra: Infrastructure, registry: TopicRegistry, logs: Path) -> None:
+        logs.mkdir(parents=True, exist_ok=True)
+        self.logs = logs
+        self.provider_port = free_port()
+        self.instances = [
+            Instance(service, i, free_port(), {}, logs / f"{service}-{i}.log")
+            for service in SERVICES
+            for i in (0, 1)
+        ]
+        webhook = f"http://127.0.0.1:{self.instances[2].port}/callbacks/provider"  # payment-intake#0
+        self.base_env = {
+            **os.environ,
+            "PAYMENTS_KAFKA_BOOTSTRAP": infra.bootstrap,
+            "PAYMENTS_DATABASE_URL": infra.dsn,
+            "PAYMENTS_TOPIC_PREFIX": registry.prefix,
+            "PAYMENTS_WEBHOOK_SECRET": DEFAULT_SECRET,
+            "PAYMENTS_SANDBOX": "1",
+            "PAYMENTS_MERCHANT_CONFIG": str(sandbox_merchant_file(logs)),
+            "PAYMENTS_PROVIDER_URL": self.provider_url,
+            "PAYMENTS_PROVIDER_WEBHOOK_URL": webhook,
+            "SANDBOX_PROVIDER_WEBHOOK_URL": webhook,
+            "SANDBOX_PROVIDER_PORT": str(self.provider_port),
+            "SANDBOX_PROVIDER_PUBLIC_URL": self.provider_url,
+            "PAYMENTS_LOG_LEVEL": "INFO",
+            "PAYMENT_INTAKE_CHECKOUT_LEASE_S": "3",
+        }
+        for instance in self.instances:
+            instance.env = {
+                **self.base_env,
+                PORT_ENV[instance.service]: str(instance.port),
+                # Static membership, as the Helm chart runs it: a restarted replica takes
+                # its partitions back without a rebalance.
+                "PAYMENTS_INSTANCE_ID": f"{instance.service}-{instance.index}",
+            }
+        self.provider = Instance(
+            "sandbox-provider", 0, self.provider_port, self.base_env, logs / "sandbox-provider.log"
+        )
+
+    @property
+    def provider_url(self) -> str:
+        return f"http://127.0.0.1:{self.provider_port}"
+
+    def start(self) -> None:
+        self.provider.start()
+        for instance in self.instances:
+            instance.start()
+
+    async def all_ready(self, http: httpx.AsyncClient) -> bool:
+        answers = await asyncio.gather(*(_ready(http, i) for i in self.instances))
+        return all(answers)
+
+    def stop(self) -> dict[str, int | None]:
+        codes = {i.name: i.stop() for i in self.instances}
+        self.provider.stop()
+        return codes
+
+    def tail(self, lines: int = 15) -> str:
+        parts = [f"{i.name}: {i.last_checks}" for i in self.instances]
+        for path in sorted(self.logs.glob("*.log")):
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {path.name}\n" + "\n".join(text))
+        return "\n".join(parts)
+
+
+async def _ready(http: httpx.AsyncClient, instance: Instance) -> bool:
+    """Ready to do its work; a standby outbox relay (another instance publishes) is fine."""
+    try:
+        answer = await http.get(f"http://127.0.0.1:{instance.port}/health/ready", timeout=2)
+        checks = answer.json().get("checks", {})
+    except (httpx.HTTPError, ValueError) as exc:
+        instance.last_checks = repr(exc)
+        return False
+    instance.last_checks = checks
+    return bool(checks) and all(ok for name, ok in checks.items() if name != "outbox_relay")
+
+
+# --------------------------------------------------------------------------- load
+
+
+def _guest() -> GuestCheckout:
+    return GuestCheckout(
+        billing_address=BillingAddress(
+            email="ap@example.com",
+            street="1 Main St",
+            country="US",
+            postal_code="10001",
+            phone_country_code="+1",
+            phone_number="212 555 0100",
+        ),
+        name_on_card="Pat Payer",
+    )
+
+
+@dataclass
+class Invoice:
+    account: str
+    number: str
+    version: int
+    total: Decimal
+    open_amount: Decimal
+    po: str
+    posted: list[ErpPostedPayment] = field(default_factory=list)
+    cancelled: bool = False
+
+    def document(self) -> ErpInvoiceDocument:
+        return ErpInvoiceDocument(
+            invoice_number=self.number,
+            version=self.version,
+            order_number=f"SO-{self.number}",
+            po_number=self.po,
+            invoice_date=date(2026, 11, 1),
+            due_date=date(2026, 11, 1) + timedelta(days=30),
+            currency="USD",
+            total=self.total,
+            open_amount=self.open_amount,
+            billing_country="US",
+            posted_payments=list(self.posted),
+        )
+
+
+@dataclass
+class Load:
+    """Every input the test sent, by id, and how often it was delivered."""
+
+    registry: TopicRegistry
+    rng: random.Random
+    documents: list[Envelope] = field(default_factory=list)  # creates, changes, balances, cancels
+    snapshots: list[Envelope] = field(default_factory=list)
+    commands: list[PayInvoice] = field(default_factory=list)
+    deliveries: Counter[uuid.UUID] = field(default_factory=Counter)
+    invoices: list[Invoice] = field(default_factory=list)
+
+    def plan(self, scale: Scale) -> list[list[Envelope]]:
+        """The ERP stream in rounds: each round touches an invoice at most once."""
+        accounts = [f"CH-{a:04d}" for a in range(scale.accounts)]
+        creates = scale.documents * 45 // 100
+        rounds: list[list[Envelope]] = []
+        current: list[Envelope] = []
+        for n in range(creates):
+            inv = Invoice(
+                accounts[n % len(accounts)], f"INV-{n:06d}", 1, Decimal("1000.00"), Decimal("1000.00"), "PO-1"
+            )
+            self.invoices.append(inv)
+            current.append(
+                ErpInvoiceUpserted.originating(producer="erp", account_id=inv.account, payload=inv.document())
+            )
+        rounds.append(current)
+        remaining = scale.documents - creates
+        while remaining > 0:
+            current = []
+            for inv in self.rng.sample(self.invoices, min(len(self.invoices), remaining, 2000)):
+                if inv.cancelled:
+                    continue
+                inv.version += 1
+                roll = self.rng.random()
+                if roll < 0.05:
+                    inv.cancelled = True
+                    current.append(
+                        ErpInvoiceCancelled.originating(
+                            producer="erp",
+                            account_id=inv.account,
+                            payload=ErpInvoiceCancelledPayload(
+                                invoice_number=inv.number, version=inv.version
+                            ),
+                        )
+                    )
+                elif roll < 0.5 and inv.open_amount > Decimal("100.00"):
+                    amount = Decimal("100.00")
+                    inv.open_amount -= amount
+                    inv.posted.append(
+                        ErpPostedPayment(reference=f"ERP-{uuid.uuid4().hex[:10]}", amount=amount)
+                    )
+                    current.append(
+                        ErpInvoiceUpserted.originating(
+                            producer="erp", account_id=inv.account, payload=inv.document()
+                        )
+                    )
+                else:
+                    inv.po = f"PO-{inv.version}"
+                    current.append(
+                        ErpInvoiceUpserted.originating(
+                            producer="erp", account_id=inv.account, payload=inv.document()
+                        )
+                    )
+            remaining -= len(current)
+            rounds.append(current)
+        for index, account in enumerate(accounts[: max(2, len(accounts) // 10)]):
+            open_docs = [i.document() for i in self.invoices if i.account == account and not i.cancelled]
+            self.snapshots.append(
+                ErpAccountSnapshot.originating(
+                    producer="erp",
+                    account_id=account,
+                    payload=ErpAccountSnapshotPayload(as_of=_now(), sequence=index + 1, invoices=open_docs),
+                )
+            )
+        for r in rounds:
+            self.documents.extend(r)
+        return rounds
+
+    def pay_command(self) -> PayInvoice:
+        inv = self.rng.choice(self.invoices[: max(1, len(self.invoices) // 2)])
+        command = PayInvoice.originating(
+            producer="portal",
+            account_id=inv.account,
+            payload=PayInvoicePayload(
+                idempotency_key=str(uuid.uuid4()), invoice_number=inv.number, amount=None, method=_guest()
+            ),
+        )
+        self.commands.append(command)
+        return command
+
+
+def _now() -> Any:
+    from payments_shared.contracts import utc_now
+
+    return utc_now()
+
+
+class Sender:
+    """An idempotent producer that counts deliveries of each envelope."""
+
+    def __init__(self, bootstrap: str, load: Load) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=5,
+            request_timeout_ms=120_000,
+        )
+        self._load = load
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(self, messages: list[Envelope]) -> None:
+        futures = []
+        for m in messages:
+            topic = self._load.registry.for_message(m).name
+            futures.append(await self._producer.send(topic, m.model_dump_json().encode(), key=m.key()))
+            self._load.deliveries[m.event_id] += 1
+        await asyncio.gather(*futures)
+
+    async def send_raw(self, topic: str, key: bytes | None, value: bytes | None) -> tuple[int, int] | None:
+        """A raw record; its (partition, offset), or None when the broker refuses it."""
+        try:
+            meta = await self._producer.send_and_wait(topic, value, key=key)
+        except Exception:
+            return None
+        return meta.partition, meta.offset
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=2**20
+    )
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[Any] = []
+        deadline = time.monotonic() + 120
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end")
+            for part in (await consumer.getmany(timeout_ms=500, max_records=5000)).values():
+                records.extend(part)
+        return records
+    finally:
+        await consumer.stop()
+
+
+def by_cause(records: list[Any], decoder: Any) -> dict[uuid.UUID, dict[str, set[uuid.UUID]]]:
+    """cause event id -> type -> distinct event ids it caused (re-sent copies count once)."""
+    found: dict[uuid.UUID, dict[str, set[uuid.UUID]]] = defaultdict(lambda: defaultdict(set))
+    for record in records:
+        message = decode(decoder, record.value)
+        if message is not None and message.causation_id is not None:
+            found[message.causation_id][message.type].add(message.event_id)
+    return found
+
+
+def decode(decoder: Any, value: bytes | None) -> Any:
+    """A message of the topic's contract, or None for the flood's bad records."""
+    try:
+        return decoder.validate_json(value or b"")
+    except ValueError:
+        return None
+
+
+async def outbox_depth(dsn: str) -> dict[str, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {
+            s: await conn.fetchval(f"SELECT count(*) FROM {schema}.outbox") for s, schema in SCHEMAS.items()
+        }
+    finally:
+        await conn.close()
+
+
+async def read_model_has(dsn: str, account: str, number: str) -> bool:
+    try:
+        conn = await asyncpg.connect(dsn, timeout=3)
+    except Exception:
+        return False
+    try:
+        version = await conn.fetchval("SELECT version FROM status_projector.active_projection")
+        return bool(
+            await conn.fetchval(
+                f"SELECT count(*) FROM status_projector.invoices_v{version} "
+                "WHERE account_id = $1 AND invoice_number = $2",
+                account,
+                number,
+            )
+        )
+    except Exception:
+        return False
+    finally:
+        await conn.close()
+
+
+async def read_model_rows(dsn: str, version: int) -> dict[str, list[dict[str, Any]]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        s = "status_projector"
+        invoices = await conn.fetch(
+            f"SELECT * FROM {s}.invoices_v{version} ORDER BY account_id, invoice_number"
+        )
+        payments = await conn.fetch(f"SELECT * FROM {s}.payments_v{version} ORDER BY payment_id")
+        parked = await conn.fetch(f"SELECT * FROM {s}.parked_v{version} ORDER BY event_id")
+    finally:
+        await conn.close()
+    return {
+        "invoices": [dict(r) for r in invoices],
+        "payments": [dict(r) for r in payments],
+        "parked": [{k: v for k, v in dict(r).items() if k != "parked_at"} for r in parked],
+    }
+
+
+def differing(live: list[dict[str, Any]], rebuilt: list[dict[str, Any]], key: tuple[str, ...]) -> int:
+    a = {tuple(r[k] for k in key): r for r in live}
+    b = {tuple(r[k] for k in key): r for r in rebuilt}
+    return sum(1 for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+# --------------------------------------------------------------------------- report
+
+
+@dataclass
+class Kill:
+    kind: str
+    target: str
+    at: float
+    restart_s: float | None = None  # the broker's or database's own start-up after the kill
+    recovery_s: float | None = None
+
+
+def table(rows: list[tuple[str, Any]]) -> str:
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"  {name.ljust(width)}  {value}" for name, value in rows)

@@ -1,0 +1,430 @@
+"""Nothing lost, nothing doubled, nothing stuck: the whole system under kill -9 of service
+instances, of the broker and of PostgreSQL, with a flood of bad input.
+
+Checked by id at the end: every ERP document caused its canonical event exactly once,
+every pay command got exactly one answer, every payment the provider took is reported
+once, every outbox drained, every bad record is on its dead-letter topic, and the live
+read model equals a clean rebuild row for row. One table of figures is printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import subprocess
+import time
+import uuid
+from collections import Counter
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fault_harness import (
+    ANSWERS,
+    BIN,
+    ENDINGS,
+    FULL,
+    Fleet,
+    Infrastructure,
+    Kill,
+    Load,
+    Scale,
+    Sender,
+    by_cause,
+    decode,
+    differing,
+    outbox_depth,
+    read_model_has,
+    read_model_rows,
+    read_topic,
+    table,
+)
+
+from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
+from payments_shared.topics import TopicRegistry, ensure_topics
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600 if FULL else 900)]
+
+SEED = 8
+T0 = time.monotonic()
+
+
+def _say(what: str) -> None:
+    print(f"[chaos {time.monotonic() - T0:7.1f}s] {what}", flush=True)
+
+
+async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_database(tmp_path: Path) -> None:
+    scale = Scale.chosen()
+    rng = random.Random(SEED)
+    _dump_tasks_on_sigusr1()
+    infra = Infrastructure(tmp_path / "infra")
+    registry = TopicRegistry(prefix="chaos.")
+    fleet = Fleet(infra, registry, tmp_path / "logs")
+    http = httpx.AsyncClient(timeout=5)
+    load = Load(registry, rng)
+    sender = Sender(infra.bootstrap, load)
+    kills: list[Kill] = []
+    bad: dict[str, list[tuple[int, int]]] = {}
+    refused_at_the_door = 0
+    try:
+        await ensure_topics(infra.bootstrap, registry)
+        fleet.start()
+        await _until(lambda: fleet.all_ready(http), 120, "every instance ready", fleet)
+        _say("fleet ready")
+        await sender.start()
+        rounds = load.plan(scale)
+        started = time.monotonic()
+
+        async def erp() -> None:
+            pause = scale.seconds * 0.6 / max(1, len(rounds))
+            for n, r in enumerate(rounds):
+                _say(f"ERP round {n}: {len(r)} documents")
+                for i in range(0, len(r), 500):
+                    chunk = r[i : i + 500]
+                    await sender.send(chunk)
+                    await asyncio.sleep(pause * len(chunk) / len(r))
+            await sender.send(load.snapshots)
+
+        async def portal() -> None:
+            await asyncio.sleep(scale.seconds * 0.15)  # after the first invoices are registered
+            gap = scale.seconds * 0.7 / scale.commands
+            for _ in range(scale.commands):
+                command = load.pay_command()
+                await sender.send([command])
+                if rng.random() < 0.2:  # a fifth delivered twice
+                    await sender.send([command])
+                await asyncio.sleep(gap)
+
+        decided: dict[str, str] = {}  # checkout id -> the payer's one decision, retried until taken
+
+        async def payers() -> None:
+            while True:
+                try:
+                    listed = (await http.get(f"{fleet.provider_url}/sandbox/checkouts")).json()
+                except (httpx.HTTPError, ValueError):
+                    listed = []
+                for checkout in listed:
+                    if checkout["status"] == "open":
+                        action = decided.setdefault(
+                            checkout["checkout_id"], "complete" if rng.random() < 0.7 else "fail"
+                        )
+                        with contextlib.suppress(httpx.HTTPError):
+                            await http.post(
+                                f"{fleet.provider_url}/sandbox/checkouts/{checkout['checkout_id']}/{action}"
+                            )
+                await asyncio.sleep(0.2)
+
+        async def flood() -> None:
+            nonlocal refused_at_the_door
+            kinds = _bad_records()
+            inputs = [t.name for t in registry.all]
+            for n in range(scale.bad_records):
+                topic = inputs[n % len(inputs)]
+                key, value = kinds[n % len(kinds)]
+                placed = await sender.send_raw(topic, key, value)
+                if placed is None:
+                    refused_at_the_door += 1
+                else:
+                    bad.setdefault(topic, []).append(placed)
+                if n % 50 == 0:
+                    await asyncio.sleep(scale.seconds * 0.5 / max(1, scale.bad_records / 50))
+
+        async def chaos() -> None:
+            kinds = ["service", "broker", "postgres"] * scale.kills_each
+            gap = scale.seconds * 0.8 / len(kinds)
+            for kind in kinds:
+                await asyncio.sleep(gap * rng.uniform(0.6, 1.0))
+                kills.append(await _kill(kind, infra, fleet, http, rng))
+
+        paying = asyncio.create_task(payers())
+        await asyncio.gather(erp(), portal(), flood(), chaos())
+        load_seconds = time.monotonic() - started
+        _say("load sent")
+
+        # Everything the load put in must come out, with no kill in progress.
+        await _until(lambda: fleet.all_ready(http), 180, "every instance ready after the load", fleet)
+        events = await _until_answered(infra, registry, load, fleet)
+        _say("commands answered")
+        await _until_settled(infra, registry, fleet)
+        _say("payments settled")
+        paying.cancel()
+        await asyncio.gather(paying, return_exceptions=True)
+        await _until(lambda: _drained(infra.dsn), 120, "every outbox drained", fleet)
+        _say("outboxes drained")
+
+        # Figures, by id.
+        invoices_out = by_cause(
+            await read_topic(infra.bootstrap, registry.invoices.name), registry.invoices.decoder
+        )
+        doc_lost = [d.event_id for d in load.documents if not invoices_out.get(d.event_id)]
+        doc_doubled = [c for c, types in invoices_out.items() if any(len(ids) > 1 for ids in types.values())]
+        answers = {c.event_id: _answers(events, c.event_id) for c in load.commands}
+        cmd_lost = [c for c, a in answers.items() if not a]
+        cmd_doubled = [c for c, a in answers.items() if len(a) > 1]
+        succeeded = Counter(e.payload.payment_id for e in events.values() if e.type == "payment.succeeded")
+        checkouts = (await http.get(f"{fleet.provider_url}/sandbox/checkouts")).json()
+        charged = {uuid.UUID(c["payment_id"]) for c in checkouts if c["status"] == "succeeded"}
+        dlq_missing = await _dead_letters_missing(infra, registry, bad)
+
+        fleet_codes = fleet.stop()
+        _say("fleet stopped")
+        rebuild = subprocess.run(
+            [str(BIN / "status-projector-ops"), "rebuild", "--no-switch", "--keep", "5"],
+            env=fleet.base_env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert rebuild.returncode == 0, rebuild.stdout[-3000:] + rebuild.stderr[-3000:]
+        live, rebuilt = await read_model_rows(infra.dsn, 1), await read_model_rows(infra.dsn, 2)
+        diff_invoices = differing(live["invoices"], rebuilt["invoices"], ("account_id", "invoice_number"))
+        diff_payments = differing(live["payments"], rebuilt["payments"], ("payment_id",))
+        diff_parked = differing(live["parked"], rebuilt["parked"], ("event_id",))
+
+        by_kind = Counter(k.kind for k in kills)
+        recovery = {
+            kind: sorted(round(k.recovery_s, 1) for k in kills if k.kind == kind and k.recovery_s is not None)
+            for kind in by_kind
+        }
+        report = table(
+            [
+                ("scale", "full" if FULL else "short"),
+                ("ERP documents in (snapshots too)", f"{len(load.documents)} (+{len(load.snapshots)})"),
+                ("pay commands in (delivered twice)", f"{len(load.commands)} ({sum(1 for c in load.commands if load.deliveries[c.event_id] > 1)})"),  # noqa: E501
+                ("bad records in / refused by the broker", f"{sum(len(v) for v in bad.values())} / {refused_at_the_door}"),  # noqa: E501
+                ("load seconds", f"{load_seconds:.0f}"),
+                ("canonical invoice events out", sum(len(ids) for t in invoices_out.values() for ids in t.values())),  # noqa: E501
+                ("payment events out", len(events)),
+                ("payments succeeded / charged by provider", f"{len(succeeded)} / {len(charged)}"),
+                ("lost: documents / commands / dead letters", f"{len(doc_lost)} / {len(cmd_lost)} / {dlq_missing}"),  # noqa: E501
+                ("doubled: documents / commands / payments", f"{len(doc_doubled)} / {len(cmd_doubled)} / {sum(1 for n in succeeded.values() if n > 1)}"),  # noqa: E501
+                ("read model rows differing from a rebuild", f"{diff_invoices + diff_payments + diff_parked} of {len(live['invoices'])} invoices, {len(live['payments'])} payments"),  # noqa: E501
+                ("kills: service / broker / postgres", f"{by_kind['service']} / {by_kind['broker']} / {by_kind['postgres']}"),  # noqa: E501
+                *[(f"recovery s after {kind} kills", recovery[kind]) for kind in sorted(recovery)],
+                ("of which broker / database start-up s", [round(k.restart_s, 1) for k in kills if k.restart_s]),  # noqa: E501
+                ("exit codes on SIGTERM", fleet_codes),
+            ]
+        )  # fmt: skip
+        print("\nchaos figures\n" + report, flush=True)
+        (Path(__file__).resolve().parents[2] / ".artifacts").mkdir(exist_ok=True)
+        (
+            Path(__file__).resolve().parents[2] / ".artifacts" / f"chaos-{'full' if FULL else 'short'}.txt"
+        ).write_text(report + "\n")
+
+        for payment_id in charged ^ set(succeeded):
+            at_provider = [c for c in checkouts if c["payment_id"] == str(payment_id)]
+            _say(f"payment {payment_id}: provider {at_provider}")
+            for e in events.values():
+                if getattr(e.payload, "payment_id", None) == payment_id:
+                    _say(f"  {e.type} {e.payload.model_dump_json()[:400]}")
+        assert doc_lost == [] and doc_doubled == [], "an ERP document was lost or doubled"
+        assert cmd_lost == [] and cmd_doubled == [], "a pay command was unanswered or answered twice"
+        assert all(n == 1 for n in succeeded.values()), "a payment succeeded twice"
+        assert charged == set(succeeded), "what the provider charged differs from what we report"
+        assert dlq_missing == 0, "a bad record is missing from its dead-letter topic"
+        assert diff_invoices == diff_payments == diff_parked == 0, (
+            "the live read model differs from a rebuild"
+        )
+        assert min(by_kind.values()) >= scale.kills_each and len(by_kind) == 3
+        assert all(code == 0 for code in fleet_codes.values()), f"unclean exits {fleet_codes}"
+        assert len(succeeded) > 0 and len(load.commands) == scale.commands
+    finally:
+        await http.aclose()
+        await sender.stop()
+        fleet.stop()
+        infra.stop()
+
+
+def _dump_tasks_on_sigusr1() -> None:
+    """`kill -USR1 <pytest pid>` prints where every task of this test is waiting."""
+    import signal
+    import sys
+
+    def dump() -> None:
+        for task in asyncio.all_tasks():
+            task.print_stack(limit=6, file=sys.stderr)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
+
+
+def _bad_records() -> list[tuple[bytes | None, bytes | None]]:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    return [
+        (b"CH-BAD", b"{not json"),
+        (b"CH-BAD", b"\xff\xfe\xfd not utf-8 \x80"),
+        (b"CH-BAD", json.dumps({"type": "erp.invoice.upserted", "payload": {"x": 1}}).encode()),
+        (
+            b"CH-BAD",
+            json.dumps({"event_id": str(uuid.uuid4()), "type": "no.such.type", "payload": {}}).encode(),
+        ),
+        (b"CH-BAD", None),  # tombstone
+        (b"CH-BAD", b""),
+        (b"CH-BAD", deep),
+        (b"CH-BAD", b'{"pad": "' + b"x" * 990_000 + b'"}'),  # near the broker's 1 MiB limit
+        (b"CH-BAD", b"x" * (2 * 1024 * 1024)),  # over it: the broker refuses it at the door
+    ]
+
+
+def _answers(events: dict[uuid.UUID, Any], command_id: uuid.UUID) -> list[Any]:
+    return [e for e in events.values() if e.causation_id == command_id and e.type in ANSWERS]
+
+
+async def _payment_events(infra: Infrastructure, registry: TopicRegistry) -> dict[uuid.UUID, Any]:
+    records = await read_topic(infra.bootstrap, registry.payments_events.name)
+    events = {}
+    for r in records:
+        e = decode(registry.payments_events.decoder, r.value)
+        if e is not None:
+            events[e.event_id] = e
+    return events
+
+
+async def _until_answered(
+    infra: Infrastructure, registry: TopicRegistry, load: Load, fleet: Fleet
+) -> dict[uuid.UUID, Any]:
+    deadline = time.monotonic() + 240
+    while True:
+        events = await _payment_events(infra, registry)
+        answered = {e.causation_id for e in events.values() if e.type in ANSWERS}
+        if all(c.event_id in answered for c in load.commands):
+            return events
+        if time.monotonic() > deadline:
+            return events  # the figures show what is missing
+        await asyncio.sleep(2)
+
+
+async def _until_settled(infra: Infrastructure, registry: TopicRegistry, fleet: Fleet) -> None:
+    async def settled() -> bool:
+        events = await _payment_events(infra, registry)
+        requested = {e.payload.payment_id for e in events.values() if e.type == "payment.requested"}
+        ended = {e.payload.payment_id for e in events.values() if e.type in ENDINGS}
+        return requested <= ended
+
+    await _until(settled, 240, "every payment ended", fleet)
+
+
+async def _drained(dsn: str) -> bool:
+    try:
+        return not any((await outbox_depth(dsn)).values())
+    except Exception:
+        return False
+
+
+async def _dead_letters_missing(
+    infra: Infrastructure, registry: TopicRegistry, bad: dict[str, list[tuple[int, int]]]
+) -> int:
+    """Each bad record must be on its topic's .dlq once per service that reads the topic."""
+    readers = {t.name: len(_readers(registry, t.name)) for t in registry.all}
+    missing = 0
+    for topic, placed in bad.items():
+        letters = await read_topic(infra.bootstrap, f"{topic}.dlq")
+        seen: Counter[tuple[int, int]] = Counter()
+        services: dict[tuple[int, int], set[str]] = {}
+        for r in letters:
+            h = {k: v.decode() for k, v in r.headers}
+            if h.get("dlq.source.topic") == topic:
+                pos = (int(h["dlq.source.partition"]), int(h["dlq.source.offset"]))
+                services.setdefault(pos, set()).add(h["dlq.service"])
+                seen[pos] += 1
+        missing += sum(max(0, readers[topic] - len(services.get(p, set()))) for p in placed)
+    return missing
+
+
+def _readers(registry: TopicRegistry, topic: str) -> list[str]:
+    consumers = {
+        registry.erp_invoices.name: ["invoice-sync"],
+        registry.invoices.name: ["payment-intake", "status-projector"],
+        registry.payments_commands.name: ["payment-intake"],
+        registry.payments_callbacks.name: ["payment-intake"],
+        registry.payments_events.name: ["status-projector"],
+    }
+    return consumers[topic]
+
+
+async def _kill(
+    kind: str, infra: Infrastructure, fleet: Fleet, http: httpx.AsyncClient, rng: random.Random
+) -> Kill:
+    at = time.monotonic()
+    restart_s = None
+    if kind == "service":
+        instance = rng.choice(fleet.instances)
+        instance.kill()
+        await asyncio.sleep(rng.uniform(0.2, 2.0))
+        instance.start()
+        target = instance.name
+    elif kind == "broker":
+        infra.kafka.kill()
+        await asyncio.sleep(rng.uniform(1.0, 4.0))
+        restart_s = await asyncio.to_thread(infra.kafka.restart)
+        target = "kafka"
+    else:
+        await asyncio.to_thread(infra.postgres.crash)
+        await asyncio.sleep(rng.uniform(1.0, 4.0))
+        restart_s = await asyncio.to_thread(infra.postgres.restart)
+        target = "postgresql"
+    kill = Kill(kind, target, at, restart_s)
+    _say(f"killed {target}; waiting for recovery")
+    kill.recovery_s = await _recovered(infra, fleet, http, at)
+    _say(f"recovered from {kind} kill in {kill.recovery_s}")
+    return kill
+
+
+async def _recovered(
+    infra: Infrastructure, fleet: Fleet, http: httpx.AsyncClient, since: float
+) -> float | None:
+    """Seconds from the kill until a new ERP document reaches the read model again."""
+    canary = ErpInvoiceUpserted.originating(
+        producer="erp",
+        account_id="CH-CANARY",
+        payload=ErpInvoiceDocument(
+            invoice_number=f"CAN-{uuid.uuid4().hex[:8]}",
+            version=1,
+            invoice_date=date(2026, 11, 1),
+            due_date=date(2026, 12, 1),
+            currency="USD",
+            total=Decimal("10.00"),
+            open_amount=Decimal("10.00"),
+            billing_country="US",
+        ),
+    )
+    producer_ok = False
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if not producer_ok:
+            with contextlib.suppress(Exception):  # the broker may still be down
+                producer_ok = await _send_one(infra.bootstrap, canary)
+        if producer_ok and await read_model_has(infra.dsn, "CH-CANARY", canary.payload.invoice_number):
+            return time.monotonic() - since
+        await asyncio.sleep(0.2)
+    return None
+
+
+async def _send_one(bootstrap: str, message: Any) -> bool:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=5000)
+    await producer.start()
+    try:
+        registry = TopicRegistry(prefix="chaos.")
+        await producer.send_and_wait(
+            registry.erp_invoices.name, message.model_dump_json().encode(), key=message.key()
+        )
+        return True
+    finally:
+        await producer.stop()
+
+
+async def _until(probe: Any, timeout: float, what: str, fleet: Fleet) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{fleet.tail()}")
+        await asyncio.sleep(0.5)
