@@ -114,3 +114,10 @@ def test_a_uuid_is_an_identifier_even_when_its_digits_pass_luhn() -> None:
     assert not contains_card_number(f"event {event_id}")
     assert redact_card_numbers(f"event {event_id}") == f"event {event_id}"
     assert contains_card_number(f"event {event_id} card 4111 1111 1111 1111")
+
+
+def test_a_hex_identifier_is_an_identifier_even_when_its_digits_pass_luhn() -> None:
+    webhook_id = "msg_valid_4111111111111111ab00c0ffee"  # 16 digits that pass Luhn, inside hex
+    assert not contains_card_number(webhook_id)
+    assert not contains_card_number("digest 3a4111111111111111")
+    assert contains_card_number("msg 4111111111111111 ab")  # standing alone, it is a card number

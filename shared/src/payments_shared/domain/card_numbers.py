@@ -22,6 +22,11 @@ _ENOUGH_DIGITS = re.compile(r"(?:\D*\d){13}")
 # ("034-1766-4131-9635"); a UUID is an identifier (every envelope carries three), and
 # nobody writes a card number in its 8-4-4-4-12 hex shape.
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# Likewise a hex identifier (a UUID without dashes, a digest, a webhook id): 16+ hex
+# characters with a letter among them, standing alone. 32 random hex characters hold a
+# Luhn-valid run of 13+ digits about once in 250; refusing such a webhook would refuse
+# it on every retry.
+_HEX_ID = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{16,}(?![0-9A-Za-z])")
 REDACTED = "[redacted card number]"
 MIN_DIGITS, MAX_DIGITS = 13, 19
 
@@ -44,6 +49,7 @@ def _spans(text: str) -> Iterator[tuple[int, int]]:
     if len(text) < MIN_DIGITS or _ENOUGH_DIGITS.match(text) is None or _UUID.fullmatch(text):
         return
     uuids = [m.span() for m in _UUID.finditer(text)] if "-" in text else []
+    uuids += [m.span() for m in _HEX_ID.finditer(text) if not m.group().isdigit()]
     for run in _RUN.finditer(text):
         groups = [
             (m.start() + run.start(), m.end() + run.start(), m.group()) for m in _GROUP.finditer(run.group())
