@@ -112,6 +112,7 @@ class Stack:
             "PAYMENTS_DATABASE_URL": database,
             "PAYMENTS_TOPIC_PREFIX": registry.prefix,
             "PAYMENTS_LOG_LEVEL": "WARNING",
+            "PAYMENTS_SANDBOX": "1",  # the sandbox provider's published webhook secret
         }
         self.sandbox = subprocess.Popen(
             [str(BIN / "sandbox-provider")],

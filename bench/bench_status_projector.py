@@ -282,11 +282,13 @@ import asyncio, sys, uvicorn
 from payments_shared.database import open_pool
 from payments_shared.topics import TopicRegistry
 from status_projector.adapters.postgres import SCHEMA
+from status_projector.domain.access import MerchantKeys, PortalKeys, digest_of
 from status_projector.entrypoints.http import build_app
 
 async def main():
     pool = await open_pool(sys.argv[1], SCHEMA, size=4)
-    app = build_app(pool, TopicRegistry(sys.argv[2]), provider_configured=True)
+    keys = PortalKeys([MerchantKeys("bench", frozenset([sys.argv[4]]), (digest_of(sys.argv[5]),))])
+    app = build_app(pool, TopicRegistry(sys.argv[2]), keys, provider_configured=True)
     await uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=int(sys.argv[3]),
                                         log_level="warning", access_log=False)).serve()
 try:
@@ -298,10 +300,15 @@ except ImportError:
 
 async def api_latencies(dsn: str, prefix: str, account: str, requests: int) -> list[float]:
     port = free_port()
-    server = await asyncio.create_subprocess_exec(sys.executable, "-c", API_SERVER, dsn, prefix, str(port))
+    key = "pk_bench_" + uuid.uuid4().hex
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", API_SERVER, dsn, prefix, str(port), account, key
+    )
     base = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        async with httpx.AsyncClient(
+            base_url=base, timeout=10, headers={"authorization": f"Bearer {key}"}
+        ) as client:
             deadline = time.monotonic() + 30
             while True:
                 try:

@@ -37,7 +37,9 @@ def main() -> None:
         for script in BENCHMARKS:
             print(f"\n=== {script}", flush=True)
             done = subprocess.run(
-                [sys.executable, str(HERE / script)], env={**os.environ, **env}, check=False
+                [sys.executable, str(HERE / script)],
+                env={**os.environ, **env, "PAYMENTS_SANDBOX": "1"},
+                check=False,
             )
             if done.returncode != 0:
                 failed.append(script)

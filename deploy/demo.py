@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MERCHANTS = HERE / "demo" / "merchants.yaml"
+MERCHANT_FILE = HERE / "demo" / "merchants.yaml"
 sys.path.insert(0, str(HERE))
 
 import httpx  # noqa: E402
@@ -34,8 +34,18 @@ from payments_shared.contracts.payments import (  # noqa: E402
     PayInvoicePayload,
 )
 from payments_shared.domain.money import Money  # noqa: E402
+from payments_shared.kafka import client_options  # noqa: E402
+from payments_shared.merchants import load_merchant_file  # noqa: E402
+from payments_shared.sandbox import demo_api_key  # noqa: E402
 from payments_shared.topics import TopicRegistry, ensure_topics  # noqa: E402
 from system import System, fresh_infrastructure, stop_infrastructure  # noqa: E402
+
+MERCHANTS = load_merchant_file(MERCHANT_FILE)
+
+
+def portal_headers(account: str) -> dict[str, str]:
+    """What the account's merchant's portal backend sends: its (sandbox demo) API key."""
+    return {"authorization": f"Bearer {demo_api_key(MERCHANTS.merchant_of(account) or '')}"}
 
 
 def say(text: str = "") -> None:
@@ -53,7 +63,7 @@ def infrastructure(state_dir: Path) -> tuple[str, str, str, bool]:
 
 
 async def publish(bootstrap: str, topic: str, messages: list) -> None:  # type: ignore[type-arg]
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**client_options(bootstrap), acks="all")
     await producer.start()
     try:
         for m in messages:
@@ -65,7 +75,7 @@ async def publish(bootstrap: str, topic: str, messages: list) -> None:  # type: 
 async def statuses(client: httpx.AsyncClient) -> dict[str, dict]:  # type: ignore[type-arg]
     seen = {}
     for account in sorted({row[0] for row in DEMO}):
-        response = await client.get(f"/v1/accounts/{account}/invoices")
+        response = await client.get(f"/v1/accounts/{account}/invoices", headers=portal_headers(account))
         if response.status_code == 200:
             for item in response.json()["items"]:
                 seen[item["invoice_number"]] = item
@@ -169,11 +179,10 @@ def main() -> None:
         log_dir=state_dir / "logs",
         bin_dir=Path(sys.executable).parent,
         topic_prefix=prefix,
+        merchant_config=MERCHANT_FILE,
         extra_env={
-            "PAYMENTS_SANDBOX": "1",
-            "PAYMENTS_MERCHANT_CONFIG": str(MERCHANTS),
-            "PAYMENT_INTAKE_MERCHANT_CONFIG": str(MERCHANTS),
-            "DEMO_PORTAL_MERCHANT_CONFIG": str(MERCHANTS),
+            "PAYMENT_INTAKE_MERCHANT_CONFIG": str(MERCHANT_FILE),
+            "DEMO_PORTAL_MERCHANT_CONFIG": str(MERCHANT_FILE),
         },
         with_portal=True,
     )
@@ -192,10 +201,17 @@ def main() -> None:
             say(f"  {name:17} {system.url(name)}")
         say(f"  kafka             {kafka}\n  postgresql        {database}")
         asyncio.run(walk_through(system, topics))
+        say("\nPortal API keys (sandbox demo keys; each reads only its merchant's accounts):")
+        for merchant in MERCHANTS.merchants:
+            say(f"  {merchant.name:30} {demo_api_key(merchant.name)}")
         say("\nTry it:")
         say(f"  open {system.url('demo-portal')}  (the seed 000 portal; the seed 003 one: /accounts/A-20077)")
-        say(f"  curl {system.url('status-projector')}/v1/accounts/C-10042/invoices")
-        say(f"  curl {system.url('status-projector')}/v1/accounts/A-20077/summary")
+        for account, path in (("C-10042", "invoices"), ("A-20077", "summary")):
+            key = demo_api_key(MERCHANTS.merchant_of(account) or "")
+            say(
+                f"  curl -H 'Authorization: Bearer {key}' "
+                f"{system.url('status-projector')}/v1/accounts/{account}/{path}"
+            )
         say(f"  open {system.url('sandbox-provider')}/sandbox/checkouts  (checkout pages: /checkout/<id>)")
         say("\nCtrl-C stops everything.")
         while not stop:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+# The sandbox provider's published secret: the services accept it only in sandbox mode,
+# which every launch from here is (PAYMENTS_SANDBOX=1).
 DEFAULT_SECRET = "whsec_c2FuZGJveC1zZWNyZXQtZm9yLWxvY2FsLWRlbW9zLW9ubHk="
 DEFAULT_PORTS = {
     "invoice-sync": 8010,
@@ -35,6 +37,15 @@ PORT_ENV = {
     "status-projector": "STATUS_PROJECTOR_HTTP_PORT",
     "demo-portal": "DEMO_PORTAL_HTTP_PORT",
 }
+
+
+def sandbox_merchant_file(directory: Path) -> Path:
+    """A merchant file for runs that name no merchants: one merchant owning no account, so
+    the status-projector starts (it needs a key) and payment-intake keeps its default policy."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "merchants.json"
+    path.write_text(json.dumps({"merchants": {"sandbox-merchant": {"accounts": []}}}))
+    return path
 
 
 def free_port() -> int:
@@ -109,6 +120,7 @@ class System:
     bin_dir: Path
     topic_prefix: str = ""
     webhook_secret: str = DEFAULT_SECRET
+    merchant_config: Path | None = None
     ports: dict[str, int] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     running: dict[str, Running] = field(default_factory=dict)
@@ -124,12 +136,16 @@ class System:
 
     def env(self) -> dict[str, str]:
         p = self.ports
+        if self.merchant_config is None:
+            self.merchant_config = sandbox_merchant_file(self.log_dir)
         return {
             **os.environ,
             "PAYMENTS_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "PAYMENTS_DATABASE_URL": self.database_url,
             "PAYMENTS_TOPIC_PREFIX": self.topic_prefix,
             "PAYMENTS_WEBHOOK_SECRET": self.webhook_secret,
+            "PAYMENTS_SANDBOX": "1",
+            **({"PAYMENTS_MERCHANT_CONFIG": str(self.merchant_config)} if self.merchant_config else {}),
             "PAYMENTS_PROVIDER_URL": self.url("sandbox-provider"),
             "PAYMENTS_PROVIDER_WEBHOOK_URL": f"{self.url('payment-intake')}/callbacks/provider",
             "SANDBOX_PROVIDER_PORT": str(p["sandbox-provider"]),

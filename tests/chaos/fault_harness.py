@@ -44,7 +44,7 @@ from payments_shared.contracts.erp import (
 )
 from payments_shared.contracts.payments import PayInvoice, PayInvoicePayload
 from payments_shared.topics import TopicRegistry
-from system import DEFAULT_SECRET, free_port
+from system import DEFAULT_SECRET, free_port, sandbox_merchant_file
 
 FULL = os.environ.get("PAYMENTS_CHAOS") == "full"
 BIN = Path(sys.executable).parent
@@ -171,6 +171,7 @@ class Fleet:
             "PAYMENTS_TOPIC_PREFIX": registry.prefix,
             "PAYMENTS_WEBHOOK_SECRET": DEFAULT_SECRET,
             "PAYMENTS_SANDBOX": "1",
+            "PAYMENTS_MERCHANT_CONFIG": str(sandbox_merchant_file(logs)),
             "PAYMENTS_PROVIDER_URL": self.provider_url,
             "PAYMENTS_PROVIDER_WEBHOOK_URL": webhook,
             "SANDBOX_PROVIDER_WEBHOOK_URL": webhook,

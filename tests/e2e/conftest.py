@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import uuid
 from collections.abc import Iterator
@@ -11,6 +12,8 @@ import pytest
 
 from payments_shared.topics import TopicRegistry
 from system import System, free_port
+
+E2E_MERCHANT = "e2e-merchant"
 
 
 @pytest.fixture
@@ -28,8 +31,12 @@ def system(
     database_url: str,
     topics: TopicRegistry,
     tmp_path: Path,
+    run_id: str,
     system_env: dict[str, str],
 ) -> Iterator[System]:
+    # The merchant file says whose accounts the run's are (its demo key reads them).
+    merchants = tmp_path / "merchants.json"
+    merchants.write_text(json.dumps({"merchants": {E2E_MERCHANT: {"accounts": [f"C-{run_id}"]}}}))
     running = System(
         kafka_bootstrap=kafka_bootstrap,
         database_url=database_url,
@@ -38,6 +45,7 @@ def system(
         topic_prefix=topics.prefix,
         ports={},
         extra_env={"PAYMENTS_LOG_LEVEL": "INFO", **system_env},
+        merchant_config=merchants,
     )
     # Free ports, never the defaults: a developer's `make run` may be holding them.
     running.ports = {name: free_port() for name in running.ports}

@@ -85,6 +85,7 @@ async def test_killed_at_random_points_no_payment_lost_none_doubled_every_comman
         "PAYMENTS_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "PAYMENTS_DATABASE_URL": database,
         "PAYMENTS_TOPIC_PREFIX": registry.prefix,
+        "PAYMENTS_SANDBOX": "1",  # the sandbox provider's published webhook secret
     }
     sandbox = Proc(
         [str(BIN / "sandbox-provider")],

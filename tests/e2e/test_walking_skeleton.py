@@ -26,6 +26,7 @@ from payments_shared.contracts.payments import (
     PayInvoice,
     PayInvoicePayload,
 )
+from payments_shared.sandbox import demo_api_key
 from payments_shared.topics import TopicRegistry
 from system import System
 
@@ -75,8 +76,12 @@ def guest_checkout_command(account: str, number: str, key: str) -> PayInvoice:
     )
 
 
+E2E_MERCHANT = "e2e-merchant"  # owns the run's accounts in the merchant file (conftest.py)
+
+
 async def invoice_status(system: System, account: str, number: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=system.url("status-projector")) as client:
+    portal = {"authorization": f"Bearer {demo_api_key(E2E_MERCHANT)}"}
+    async with httpx.AsyncClient(base_url=system.url("status-projector"), headers=portal) as client:
         response = await client.get(f"/v1/accounts/{account}/invoices/{number}")
         return {"http": response.status_code, **(response.json() if response.status_code == 200 else {})}
 

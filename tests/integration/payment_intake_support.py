@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 from standardwebhooks.webhooks import Webhook
 
 from payment_intake.entrypoints.main import Parts, build_parts
-from payment_intake.settings import SANDBOX_WEBHOOK_SECRET, PaymentIntakeSettings
+from payment_intake.settings import PaymentIntakeSettings
 from payments_shared.contracts import Envelope, PaymentEvent
 from payments_shared.contracts.invoices import (
     InvoiceClosed,
@@ -44,6 +44,8 @@ from payments_shared.contracts.payments import (
     SelectedInvoice,
 )
 from payments_shared.domain.money import Money
+from payments_shared.http_limits import server_limits
+from payments_shared.sandbox import SANDBOX_WEBHOOK_SECRET
 from payments_shared.topics import TopicRegistry
 from sandbox_provider.entrypoints.http import build_app as build_sandbox
 from sandbox_provider.settings import SandboxSettings
@@ -296,7 +298,15 @@ def sign(
 
 async def _serve(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            **server_limits(),
+        )
     )
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
@@ -317,6 +327,7 @@ async def running_intake(
     merchant_config: str | None = None,
     status_sync_after_s: int | None = None,
     refund_query_after_s: float = 60.0,
+    webhook_secret: str | None = None,
 ) -> AsyncIterator[Intake]:
     intake_port, sandbox_port = free_port(), free_port()
     sandbox_app, sender = build_sandbox(
@@ -343,6 +354,8 @@ async def running_intake(
         "PAYMENT_INTAKE_STATUS_SYNC_AFTER_S": status_sync_after_s,
         "PAYMENT_INTAKE_PROVIDER_WORKER_INTERVAL_S": 0.2,
         "PAYMENT_INTAKE_REFUND_QUERY_AFTER_S": refund_query_after_s,
+        "PAYMENTS_SANDBOX": "1",
+        "PAYMENTS_WEBHOOK_SECRET": webhook_secret,
     }
     settings = PaymentIntakeSettings.model_validate({k: v for k, v in env.items() if v is not None})
     parts = await build_parts(settings)

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import httpx
 from aiokafka import AIOKafkaProducer
 
 from payments_shared.contracts import Envelope
@@ -38,6 +39,8 @@ from payments_shared.database import open_pool
 from payments_shared.domain.money import Money
 from payments_shared.topics import TopicRegistry
 from status_projector.adapters.postgres import SCHEMA, VersionTables, install
+from status_projector.domain.access import MerchantKeys, PortalKeys, digest_of
+from status_projector.entrypoints.http import build_app
 from status_projector.projection import input_topics, kafka_offsets, projection_consumer, run_until
 
 PRODUCER = "test"
@@ -287,3 +290,19 @@ async def invoice_row(
             account,
             number,
         )
+
+
+PORTAL_KEY = "pk_test_portal_of_the_merchant_under_test"
+
+
+def portal_client(
+    pool: asyncpg.Pool, topics: TopicRegistry, accounts: Sequence[str], *, provider_configured: bool = True
+) -> httpx.AsyncClient:
+    """The read API in this process, called with the key of a merchant owning `accounts`."""
+    keys = PortalKeys([MerchantKeys("merchant-under-test", frozenset(accounts), (digest_of(PORTAL_KEY),))])
+    app = build_app(pool, topics, keys, provider_configured=provider_configured)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://projector",
+        headers={"authorization": f"Bearer {PORTAL_KEY}"},
+    )

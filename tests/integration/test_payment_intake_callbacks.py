@@ -21,6 +21,7 @@ from payment_intake_support import (
     until,
 )
 
+from kafka_tools import eventually, read_all
 from payments_shared.contracts.payments import (
     BillingAddress,
     CancelCheckout,
@@ -329,3 +330,48 @@ async def test_a_card_number_in_any_field_is_rejected_and_never_stored_or_publis
     finally:
         await raw.stop()
     assert values and digits.encode() not in values and PAN.encode() not in values
+
+
+async def test_a_callback_naming_another_accounts_payment_is_refused_and_not_published(env, kafka_bootstrap):
+    intake, db = env
+    owner, caller = account(), account()
+    payment_id, checkout_id = await opened_payment(intake, owner)
+    body = webhook("payment.succeeded", caller, payment_id, checkout_id)
+    webhook_id = f"msg_cross_{uuid.uuid4().hex[:8]}"
+    response = await post(intake, body, sign(body, webhook_id=webhook_id))
+    assert response.status_code == 409 and response.json()["error"]["code"] == "account_mismatch"
+    assert await count(db, "SELECT count(*) FROM webhooks_received WHERE webhook_id = $1", webhook_id) == 0
+    # The same callback under the payment's own account is accepted, and goes there.
+    own = webhook("payment.succeeded", owner, payment_id, checkout_id)
+    own_id = f"msg_own_{uuid.uuid4().hex[:8]}"
+    assert (await post(intake, own, sign(own, webhook_id=own_id))).json()["status"] == "accepted"
+
+    async def callbacks() -> list[dict]:
+        records = await read_all(kafka_bootstrap, intake.registry.payments_callbacks.name)
+        return [json.loads(r.value) for r in records]
+
+    published = await eventually(
+        callbacks, lambda cs: any(c["payload"]["webhook_id"] == own_id for c in cs), what="own callback"
+    )
+    assert [c["account_id"] for c in published if c["payload"]["webhook_id"] == own_id] == [owner]
+    assert not [c for c in published if c["payload"]["webhook_id"] == webhook_id]
+    assert not [c for c in published if c["account_id"] == caller]
+    assert not [e for e in intake.events.for_payment(payment_id) if e.account_id == caller]
+
+
+async def test_a_cancel_command_with_a_card_number_is_rejected_without_it(env):
+    intake, db = env
+    acc = account()
+    cancel = CancelCheckout.originating(
+        producer="portal",
+        account_id=acc,
+        payload=CancelCheckoutPayload(
+            idempotency_key=f"undo {PAN.replace(' ', '.')}", payment_id=uuid.uuid4()
+        ),
+    )
+    await intake.send(cancel)
+    answer = await intake.answer(cancel)
+    assert answer.payload.reason_code == "card_number_in_input"
+    assert "1111" not in answer.model_dump_json()
+    keys = await count(db, "SELECT count(*) FROM commands WHERE idempotency_key LIKE '%1111%'")
+    assert keys == 0

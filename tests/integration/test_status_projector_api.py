@@ -10,6 +10,7 @@ import pytest
 from status_projector_support import (
     Clock,
     account_story,
+    portal_client,
     project_to_end,
     projector_pool,
     publish,
@@ -18,7 +19,7 @@ from status_projector_support import (
 )
 
 from payments_shared.topics import TopicRegistry
-from status_projector.entrypoints.http import AccountSummary, InvoiceOut, InvoicePage, build_app
+from status_projector.entrypoints.http import AccountSummary, InvoiceOut, InvoicePage
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +43,7 @@ async def projected(kafka_bootstrap: str, database_url: str, topics: TopicRegist
 
 
 def _client(pool, topics: TopicRegistry, *, provider_configured: bool = True) -> httpx.AsyncClient:  # type: ignore[no-untyped-def]
-    app = build_app(pool, topics, provider_configured=provider_configured)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://projector")
+    return portal_client(pool, topics, ["A1"], provider_configured=provider_configured)
 
 
 async def test_one_invoice_shows_status_balance_payment_and_freshness(

@@ -8,12 +8,12 @@ import asyncio
 import time
 import uuid
 
-import httpx
 import pytest
 from status_projector_support import (
     Clock,
     account_story,
     dump,
+    portal_client,
     projector_pool,
     publish,
     requested,
@@ -21,7 +21,7 @@ from status_projector_support import (
 
 from payments_shared.topics import TopicRegistry
 from status_projector import ops
-from status_projector.entrypoints.http import InvoiceOut, build_app
+from status_projector.entrypoints.http import InvoiceOut
 from status_projector.projection import LiveProjection
 
 pytestmark = pytest.mark.integration
@@ -49,8 +49,7 @@ async def test_rebuild_while_serving_then_switch(
         switch_poll_s=0.1,
     )
     live_task = asyncio.create_task(live.run(stopping))
-    app = build_app(pool, topics, provider_configured=True)
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://projector")
+    client = portal_client(pool, topics, [*(f"A{i}" for i in range(30)), "LATE"])
     try:
 
         answers: list[tuple[int, str]] = []

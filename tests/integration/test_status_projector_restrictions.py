@@ -4,12 +4,12 @@ with the same rows."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 from status_projector_support import (
     Clock,
     dump,
     invoice_row,
+    portal_client,
     project_to_end,
     projector_pool,
     publish,
@@ -20,7 +20,7 @@ from status_projector_support import (
 
 from payments_shared.topics import TopicRegistry
 from status_projector import ops
-from status_projector.entrypoints.http import InvoiceOut, build_app
+from status_projector.entrypoints.http import InvoiceOut
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +30,7 @@ async def test_restriction_before_its_invoice_parks_then_shows_and_lifts(
 ) -> None:
     clock = Clock()
     pool = await projector_pool(database_url)
-    app = build_app(pool, topics, provider_configured=True)
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://projector")
+    client = portal_client(pool, topics, ["A1"])
 
     async def invoice(number: str) -> InvoiceOut:
         response = await client.get(f"/v1/accounts/A1/invoices/{number}")

@@ -4,6 +4,7 @@ from hypothesis import strategies as st
 
 from payments_shared.domain.card_numbers import (
     REDACTED,
+    card_number_fields,
     contains_card_number,
     passes_luhn,
     redact_card_numbers,
@@ -19,12 +20,20 @@ AMEX_TEST = "378282246310005"
         VISA_TEST,
         "4111 1111 1111 1111",
         "4111-1111-1111-1111",
+        "4111.1111.1111.1111",
+        "4111  1111  1111  1111",
+        "4111 - 1111 . 1111\t1111",
+        "4111\u00a01111\u20131111 1111",  # no-break space, en dash
         f"card: {AMEX_TEST} thanks",
+        "PO-4111.1111.1111.1111/A",
         "6011000990139424",
+        "ref 12 4111 1111 1111 1111",  # behind a prefix group
     ],
 )
-def test_card_numbers_are_found_with_or_without_separators(text: str) -> None:
+def test_card_numbers_are_found_with_any_separators(text: str) -> None:
     assert contains_card_number(text)
+    assert not contains_card_number(redact_card_numbers(text))
+    assert REDACTED in redact_card_numbers(text)
 
 
 @pytest.mark.parametrize(
@@ -32,9 +41,11 @@ def test_card_numbers_are_found_with_or_without_separators(text: str) -> None:
     [
         "4111111111111112",  # fails Luhn
         "123456789012",  # 12 digits
-        "41111111111111111111",  # 20 digits: not a card number
+        "41111111111111111111",  # 20 digits in one run: not a card number
         "+1 555 0100",
         "Suite 400, 12345",
+        "2025-01-31",
+        "4111 1111 1111 111",  # 15 digits, fails Luhn
     ],
 )
 def test_other_numbers_are_not_card_numbers(text: str) -> None:
@@ -55,12 +66,47 @@ def _luhn_complete(body: str) -> str:
     raise AssertionError("unreachable")
 
 
-@given(st.text(alphabet="0123456789", min_size=12, max_size=18), st.sampled_from(["", " ", "-"]))
-def test_any_luhn_valid_13_to_19_digit_number_is_redacted(body: str, sep: str) -> None:
-    number = _luhn_complete(body)
-    grouped = sep.join(number[i : i + 4] for i in range(0, len(number), 4))
-    assert contains_card_number(f"x {grouped} y")
-    assert number not in redact_card_numbers(f"x {grouped} y").replace(sep, "")
+SEPARATOR_RUNS = st.text(alphabet=" .-\t\u00a0\u2013", min_size=0, max_size=3)
+FILLER = st.text(alphabet=st.characters(blacklist_categories=["Nd", "Cs"]), max_size=12)
+
+
+@st.composite
+def written_card_numbers(draw: st.DrawFn) -> tuple[str, str]:
+    """(digits, how someone wrote them): groups of 1-6 digits, any separators between."""
+    number = _luhn_complete(draw(st.text(alphabet="0123456789", min_size=12, max_size=18)))
+    written, i = "", 0
+    while i < len(number):
+        size = draw(st.integers(1, 6))
+        written += number[i : i + size]
+        i += size
+        if i < len(number):
+            written += draw(SEPARATOR_RUNS)
+    return number, written
+
+
+@given(written_card_numbers(), FILLER, FILLER)
+def test_any_luhn_valid_13_to_19_digits_with_any_separators_is_found_and_redacted(
+    card: tuple[str, str], before: str, after: str
+) -> None:
+    number, written = card
+    text = f"{before} {written} {after}"
+    assert contains_card_number(text)
+    redacted = redact_card_numbers(text)
+    assert REDACTED in redacted
+    assert number not in "".join(c for c in redacted if c.isdigit())
+
+
+@given(st.text(alphabet="0123456789 .-", max_size=40))
+def test_redacted_text_never_holds_a_card_number(text: str) -> None:
+    assert not contains_card_number(redact_card_numbers(text))
+
+
+def test_fields_are_named_by_path_never_by_value() -> None:
+    document = {
+        "account_id": "A1",
+        "payload": {"po_number": "PO 4111.1111.1111.1111", "lines": [{"note": "ok"}, {"note": AMEX_TEST}]},
+    }
+    assert card_number_fields(document) == ["payload.po_number", "payload.lines[1].note"]
 
 
 def test_a_uuid_is_an_identifier_even_when_its_digits_pass_luhn() -> None:
@@ -68,3 +114,10 @@ def test_a_uuid_is_an_identifier_even_when_its_digits_pass_luhn() -> None:
     assert not contains_card_number(f"event {event_id}")
     assert redact_card_numbers(f"event {event_id}") == f"event {event_id}"
     assert contains_card_number(f"event {event_id} card 4111 1111 1111 1111")
+
+
+def test_a_hex_identifier_is_an_identifier_even_when_its_digits_pass_luhn() -> None:
+    webhook_id = "msg_valid_4111111111111111ab00c0ffee"  # 16 digits that pass Luhn, inside hex
+    assert not contains_card_number(webhook_id)
+    assert not contains_card_number("digest 3a4111111111111111")
+    assert contains_card_number("msg 4111111111111111 ab")  # standing alone, it is a card number

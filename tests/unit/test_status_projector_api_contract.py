@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from fastapi import HTTPException
+from fastapi.exceptions import RequestValidationError
 
 from status_projector.entrypoints.http import decode_cursor, encode_cursor
 from status_projector.entrypoints.openapi import DOCUMENT, document, render
@@ -31,8 +31,19 @@ def test_cursor_round_trips() -> None:
     assert decode_cursor(cursor, "-due_date") == (date(2025, 3, 1), "INV-9")
 
 
-@pytest.mark.parametrize("cursor", ["not-base64!!", "W10", encode_cursor("due_date", date(2025, 1, 1), "X")])
-def test_foreign_or_mismatched_cursor_is_422(cursor: str) -> None:
-    with pytest.raises(HTTPException) as raised:
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "not-base64!!",
+        "W10",
+        encode_cursor("due_date", date(2025, 1, 1), "X"),
+        encode_cursor("-due_date", date(2025, 1, 1), "X\x00"),  # PostgreSQL text holds no NUL
+        encode_cursor("-due_date", date(2025, 1, 1), "X\ud800"),  # nor a lone surrogate
+        "\ud800",
+    ],
+)
+def test_foreign_mismatched_or_unstorable_cursor_is_a_validation_error(cursor: str) -> None:
+    # Rendered as the documented 422 body (HTTPValidationError), like any bad parameter.
+    with pytest.raises(RequestValidationError) as raised:
         decode_cursor(cursor, "-due_date")
-    assert raised.value.status_code == 422
+    assert raised.value.errors()[0]["loc"] == ("query", "cursor")

@@ -15,6 +15,8 @@ from typing import Any
 from aiokafka.client import AIOKafkaClient
 from prometheus_client import Counter, Gauge
 
+from .kafka import client_options
+
 log = logging.getLogger(__name__)
 
 LOOP_LAG = Gauge("event_loop_lag_seconds", "How late the event loop's last heartbeat tick ran")
@@ -115,7 +117,7 @@ class BrokerProbe:
             async with asyncio.timeout(self._timeout_s):
                 if self._client is None:
                     client = AIOKafkaClient(
-                        bootstrap_servers=self._bootstrap,
+                        **client_options(self._bootstrap),
                         client_id="health-probe",
                         request_timeout_ms=int(self._timeout_s * 1000),
                         **self._client_options,

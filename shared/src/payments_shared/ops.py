@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from payments_shared.kafka import client_options
 from payments_shared.topics import TopicRegistry
 
 Progress = Callable[[int, int], None]
@@ -34,7 +35,7 @@ async def kafka_bounds(
     bootstrap: str, topics: Iterable[str]
 ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
     """Beginning and end offsets of every partition of `topics`."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client_options(bootstrap), enable_auto_commit=False)
     await consumer.start()
     try:
         # A consumer that subscribes to nothing has no partition metadata until asked.
@@ -110,12 +111,12 @@ async def redrive_dead_letters(
     dlq = source.dead_letter
     group = f"{operator}.redrive.{service or 'all'}"
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **client_options(bootstrap),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    producer = AIOKafkaProducer(**client_options(bootstrap), enable_idempotence=True, acks="all")
     await consumer.start()
     await producer.start()
     examined = redriven = 0

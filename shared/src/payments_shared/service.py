@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from .database import open_pool
 from .health import BrokerProbe, LoopHeartbeat
+from .http_limits import server_limits
 from .messaging import OutboxRelay, TransactionalConsumer
 from .messaging.transient import retrying
 from .observability import configure_logging
@@ -73,7 +74,15 @@ class ServiceHost:
         self._on_stop = on_stop
         self._stopping = asyncio.Event()
         self._server = _QuietServer(
-            uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                **server_limits(),
+            )
         )
         self._add_operational_routes()
 

@@ -198,7 +198,9 @@ async def ensure_topics(bootstrap: str, registry: TopicRegistry) -> list[str]:
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
     from aiokafka.errors import TopicAlreadyExistsError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="topic-registry")
+    from .kafka import client_options
+
+    admin = AIOKafkaAdminClient(**client_options(bootstrap), client_id="topic-registry")
     await admin.start()
     changed: list[str] = []
     try:

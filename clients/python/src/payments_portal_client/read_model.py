@@ -67,6 +67,10 @@ class PaymentState(StrEnum):
     expired = 'expired'
 
 
+class Problem401(BaseModel):
+    detail: Annotated[str, Field(title='Detail')]
+
+
 class Problem404(BaseModel):
     detail: Annotated[str, Field(title='Detail')]
 

@@ -4,6 +4,8 @@ A batch is applied in one transaction: the invoices it touches are loaded (and l
 up front, each document is applied in order to the in-memory invoices, and the changed
 invoices and their pending provider calls are written back in a few statements.
 A document that fails validation is dead-lettered on its own; the batch goes on.
+So is a document with anything that looks like a card number in any of its fields: it
+is never applied, and the dead letter carries it with the number masked.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from payments_shared.contracts.erp import (
     ErpAccountSnapshot,
     ErpInvoiceCancelled,
     ErpInvoiceUpserted,
+)
+from payments_shared.domain.card_numbers import (
+    card_number_fields,
+    redact_card_numbers,
 )
 from payments_shared.messaging import Delivery, Transaction
 
@@ -110,6 +116,15 @@ async def on_account_snapshot(message: ErpAccountSnapshot, uow: UnitOfWork) -> N
         _publish_all(uow, happenings, cause)
 
 
+def refuse_card_numbers(message: Envelope) -> None:
+    # Python mode: ids, times, dates and amounts stay typed; every free-text field is a str.
+    where = card_number_fields(message.model_dump())
+    if where:
+        raise InvalidErpDocument(
+            "card_number_in_document", f"something that looks like a card number in {', '.join(where)}"
+        )
+
+
 Handler = Callable[[Any, UnitOfWork], Awaitable[None]]
 
 HANDLERS: dict[type[Envelope], Handler] = {
@@ -138,6 +153,7 @@ async def handle_batch(deliveries: Sequence[Delivery], tx: Transaction) -> None:
         # Not `observability.about()` per message: binding context costs as much as
         # applying a document; the one log line here names the document itself.
         try:
+            refuse_card_numbers(delivery.message)
             await handler(delivery.message, uow)
         except InvalidErpDocument as exc:
             log.warning(
@@ -147,7 +163,7 @@ async def handle_batch(deliveries: Sequence[Delivery], tx: Transaction) -> None:
                     "detail": exc.message,
                     "event_id": str(delivery.message.event_id),
                     "correlation_id": str(delivery.message.correlation_id),
-                    "account_id": delivery.message.account_id,
+                    "account_id": redact_card_numbers(delivery.message.account_id),
                     "offset": delivery.offset,
                 },
             )

@@ -65,7 +65,7 @@ from payments_shared.contracts.payments import (
     PaySelectedInvoices,
     ProviderCallbackReceived,
 )
-from payments_shared.domain.card_numbers import redact_card_numbers
+from payments_shared.domain.card_numbers import redact_card_numbers, redact_document
 from payments_shared.domain.money import Money
 from payments_shared.messaging import Transaction
 from payments_shared.messaging.consumer import BatchHandler, Delivery
@@ -290,15 +290,20 @@ class _Pay:
         return [i.invoice_number for i in self.request.invoices]
 
 
+def _card_key(key: str, fingerprint: str) -> str:
+    """The key a card-carrying command is remembered under: redacted, and told apart from
+    other such commands by its redacted content (two keys that differ only in the card
+    number would otherwise collide as one reused key)."""
+    return f"{redact_card_numbers(key)[:100]}#{fingerprint[:12]}"
+
+
 def _read(command: PayCommand) -> _Pay:
     content = command.payload.model_dump(mode="json")
     if card_number_fields(content):
         with about(command):
             log.warning("pay command carried a card number; rejected", extra={"command": command.type})
-        key = redact_card_numbers(command.payload.idempotency_key)
-        return _Pay(
-            command, key, _fingerprint(command, json.loads(redact_card_numbers(json.dumps(content)))), None
-        )
+        fingerprint = _fingerprint(command, redact_document(content))
+        return _Pay(command, _card_key(command.payload.idempotency_key, fingerprint), fingerprint, None)
     return _Pay(command, command.payload.idempotency_key, _fingerprint(command, content), _request(command))
 
 
@@ -459,8 +464,15 @@ async def on_pay_batch(commands: Sequence[PayCommand], uow: UnitOfWork) -> None:
 
 
 async def on_cancel_checkout(command: CancelCheckout, uow: UnitOfWork) -> None:
+    content = command.payload.model_dump(mode="json")
+    if card_number_fields(content):
+        fingerprint = _fingerprint(command, redact_document(content))
+        key = _card_key(command.payload.idempotency_key, fingerprint)
+        if not await _repeat_or_refuse(uow, command, key, fingerprint):
+            await _answer(uow, command, key, fingerprint, _rejected(command, key, CARD_NUMBER_REJECTION))
+        return
     key = command.payload.idempotency_key
-    fingerprint = _fingerprint(command, command.payload.model_dump(mode="json"))
+    fingerprint = _fingerprint(command, content)
     if await _repeat_or_refuse(uow, command, key, fingerprint):
         return
     payment = await uow.payments.get_for_update(command.payload.payment_id)
@@ -657,6 +669,18 @@ HANDLERS: dict[type[Envelope], Callable[[Any, UnitOfWork], Awaitable[None]]] = {
 }
 
 PAY_COMMANDS = (PayInvoice, PaySelectedInvoices, PayAccountBalance)
+COMMANDS = (*PAY_COMMANDS, CancelCheckout)
+
+
+class CardNumberInEnvelope(ValueError):
+    """A card number where no answer can be sent without repeating it (the account id
+    is every answer's key): the message is dead-lettered, masked, instead."""
+
+
+def refuse_card_numbers_in_envelope(message: Envelope) -> None:
+    where = card_number_fields(message.model_dump(exclude={"payload"}))  # ids and times stay typed
+    if where:
+        raise CardNumberInEnvelope(f"something that looks like a card number in {', '.join(where)}")
 
 
 def consuming(unit_of_work: Callable[[Transaction], UnitOfWork]) -> BatchHandler:
@@ -668,6 +692,8 @@ def consuming(unit_of_work: Callable[[Transaction], UnitOfWork]) -> BatchHandler
         pays: list[PayCommand] = []
         for delivery in deliveries:
             message = delivery.message
+            if isinstance(message, COMMANDS):
+                refuse_card_numbers_in_envelope(message)
             if isinstance(message, PAY_COMMANDS):
                 pays.append(message)
                 continue

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
 
+from payments_shared.sandbox import SANDBOX_WEBHOOK_SECRET, UnsafeConfiguration
 from payments_shared.settings import CommonSettings
-
-# The sandbox provider's published demo secret; deployments set PAYMENTS_WEBHOOK_SECRET.
-SANDBOX_WEBHOOK_SECRET = "whsec_c2FuZGJveC1zZWNyZXQtZm9yLWxvY2FsLWRlbW9zLW9ubHk="  # noqa: S105
 
 
 def _env(*names: str) -> AliasChoices:
@@ -19,9 +18,16 @@ def _env(*names: str) -> AliasChoices:
 class PaymentIntakeSettings(CommonSettings):
     http_port: int = Field(8020, validation_alias=_env("PAYMENT_INTAKE_HTTP_PORT"))
     provider_url: str = Field("http://127.0.0.1:8040", validation_alias=_env("PAYMENTS_PROVIDER_URL"))
-    webhook_secret: str = Field(SANDBOX_WEBHOOK_SECRET, validation_alias=_env("PAYMENTS_WEBHOOK_SECRET"))
+    webhook_secret: str | None = Field(
+        None,
+        validation_alias=_env("PAYMENTS_WEBHOOK_SECRET"),
+        description="The provider's signing secrets (whsec_...), space- or comma-separated: during a "
+        "rotation both the old and the new one",
+    )
     policy: str = Field("full-payment-portal", validation_alias=_env("PAYMENT_INTAKE_POLICY"))
-    merchant_config: Path | None = Field(None, validation_alias=_env("PAYMENT_INTAKE_MERCHANT_CONFIG"))
+    merchant_config: Path | None = Field(
+        None, validation_alias=_env("PAYMENTS_MERCHANT_CONFIG", "PAYMENT_INTAKE_MERCHANT_CONFIG")
+    )
     checkout_ttl_s: int = Field(900, validation_alias=_env("PAYMENT_INTAKE_CHECKOUT_TTL_S"))
     expiry_interval_s: float = Field(1.0, validation_alias=_env("PAYMENT_INTAKE_EXPIRY_INTERVAL_S"))
     checkout_lease_s: float = Field(15.0, validation_alias=_env("PAYMENT_INTAKE_CHECKOUT_LEASE_S"))
@@ -36,3 +42,24 @@ class PaymentIntakeSettings(CommonSettings):
     )
     provider_lease_s: float = Field(15.0, validation_alias=_env("PAYMENT_INTAKE_PROVIDER_LEASE_S"))
     refund_query_after_s: float = Field(60.0, validation_alias=_env("PAYMENT_INTAKE_REFUND_QUERY_AFTER_S"))
+    callback_max_bytes: int = Field(64 * 1024, validation_alias=_env("PAYMENT_INTAKE_CALLBACK_MAX_BYTES"))
+    callback_body_timeout_s: float = Field(
+        10.0, validation_alias=_env("PAYMENT_INTAKE_CALLBACK_BODY_TIMEOUT_S")
+    )
+
+    def webhook_secrets(self) -> list[str]:
+        """The secrets callbacks are verified with; refuses published ones outside sandbox mode."""
+        secrets = [s for s in re.split(r"[\s,]+", self.webhook_secret or "") if s]
+        if not secrets:
+            if not self.sandbox:
+                raise UnsafeConfiguration(
+                    "PAYMENTS_WEBHOOK_SECRET is not set; set the provider's signing secret "
+                    "(or PAYMENTS_SANDBOX=1 to use the sandbox provider's published one)"
+                )
+            return [SANDBOX_WEBHOOK_SECRET]
+        if SANDBOX_WEBHOOK_SECRET in secrets and not self.sandbox:
+            raise UnsafeConfiguration(
+                "PAYMENTS_WEBHOOK_SECRET holds the sandbox provider's published secret; "
+                "it is accepted only with PAYMENTS_SANDBOX=1"
+            )
+        return secrets

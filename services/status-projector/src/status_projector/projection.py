@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from payments_shared.kafka import client_options
 from payments_shared.messaging import TransactionalConsumer, is_transient
 from payments_shared.topics import Topic, TopicRegistry
 
@@ -154,7 +155,7 @@ async def kafka_offsets(
 ) -> tuple[dict[Partition, int], dict[Partition, int]]:
     """(start, end) offsets of every partition: start is the beginning, or the first
     offset at or after `at_ms` (the end when nothing is that new)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client_options(bootstrap), enable_auto_commit=False)
     await consumer.start()
     try:
         # The registry's partition counts are what ensure_topics applied to the cluster.

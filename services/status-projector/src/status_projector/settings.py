@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field
 
+from payments_shared.merchants import MerchantFile, load_merchant_file
+from payments_shared.sandbox import UnsafeConfiguration, demo_api_key
 from payments_shared.settings import CommonSettings
+from status_projector.domain.access import MerchantKeys, PortalKeys, digest_of
 
 SERVICE = "status-projector"
 
@@ -23,3 +28,38 @@ class ProjectorSettings(CommonSettings):
         description="Events a rebuild applies per transaction (fewer commits, fewer round trips)",
     )
     switch_poll_s: float = Field(1.0, validation_alias=AliasChoices("STATUS_PROJECTOR_SWITCH_POLL_S"))
+    merchant_config: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("PAYMENTS_MERCHANT_CONFIG"),
+        description="The merchant file: each merchant's accounts and the SHA-256 of its API keys",
+    )
+
+    def portal_keys(self) -> PortalKeys:
+        if self.merchant_config is None:
+            raise UnsafeConfiguration(
+                "PAYMENTS_MERCHANT_CONFIG is not set: without the merchant file no portal can read"
+            )
+        return portal_keys(load_merchant_file(self.merchant_config), sandbox=self.sandbox)
+
+
+def portal_keys(merchants: MerchantFile, *, sandbox: bool) -> PortalKeys:
+    """The configured keys; in sandbox mode each merchant's published demo key as well,
+    which outside sandbox mode is refused even when configured."""
+    entries = []
+    for merchant in merchants.merchants:
+        digests = list(merchant.api_keys)
+        demo = digest_of(demo_api_key(merchant.name))
+        if sandbox:
+            digests.append(demo)
+        elif demo in digests:
+            raise UnsafeConfiguration(
+                f"merchant {merchant.name}: its published demo key is accepted only with PAYMENTS_SANDBOX=1"
+            )
+        entries.append(MerchantKeys(merchant.name, merchant.accounts, tuple(digests)))
+    keys = PortalKeys(entries)
+    if len(keys) == 0:
+        raise UnsafeConfiguration(
+            "no merchant in the merchant file has an api key (api_keys: [sha256:...]); "
+            "create one with `status-projector-ops new-api-key`"
+        )
+    return keys

@@ -17,6 +17,7 @@ from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from payments_shared.contracts import Envelope
+from payments_shared.kafka import client_options
 from payments_shared.membership import consumer_options, leave_group_on_stop
 from payments_shared.topics import Topic, TopicRegistry
 
@@ -129,7 +130,7 @@ class TransactionalConsumer:
 
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+            **client_options(self._bootstrap),
             group_id=self._group_id,
             client_id=f"{self._group_id}",
             enable_auto_commit=False,

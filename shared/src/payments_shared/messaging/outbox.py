@@ -24,6 +24,7 @@ from aiokafka.partitioner import murmur2
 from prometheus_client import Counter, Gauge
 
 from payments_shared.contracts import Envelope
+from payments_shared.kafka import client_options
 from payments_shared.topics import Topic, TopicRegistry
 
 from .transient import is_transient, retrying
@@ -129,7 +130,7 @@ class OutboxRelay:
 
     def _producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
+            **client_options(self._bootstrap),
             client_id=f"{self._service}-outbox",
             enable_idempotence=True,
             acks="all",

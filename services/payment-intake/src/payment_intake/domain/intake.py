@@ -18,11 +18,12 @@ command is refused without any of it being echoed, stored or logged.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from payments_shared.domain.card_numbers import contains_card_number
+# The one detector every input goes through lives in shared/.
+from payments_shared.domain.card_numbers import card_number_fields as card_number_fields
 
 from .billing import GuestDetails, billing_problems
 from .policy import PaymentPolicy
@@ -90,22 +91,6 @@ class Accepted:
     @property
     def total_minor(self) -> int:
         return sum(amount for _, amount in self.allocations)
-
-
-def card_number_fields(value: Any, path: str = "") -> list[str]:
-    """Where (field paths, never values) something that looks like a card number sits."""
-    return [where for where, text in _strings(value, path) if contains_card_number(text)]
-
-
-def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _strings(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            yield from _strings(item, f"{path}[{index}]")
 
 
 CARD_NUMBER_REJECTION = Rejection(

@@ -1,7 +1,11 @@
 """POST /callbacks/provider: verify a Standard Webhooks callback and put it on `payments.callbacks`.
 
 - missing or stale/future timestamp (outside the library's 5-minute tolerance): 400;
-- bad or missing signature: 401; nothing is stored or published for either;
+- bad or missing signature: 401; nothing is stored or published for either. Several
+  secrets verify at once (Standard Webhooks rotation): any one of them signing is enough;
+- a body over the cap: 413 before it is read (BodyLimit, set up in main);
+- a callback naming a payment of another account than the one it claims: 409, nothing
+  published (the payment's account, not the caller's claim, decides where it goes);
 - accepted: in one transaction the webhook id goes into `webhooks_received` and a
   ProviderCallbackReceived into the outbox; a repeated webhook id answers 200 without
   a second effect. The database down answers 503 so the provider retries later.
@@ -12,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, get_args
 
@@ -28,6 +32,7 @@ from payments_shared.contracts.payments import (
     ProviderCallbackReceived,
     ProviderEvent,
 )
+from payments_shared.domain.card_numbers import contains_card_number, redact_card_numbers
 from payments_shared.domain.money import Money
 from payments_shared.messaging import Outbox, is_transient
 from payments_shared.topics import TopicRegistry
@@ -46,32 +51,40 @@ def _refuse(status: int, code: str, message: str) -> JSONResponse:
 
 
 def callback_router(
-    pool: asyncpg.Pool, registry: TopicRegistry, secret: str, on_accepted: Callable[[], None]
+    pool: asyncpg.Pool,
+    registry: TopicRegistry,
+    secrets: Sequence[str],
+    on_accepted: Callable[[], None],
 ) -> APIRouter:
+    if not secrets:
+        raise ValueError("at least one webhook secret is needed")
     router = APIRouter()
-    verifier = Webhook(secret)
+    verifiers = [Webhook(secret) for secret in secrets]
 
     @router.post("/callbacks/provider")
     async def provider_callback(request: Request) -> JSONResponse:
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
         webhook_id = headers.get("webhook-id", "")
+        shown = redact_card_numbers(webhook_id)  # whatever a caller puts there, never a card number
         refusal = _timestamp_problem(headers.get("webhook-timestamp"))
         if refusal is not None:
-            log.warning("webhook refused", extra={"webhook_id": webhook_id, "why": refusal})
+            log.warning("webhook refused", extra={"webhook_id": shown, "why": refusal})
             return _refuse(400, "bad_timestamp", refusal)
-        try:
-            data = verifier.verify(body, headers)
-        except (WebhookVerificationError, ValueError) as exc:
-            log.warning("webhook signature refused", extra={"webhook_id": webhook_id, "why": str(exc)})
+        data = _verified(verifiers, body, headers)
+        if data is None:
+            log.warning("webhook signature refused", extra={"webhook_id": shown})
             return _refuse(401, "bad_signature", "signature verification failed")
+        if contains_card_number(webhook_id) or contains_card_number(body.decode("utf-8", errors="replace")):
+            log.warning("webhook carried a card number; refused", extra={"webhook_id": shown})
+            return _refuse(422, "card_number_in_input", "a callback never carries a card number")
         event_type = data.get("type") if isinstance(data, dict) else None
         if event_type not in PROVIDER_EVENTS:
             return JSONResponse({"status": "ignored", "reason": "event type not handled"})
         try:
             message = _callback(webhook_id, data)
         except (ValidationError, KeyError, TypeError, ValueError) as exc:
-            log.warning("webhook body invalid", extra={"webhook_id": webhook_id, "error": repr(exc)})
+            log.warning("webhook body invalid", extra={"webhook_id": shown, "error": type(exc).__name__})
             return _refuse(400, "invalid_body", "the callback body does not match the contract")
         try:
             accepted = await _store(pool, registry, webhook_id, message)
@@ -79,11 +92,26 @@ def callback_router(
             if not is_transient(exc):
                 raise
             return _refuse(503, "unavailable", "try again later")
+        if accepted is None:
+            log.warning(
+                "webhook names a payment of another account; refused",
+                extra={"webhook_id": shown, "payment_id": str(message.payload.payment_id)},
+            )
+            return _refuse(409, "account_mismatch", "the payment does not belong to that account")
         if accepted:
             on_accepted()
         return JSONResponse({"status": "accepted" if accepted else "duplicate"})
 
     return router
+
+
+def _verified(verifiers: Sequence[Webhook], body: bytes, headers: dict[str, str]) -> Any:
+    for verifier in verifiers:
+        try:
+            return verifier.verify(body, headers)
+        except (WebhookVerificationError, ValueError):
+            continue
+    return None
 
 
 def _timestamp_problem(header: str | None) -> str | None:
@@ -124,8 +152,15 @@ def _callback(webhook_id: str, body: dict[str, Any]) -> ProviderCallbackReceived
 
 async def _store(
     pool: asyncpg.Pool, registry: TopicRegistry, webhook_id: str, message: ProviderCallbackReceived
-) -> bool:
+) -> bool | None:
+    """True: stored and to be published; False: a repeat; None: another account's payment."""
     async with pool.acquire() as conn, conn.transaction():
+        owner = await conn.fetchval(
+            "SELECT account_id FROM payments WHERE payment_id = $1", message.payload.payment_id
+        )
+        # An unknown payment stays under the claimed account: the consumer flags it there.
+        if owner is not None and owner != message.account_id:
+            return None
         fresh = await conn.fetchval(
             "INSERT INTO webhooks_received (webhook_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
             webhook_id,

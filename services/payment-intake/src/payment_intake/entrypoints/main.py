@@ -3,13 +3,9 @@ outbox relay and the webhook endpoint, in one process."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import asyncpg
-import yaml
 from fastapi import FastAPI
 
 from payment_intake.adapters.postgres import install
@@ -25,8 +21,11 @@ from payment_intake.retention import IntakeRetentionSettings, pruner
 from payment_intake.settings import PaymentIntakeSettings
 from payment_intake.unit_of_work import IntakeConfig, unit_of_work_factory
 from payments_shared.health import BrokerProbe
+from payments_shared.http_limits import BodyLimit
+from payments_shared.merchants import load_merchant_file
 from payments_shared.messaging import OutboxRelay, TransactionalConsumer
 from payments_shared.ops_metrics import OpsGauges
+from payments_shared.sandbox import UnsafeConfiguration
 from payments_shared.service import ServiceHost, run_service, start_up
 from payments_shared.topics import TopicRegistry
 
@@ -38,10 +37,8 @@ def load_policies(settings: PaymentIntakeSettings) -> MerchantPolicies:
     if settings.merchant_config is None:
         policies = MerchantPolicies.preset(settings.policy)
     else:
-        path = Path(settings.merchant_config)
-        text = path.read_text()
-        config: Any = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        policies = MerchantPolicies.from_config(config or {}, default_preset=settings.policy)
+        merchants = load_merchant_file(settings.merchant_config)
+        policies = MerchantPolicies.from_config(merchants.raw, default_preset=settings.policy)
     if settings.status_sync_after_s is not None:
         policies = policies.with_status_sync_after(settings.status_sync_after_s)
     return policies
@@ -64,6 +61,7 @@ class Parts:
 
 
 async def build_parts(settings: PaymentIntakeSettings) -> Parts:
+    secrets = settings.webhook_secrets()  # refuses to start without one of our own
     config = IntakeConfig(policies=load_policies(settings), checkout_ttl_s=settings.checkout_ttl_s)
     registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
@@ -108,7 +106,13 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
         group_id=f"{settings.topic_prefix}{SERVICE}.intake",
     )
     app = FastAPI(title="payment-intake", version="1.0.0")
-    app.include_router(callback_router(pool, registry, settings.webhook_secret, relay.wake))
+    app.include_router(callback_router(pool, registry, secrets, relay.wake))
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.callback_max_bytes,
+        timeout_s=settings.callback_body_timeout_s,
+        path_prefix="/callbacks/",
+    )
     gauges = OpsGauges(
         SERVICE, pool, settings.kafka_bootstrap, interval_s=settings.metrics_interval_s, extra=sample_payments
     )
@@ -141,4 +145,8 @@ async def serve() -> None:
 
 
 def main() -> None:
+    try:
+        PaymentIntakeSettings().webhook_secrets()
+    except UnsafeConfiguration as exc:
+        raise SystemExit(f"{SERVICE}: {exc}") from None
     run_service(serve)

@@ -5,6 +5,7 @@ status-projector-ops replay --from 2025-01-31T12:00:00Z
 status-projector-ops lag
 status-projector-ops parked
 status-projector-ops redrive-dead-letters --topic invoices [--service status-projector|--all]
+status-projector-ops new-api-key                   # a merchant's read-API key and its digest
 """
 
 from __future__ import annotations
@@ -171,6 +172,22 @@ def openapi(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(wanted)
     console.print(f"wrote {target}")
+
+
+@app.command("new-api-key")
+def new_api_key() -> None:
+    """A new read-API key for a merchant's portal backend, and the line for the merchant file.
+
+    Give the key to the merchant (it is shown once, stored nowhere); put the digest under
+    the merchant's `api_keys`. To rotate, add the new digest next to the old one, switch
+    the portal backend to the new key, then remove the old digest.
+    """
+    from status_projector.domain.access import digest_of
+    from status_projector.domain.access import new_api_key as generate
+
+    key = generate()
+    print(f"key:    {key}")
+    print(f"digest: {digest_of(key)}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@ of the newest event applied to the invoice (and to the whole projection), and th
 next offsets of the account's partitions of `invoices` and `payments.events` that
 the answer reflects. Handlers return pre-built JSON (the pydantic models below
 document the shape and are checked against real responses in the tests).
+
+Every route needs a merchant's API key (`Authorization: Bearer <key>`, 401 without a
+valid one). A key reads only its merchant's accounts: any other account goes through
+the very path an unknown account does, so the answer (status and body) is the same.
+Text parameters that PostgreSQL cannot hold (NUL, lone surrogates) are a 422.
 """
 
 from __future__ import annotations
@@ -17,12 +22,16 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 from aiokafka.partitioner import murmur2
-from fastapi import APIRouter, FastAPI, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator, BaseModel, Field
 
 from payments_shared.topics import Topic, TopicRegistry
 from status_projector.adapters.queries import ReadModelQueries, Snapshot
+from status_projector.domain.access import PortalKeys, Tenant
 from status_projector.domain.status import (
     NotPayableReason,
     PaymentState,
@@ -146,6 +155,10 @@ class Problem404(BaseModel):
     detail: str
 
 
+class Problem401(BaseModel):
+    detail: str
+
+
 # --- rendering -----------------------------------------------------------------------------
 
 
@@ -262,19 +275,71 @@ def decode_cursor(cursor: str, sort: str) -> tuple[date, str]:
         cursor_sort, due, number = json.loads(raw)
         position = (date.fromisoformat(due), str(number))
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
-        raise HTTPException(422, "cursor is not valid") from exc
+        raise _invalid("cursor", "cursor is not valid") from exc
     if cursor_sort != sort:
-        raise HTTPException(422, "cursor was issued for another sort order")
+        raise _invalid("cursor", "cursor was issued for another sort order")
+    if _unstorable(position[1]):
+        raise _invalid("cursor", "cursor is not valid")
     return position
+
+
+def _invalid(param: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": ("query", param), "msg": message}])
+
+
+def _unstorable(text: str) -> bool:
+    """Text PostgreSQL cannot hold: a NUL, or a lone surrogate (not encodable as UTF-8)."""
+    if "\x00" in text:
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _storable(text: str) -> str:
+    if _unstorable(text):
+        raise ValueError("must not contain NUL or lone surrogates")
+    return text
 
 
 # --- routes --------------------------------------------------------------------------------
 
-AccountId = Annotated[str, Path(min_length=1, max_length=64, description="ERP customer account id")]
-InvoiceNumberPath = Annotated[str, Path(min_length=1, max_length=64)]
+AccountId = Annotated[
+    str,
+    Path(min_length=1, max_length=64, description="ERP customer account id"),
+    AfterValidator(_storable),
+]
+InvoiceNumberPath = Annotated[str, Path(min_length=1, max_length=64), AfterValidator(_storable)]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": Problem404, "description": "Unknown account or invoice"}
+    401: {"model": Problem401, "description": "No valid merchant API key"},
+    404: {"model": Problem404, "description": "Unknown account or invoice (or another merchant's)"},
 }
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="merchantApiKey",
+    bearerFormat="API key",
+    description="The merchant's read-API key (status-projector-ops new-api-key); "
+    "it reads only the merchant's own accounts",
+)
+
+
+async def caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
+) -> Tenant:
+    """The merchant whose key came with the request; 401 for none or an unknown one."""
+    keys: PortalKeys = request.app.state.portal_keys
+    tenant = keys.tenant_for(credentials.credentials) if credentials is not None else None
+    if tenant is None:
+        raise HTTPException(
+            401, "a valid merchant API key is required", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return tenant
+
+
+Caller = Annotated[Tenant, Depends(caller)]
 
 
 def build_router(pool: asyncpg.Pool, registry: TopicRegistry, *, provider_configured: bool) -> APIRouter:
@@ -289,6 +354,7 @@ def build_router(pool: asyncpg.Pool, registry: TopicRegistry, *, provider_config
         summary="List an account's invoices with their pay status",
     )
     async def list_invoices(
+        tenant: Caller,
         account_id: AccountId,
         pay_status: Annotated[
             list[PayStatus] | None,
@@ -303,18 +369,27 @@ def build_router(pool: asyncpg.Pool, registry: TopicRegistry, *, provider_config
         ] = None,
     ) -> Response:
         after = decode_cursor(cursor, sort) if cursor else None
+        visible = tenant.can_read(account_id)
         async with pool.acquire() as conn:
             snap = await queries.snapshot(conn)
-            rows = await queries.invoices(
-                conn,
-                snap,
-                account_id,
-                statuses=[s.value for s in pay_status] if pay_status else None,
-                descending=sort.startswith("-"),
-                after=after,
-                limit=limit + 1,
+            rows = (
+                await queries.invoices(
+                    conn,
+                    snap,
+                    account_id,
+                    statuses=[s.value for s in pay_status] if pay_status else None,
+                    descending=sort.startswith("-"),
+                    after=after,
+                    limit=limit + 1,
+                )
+                if visible
+                else []
             )
-            if not rows and after is None and not await queries.account_known(conn, snap, account_id):
+            if (
+                not rows
+                and after is None
+                and not (visible and await queries.account_known(conn, snap, account_id))
+            ):
                 raise HTTPException(404, f"unknown account {account_id}")
         freshness = _freshness(snap, account_id, topics, snap.last_event_at)
         page = rows[:limit]
@@ -338,10 +413,16 @@ def build_router(pool: asyncpg.Pool, registry: TopicRegistry, *, provider_config
         responses=NOT_FOUND,
         summary="One invoice with its pay status",
     )
-    async def get_invoice(account_id: AccountId, invoice_number: InvoiceNumberPath) -> Response:
+    async def get_invoice(
+        tenant: Caller, account_id: AccountId, invoice_number: InvoiceNumberPath
+    ) -> Response:
         async with pool.acquire() as conn:
             snap = await queries.snapshot(conn)
-            row = await queries.invoice(conn, snap, account_id, invoice_number)
+            row = (
+                await queries.invoice(conn, snap, account_id, invoice_number)
+                if tenant.can_read(account_id)
+                else None
+            )
         if row is None:
             raise HTTPException(404, f"unknown invoice {invoice_number} of account {account_id}")
         freshness = _freshness(snap, account_id, topics, row["last_event_at"])
@@ -353,11 +434,12 @@ def build_router(pool: asyncpg.Pool, registry: TopicRegistry, *, provider_config
         responses=NOT_FOUND,
         summary="Account balance per currency and whether the account-level PAY button shows",
     )
-    async def account_summary(account_id: AccountId) -> Response:
+    async def account_summary(tenant: Caller, account_id: AccountId) -> Response:
         async with pool.acquire() as conn:
             snap = await queries.snapshot(conn)
-            rows = await queries.summary(conn, snap, account_id)
-            policy = await queries.account_policy(conn, snap, account_id)
+            readable = tenant.can_read(account_id)
+            rows = await queries.summary(conn, snap, account_id) if readable else []
+            policy = await queries.account_policy(conn, snap, account_id) if readable else None
         if not rows:
             raise HTTPException(404, f"unknown account {account_id}")
         allowed = policy is None or policy["balance_payment_allowed"]
@@ -389,15 +471,28 @@ def build_router(pool: asyncpg.Pool, registry: TopicRegistry, *, provider_config
     return router
 
 
-def build_app(pool: asyncpg.Pool, registry: TopicRegistry, *, provider_configured: bool) -> FastAPI:
+async def _validation_problem(_: Request, exc: Exception) -> Response:
+    # ASCII-escaped: an echoed lone surrogate cannot be encoded as UTF-8 (it would be a 500).
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    body = json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True)
+    return Response(body, status_code=422, media_type="application/json")
+
+
+def build_app(
+    pool: asyncpg.Pool, registry: TopicRegistry, keys: PortalKeys, *, provider_configured: bool
+) -> FastAPI:
     app = FastAPI(
         title="status-projector read model",
         version="1.0.0",
         description=(
             "Pay status of each invoice and the balance of each account, projected from the "
             "`invoices` and `payments.events` topics. 404: unknown account or invoice; 422: bad "
-            "parameters. Every response carries `freshness`."
+            "parameters. Every response carries `freshness`. Every call needs the merchant's API "
+            "key as `Authorization: Bearer <key>` (401 without); a key reads only its merchant's "
+            "accounts, and any other account answers exactly as an unknown one (404)."
         ),
     )
+    app.add_exception_handler(RequestValidationError, _validation_problem)
+    app.state.portal_keys = keys
     app.include_router(build_router(pool, registry, provider_configured=provider_configured))
     return app

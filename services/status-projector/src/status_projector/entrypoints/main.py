@@ -8,14 +8,16 @@ from payments_shared.health import BrokerProbe
 from payments_shared.messaging import OutboxRelay
 from payments_shared.ops_metrics import OpsGauges
 from payments_shared.retention import Pruner, RetentionSettings
+from payments_shared.sandbox import UnsafeConfiguration
 from payments_shared.service import ServiceHost, run_service, start_up
 from status_projector.adapters.postgres import SCHEMA, install
+from status_projector.domain.access import PortalKeys
 from status_projector.entrypoints.http import build_app
 from status_projector.projection import LiveProjection
 from status_projector.settings import SERVICE, ProjectorSettings
 
 
-async def serve(settings: ProjectorSettings) -> None:
+async def serve(settings: ProjectorSettings, keys: PortalKeys) -> None:
     retention = RetentionSettings()
     registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
@@ -28,7 +30,7 @@ async def serve(settings: ProjectorSettings) -> None:
     )
     host = ServiceHost(
         name=SERVICE,
-        app=build_app(pool, registry, provider_configured=settings.provider_configured),
+        app=build_app(pool, registry, keys, provider_configured=settings.provider_configured),
         host=settings.http_host,
         port=settings.http_port,
         pool=pool,
@@ -45,4 +47,8 @@ async def serve(settings: ProjectorSettings) -> None:
 
 def main() -> None:
     settings = ProjectorSettings()
-    run_service(lambda: serve(settings))
+    try:
+        keys = settings.portal_keys()  # refuses to start without keys of our own
+    except (UnsafeConfiguration, OSError, ValueError) as exc:
+        raise SystemExit(f"{SERVICE}: {exc}") from None
+    run_service(lambda: serve(settings, keys))
