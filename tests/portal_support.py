@@ -66,3 +66,19 @@ async def running_system(
             await admin.close()
         bad = {service: code for service, code in codes.items() if code != 0}
         assert not bad, f"services did not stop cleanly: {bad}\n" + "\n".join(system.tail(s) for s in bad)
+
+
+# The merchants of the browser tests: one portal per seed page, an account per test.
+BROWSER_MERCHANTS = {
+    "default": "full-payment-portal",
+    "merchants": {
+        "contoso-supply": {
+            "policy": "full-payment-portal",
+            "accounts": ["C-10042", "C-10043", "C-10044"],
+        },
+        "northwind-labs": {
+            "policy": "partial-multi-portal",
+            "accounts": ["A-20077", "A-20078", "A-20079", "A-30011"],
+        },
+    },
+}

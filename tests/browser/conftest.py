@@ -16,6 +16,7 @@ import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright
 
 from payments_shared.topics import TopicRegistry
+from portal_support import BROWSER_MERCHANTS as MERCHANTS
 from portal_support import running_system
 from system import System
 
@@ -29,21 +30,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-
-# The merchants of the browser tests: one portal per seed page, an account per test.
-MERCHANTS = {
-    "default": "full-payment-portal",
-    "merchants": {
-        "contoso-supply": {
-            "policy": "full-payment-portal",
-            "accounts": ["C-10042", "C-10043", "C-10044"],
-        },
-        "northwind-labs": {
-            "policy": "partial-multi-portal",
-            "accounts": ["A-20077", "A-20078", "A-20079", "A-30011"],
-        },
-    },
-}
 
 
 @pytest.fixture(scope="session")

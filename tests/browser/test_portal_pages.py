@@ -20,7 +20,9 @@ from kafka_tools import eventually, produce
 from payments_portal_client import PayerPortal
 from payments_portal_client import commands as build
 from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
+from payments_shared.sandbox import demo_api_key
 from payments_shared.topics import TopicRegistry
+from portal_support import BROWSER_MERCHANTS
 from system import System
 
 # The first test's setup may install chromium with apt on a fresh machine.
@@ -46,8 +48,15 @@ def erp_invoice(account: str, number: str, amount: str, country: str = "US") -> 
     )
 
 
+def _portal_key(account: str) -> str:
+    """The sandbox demo key of the merchant whose portal shows `account`."""
+    merchant = next(name for name, m in BROWSER_MERCHANTS["merchants"].items() if account in m["accounts"])
+    return demo_api_key(merchant)
+
+
 async def invoice_state(system: System, account: str, number: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=system.url("status-projector")) as client:
+    headers = {"authorization": f"Bearer {_portal_key(account)}"}
+    async with httpx.AsyncClient(base_url=system.url("status-projector"), headers=headers) as client:
         response = await client.get(f"/v1/accounts/{account}/invoices/{number}")
         return response.json() if response.status_code == 200 else {}
 
