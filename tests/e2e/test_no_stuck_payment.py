@@ -21,10 +21,17 @@ from typing import Any
 
 import httpx
 import pytest
-from test_walking_skeleton import guest_checkout_command, invoice_status, seed_000_invoice, until_event
+from test_walking_skeleton import (
+    E2E_MERCHANT,
+    guest_checkout_command,
+    invoice_status,
+    seed_000_invoice,
+    until_event,
+)
 
 from kafka_tools import eventually, produce
 from payments_shared.contracts.payments import CancelCheckout, CancelCheckoutPayload
+from payments_shared.sandbox import demo_api_key
 from payments_shared.topics import TopicRegistry
 from system import System
 
@@ -35,16 +42,18 @@ SEED_003_ACCOUNT = "C-003-E2E"
 
 
 @pytest.fixture
-def system_env(tmp_path: Path) -> dict[str, str]:
+def system_env(tmp_path: Path, run_id: str) -> dict[str, str]:
     merchants = tmp_path / "merchants.yaml"
     merchants.write_text(
         "default: full-payment-portal\n"
         "merchants:\n"
+        f"  {E2E_MERCHANT}: {{accounts: [C-{run_id}]}}\n"
         f"  seed-003: {{policy: partial-multi-portal, accounts: [{SEED_003_ACCOUNT}]}}\n"
     )
     return {
         "PAYMENT_INTAKE_STATUS_SYNC_AFTER_S": str(SYNC_AFTER_S),
         "PAYMENT_INTAKE_PROVIDER_WORKER_INTERVAL_S": "0.5",
+        "PAYMENTS_MERCHANT_CONFIG": str(merchants),
         "PAYMENT_INTAKE_MERCHANT_CONFIG": str(merchants),
         "SANDBOX_PROVIDER_WEBHOOK_TIME_SCALE": "0.01",
     }
@@ -171,7 +180,9 @@ async def test_the_account_pay_button_follows_the_policy(
     )
 
     async def summary(account: str) -> dict[str, Any]:
-        async with httpx.AsyncClient(base_url=system.url("status-projector")) as client:
+        merchant = "seed-003" if account == SEED_003_ACCOUNT else E2E_MERCHANT
+        headers = {"authorization": f"Bearer {demo_api_key(merchant)}"}
+        async with httpx.AsyncClient(base_url=system.url("status-projector"), headers=headers) as client:
             response = await client.get(f"/v1/accounts/{account}/summary")
             return {"http": response.status_code, **(response.json() if response.status_code == 200 else {})}
 

@@ -178,7 +178,10 @@ async def test_every_command_kind_gets_its_typed_outcome(merchant_system: System
         assert isinstance(partial, Accepted) and partial.total.amount_minor == 50000
 
     async with httpx.AsyncClient(base_url=system.url("status-projector")) as http:
-        listed = await http.get("/v1/accounts/C-1/invoices")
+        assert (await http.get("/v1/accounts/C-1/invoices")).status_code == 401  # no key, no read
+        listed = await http.get(
+            "/v1/accounts/C-1/invoices", headers={"authorization": f"Bearer {sandbox_demo_key('m000')}"}
+        )
         assert listed.status_code == 200
 
 

@@ -46,6 +46,7 @@ async def test_killed_while_refunding_every_payment_is_refunded_exactly_once(
         "PAYMENTS_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "PAYMENTS_DATABASE_URL": database,
         "PAYMENTS_TOPIC_PREFIX": registry.prefix,
+        "PAYMENTS_SANDBOX": "1",
     }
     sandbox = Proc(
         [str(BIN / "sandbox-provider")],

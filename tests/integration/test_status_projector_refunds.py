@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import pytest
 from status_projector_support import (
     PRODUCER,
@@ -15,6 +14,7 @@ from status_projector_support import (
     checkout_opened,
     dump,
     failed,
+    portal_client,
     project_to_end,
     projector_pool,
     publish,
@@ -36,7 +36,7 @@ from payments_shared.contracts.payments import (
 from payments_shared.topics import TopicRegistry
 from status_projector import ops
 from status_projector.adapters.postgres import VersionTables
-from status_projector.entrypoints.http import AccountSummary, InvoiceOut, build_app
+from status_projector.entrypoints.http import AccountSummary, InvoiceOut
 
 pytestmark = pytest.mark.integration
 
@@ -92,10 +92,7 @@ async def test_a_refund_shows_on_the_invoice_and_the_balance_stays_right(
 ) -> None:
     clock = Clock()
     pool = await projector_pool(database_url)
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=build_app(pool, topics, provider_configured=True)),
-        base_url="http://projector",
-    )
+    client = portal_client(pool, topics, ["A1", "A2", "A3"])
 
     async def invoice(account: str) -> InvoiceOut:
         response = await client.get(f"/v1/accounts/{account}/invoices/INV-1")
