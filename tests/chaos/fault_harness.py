@@ -76,7 +76,7 @@ class Scale:
     def chosen(cls) -> Scale:
         if FULL:
             return cls(
-                documents=20_000, commands=5_000, accounts=200, kills_each=3, bad_records=10_000, seconds=150
+                documents=20_000, commands=5_000, accounts=200, kills_each=3, bad_records=11_300, seconds=150
             )
         return cls(documents=2_000, commands=400, accounts=40, kills_each=1, bad_records=400, seconds=40)
 
