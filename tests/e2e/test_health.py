@@ -75,10 +75,14 @@ async def test_standby_is_ready_and_a_broker_outage_makes_both_unready_but_alive
         for key in instances:
             system.wait_ready(key, timeout=60)
 
-        answers = {key: probe(system, key, "/health/ready") for key in instances}
+        # Ready comes first; the relay's lock is taken once its producer has started.
+        def settled() -> dict[str, tuple[int, Any]] | None:
+            answers = {key: probe(system, key, "/health/ready") for key in instances}
+            roles = sorted(body.get("outbox_relay", "") for _, body in answers.values())
+            return answers if roles == ["leader", "standby"] else None
+
+        answers = until(settled, timeout=30, what="one leader and one standby")
         assert {status for status, _ in answers.values()} == {200}, answers
-        roles = sorted(body["outbox_relay"] for _, body in answers.values())
-        assert roles == ["leader", "standby"], answers
         leader = next(k for k, (_, body) in answers.items() if body["outbox_relay"] == "leader")
         until(
             lambda: (
