@@ -7,9 +7,11 @@ idempotent producer. Offsets live in the database, so a restarted consumer resum
 exactly where its last committed transaction ended.
 """
 
+from . import offsets
 from .consumer import BatchHandler, Delivery, Transaction, TransactionalConsumer
 from .dead_letter import Position, dead_letter
 from .outbox import Outbox, OutboxRelay
+from .partitioner import partition_for
 from .schema import install_messaging_tables
 from .transient import TransientError, is_transient
 
@@ -25,4 +27,6 @@ __all__ = [
     "dead_letter",
     "install_messaging_tables",
     "is_transient",
+    "offsets",
+    "partition_for",
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 from collections.abc import Awaitable
@@ -20,13 +19,13 @@ from aiokafka.errors import (
     RecordListTooLargeError,
     RecordTooLargeError,
 )
-from aiokafka.partitioner import murmur2
 from prometheus_client import Counter, Gauge
 
 from payments_shared.contracts import Envelope
 from payments_shared.kafka import client_options
 from payments_shared.topics import Topic, TopicRegistry
 
+from .partitioner import partition_for
 from .transient import is_transient, retrying
 
 log = logging.getLogger(__name__)
@@ -282,11 +281,12 @@ class OutboxRelay:
         by_partition: dict[tuple[str, int], list[asyncpg.Record]] = {}
         for row in rows:
             partitions = await self._partition_count(producer, row["topic"])
-            partition = _partition_of(row["key"], partitions)
+            partition = partition_for(row["key"], partitions)
             by_partition.setdefault((row["topic"], partition), []).append(row)
         sends: list[tuple[list[int], Awaitable[asyncio.Future[object]]]] = []
         for (topic, partition), members in by_partition.items():
-            batch, ids = producer.create_batch(), []
+            batch = producer.create_batch()
+            ids: list[int] = []
             for row in members:
                 record = {
                     "key": row["key"],
@@ -310,9 +310,3 @@ class OutboxRelay:
             self._partitions[topic] = count
         return count
 
-
-@functools.lru_cache(maxsize=65536)
-def _partition_of(key: bytes | None, partitions: int) -> int:
-    if key is None:
-        return 0
-    return (murmur2(key) & 0x7FFFFFFF) % partitions

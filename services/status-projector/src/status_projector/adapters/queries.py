@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from payments_shared.messaging.offsets import stored_offsets
+
 from .postgres import VersionTables
 
 _INVOICE_FIELDS = """
@@ -37,18 +39,16 @@ class ReadModelQueries:
         self.pool = pool
 
     async def snapshot(self, conn: asyncpg.Connection) -> Snapshot:
-        rows = await conn.fetch(
+        row = await conn.fetchrow(
             """
-            SELECT a.version, v.last_event_at, o.topic, o.partition, o.next_offset
-            FROM active_projection a
-            JOIN projection_versions v USING (version)
-            LEFT JOIN consumer_offsets o ON o.consumer = v.consumer
+            SELECT a.version, v.consumer, v.last_event_at
+            FROM active_projection a JOIN projection_versions v USING (version)
             """
         )
-        if not rows:
+        if row is None:
             raise LookupError("no active read-model version")
-        offsets = {(r["topic"], r["partition"]): r["next_offset"] for r in rows if r["topic"] is not None}
-        return Snapshot(rows[0]["version"], rows[0]["last_event_at"], offsets)
+        offsets = await stored_offsets(conn, row["consumer"])
+        return Snapshot(row["version"], row["last_event_at"], offsets)
 
     async def invoice(
         self, conn: asyncpg.Connection, snap: Snapshot, account_id: str, invoice_number: str

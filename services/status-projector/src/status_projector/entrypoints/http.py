@@ -21,7 +21,6 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from aiokafka.partitioner import murmur2
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +28,7 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, Field
 
+from payments_shared.messaging import partition_for
 from payments_shared.topics import Topic, TopicRegistry
 from status_projector.adapters.queries import ReadModelQueries, Snapshot
 from status_projector.domain.access import PortalKeys, Tenant
@@ -162,16 +162,12 @@ class Problem401(BaseModel):
 # --- rendering -----------------------------------------------------------------------------
 
 
-def _partition_of(account_id: str, topic: Topic) -> int:
-    return (murmur2(account_id.encode()) & 0x7FFFFFFF) % topic.partitions
-
-
 def _freshness(
     snap: Snapshot, account_id: str, topics: list[Topic], event_time: datetime | None
 ) -> dict[str, Any]:
     offsets = []
     for topic in topics:
-        partition = _partition_of(account_id, topic)
+        partition = partition_for(account_id.encode(), topic.partitions)
         offsets.append(
             {
                 "topic": topic.name,
