@@ -18,11 +18,12 @@ import httpx
 import uvicorn
 from pydantic import TypeAdapter
 
-from invoice_sync.adapters.postgres import SCHEMA, install
 from invoice_sync.adapters.provider import HttpProvider
-from invoice_sync.events import SERVICE
-from invoice_sync.handlers import handle_batch
-from invoice_sync.worker import RegistrationWorker
+from invoice_sync.adapters.schema import install
+from invoice_sync.adapters.unit_of_work import UnitsOfWork
+from invoice_sync.entrypoints.main import handle_batch
+from invoice_sync.settings import SCHEMA, SERVICE
+from invoice_sync.workers import RegistrationWorker
 from kafka_tools import read_all
 from payments_shared.contracts import Envelope, InvoiceEvent
 from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
@@ -108,9 +109,8 @@ class InvoiceSyncParts:
         self.provider = HttpProvider(self.provider_url, timeout_s=5.0)
         self.relay = OutboxRelay(self.pool, self.bootstrap, service=SERVICE, idle_poll_s=0.1)
         self.worker = RegistrationWorker(
-            self.pool,
+            UnitsOfWork(self.pool, self.topics),
             self.provider,
-            self.topics,
             on_commit=self.relay.wake,
             batch_size=200,
             idle_poll_s=0.1,

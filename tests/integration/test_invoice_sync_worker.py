@@ -1,5 +1,5 @@
 """The registration worker records provider answers on real PostgreSQL: an answer about
-the invoice's current amount is recorded and announced in one set-based statement; an
+the invoice's current amount is recorded and announced; an
 answer about an amount the invoice no longer has (the ERP changed it while the provider
 was being asked) is recorded but not announced, and the newer amount is asked next."""
 
@@ -11,15 +11,17 @@ import pytest
 from invoice_sync_support import upserted
 from pydantic import TypeAdapter
 
-from invoice_sync.adapters.postgres import SCHEMA, install
+from invoice_sync.adapters.schema import install
+from invoice_sync.adapters.unit_of_work import UnitsOfWork
 from invoice_sync.domain.registration import (
     Accepted,
     Outcome,
     RegistrationRequest,
     WithdrawalRequest,
 )
-from invoice_sync.handlers import handle_batch
-from invoice_sync.worker import RegistrationWorker
+from invoice_sync.entrypoints.main import handle_batch
+from invoice_sync.settings import SCHEMA
+from invoice_sync.workers import RegistrationWorker
 from payments_shared.contracts import Envelope, InvoiceEvent
 from payments_shared.contracts.erp import ErpInvoiceUpserted
 from payments_shared.database import open_pool
@@ -68,7 +70,7 @@ async def test_current_answers_are_announced_and_stale_ones_asked_again(
         await apply(pool, topics, first)
         changed = upserted("ACC-1", "INV-2", 2, total="20.00", open_amount="5.00")
         provider = ErpChangesWhileAsked(pool, topics, changed)
-        worker = RegistrationWorker(pool, provider, topics, batch_size=50)
+        worker = RegistrationWorker(UnitsOfWork(pool, topics), provider, batch_size=50)
 
         assert await worker.run_once() == 2
         rows = {

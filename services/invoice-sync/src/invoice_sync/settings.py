@@ -6,6 +6,9 @@ from pydantic import AliasChoices, Field
 
 from payments_shared.settings import CommonSettings
 
+SERVICE = "invoice-sync"
+SCHEMA = "invoice_sync"
+
 
 class InvoiceSyncSettings(CommonSettings):
     # ERP feeds arrive in bulk: bigger transactions amortise their fixed cost (offsets,

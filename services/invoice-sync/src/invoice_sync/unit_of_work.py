@@ -1,58 +1,80 @@
-"""The unit of work the ERP handlers get: repositories on the batch's transaction, and
-what it publishes through the transaction's outbox."""
+"""What handlers and workers work through: the repositories of one transaction and what
+it publishes. adapters/unit_of_work.py implements it on PostgreSQL; the handler unit
+tests use an in-memory fake (tests/unit/fakes/invoice_sync.py)."""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Protocol
 
-from invoice_sync.adapters.postgres import InvoiceRepository, RegistrationQueue, SnapshotRepository
+from invoice_sync.domain.model import Invoice, InvoiceKey
 from invoice_sync.domain.normalise import InvalidErpDocument
-from invoice_sync.domain.registration import intent_for
-from invoice_sync.events import SERVICE, Event
-from payments_shared.contracts import Envelope, utc_now
-from payments_shared.messaging import Delivery, Position, Transaction, dead_letter
-
-log = logging.getLogger(__name__)
+from invoice_sync.domain.registration import Intent, PendingRegistration
+from invoice_sync.messages import Event
+from payments_shared.messaging import Delivery
 
 
-class UnitOfWork:
-    def __init__(self, tx: Transaction) -> None:
-        self.connection = tx.connection
-        self.invoices = InvoiceRepository(tx.connection)
-        self.snapshots = SnapshotRepository(tx.connection)
-        self.registrations = RegistrationQueue(tx.connection)
-        self._outbox = tx.outbox
-        self._invoices_topic = tx.outbox.registry.invoices.name
-        # One moment for the whole transaction: the events it publishes happened at once.
-        self.now = utc_now()
-        self.dead_letters = 0
+class Invoices(Protocol):
+    async def preload(self, keys: Iterable[InvoiceKey], accounts: Iterable[str] = ()) -> None:
+        """Load (and lock, in key order) these invoices and every invoice of `accounts`."""
 
-    def publish(self, message: Envelope) -> None:
-        self._outbox.publish(message)
+    async def get(self, account_id: str, invoice_number: str) -> Invoice | None: ...
 
-    def emit(self, event: Event) -> None:
-        """Publish a canonical event already serialised (see invoice_sync.events)."""
-        self._outbox.add(event.outgoing(self._invoices_topic))
+    async def of_account(self, account_id: str) -> list[Invoice]: ...
+
+    def put(self, invoice: Invoice) -> None:
+        """Keep what an ERP document changed (the ERP side of the invoice)."""
+
+    def put_provider_state(self, invoice: Invoice) -> None:
+        """Keep what the provider now holds for the invoice (the worker's side)."""
+
+
+class Snapshots(Protocol):
+    async def sequence(self, account_id: str) -> int | None: ...
+
+    async def record(self, account_id: str, sequence: int, as_of: datetime) -> None: ...
+
+
+class Registrations(Protocol):
+    """Provider calls still to make, one per invoice: the newest intent replaces an older one."""
+
+    def schedule(self, invoice: Invoice, intent: Intent) -> None: ...
+
+    def drop(self, key: InvoiceKey) -> None: ...
+
+    async def due_now(self, key: InvoiceKey) -> bool:
+        """Make the invoice's queued call due at once, as if never tried; False: none queued."""
+
+    async def claim(self, limit: int, lease_s: float) -> list[PendingRegistration]:
+        """Take up to `limit` due calls; not due again for `lease_s` (a crashed worker's
+        claims come back by themselves)."""
+
+    async def revisions(self, keys: Iterable[InvoiceKey]) -> dict[InvoiceKey, int]:
+        """The revision of each queued call of these invoices (locked)."""
+
+    async def reschedule(self, items: Sequence[tuple[PendingRegistration, float]], error: str) -> None:
+        """Ask again after the given delays, unless a newer intent replaced the call."""
+
+
+class UnitOfWork(Protocol):
+    @property
+    def invoices(self) -> Invoices: ...
+
+    @property
+    def snapshots(self) -> Snapshots: ...
+
+    @property
+    def registrations(self) -> Registrations: ...
+
+    @property
+    def now(self) -> datetime:
+        """One moment for the whole unit: what it publishes happened at once."""
+
+    def emit(self, event: Event) -> None: ...
 
     def reject(self, delivery: Delivery, error: InvalidErpDocument) -> None:
-        """Send a document that can never be applied to the dead-letter topic, with the
-        reason code and its source position in the headers; the batch goes on."""
-        self.dead_letters += 1
-        self._outbox.add(
-            dead_letter(
-                Position(delivery.topic, delivery.partition, delivery.offset),
-                delivery.message.key(),
-                delivery.message.model_dump_json().encode(),
-                service=SERVICE,
-                error=f"{type(error).__name__}: {error}",
-                reason=error.reason_code,
-            )
-        )
+        """Dead-letter a document that can never be applied; the batch goes on."""
 
     async def commit(self) -> None:
-        """Write the changed invoices and bring their pending provider calls up to date."""
-        changed = self.invoices.changed
-        await self.invoices.flush()
-        wanted = [(invoice, intent_for(invoice)) for invoice in changed]
-        await self.registrations.schedule([(i, t) for i, t in wanted if t is not None])
-        await self.registrations.drop([i.key for i, t in wanted if t is None])
+        """Write what the repositories were given and what is to be published."""

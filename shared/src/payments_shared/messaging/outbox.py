@@ -309,4 +309,3 @@ class OutboxRelay:
             count = len(await producer.partitions_for(topic))
             self._partitions[topic] = count
         return count
-

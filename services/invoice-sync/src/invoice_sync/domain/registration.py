@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
-from .model import Invoice, ProviderState
+from .model import Invoice, InvoiceKey, ProviderState
 
 Action = Literal["register", "withdraw"]
 
@@ -42,6 +42,24 @@ def intent_for(invoice: Invoice) -> Intent | None:
     if state.registered:
         return Intent("withdraw", invoice.erp_version)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRegistration:
+    """A claimed provider call: `intent`, queued at `revision` (a newer intent for the
+    same invoice replaces the call and gets a higher revision)."""
+
+    account_id: str
+    invoice_number: str
+    intent: Intent
+    revision: int
+    cause_event_id: str | None
+    correlation_id: str | None
+    attempts: int
+
+    @property
+    def key(self) -> InvoiceKey:
+        return (self.account_id, self.invoice_number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +156,29 @@ def record_outcome(invoice: Invoice, attempted: Intent, outcome: Outcome) -> tup
     # A withdrawal the provider refuses (it never knew the invoice, say) leaves nothing
     # registered either: the provider holds nothing we want collected.
     return replace(invoice, provider=ProviderState()), []
+
+
+def forget_refusal(invoice: Invoice) -> Invoice | None:
+    """The invoice with the provider's permanent refusal forgotten (an operator says the
+    provider may have been fixed); None when the provider has not refused it."""
+    if invoice.provider.refused_version is None:
+        return None
+    return replace(invoice, provider=replace(invoice.provider, refusal=None, refused_version=None))
+
+
+QueueChange = Intent | Literal["keep", "drop"]
+
+
+def after_answer(invoice: Invoice, asked: PendingRegistration, queued_revision: int | None) -> QueueChange:
+    """What becomes of the invoice's queued provider call once `invoice` (as it is after
+    the answer to `asked`) is recorded: a call it still needs is queued, unless a newer
+    intent replaced the one asked meanwhile; a queued call it no longer needs is dropped."""
+    wanted = intent_for(invoice)
+    if wanted is None:
+        return "keep" if queued_revision is None else "drop"
+    if queued_revision is None or queued_revision == asked.revision:
+        return wanted  # the invoice moved on while the provider was being asked
+    return "keep"
 
 
 def retry_delay(attempts: int, *, base: float = 0.5, cap: float = 60.0) -> float:

@@ -15,9 +15,9 @@ import asyncpg
 import typer
 
 from invoice_sync import ops
-from invoice_sync.adapters.postgres import SCHEMA, install
-from invoice_sync.events import SERVICE
-from invoice_sync.settings import InvoiceSyncSettings
+from invoice_sync.adapters.schema import install
+from invoice_sync.adapters.unit_of_work import UnitsOfWork
+from invoice_sync.settings import SCHEMA, SERVICE, InvoiceSyncSettings
 from payments_shared import ops as shared_ops
 from payments_shared.cli import console, progress, run, show, show_lag
 from payments_shared.database import open_pool
@@ -90,14 +90,16 @@ def retry(
             raise typer.Exit(2)
         keys.append((account, number))
 
-    async def work(pool: asyncpg.Pool, _: InvoiceSyncSettings) -> int:
+    async def work(pool: asyncpg.Pool, settings: InvoiceSyncSettings) -> int:
         wanted = list(keys)
         if all_failed:
             wanted += [(r["account_id"], r["invoice_number"]) for r in await ops.failed(pool)]
         if all_retrying:
             wanted += [(r["account_id"], r["invoice_number"]) for r in await ops.retrying(pool)]
         with progress("retry registrations", unit="invoices") as update:
-            return await ops.retry(pool, wanted, progress=update)
+            return await ops.retry(
+                UnitsOfWork(pool, TopicRegistry(settings.topic_prefix)), wanted, progress=update
+            )
 
     console.print(f"scheduled {_with(work)} provider call(s)")
 

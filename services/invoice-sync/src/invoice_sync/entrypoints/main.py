@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Sequence
 
-from invoice_sync.adapters.postgres import SCHEMA, install
 from invoice_sync.adapters.provider import HttpProvider
+from invoice_sync.adapters.schema import install
+from invoice_sync.adapters.unit_of_work import PostgresUnitOfWork, UnitsOfWork
 from invoice_sync.entrypoints.http import build_app
-from invoice_sync.events import SERVICE
-from invoice_sync.handlers import handle_batch
-from invoice_sync.settings import InvoiceSyncSettings
-from invoice_sync.worker import RegistrationWorker
+from invoice_sync.handlers import apply_batch
+from invoice_sync.settings import SCHEMA, SERVICE, InvoiceSyncSettings
+from invoice_sync.workers import RegistrationWorker
 from payments_shared.health import BrokerProbe
-from payments_shared.messaging import OutboxRelay, TransactionalConsumer
+from payments_shared.messaging import Delivery, OutboxRelay, Transaction, TransactionalConsumer
 from payments_shared.ops_metrics import OpsGauges
 from payments_shared.retention import Pruner, RetentionSettings
 from payments_shared.service import ServiceHost, run_service, start_up
 
-log = logging.getLogger(__name__)
+
+async def handle_batch(deliveries: Sequence[Delivery], tx: Transaction) -> None:
+    """What the consumer calls: the ERP handlers, in a unit of work on its transaction."""
+    await apply_batch(deliveries, PostgresUnitOfWork.of(tx))
 
 
 async def serve(settings: InvoiceSyncSettings | None = None) -> None:
@@ -27,9 +30,8 @@ async def serve(settings: InvoiceSyncSettings | None = None) -> None:
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
     provider = HttpProvider(settings.provider_url, timeout_s=settings.provider_timeout_s)
     worker = RegistrationWorker(
-        pool,
+        UnitsOfWork(pool, registry),
         provider,
-        registry,
         on_commit=relay.wake,
         batch_size=settings.registration_batch_size,
         concurrency=settings.registration_concurrency,

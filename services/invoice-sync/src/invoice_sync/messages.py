@@ -8,7 +8,7 @@ Events are written straight to their contract's JSON (`pydantic_core.to_json` of
 dicts: the same serializer, hence the same bytes, as `model_dump_json`) instead of
 constructing the pydantic models first: every value was validated on the way in (ERP
 documents are decoded and normalised, currencies checked), and building the models
-cost more than the rest of applying a document. tests/unit/test_invoice_sync_events.py
+cost more than the rest of applying a document. tests/unit/test_invoice_sync_messages.py
 validates what is built here against the contracts and checks it is byte-for-byte what
 the contract models serialise to.
 """
@@ -27,10 +27,9 @@ from pydantic_core import to_json
 from invoice_sync.domain.mirror import BalanceChanged, Closed, Happening, Synced
 from invoice_sync.domain.model import Invoice
 from invoice_sync.domain.registration import Registered, RegistrationFailed, Result
+from invoice_sync.settings import SERVICE
 from payments_shared.contracts import Envelope, utc_now
 from payments_shared.messaging.outbox import OutgoingMessage
-
-SERVICE = "invoice-sync"
 
 
 @dataclass(frozen=True, slots=True)

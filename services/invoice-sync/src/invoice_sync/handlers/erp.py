@@ -1,41 +1,39 @@
-"""One handler per ERP message type, and the batch handler the consumer calls.
+"""ERP documents: an invoice upserted or cancelled, an account's snapshot.
 
-A batch is applied in one transaction: the invoices it touches are loaded (and locked)
-up front, each document is applied in order to the in-memory invoices, and the changed
-invoices and their pending provider calls are written back in a few statements.
-A document that fails validation is dead-lettered on its own; the batch goes on.
-So is a document with anything that looks like a card number in any of its fields: it
-is never applied, and the dead letter carries it with the number masked.
+Each changed invoice is kept with what the provider must be asked next (the newest
+intent replaces an older one), so the registration worker makes the provider hold
+what the invoice says.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from invoice_sync.domain import mirror
 from invoice_sync.domain.mirror import Source
+from invoice_sync.domain.model import Invoice
 from invoice_sync.domain.normalise import InvalidErpDocument, normalise
-from invoice_sync.events import Cause, happened
+from invoice_sync.domain.registration import intent_for
+from invoice_sync.messages import Cause, happened
 from invoice_sync.unit_of_work import UnitOfWork
 from payments_shared.contracts import Envelope
-from payments_shared.contracts.erp import (
-    ErpAccountSnapshot,
-    ErpInvoiceCancelled,
-    ErpInvoiceUpserted,
-)
-from payments_shared.domain.card_numbers import (
-    card_number_fields,
-    redact_card_numbers,
-)
-from payments_shared.messaging import Delivery, Transaction
+from payments_shared.contracts.erp import ErpAccountSnapshot, ErpInvoiceCancelled, ErpInvoiceUpserted
+from payments_shared.domain.card_numbers import card_number_fields
 
 log = logging.getLogger(__name__)
 
 
 def _source(message: Envelope) -> Source:
     return Source(str(message.event_id), str(message.correlation_id), message.occurred_at)
+
+
+def _store(uow: UnitOfWork, invoice: Invoice) -> None:
+    uow.invoices.put(invoice)
+    intent = intent_for(invoice)
+    if intent is None:
+        uow.registrations.drop(invoice.key)
+    else:
+        uow.registrations.schedule(invoice, intent)
 
 
 def _publish_all(uow: UnitOfWork, happenings: list[mirror.Happening], cause: Cause) -> None:
@@ -56,7 +54,7 @@ async def on_invoice_upserted(message: ErpInvoiceUpserted, uow: UnitOfWork) -> N
         source=_source(message),
     )
     if invoice is not None and invoice is not current:
-        uow.invoices.put(invoice)
+        _store(uow, invoice)
     _publish_all(uow, happenings, Cause.of(message))
 
 
@@ -70,7 +68,7 @@ async def on_invoice_cancelled(message: ErpInvoiceCancelled, uow: UnitOfWork) ->
         source=_source(message),
     )
     if invoice is not None and invoice is not current:
-        uow.invoices.put(invoice)
+        _store(uow, invoice)
     _publish_all(uow, happenings, Cause.of(message))
 
 
@@ -104,7 +102,7 @@ async def on_account_snapshot(message: ErpAccountSnapshot, uow: UnitOfWork) -> N
             from_snapshot=True,
         )
         if invoice is not None and invoice is not current:
-            uow.invoices.put(invoice)
+            _store(uow, invoice)
         _publish_all(uow, happenings, cause)
     still_listed = set(numbers)
     for stored in await uow.invoices.of_account(account):
@@ -112,7 +110,7 @@ async def on_account_snapshot(message: ErpAccountSnapshot, uow: UnitOfWork) -> N
             continue
         closed, happenings = mirror.close_missing(stored, as_of=snapshot.as_of, source=source)
         if closed is not stored:
-            uow.invoices.put(closed)
+            _store(uow, closed)
         _publish_all(uow, happenings, cause)
 
 
@@ -123,49 +121,3 @@ def refuse_card_numbers(message: Envelope) -> None:
         raise InvalidErpDocument(
             "card_number_in_document", f"something that looks like a card number in {', '.join(where)}"
         )
-
-
-Handler = Callable[[Any, UnitOfWork], Awaitable[None]]
-
-HANDLERS: dict[type[Envelope], Handler] = {
-    ErpInvoiceUpserted: on_invoice_upserted,
-    ErpInvoiceCancelled: on_invoice_cancelled,
-    ErpAccountSnapshot: on_account_snapshot,
-}
-
-
-async def handle_batch(deliveries: Sequence[Delivery], tx: Transaction) -> None:
-    """The consumer's batch handler (see the module docstring)."""
-    uow = UnitOfWork(tx)
-    keys = []
-    accounts = []
-    for delivery in deliveries:
-        message = delivery.message
-        if isinstance(message, ErpInvoiceUpserted | ErpInvoiceCancelled):
-            keys.append((message.account_id, message.payload.invoice_number))
-        elif isinstance(message, ErpAccountSnapshot):
-            accounts.append(message.account_id)
-    await uow.invoices.preload(keys, accounts)
-    for delivery in deliveries:
-        handler = HANDLERS.get(type(delivery.message))
-        if handler is None:
-            continue
-        # Not `observability.about()` per message: binding context costs as much as
-        # applying a document; the one log line here names the document itself.
-        try:
-            refuse_card_numbers(delivery.message)
-            await handler(delivery.message, uow)
-        except InvalidErpDocument as exc:
-            log.warning(
-                "ERP document rejected; dead-lettered",
-                extra={
-                    "reason": exc.reason_code,
-                    "detail": exc.message,
-                    "event_id": str(delivery.message.event_id),
-                    "correlation_id": str(delivery.message.correlation_id),
-                    "account_id": redact_card_numbers(delivery.message.account_id),
-                    "offset": delivery.offset,
-                },
-            )
-            uow.reject(delivery, exc)
-    await uow.commit()

@@ -1,0 +1,272 @@
+"""invoice-sync's repositories: invoices, account snapshots and the queue of provider
+calls, on one transaction's connection.
+
+Rows are read and written in bulk (one statement per batch, arrays through unnest):
+the consumer applies hundreds of ERP documents per transaction.
+
+Locking: the consumer and the registration worker both lock the invoice rows they
+change (`FOR UPDATE`, in key order), so a provider answer recorded by the worker and
+an ERP change applied by the consumer never overwrite each other's view.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from invoice_sync.domain.model import Invoice, InvoiceDetails, InvoiceKey, PostedPayment, ProviderState
+
+_INVOICE_COLUMNS = """
+    account_id, invoice_number, erp_version, erp_status, closed_by_snapshot, order_number,
+    po_number, invoice_date, due_date, currency, total_minor, open_minor, billing_country,
+    posted_payments::text AS posted_payments, source_event_id, correlation_id, erp_occurred_at,
+    registered_amount_minor, registered_currency, provider_invoice_id, refusal, refused_version
+"""
+
+
+def _invoice(row: asyncpg.Record) -> Invoice:
+    details = None
+    if row["currency"] is not None:
+        details = InvoiceDetails(
+            invoice_number=row["invoice_number"],
+            order_number=row["order_number"],
+            po_number=row["po_number"],
+            invoice_date=row["invoice_date"],
+            due_date=row["due_date"],
+            currency=row["currency"],
+            total_minor=row["total_minor"],
+            open_minor=row["open_minor"],
+            billing_country=row["billing_country"],
+            posted_payments=tuple(
+                PostedPayment(p["reference"], p["amount_minor"])
+                for p in json.loads(row["posted_payments"] or "[]")
+            ),
+        )
+    return Invoice(
+        account_id=row["account_id"],
+        invoice_number=row["invoice_number"],
+        erp_version=row["erp_version"],
+        erp_status=row["erp_status"],
+        details=details,
+        source_event_id=text_or_none(row["source_event_id"]),
+        correlation_id=text_or_none(row["correlation_id"]),
+        erp_occurred_at=row["erp_occurred_at"],
+        closed_by_snapshot=row["closed_by_snapshot"],
+        provider=ProviderState(
+            registered_amount_minor=row["registered_amount_minor"],
+            registered_currency=row["registered_currency"],
+            provider_invoice_id=row["provider_invoice_id"],
+            refusal=row["refusal"],
+            refused_version=row["refused_version"],
+        ),
+    )
+
+
+def text_or_none(value: UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def key_arrays(keys: Iterable[InvoiceKey]) -> tuple[list[str], list[str]]:
+    ordered = sorted(set(keys))
+    return [a for a, _ in ordered], [n for _, n in ordered]
+
+
+async def _lock_invoices(
+    conn: asyncpg.Connection,
+    keys: Iterable[InvoiceKey] = (),
+    accounts: Iterable[str] = (),
+) -> list[Invoice]:
+    """The stored invoices with these keys or of these accounts, locked for this transaction.
+
+    Two statements rather than one with OR: each uses the primary key.
+    """
+    accounts_, numbers = key_arrays(keys)
+    whole = sorted(set(accounts))
+    rows: list[asyncpg.Record] = []
+    if whole:
+        rows += await conn.fetch(
+            f"""
+            SELECT {_INVOICE_COLUMNS} FROM invoices WHERE account_id = ANY($1::text[])
+            ORDER BY account_id, invoice_number
+            FOR UPDATE
+            """,
+            whole,
+        )
+    if accounts_:
+        rows += await conn.fetch(
+            f"""
+            SELECT {_INVOICE_COLUMNS}
+            FROM invoices JOIN unnest($1::text[], $2::text[]) AS k(a, n)
+              ON account_id = k.a AND invoice_number = k.n
+            ORDER BY account_id, invoice_number
+            FOR UPDATE OF invoices
+            """,
+            accounts_,
+            numbers,
+        )
+    return [_invoice(r) for r in rows]
+
+
+class InvoiceRepository:
+    """The invoices a unit of work reads and changes, written back in one statement."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self._seen: dict[InvoiceKey, Invoice | None] = {}
+        self._whole_accounts: set[str] = set()
+        self._dirty: dict[InvoiceKey, Invoice] = {}
+        self._answered: dict[InvoiceKey, Invoice] = {}
+
+    async def preload(self, keys: Iterable[InvoiceKey], accounts: Iterable[str] = ()) -> None:
+        wanted = {k for k in keys if k not in self._seen}
+        whole = set(accounts) - self._whole_accounts
+        if not wanted and not whole:
+            return
+        for invoice in await _lock_invoices(self._conn, wanted, whole):
+            self._seen.setdefault(invoice.key, invoice)
+        for key in wanted:
+            self._seen.setdefault(key, None)
+        self._whole_accounts |= whole
+
+    async def get(self, account_id: str, invoice_number: str) -> Invoice | None:
+        key = (account_id, invoice_number)
+        if key not in self._seen:
+            await self.preload([key])
+        return self._seen[key]
+
+    async def of_account(self, account_id: str) -> list[Invoice]:
+        await self.preload((), [account_id])
+        return [i for (a, _), i in self._seen.items() if a == account_id and i is not None]
+
+    def put(self, invoice: Invoice) -> None:
+        self._seen[invoice.key] = invoice
+        self._dirty[invoice.key] = invoice
+
+    def put_provider_state(self, invoice: Invoice) -> None:
+        self._seen[invoice.key] = invoice
+        self._answered[invoice.key] = invoice
+
+    async def flush(self) -> None:
+        """Write the ERP side of the invoices ERP documents changed, and the provider side
+        of those the provider answered about."""
+        await self._flush_erp_side()
+        await _save_provider_states(self._conn, list(self._answered.values()))
+        self._answered.clear()
+
+    async def _flush_erp_side(self) -> None:
+        if not self._dirty:
+            return
+        rows = list(self._dirty.values())
+        details = [i.details for i in rows]
+        await self._conn.execute(
+            """
+            INSERT INTO invoices (
+                account_id, invoice_number, erp_version, erp_status, closed_by_snapshot,
+                order_number, po_number, invoice_date, due_date, currency, total_minor,
+                open_minor, billing_country, posted_payments, source_event_id, correlation_id,
+                erp_occurred_at)
+            SELECT a, n, v, s, cs, o, po, idate, ddate, c, t, om, bc, pp::jsonb, se, co, oa
+            FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bool[],
+                        $6::text[], $7::text[], $8::date[], $9::date[], $10::text[],
+                        $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::uuid[],
+                        $16::uuid[], $17::timestamptz[])
+                 AS u(a, n, v, s, cs, o, po, idate, ddate, c, t, om, bc, pp, se, co, oa)
+            ON CONFLICT (account_id, invoice_number) DO UPDATE SET
+                erp_version = EXCLUDED.erp_version,
+                erp_status = EXCLUDED.erp_status,
+                closed_by_snapshot = EXCLUDED.closed_by_snapshot,
+                order_number = EXCLUDED.order_number,
+                po_number = EXCLUDED.po_number,
+                invoice_date = EXCLUDED.invoice_date,
+                due_date = EXCLUDED.due_date,
+                currency = EXCLUDED.currency,
+                total_minor = EXCLUDED.total_minor,
+                open_minor = EXCLUDED.open_minor,
+                billing_country = EXCLUDED.billing_country,
+                posted_payments = EXCLUDED.posted_payments,
+                source_event_id = EXCLUDED.source_event_id,
+                correlation_id = EXCLUDED.correlation_id,
+                erp_occurred_at = EXCLUDED.erp_occurred_at,
+                updated_at = now()
+            """,
+            [i.account_id for i in rows],
+            [i.invoice_number for i in rows],
+            [i.erp_version for i in rows],
+            [i.erp_status for i in rows],
+            [i.closed_by_snapshot for i in rows],
+            [d.order_number if d else None for d in details],
+            [d.po_number if d else None for d in details],
+            [d.invoice_date if d else None for d in details],
+            [d.due_date if d else None for d in details],
+            [d.currency if d else None for d in details],
+            [d.total_minor if d else None for d in details],
+            [d.open_minor if d else None for d in details],
+            [d.billing_country if d else None for d in details],
+            [_payments_json(d) for d in details],
+            [i.source_event_id for i in rows],
+            [i.correlation_id for i in rows],
+            [i.erp_occurred_at for i in rows],
+        )
+        self._dirty.clear()
+
+
+def _payments_json(details: InvoiceDetails | None) -> str | None:
+    if details is None:
+        return None
+    if not details.posted_payments:
+        return "[]"
+    return json.dumps(
+        [{"reference": p.reference, "amount_minor": p.amount_minor} for p in details.posted_payments],
+        separators=(",", ":"),
+    )
+
+
+async def _save_provider_states(conn: asyncpg.Connection, invoices: Sequence[Invoice]) -> None:
+    """Write what the provider now holds for each invoice (the worker's side of the row)."""
+    if not invoices:
+        return
+    await conn.execute(
+        """
+        UPDATE invoices AS i SET
+            registered_amount_minor = u.amount, registered_currency = u.currency,
+            provider_invoice_id = u.pid, refusal = u.refusal, refused_version = u.refused,
+            updated_at = now()
+        FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                    $7::bigint[]) AS u(a, n, amount, currency, pid, refusal, refused)
+        WHERE i.account_id = u.a AND i.invoice_number = u.n
+        """,
+        [i.account_id for i in invoices],
+        [i.invoice_number for i in invoices],
+        [i.provider.registered_amount_minor for i in invoices],
+        [i.provider.registered_currency for i in invoices],
+        [i.provider.provider_invoice_id for i in invoices],
+        [i.provider.refusal for i in invoices],
+        [i.provider.refused_version for i in invoices],
+    )
+
+
+class SnapshotRepository:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def sequence(self, account_id: str) -> int | None:
+        value = await self._conn.fetchval(
+            "SELECT sequence FROM account_snapshots WHERE account_id = $1 FOR UPDATE", account_id
+        )
+        return None if value is None else int(value)
+
+    async def record(self, account_id: str, sequence: int, as_of: datetime) -> None:
+        await self._conn.execute(
+            """
+            INSERT INTO account_snapshots (account_id, sequence, as_of) VALUES ($1, $2, $3)
+            ON CONFLICT (account_id) DO UPDATE
+               SET sequence = EXCLUDED.sequence, as_of = EXCLUDED.as_of
+            """,
+            account_id,
+            sequence,
+            as_of,
+        )
