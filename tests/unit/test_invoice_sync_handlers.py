@@ -198,3 +198,18 @@ async def test_the_worker_asks_the_provider_and_records_the_answers_through_the_
     ]
     assert len(uow.of_type("invoice.registered")) == 2 and queued(uow) == {} and committed == [True]
     assert await worker.run_once() == 0
+
+
+async def test_an_invoice_that_went_back_while_the_provider_was_asked_is_asked_again() -> None:
+    uow = FakeUnitOfWork()
+    await apply(uow, upserted("INV-1", total="100.00"))
+    await record(uow, {"INV-1": Accepted("pi_1")})
+    await apply(uow, upserted("INV-1", 2, total="100.00", open_amount="50.00"))
+    [asked] = await uow.registrations.claim(100, 60.0)
+    # Back to what the provider held: nothing to ask any more, the queued call is dropped.
+    await apply(uow, upserted("INV-1", 3, total="100.00"))
+    assert queued(uow) == {}
+    await on_provider_answers([(asked, Accepted("pi_2"))], uow)  # it now holds 50.00
+    await uow.commit()
+    assert uow.of_type("invoice.registered")[1:] == []
+    assert queued(uow) == {"INV-1": Intent("register", 3, 10000, "USD")}
