@@ -40,7 +40,6 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.partitioner import murmur2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
@@ -48,12 +47,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 from results import record
 
 from payments_shared.database import open_pool
+from payments_shared.messaging import partition_for
 from payments_shared.service import collect_garbage_less_often
 from payments_shared.topics import Topic, TopicRegistry, ensure_topics
 from status_projector import ops
-from status_projector.adapters import postgres as store
-from status_projector.adapters.postgres import SCHEMA, VersionTables, install
-from status_projector.projection import (
+from status_projector.adapters import repositories as store
+from status_projector.adapters.schema import VersionTables, install
+from status_projector.settings import SCHEMA
+from status_projector.workers import (
     input_topics,
     kafka_offsets,
     projection_consumer,
@@ -212,7 +213,7 @@ async def produce(bootstrap: str, topic: str, partitions: int, records: list[tup
     try:
         by_partition: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
         for key, value in records:
-            by_partition[(murmur2(key) & 0x7FFFFFFF) % partitions].append((key, value))
+            by_partition[partition_for(key, partitions)].append((key, value))
         pending = []
         for partition, items in by_partition.items():
             batch = producer.create_batch()
@@ -281,7 +282,7 @@ API_SERVER = """
 import asyncio, sys, uvicorn
 from payments_shared.database import open_pool
 from payments_shared.topics import TopicRegistry
-from status_projector.adapters.postgres import SCHEMA
+from status_projector.settings import SCHEMA
 from status_projector.domain.access import MerchantKeys, PortalKeys, digest_of
 from status_projector.entrypoints.http import build_app
 

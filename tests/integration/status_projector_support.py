@@ -38,10 +38,11 @@ from payments_shared.contracts.payments import (
 from payments_shared.database import open_pool
 from payments_shared.domain.money import Money
 from payments_shared.topics import TopicRegistry
-from status_projector.adapters.postgres import SCHEMA, VersionTables, install
+from status_projector.adapters.schema import VersionTables, install
 from status_projector.domain.access import MerchantKeys, PortalKeys, digest_of
 from status_projector.entrypoints.http import build_app
-from status_projector.projection import input_topics, kafka_offsets, projection_consumer, run_until
+from status_projector.settings import SCHEMA
+from status_projector.workers import input_topics, kafka_offsets, projection_consumer, run_until
 
 PRODUCER = "test"
 BASE = datetime(2025, 1, 1, tzinfo=UTC)

@@ -27,9 +27,8 @@ from status_projector_support import (
 from payments_shared.messaging import Delivery, Transaction
 from payments_shared.topics import TopicRegistry
 from status_projector import ops
-from status_projector.adapters.postgres import VersionTables
-from status_projector.handlers import projecting
-from status_projector.projection import input_topics, kafka_offsets, projection_consumer, run_until
+from status_projector.adapters.schema import VersionTables
+from status_projector.workers import input_topics, kafka_offsets, projecting, projection_consumer, run_until
 
 pytestmark = pytest.mark.integration
 

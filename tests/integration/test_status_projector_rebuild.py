@@ -22,7 +22,7 @@ from status_projector_support import (
 from payments_shared.topics import TopicRegistry
 from status_projector import ops
 from status_projector.entrypoints.http import InvoiceOut
-from status_projector.projection import LiveProjection
+from status_projector.workers import LiveProjection
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,6 @@ async def test_rebuild_while_serving_then_switch(
     live_task = asyncio.create_task(live.run(stopping))
     client = portal_client(pool, topics, [*(f"A{i}" for i in range(30)), "LATE"])
     try:
-
         answers: list[tuple[int, str]] = []
 
         async def status(account: str, number: str) -> InvoiceOut | None:

@@ -35,7 +35,7 @@ from payments_shared.contracts.payments import (
 )
 from payments_shared.topics import TopicRegistry
 from status_projector import ops
-from status_projector.adapters.postgres import VersionTables
+from status_projector.adapters.schema import VersionTables
 from status_projector.entrypoints.http import AccountSummary, InvoiceOut
 
 pytestmark = pytest.mark.integration

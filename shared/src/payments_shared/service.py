@@ -36,7 +36,8 @@ RELAY_LEADER = Gauge(
 class Background(Protocol):
     """Any long-running part of a service besides the consumers (timers, workers)."""
 
-    ready: bool
+    @property
+    def ready(self) -> bool: ...
 
     async def run(self, stopping: asyncio.Event) -> None: ...
 

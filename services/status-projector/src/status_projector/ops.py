@@ -15,18 +15,13 @@ from datetime import datetime
 import asyncpg
 
 from payments_shared import ops as shared_ops
+from payments_shared.messaging import offsets
+from payments_shared.messaging.offsets import stored_offsets
 from payments_shared.ops import Redriven
 from payments_shared.topics import TopicRegistry
 
-from .adapters.postgres import VersionTables, activate, active_version, create_version, drop_version
-from .projection import (
-    Progress,
-    input_topics,
-    kafka_offsets,
-    projection_consumer,
-    run_until,
-    stored_offsets,
-)
+from .adapters.schema import VersionTables, activate, active_version, create_version, drop_version
+from .workers import Progress, input_topics, kafka_offsets, projection_consumer, run_until
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +95,7 @@ async def rebuild(
                 ctx.pool,
                 starts=lap_starts,
                 ends=phase_ends,
-                progress=(
-                    (lambda done, _, base=done_before: progress(base + done, total))
-                    if progress is not None and lap == 0
-                    else None
-                ),
+                progress=_offset(progress, done_before, total) if lap == 0 else None,
             )
             events += sum(max(0, o - lap_starts.get(p, starts.get(p, 0))) for p, o in phase_ends.items())
         _, ends = await kafka_offsets(ctx.bootstrap, topics)
@@ -132,6 +123,14 @@ async def rebuild(
     return RebuildResult(version, previous, events, time.perf_counter() - started, dropped)
 
 
+def _offset(progress: Progress | None, base: int, total: int) -> Progress | None:
+    """Progress of one phase as progress of the whole first pass."""
+    if progress is None:
+        return None
+    report = progress
+    return lambda done, _: report(base + done, total)
+
+
 async def replay(ctx: Projecting, since: datetime, *, progress: Progress | None = None) -> int:
     """Re-apply every event from `since` to the captured end into the active version.
 
@@ -147,11 +146,7 @@ async def replay(ctx: Projecting, since: datetime, *, progress: Progress | None 
     starts, ends = await kafka_offsets(
         ctx.bootstrap, input_topics(ctx.registry), at_ms=int(since.timestamp() * 1000)
     )
-    async with ctx.pool.acquire() as conn:
-        await conn.executemany(
-            "INSERT INTO consumer_offsets (consumer, topic, partition, next_offset) VALUES ($1, $2, $3, $4)",
-            [(name, t, p, o) for (t, p), o in starts.items()],
-        )
+    await offsets.rewind(ctx.pool, name, starts)
     tables = VersionTables(version)
     consumer = projection_consumer(
         name=name,
@@ -166,8 +161,7 @@ async def replay(ctx: Projecting, since: datetime, *, progress: Progress | None 
         await run_until(consumer, ctx.pool, starts=starts, ends=ends, progress=progress)
     finally:
         async with ctx.pool.acquire() as conn:
-            await conn.execute("DELETE FROM consumer_offsets WHERE consumer = $1", name)
-            await conn.execute("DELETE FROM processed_events WHERE consumer = $1", name)
+            await offsets.reset(conn, name)
     return sum(max(0, ends[p] - starts[p]) for p in ends)
 
 

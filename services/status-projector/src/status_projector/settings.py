@@ -12,6 +12,7 @@ from payments_shared.settings import CommonSettings
 from status_projector.domain.access import MerchantKeys, PortalKeys, digest_of
 
 SERVICE = "status-projector"
+SCHEMA = "status_projector"
 
 
 class ProjectorSettings(CommonSettings):

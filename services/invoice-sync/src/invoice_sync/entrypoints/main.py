@@ -23,8 +23,7 @@ async def handle_batch(deliveries: Sequence[Delivery], tx: Transaction) -> None:
     await apply_batch(deliveries, PostgresUnitOfWork.of(tx))
 
 
-async def serve(settings: InvoiceSyncSettings | None = None) -> None:
-    settings = settings or InvoiceSyncSettings()
+async def serve(settings: InvoiceSyncSettings) -> None:
     retention = RetentionSettings()
     registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
@@ -73,4 +72,5 @@ async def serve(settings: InvoiceSyncSettings | None = None) -> None:
 
 
 def main() -> None:
-    run_service(serve)
+    settings = InvoiceSyncSettings()
+    run_service(lambda: serve(settings))

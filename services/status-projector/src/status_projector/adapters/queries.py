@@ -10,7 +10,7 @@ import asyncpg
 
 from payments_shared.messaging.offsets import stored_offsets
 
-from .postgres import VersionTables
+from .schema import VersionTables
 
 _INVOICE_FIELDS = """
     account_id, invoice_number, order_number, po_number, invoice_date, due_date, currency,
@@ -91,11 +91,12 @@ class ReadModelQueries:
             where.append(f"(due_date, invoice_number) {op} (${len(args) - 1}, ${len(args)})")
         direction = "DESC" if descending else "ASC"
         args.append(limit)
-        return await conn.fetch(
+        rows: list[asyncpg.Record] = await conn.fetch(
             f"SELECT {_INVOICE_FIELDS} FROM {snap.tables.invoices} WHERE {' AND '.join(where)} "
             f"ORDER BY due_date {direction}, invoice_number {direction} LIMIT ${len(args)}",
             *args,
         )
+        return rows
 
     async def account_policy(
         self, conn: asyncpg.Connection, snap: Snapshot, account_id: str
@@ -111,7 +112,7 @@ class ReadModelQueries:
         self, conn: asyncpg.Connection, snap: Snapshot, account_id: str
     ) -> list[asyncpg.Record]:
         """Balance per currency over invoices still owed (not cancelled or closed)."""
-        return await conn.fetch(
+        rows: list[asyncpg.Record] = await conn.fetch(
             f"""
             SELECT currency,
                    sum(balance_minor) FILTER (
@@ -129,3 +130,4 @@ class ReadModelQueries:
             """,
             account_id,
         )
+        return rows

@@ -27,6 +27,26 @@ class Park(Exception):
         self.waits_for = waits_for
 
 
+@dataclass(frozen=True)
+class ParkedEvent:
+    """An event kept until what it waits for appears, where it was read from and as written."""
+
+    event_id: object
+    waits_for: str
+    reason: str
+    type: str
+    account_id: str
+    topic: str
+    partition: int
+    offset: int
+    occurred_at: datetime
+    envelope: str
+
+    @property
+    def position(self) -> tuple[str, int, int]:
+        return (self.topic, self.partition, self.offset)
+
+
 def invoice_key(account_id: str, invoice_number: str) -> str:
     return f"invoice:{account_id}/{invoice_number}"
 

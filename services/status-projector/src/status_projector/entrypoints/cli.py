@@ -25,8 +25,8 @@ from payments_shared.observability import configure_logging
 from payments_shared.service import collect_garbage_less_often
 from payments_shared.topics import TopicRegistry
 from status_projector import ops
-from status_projector.adapters.postgres import SCHEMA, install
-from status_projector.settings import SERVICE, ProjectorSettings
+from status_projector.adapters.schema import install
+from status_projector.settings import SCHEMA, SERVICE, ProjectorSettings
 
 app = typer.Typer(help="Operate the status-projector read model.", no_args_is_help=True)
 T = TypeVar("T")

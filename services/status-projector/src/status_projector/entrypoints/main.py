@@ -10,11 +10,11 @@ from payments_shared.ops_metrics import OpsGauges
 from payments_shared.retention import Pruner, RetentionSettings
 from payments_shared.sandbox import UnsafeConfiguration
 from payments_shared.service import ServiceHost, run_service, start_up
-from status_projector.adapters.postgres import SCHEMA, install
+from status_projector.adapters.schema import install
 from status_projector.domain.access import PortalKeys
 from status_projector.entrypoints.http import build_app
-from status_projector.projection import LiveProjection
-from status_projector.settings import SERVICE, ProjectorSettings
+from status_projector.settings import SCHEMA, SERVICE, ProjectorSettings
+from status_projector.workers import LiveProjection
 
 
 async def serve(settings: ProjectorSettings, keys: PortalKeys) -> None:

@@ -22,7 +22,7 @@ DOCUMENT = Path(__file__).resolve().parents[5] / "contracts" / "openapi" / "stat
 
 
 def document() -> dict[str, Any]:
-    app = build_app(None, TopicRegistry(), PortalKeys([]), provider_configured=True)  # type: ignore[arg-type]
+    app = build_app(None, TopicRegistry(), PortalKeys([]), provider_configured=True)
     return get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
 
 

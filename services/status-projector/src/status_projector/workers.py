@@ -22,21 +22,37 @@ from collections.abc import Callable, Sequence
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from payments_shared.contracts import Envelope
 from payments_shared.kafka import client_options
-from payments_shared.messaging import TransactionalConsumer, is_transient
+from payments_shared.messaging import BatchHandler, Delivery, Transaction, TransactionalConsumer, is_transient
+from payments_shared.messaging.offsets import Partition, stored_offsets
 from payments_shared.topics import Topic, TopicRegistry
 
-from .adapters.postgres import VersionTables, active_version
-from .handlers import projecting
+from .adapters.schema import VersionTables, active_version
+from .adapters.unit_of_work import PostgresUnitOfWork
+from .handlers import apply_batch
 from .settings import SERVICE
 
 log = logging.getLogger(__name__)
 
-Partition = tuple[str, int]
+__all__ = ["LiveProjection", "Partition", "input_topics", "kafka_offsets", "projection_consumer", "run_until"]
 
 
 def input_topics(registry: TopicRegistry) -> list[Topic]:
     return [registry.invoices, registry.payments_events]
+
+
+def projecting(tables: VersionTables, *, bulk: bool = False) -> BatchHandler:
+    """The batch handler projecting into one version of the read model.
+
+    `bulk` (a rebuild filling a new version): commits do not wait for the WAL flush.
+    """
+    decoded: dict[object, Envelope] = {}
+
+    async def handle(deliveries: Sequence[Delivery], tx: Transaction) -> None:
+        await apply_batch(deliveries, await PostgresUnitOfWork.begin(tx, tables, decoded, bulk=bulk))
+
+    return handle
 
 
 def projection_consumer(
@@ -172,13 +188,6 @@ async def kafka_offsets(
         {(tp.topic, tp.partition): o for tp, o in starts.items()},
         {(tp.topic, tp.partition): o for tp, o in ends.items()},
     )
-
-
-async def stored_offsets(conn: asyncpg.Connection | asyncpg.Pool, consumer: str) -> dict[Partition, int]:
-    rows = await conn.fetch(
-        "SELECT topic, partition, next_offset FROM consumer_offsets WHERE consumer = $1", consumer
-    )
-    return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
 
 
 Progress = Callable[[int, int], None]  # (done, total) events

@@ -1,0 +1,221 @@
+"""Bulk reads and writes of one read-model version's tables, on a batch's connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from status_projector.domain.model import AccountPolicy, Invoice, ParkedEvent, Payment
+
+from .rows import (
+    PAYMENT_COLUMNS,
+    invoice_from_row,
+    invoice_values,
+    payment_from_row,
+    payment_values,
+    update_from_arrays,
+)
+from .schema import FACTS, FACTS_END, INVOICE_COLUMNS, KEY, STATUS, VersionTables
+
+# One advisory lock key space for the projector's versions: (class, version).
+_LOCK_CLASS = 0x5350  # "SP"
+
+
+class ReadModelStore:
+    """Bulk reads and writes of one version's tables, on the batch's connection.
+
+    Rows are written per batch, once each: new rows by binary COPY, changed rows by
+    one UPDATE from arrays (only the payment/lifecycle columns when the ERP facts did
+    not change), unchanged rows not at all. What was loaded is remembered to tell
+    these apart.
+    """
+
+    def __init__(self, conn: asyncpg.Connection, tables: VersionTables) -> None:
+        self.conn = conn
+        self.tables = tables
+        self._loaded_invoices: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._loaded_payments: dict[str, tuple[Any, ...]] = {}
+
+    async def lock(self, *, bulk: bool = False) -> None:
+        """Serialise the batches writing this version (the live projector and a replay
+        may both write the active one): one lock a batch instead of a lock per row.
+        `bulk` (a rebuild): this transaction's commit does not wait for the WAL flush;
+        see README "Rebuild speed" for why losing it in a crash is harmless."""
+        sql = f"SELECT pg_advisory_xact_lock({_LOCK_CLASS}, {self.tables.version})"
+        if bulk:
+            sql += "; SET LOCAL synchronous_commit = off"
+        await self.conn.execute(sql)
+
+    async def invoices(self, keys: Iterable[tuple[str, str]]) -> list[Invoice]:
+        keys = set(keys)
+        if not keys:
+            return []
+        rows = await self.conn.fetch(
+            f"""
+            SELECT {", ".join("t." + c for c in INVOICE_COLUMNS)} FROM {self.tables.invoices} t
+            JOIN unnest($1::text[], $2::text[]) AS k(account_id, invoice_number)
+              USING (account_id, invoice_number)
+            """,
+            [a for a, _ in keys],
+            [n for _, n in keys],
+        )
+        loaded = []
+        for row in rows:
+            values = tuple(row)
+            self._loaded_invoices[(values[0], values[1])] = values
+            loaded.append(invoice_from_row(values))
+        return loaded
+
+    async def payments(self, payment_ids: Iterable[str]) -> list[Payment]:
+        ids = list(set(payment_ids))
+        if not ids:
+            return []
+        rows = await self.conn.fetch(
+            f"SELECT {', '.join(PAYMENT_COLUMNS)} FROM {self.tables.payments} "
+            "WHERE payment_id = ANY($1::text[])",
+            ids,
+        )
+        loaded = []
+        for row in rows:
+            values = tuple(row)
+            self._loaded_payments[values[0]] = values
+            loaded.append(payment_from_row(values))
+        return loaded
+
+    async def parked_waiting_for(self, keys: Iterable[str]) -> list[ParkedEvent]:
+        keys = sorted(set(keys))
+        if not keys:
+            return []
+        # Usually nothing is parked: one cheap look saves matching every new key.
+        if not await self.conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {self.tables.parked})"):
+            return []
+        rows = await self.conn.fetch(
+            f"""
+            SELECT event_id, waits_for, reason, type, account_id, topic, partition, "offset",
+                   occurred_at, envelope
+            FROM {self.tables.parked} WHERE waits_for = ANY($1::text[])
+            ORDER BY topic, partition, "offset"
+            """,
+            keys,
+        )
+        return [ParkedEvent(**dict(r)) for r in rows]
+
+    async def save_invoices(self, invoices: Iterable[Invoice]) -> None:
+        new: list[tuple[Any, ...]] = []
+        facts: list[tuple[Any, ...]] = []
+        status: list[tuple[Any, ...]] = []
+        for invoice in invoices:
+            values = invoice_values(invoice)
+            before = self._loaded_invoices.get((values[0], values[1]))
+            if before is None:
+                new.append(values)
+            elif values != before:
+                if values[2:FACTS_END] == before[2:FACTS_END]:
+                    status.append(values[:2] + values[FACTS_END:])
+                else:
+                    facts.append(values)
+        table = self.tables.invoices
+        if new:
+            await self.conn.copy_records_to_table(table, records=new, columns=INVOICE_COLUMNS)
+        if facts:
+            await self._update(update_from_arrays(table, KEY, (*FACTS, *STATUS)), facts)
+        if status:
+            await self._update(update_from_arrays(table, KEY, STATUS), status)
+
+    async def save_payments(self, payments: Iterable[Payment]) -> None:
+        new: list[tuple[Any, ...]] = []
+        changed: list[tuple[Any, ...]] = []
+        for payment in payments:
+            values = payment_values(payment)
+            before = self._loaded_payments.get(values[0])
+            if before is None:
+                new.append(values)
+            elif values != before:
+                changed.append(values)
+        table = self.tables.payments
+        if new:
+            await self.conn.copy_records_to_table(table, records=new, columns=PAYMENT_COLUMNS)
+        if changed:
+            await self._update(
+                update_from_arrays(
+                    table,
+                    [("payment_id", "text")],
+                    [
+                        ("state", "text"),
+                        ("state_at", "timestamptz"),
+                        ("requested_at", "timestamptz"),
+                        ("allocations", "jsonb"),
+                    ],
+                ),
+                [(v[0], v[2], v[3], v[4], v[6]) for v in changed],
+            )
+
+    async def _update(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        rows.sort()  # a stable order of row locks (the key comes first)
+        await self.conn.execute(sql, *(list(column) for column in zip(*rows, strict=True)))
+
+    async def park(self, events: Sequence[ParkedEvent]) -> None:
+        if not events:
+            return
+        rows = sorted(events, key=lambda e: str(e.event_id))
+        await self.conn.execute(
+            f"""
+            INSERT INTO {self.tables.parked} (event_id, waits_for, reason, type, account_id, topic,
+                                              partition, "offset", occurred_at, envelope)
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                 $6::text[], $7::int[], $8::bigint[], $9::timestamptz[], $10::json[])
+            ON CONFLICT (event_id) DO UPDATE SET waits_for = EXCLUDED.waits_for,
+                                                 reason = EXCLUDED.reason
+            """,
+            [e.event_id for e in rows],
+            [e.waits_for for e in rows],
+            [e.reason for e in rows],
+            [e.type for e in rows],
+            [e.account_id for e in rows],
+            [e.topic for e in rows],
+            [e.partition for e in rows],
+            [e.offset for e in rows],
+            [e.occurred_at for e in rows],
+            [e.envelope for e in rows],
+        )
+
+    async def unpark(self, event_ids: Sequence[Any]) -> None:
+        if event_ids:
+            await self.conn.execute(
+                f"DELETE FROM {self.tables.parked} WHERE event_id = ANY($1::uuid[])",
+                list(event_ids),
+            )
+
+    async def save_account_policies(self, policies: Iterable[AccountPolicy]) -> None:
+        """Newest word per account wins, whatever order a rebuild applies them in."""
+        rows = sorted(
+            (p.account_id, p.balance_payment_allowed, p.reason_code, p.message, p.at) for p in policies
+        )
+        if not rows:
+            return
+        await self.conn.execute(
+            f"""
+            INSERT INTO {self.tables.accounts} AS t
+                   (account_id, balance_payment_allowed, reason_code, message, at)
+            SELECT * FROM unnest($1::text[], $2::boolean[], $3::text[], $4::text[], $5::timestamptz[])
+            ON CONFLICT (account_id) DO UPDATE
+               SET balance_payment_allowed = EXCLUDED.balance_payment_allowed,
+                   reason_code = EXCLUDED.reason_code, message = EXCLUDED.message, at = EXCLUDED.at
+             WHERE t.at <= EXCLUDED.at
+            """,
+            *(list(column) for column in zip(*rows, strict=True)),
+        )
+
+    async def note_progress(self, last_event_at: datetime) -> None:
+        await self.conn.execute(
+            """
+            UPDATE projection_versions
+               SET last_event_at = GREATEST(last_event_at, $2)
+             WHERE version = $1
+            """,
+            self.tables.version,
+            last_event_at,
+        )

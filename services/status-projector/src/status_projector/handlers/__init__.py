@@ -1,0 +1,157 @@
+"""The projection's rules: the one table of which handler applies which event, in the
+order events are applied, and the batch entry the consumer calls.
+
+A handler first checks that everything it needs exists, then changes state; when
+something is missing it raises `Park` before changing anything, and the event is
+kept in the version's parked table until what it waits for appears.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+from payments_shared.contracts import Envelope, InvoiceEvent
+from payments_shared.contracts.invoices import (
+    InvoiceBalanceChanged,
+    InvoiceClosed,
+    InvoiceRegistered,
+    InvoiceRegistrationFailed,
+    InvoiceSynced,
+)
+from payments_shared.contracts.payments import (
+    AccountBalancePaymentChanged,
+    CheckoutOpened,
+    InvoiceRestrictionChanged,
+    PaymentCancelled,
+    PaymentExpired,
+    PaymentFailed,
+    PaymentFlagged,
+    PaymentProcessing,
+    PaymentRefunded,
+    PaymentRefundFailed,
+    PaymentRefundRequested,
+    PaymentRejected,
+    PaymentRequested,
+    PaymentSucceeded,
+)
+from payments_shared.messaging import Delivery
+from status_projector.domain.model import Park
+from status_projector.domain.status import PaymentState
+from status_projector.unit_of_work import InvoiceKey, Position, UnitOfWork
+
+from .invoices import (
+    on_invoice_balance_changed,
+    on_invoice_closed,
+    on_invoice_registered,
+    on_invoice_registration_failed,
+    on_invoice_synced,
+)
+from .payments import (
+    Handler,
+    ended,
+    on_account_balance_payment_changed,
+    on_checkout_opened,
+    on_invoice_restriction_changed,
+    on_payment_flagged,
+    on_payment_processing,
+    on_payment_rejected,
+    on_payment_requested,
+    on_payment_succeeded,
+    refund,
+)
+
+HANDLERS: dict[type[Envelope], Handler] = {
+    InvoiceSynced: on_invoice_synced,
+    InvoiceBalanceChanged: on_invoice_balance_changed,
+    InvoiceRegistered: on_invoice_registered,
+    InvoiceRegistrationFailed: on_invoice_registration_failed,
+    InvoiceClosed: on_invoice_closed,
+    PaymentRequested: on_payment_requested,
+    CheckoutOpened: on_checkout_opened,
+    PaymentProcessing: on_payment_processing,
+    PaymentSucceeded: on_payment_succeeded,
+    PaymentFailed: ended(PaymentState.FAILED),
+    PaymentCancelled: ended(PaymentState.CANCELLED),
+    PaymentExpired: ended(PaymentState.EXPIRED),
+    PaymentRejected: on_payment_rejected,
+    PaymentFlagged: on_payment_flagged,
+    InvoiceRestrictionChanged: on_invoice_restriction_changed,
+    PaymentRefundRequested: refund("requested"),
+    PaymentRefunded: refund("refunded"),
+    PaymentRefundFailed: refund("failed"),
+    AccountBalancePaymentChanged: on_account_balance_payment_changed,
+}
+
+# (Exact types, not isinstance: the message classes' metaclass makes isinstance slow.)
+_INVOICE_EVENTS = frozenset(typing.get_args(typing.get_args(InvoiceEvent)[0]))
+
+
+def needs(message: Envelope, keys: set[InvoiceKey], payments: set[str]) -> None:
+    """Add the invoices and payments an event reads (payments' invoices come on load)."""
+    kind = type(message)
+    payload: Any = message.payload
+    account = message.account_id
+    if kind is PaymentRejected:
+        keys.update((account, n) for n in payload.invoice_numbers)
+    elif kind is PaymentRequested or kind is PaymentSucceeded:
+        keys.update((account, a.invoice_number) for a in payload.allocations)
+        payments.add(str(payload.payment_id))
+    elif kind in _INVOICE_EVENTS or kind is InvoiceRestrictionChanged:
+        keys.add((account, payload.invoice_number))
+    else:
+        payment_id = getattr(payload, "payment_id", None)
+        if payment_id is not None:
+            payments.add(str(payment_id))
+
+
+async def _load_for(uow: UnitOfWork, messages: Sequence[Envelope]) -> None:
+    keys: set[InvoiceKey] = set()
+    payments: set[str] = set()
+    for message in messages:
+        needs(message, keys, payments)
+    await uow.load(keys, payments)
+
+
+async def apply(message: Envelope, position: Position, uow: UnitOfWork) -> bool:
+    """Apply one event; False when it was parked."""
+    handler = HANDLERS.get(type(message))
+    if handler is None:
+        return True
+    try:
+        await handler(message, uow)
+    except Park as why:
+        uow.park(message, position, why)
+        return False
+    uow.saw(message.occurred_at)
+    return True
+
+
+async def retry_parked(uow: UnitOfWork) -> None:
+    """Apply parked events whose invoice or payment appeared, until nothing more moves."""
+    while keys := uow.appeared():
+        waiting = await uow.parked_for(keys)
+        if not waiting:
+            continue
+        messages = [uow.parked_message(e) for e in waiting]
+        await _load_for(uow, messages)
+        for event, message in zip(waiting, messages, strict=True):
+            if await apply(message, event.position, uow):
+                uow.unpark(event)
+
+
+async def apply_batch(deliveries: Sequence[Delivery], uow: UnitOfWork) -> None:
+    """Apply a batch of events in `uow`, retry what they unblock, and commit.
+
+    The topics have no order between them; invoice events first within a batch means
+    fewer payment events park only to be retried a moment later. The order inside
+    each partition is kept (the sort is stable).
+    """
+    invoices = _INVOICE_EVENTS
+    ordered = sorted(deliveries, key=lambda d: type(d.message) not in invoices)
+    await _load_for(uow, [d.message for d in ordered])
+    for d in ordered:
+        await apply(d.message, (d.topic, d.partition, d.offset), uow)
+    await retry_parked(uow)
+    await uow.commit()

@@ -1,0 +1,184 @@
+"""Payment events (from payment-intake): a payment's life, refunds, and the merchant
+policy's word on an invoice or an account.
+
+A handler first checks that everything it needs exists, then changes state; when
+something is missing it raises `Park` before changing anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from payments_shared.contracts import Envelope
+from payments_shared.contracts.payments import (
+    AccountBalancePaymentChanged,
+    CheckoutOpened,
+    InvoiceRestrictionChanged,
+    PaymentCancelled,
+    PaymentExpired,
+    PaymentFailed,
+    PaymentFlagged,
+    PaymentProcessing,
+    PaymentRefunded,
+    PaymentRefundFailed,
+    PaymentRefundRequested,
+    PaymentRejected,
+    PaymentRequested,
+    PaymentSucceeded,
+)
+from status_projector.domain.model import (
+    AccountPolicy,
+    Park,
+    Payment,
+    Problem,
+    Refund,
+    Restriction,
+    payment_key,
+)
+from status_projector.domain.status import PaymentState, Transition, transition
+from status_projector.unit_of_work import UnitOfWork
+
+Handler = Callable[[Any, UnitOfWork], Awaitable[None]]
+
+
+async def on_payment_requested(message: PaymentRequested, uow: UnitOfWork) -> None:
+    p = message.payload
+    payment_id = str(p.payment_id)
+    invoices = [
+        (uow.require_invoice(message.account_id, a.invoice_number), a.amount.amount_minor)
+        for a in p.allocations
+    ]
+    payment = uow.payment(payment_id)
+    if payment is None:
+        payment = Payment(
+            payment_id=payment_id,
+            account_id=message.account_id,
+            state=PaymentState.REQUESTED,
+            state_at=message.occurred_at,
+            requested_at=message.occurred_at,
+            currency=p.total.currency,
+            allocations={a.invoice_number: a.amount.amount_minor for a in p.allocations},
+        )
+        uow.add_payment(payment)
+    for invoice, amount in invoices:
+        invoice.follow_payment(payment_id, payment.state, amount, payment.requested_at)
+        invoice.touched(message.occurred_at)
+        uow.changed(invoice)
+
+
+async def _payment_moved(
+    message: Envelope,
+    payment_id: str,
+    new: PaymentState,
+    uow: UnitOfWork,
+    *,
+    succeeded: dict[str, int] | None = None,
+    problem: Problem | None = None,
+) -> None:
+    payment = uow.payment(payment_id)
+    if payment is None:
+        raise Park(f"unknown payment {payment_id}", payment_key(payment_id))
+    if message.occurred_at < payment.state_at:
+        return  # replayed older event
+    step = transition(payment.state, new)
+    if step is Transition.NO_OP:
+        return
+    if step is Transition.IMPOSSIBLE:
+        raise Park(f"impossible transition {payment.state} -> {new}", f"transition:{payment_id}")
+    numbers = set(payment.allocations) | set(succeeded or {})
+    invoices = [uow.require_invoice(payment.account_id, n) for n in sorted(numbers)]
+    payment.state = new
+    payment.state_at = message.occurred_at
+    uow.payment_changed(payment)
+    for invoice in invoices:
+        if succeeded is not None and invoice.invoice_number in succeeded:
+            invoice.succeeded[payment_id] = succeeded[invoice.invoice_number]
+        if problem is not None and invoice.invoice_number in payment.allocations:
+            invoice.note_problem(problem)
+        if invoice.current_payment_id == payment_id:
+            invoice.current_payment_state = new
+        invoice.touched(message.occurred_at)
+        uow.changed(invoice)
+
+
+async def on_checkout_opened(message: CheckoutOpened, uow: UnitOfWork) -> None:
+    await _payment_moved(message, str(message.payload.payment_id), PaymentState.CHECKOUT_OPENED, uow)
+
+
+async def on_payment_processing(message: PaymentProcessing, uow: UnitOfWork) -> None:
+    await _payment_moved(message, str(message.payload.payment_id), PaymentState.PROCESSING, uow)
+
+
+async def on_payment_succeeded(message: PaymentSucceeded, uow: UnitOfWork) -> None:
+    p = message.payload
+    allocated = {a.invoice_number: a.amount.amount_minor for a in p.allocations}
+    await _payment_moved(message, str(p.payment_id), PaymentState.SUCCEEDED, uow, succeeded=allocated)
+
+
+def ended(state: PaymentState) -> Handler:
+    async def on_payment_ended(
+        message: PaymentFailed | PaymentCancelled | PaymentExpired, uow: UnitOfWork
+    ) -> None:
+        p = message.payload
+        problem = Problem(p.reason_code, p.message, message.occurred_at)
+        await _payment_moved(message, str(p.payment_id), state, uow, problem=problem)
+
+    return on_payment_ended
+
+
+async def on_payment_rejected(message: PaymentRejected, uow: UnitOfWork) -> None:
+    p = message.payload
+    invoices = [uow.require_invoice(message.account_id, n) for n in sorted(set(p.invoice_numbers))]
+    problem = Problem(p.reason_code, p.message, message.occurred_at)
+    for invoice in invoices:
+        invoice.note_problem(problem)
+        invoice.touched(message.occurred_at)
+        uow.changed(invoice)
+
+
+async def on_invoice_restriction_changed(message: InvoiceRestrictionChanged, uow: UnitOfWork) -> None:
+    """Payment-intake owns the merchant's policy and says when an invoice may not be paid
+    online; before its invoice is known the event parks and applies when it appears."""
+    p = message.payload
+    invoice = uow.require_invoice(message.account_id, p.invoice_number)
+    invoice.restrict(Restriction(p.restricted, p.reason_code, p.message, message.occurred_at))
+    invoice.touched(message.occurred_at)
+    uow.changed(invoice)
+
+
+def refund(state: str) -> Handler:
+    async def on_refund(
+        message: PaymentRefundRequested | PaymentRefunded | PaymentRefundFailed, uow: UnitOfWork
+    ) -> None:
+        """Shown on the payment's invoices; the balance does not change (the money was
+        never counted as paid: payment-intake never announced it as succeeded)."""
+        p = message.payload
+        payment_id = str(p.payment_id)
+        payment = uow.payment(payment_id)
+        if payment is None:
+            raise Park(f"unknown payment {payment_id}", payment_key(payment_id))
+        invoices = [uow.require_invoice(payment.account_id, n) for n in sorted(payment.allocations)]
+        reason = getattr(p, "reason_code", None)
+        refund = Refund(payment_id, state, p.amount.amount_minor, reason, message.occurred_at)
+        for invoice in invoices:
+            invoice.note_refund(refund)
+            if isinstance(message, PaymentRefundFailed):
+                failed = message.payload
+                invoice.note_problem(Problem(failed.reason_code, failed.message, message.occurred_at))
+            invoice.touched(message.occurred_at)
+            uow.changed(invoice)
+
+    return on_refund
+
+
+async def on_account_balance_payment_changed(message: AccountBalancePaymentChanged, uow: UnitOfWork) -> None:
+    """Payment-intake owns the policy: whether the account-level PAY button may show."""
+    p = message.payload
+    uow.account_policy(
+        AccountPolicy(message.account_id, p.allowed, p.reason_code, p.message, message.occurred_at)
+    )
+
+
+async def on_payment_flagged(message: PaymentFlagged, uow: UnitOfWork) -> None:
+    """For operators; a flag does not change what the portal shows."""
