@@ -362,8 +362,9 @@ async def record_current_registrations(
     This is the common case of `registration.record_outcome` + `intent_for` done in SQL
     (the provider now holds exactly what the invoice says, so nothing is left to ask,
     whatever intent is queued): an open invoice whose open amount and currency are the
-    ones registered. Any other answer (the invoice moved on meanwhile) is not touched
-    here and goes through the domain. The caller holds the invoices' locks.
+    ones registered, and that does not already record this very answer. Any other answer
+    (the invoice moved on meanwhile, or another worker recorded it) is not touched here
+    and goes through the domain. The caller holds the invoices' locks.
     """
     if not accepted:
         return []
@@ -378,6 +379,9 @@ async def record_current_registrations(
                  AS u(a, n, amount, currency, pid)
             WHERE i.account_id = u.a AND i.invoice_number = u.n
               AND i.erp_status = 'open' AND i.open_minor = u.amount AND i.currency = u.currency
+              AND (i.registered_amount_minor, i.registered_currency, i.provider_invoice_id,
+                   i.refusal, i.refused_version)
+                  IS DISTINCT FROM (u.amount, u.currency, u.pid, NULL::text, NULL::bigint)
             RETURNING i.account_id, i.invoice_number, i.erp_version, i.source_event_id,
                       i.correlation_id, u.amount, u.currency, u.pid
         ), settled AS (
