@@ -110,3 +110,46 @@ async def test_current_answers_are_announced_and_stale_ones_asked_again(
         assert registered_inv1.causation_id == first[0].event_id
     finally:
         await pool.close()
+
+
+class AsksTwice:
+    """A provider so slow that the first worker's lease runs out: while it answers the
+    first worker, a second worker claims the same calls, asks and records first."""
+
+    def __init__(self) -> None:
+        self.second: RegistrationWorker | None = None
+        self.asked: list[RegistrationRequest] = []
+
+    async def register(self, requests: Sequence[RegistrationRequest]) -> list[Outcome]:
+        self.asked += requests
+        second, self.second = self.second, None
+        if second is not None:
+            assert await second.run_once() == len(requests)
+        return [Accepted(f"pi_{r.invoice_number}") for r in requests]
+
+    async def withdraw(self, requests: Sequence[WithdrawalRequest]) -> list[Outcome]:
+        return [Accepted("") for _ in requests]
+
+
+async def test_an_answer_recorded_by_two_workers_whose_leases_overlapped_is_announced_once(
+    database_url: str, topics: TopicRegistry
+) -> None:
+    pool = await open_pool(database_url, SCHEMA, install=install)
+    try:
+        await apply(pool, topics, [upserted("ACC-1", "INV-1", total="10.00")])
+        provider = AsksTwice()
+        # A lease of zero: the claim is due again at once, as an expired lease would be.
+        provider.second = RegistrationWorker(UnitsOfWork(pool, topics), provider, lease_s=0.0)
+        first = RegistrationWorker(UnitsOfWork(pool, topics), provider, lease_s=0.0)
+
+        assert await first.run_once() == 1
+        assert [r.invoice_number for r in provider.asked] == ["INV-1", "INV-1"]
+        outbox = await pool.fetch("SELECT value FROM outbox ORDER BY id")
+        registered = [
+            e for e in (EVENTS.validate_json(r["value"]) for r in outbox) if e.type == "invoice.registered"
+        ]
+        assert len(registered) == 1
+        assert await pool.fetchval("SELECT count(*) FROM registrations") == 0
+        assert await pool.fetchval("SELECT provider_invoice_id FROM invoices") == "pi_INV-1"
+    finally:
+        await pool.close()

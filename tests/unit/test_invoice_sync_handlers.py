@@ -213,3 +213,13 @@ async def test_an_invoice_that_went_back_while_the_provider_was_asked_is_asked_a
     await uow.commit()
     assert uow.of_type("invoice.registered")[1:] == []
     assert queued(uow) == {"INV-1": Intent("register", 3, 10000, "USD")}
+
+
+async def test_an_answer_heard_twice_is_recorded_and_announced_once() -> None:
+    uow = FakeUnitOfWork()
+    await apply(uow, upserted("INV-1", total="10.00"))
+    [asked] = await uow.registrations.claim(100, 0.0)
+    for _ in range(2):  # two workers whose leases overlapped both heard the answer
+        await on_provider_answers([(asked, Accepted("pi_1"))], uow)
+        await uow.commit()
+    assert len(uow.of_type("invoice.registered")) == 1 and queued(uow) == {}

@@ -189,3 +189,16 @@ def test_registered_is_announced_only_for_the_current_amount() -> None:
     stale, results = record_outcome(v2, Intent("register", 1, 700, "USD"), Accepted("inv_9"))
     assert results == []
     assert intent_for(stale) == Intent("register", 2, 300, "USD")
+
+
+def test_an_answer_heard_twice_is_announced_once() -> None:
+    v1, _ = apply(None, 1, open_minor=700)
+    assert v1 is not None
+    first, announced = record_outcome(v1, Intent("register", 1, 700, "USD"), Accepted("inv_9"))
+    again, repeated = record_outcome(first, Intent("register", 1, 700, "USD"), Accepted("inv_9"))
+    assert [type(r) for r in announced] == [Registered] and repeated == []
+    assert again == first
+    refused, announced = record_outcome(v1, Intent("register", 1, 700, "USD"), Refused("blocked", "no"))
+    again, repeated = record_outcome(refused, Intent("register", 1, 700, "USD"), Refused("blocked", "no"))
+    assert [type(r) for r in announced] == [RegistrationFailed] and repeated == []
+    assert again == refused

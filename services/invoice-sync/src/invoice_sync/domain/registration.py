@@ -126,7 +126,9 @@ def record_outcome(invoice: Invoice, attempted: Intent, outcome: Outcome) -> tup
     """The invoice after the provider answered `attempted`, and what to announce.
 
     `invoice` is the current one, which may have moved on while the provider was being
-    asked: only an answer about the current amount (or version) is announced.
+    asked: only an answer about the current amount (or version) is announced. An answer
+    that only repeats what is already recorded announces nothing: two workers can ask
+    the same question when one's lease ran out while it waited, and both hear the answer.
     """
     state = invoice.provider
     if attempted.action == "register":
@@ -136,6 +138,8 @@ def record_outcome(invoice: Invoice, attempted: Intent, outcome: Outcome) -> tup
                 registered_currency=attempted.currency,
                 provider_invoice_id=outcome.provider_invoice_id,
             )
+            if state == invoice.provider:
+                return invoice, []
             updated = replace(invoice, provider=state)
             current = (
                 updated.payable_balance_minor == attempted.amount_minor
@@ -148,6 +152,8 @@ def record_outcome(invoice: Invoice, attempted: Intent, outcome: Outcome) -> tup
                 else []
             )
             return updated, announced
+        if (state.refusal, state.refused_version) == (outcome.code, attempted.erp_version):
+            return invoice, []
         state = replace(state, refusal=outcome.code, refused_version=attempted.erp_version)
         updated = replace(invoice, provider=state)
         if attempted.erp_version != invoice.erp_version:

@@ -26,7 +26,8 @@ async def on_provider_answers(answers: Sequence[Answer], uow: UnitOfWork) -> Non
             uow.registrations.drop(pending.key)
             continue
         updated, results = record_outcome(invoice, pending.intent, outcome)
-        uow.invoices.put_provider_state(updated)
+        if updated is not invoice:
+            uow.invoices.put_provider_state(updated)
         for result in results:
             uow.emit(registration_result(result, uow.now))
         change = after_answer(updated, pending, queued.get(pending.key))
