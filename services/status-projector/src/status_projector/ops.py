@@ -20,7 +20,19 @@ from payments_shared.messaging.offsets import stored_offsets
 from payments_shared.ops import Redriven
 from payments_shared.topics import TopicRegistry
 
-from .adapters.schema import VersionTables, activate, active_version, create_version, drop_version
+from .adapters.repositories import parked_reasons
+from .adapters.schema import (
+    VersionTables,
+    activate,
+    active_version,
+    add_secondary_indexes,
+    create_version,
+    drop_version,
+    live_versions,
+    next_version,
+    versions_besides,
+)
+from .settings import SERVICE
 from .workers import Progress, input_topics, kafka_offsets, projection_consumer, run_until
 
 log = logging.getLogger(__name__)
@@ -64,7 +76,7 @@ async def rebuild(
     """
     started = time.perf_counter()
     async with ctx.pool.acquire() as conn:
-        version = (await conn.fetchval("SELECT coalesce(max(version), 0) FROM projection_versions")) + 1
+        version = await next_version(conn)
         tables = await create_version(conn, version, note="rebuild", secondary_indexes=False)
     topics = input_topics(ctx.registry)
     starts, ends = await kafka_offsets(ctx.bootstrap, topics)
@@ -86,7 +98,7 @@ async def rebuild(
                 pool=ctx.pool,
                 bootstrap=ctx.bootstrap,
                 batch_size=ctx.rebuild_batch_size or ctx.batch_size,
-                group_id=f"status-projector.{ctx.registry.prefix}rebuild.v{version}",
+                group_id=f"{SERVICE}.{ctx.registry.prefix}rebuild.v{version}",
                 bulk=True,
                 topics=phase,
             )
@@ -105,20 +117,15 @@ async def rebuild(
         if behind <= catch_up_threshold:
             break
     async with ctx.pool.acquire() as conn:
-        # Built once over the loaded rows instead of maintained row by row during the load.
-        await conn.execute(tables.index_ddl())
+        await add_secondary_indexes(conn, tables)
     previous: int | None = None
     dropped: list[int] = []
     if activate_when_done:
         async with ctx.pool.acquire() as conn:
             previous = await activate(conn, version)
-            old = await conn.fetch(
-                "SELECT version FROM projection_versions WHERE version <> $1 ORDER BY version DESC",
-                version,
-            )
-            for row in old[max(0, keep_versions - 1) :]:
-                await drop_version(conn, row["version"])
-                dropped.append(row["version"])
+            for old in (await versions_besides(conn, version))[max(0, keep_versions - 1) :]:
+                await drop_version(conn, old)
+                dropped.append(old)
     log.info("rebuild finished", extra={"version": version, "previous": previous, "events": events})
     return RebuildResult(version, previous, events, time.perf_counter() - started, dropped)
 
@@ -155,7 +162,7 @@ async def replay(ctx: Projecting, since: datetime, *, progress: Progress | None 
         pool=ctx.pool,
         bootstrap=ctx.bootstrap,
         batch_size=ctx.batch_size,
-        group_id=f"status-projector.{name}",
+        group_id=f"{SERVICE}.{name}",
     )
     try:
         await run_until(consumer, ctx.pool, starts=starts, ends=ends, progress=progress)
@@ -183,18 +190,14 @@ async def lag(ctx: Projecting) -> list[PartitionLag]:
     """Per version that is active or building: how far each partition is behind."""
     starts, ends = await kafka_offsets(ctx.bootstrap, input_topics(ctx.registry))
     async with ctx.pool.acquire() as conn:
-        versions = await conn.fetch(
-            "SELECT version, consumer, state FROM projection_versions "
-            "WHERE state <> 'retired' ORDER BY version"
-        )
         result = []
-        for v in versions:
-            stored = await stored_offsets(conn, v["consumer"])
+        for version, consumer, state in await live_versions(conn):
+            stored = await stored_offsets(conn, consumer)
             for (topic, partition), end in sorted(ends.items()):
                 result.append(
                     PartitionLag(
-                        v["version"],
-                        v["state"],
+                        version,
+                        state,
                         topic,
                         partition,
                         stored.get((topic, partition), starts[(topic, partition)]),
@@ -206,9 +209,7 @@ async def lag(ctx: Projecting) -> list[PartitionLag]:
 
 async def parked_count(pool: asyncpg.Pool) -> dict[str, int]:
     async with pool.acquire() as conn:
-        tables = VersionTables(await active_version(conn))
-        rows = await conn.fetch(f"SELECT reason, count(*) AS n FROM {tables.parked} GROUP BY reason")
-    return {r["reason"]: r["n"] for r in rows}
+        return await parked_reasons(conn, VersionTables(await active_version(conn)))
 
 
 async def redrive_dead_letters(
@@ -227,7 +228,7 @@ async def redrive_dead_letters(
         registry,
         topic,
         service=service,
-        operator="status-projector",
+        operator=SERVICE,
         dry_run=dry_run,
         progress=progress,
         on_message=on_message,

@@ -11,14 +11,19 @@ import asyncpg
 from status_projector.domain.model import AccountPolicy, Invoice, ParkedEvent, Payment
 
 from .rows import (
+    FACTS,
+    FACTS_END,
+    INVOICE_COLUMNS,
+    KEY,
     PAYMENT_COLUMNS,
+    STATUS,
     invoice_from_row,
     invoice_values,
     payment_from_row,
     payment_values,
     update_from_arrays,
 )
-from .schema import FACTS, FACTS_END, INVOICE_COLUMNS, KEY, STATUS, VersionTables
+from .schema import VersionTables
 
 # One advisory lock key space for the projector's versions: (class, version).
 _LOCK_CLASS = 0x5350  # "SP"
@@ -219,3 +224,9 @@ class ReadModelStore:
             self.tables.version,
             last_event_at,
         )
+
+
+async def parked_reasons(conn: asyncpg.Connection, tables: VersionTables) -> dict[str, int]:
+    """How many events of the version are parked, per reason."""
+    rows = await conn.fetch(f"SELECT reason, count(*) AS n FROM {tables.parked} GROUP BY reason")
+    return {r["reason"]: r["n"] for r in rows}

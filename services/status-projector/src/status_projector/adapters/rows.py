@@ -9,6 +9,63 @@ from typing import Any
 from status_projector.domain.model import Invoice, Payment, Problem, Refund, Restriction
 from status_projector.domain.status import NotPayableReason, PaymentState, PayStatus
 
+# --- the invoice table's columns ---------------------------------------------------------
+
+# Invoice columns in row order: the key, the ERP's facts (change only with invoice.synced
+# or invoice.balance_changed), then what payment and lifecycle events change. A batch
+# of payment events rewrites only the second group.
+KEY = (("account_id", "text"), ("invoice_number", "text"))
+FACTS = (
+    ("currency", "text"),
+    ("order_number", "text"),
+    ("po_number", "text"),
+    ("invoice_date", "date"),
+    ("due_date", "date"),
+    ("total_minor", "bigint"),
+    ("open_amount_minor", "bigint"),
+    ("erp_status", "text"),
+    ("erp_version", "bigint"),
+    ("billing_country", "text"),
+    # jsonb, not text[]: the batch UPDATE passes each column as an array parameter, and
+    # unnest() would flatten an array of arrays into one row per element.
+    ("posted_refs", "jsonb"),
+)
+STATUS = (
+    ("registration", "text"),
+    ("registration_version", "bigint"),
+    ("closed_reason", "text"),
+    ("closed_version", "bigint"),
+    ("succeeded", "jsonb"),
+    ("current_payment_id", "text"),
+    ("current_payment_state", "text"),
+    ("current_payment_amount", "bigint"),
+    ("current_payment_at", "timestamptz"),
+    ("problem_code", "text"),
+    ("problem_message", "text"),
+    ("problem_at", "timestamptz"),
+    ("restricted", "boolean"),
+    ("restriction_code", "text"),
+    ("restriction_message", "text"),
+    ("restriction_at", "timestamptz"),
+    ("refund_payment_id", "text"),
+    ("refund_state", "text"),
+    ("refund_minor", "bigint"),
+    ("refund_reason", "text"),
+    ("refund_at", "timestamptz"),
+    ("last_event_at", "timestamptz"),
+    ("balance_minor", "bigint"),
+    ("pay_status", "text"),
+    ("not_payable_reason", "text"),
+)
+_NOT_NULL = {
+    "account_id", "invoice_number", "currency", "invoice_date", "due_date", "total_minor",
+    "open_amount_minor", "erp_status", "erp_version", "billing_country", "posted_refs",
+    "registration_version", "closed_version", "succeeded", "restricted", "balance_minor", "pay_status",
+}  # fmt: skip
+INVOICE_DDL = [(c, t + (" NOT NULL" if c in _NOT_NULL else "")) for c, t in (*KEY, *FACTS, *STATUS)]
+INVOICE_COLUMNS = [c for c, _ in (*KEY, *FACTS, *STATUS)]
+FACTS_END = len(KEY) + len(FACTS)  # values[2:FACTS_END] are the facts
+
 # Lookups by value without the cost of calling the enum (rows are read by the thousand).
 _STATES: dict[str, PaymentState] = PaymentState._value2member_map_  # type: ignore[assignment]
 _PAY_STATUSES: dict[str, PayStatus] = PayStatus._value2member_map_  # type: ignore[assignment]

@@ -16,6 +16,8 @@ import asyncpg
 from payments_shared.messaging import offsets
 from status_projector.settings import SCHEMA
 
+from .rows import INVOICE_DDL
+
 __all__ = [
     "SCHEMA",
     "VersionTables",
@@ -76,7 +78,7 @@ class VersionTables:
         """Tables of the version. A rebuild creates them without the secondary index
         and adds it (`index_ddl`) after the bulk load, before the version is activated."""
         inv, pay, parked = self.invoices, self.payments, self.parked
-        columns = ",\n            ".join(f"{c} {t}" for c, t in _INVOICE_DDL)
+        columns = ",\n            ".join(f"{c} {t}" for c, t in INVOICE_DDL)
         return f"""
         CREATE TABLE IF NOT EXISTS {inv} (
             {columns},
@@ -118,7 +120,7 @@ class VersionTables:
         """
 
     def _added_columns(self) -> str:
-        added = [(c, t) for c, t in _INVOICE_DDL if c.startswith("refund_")]
+        added = [(c, t) for c, t in INVOICE_DDL if c.startswith("refund_")]
         return "".join(f"ALTER TABLE {self.invoices} ADD COLUMN IF NOT EXISTS {c} {t};" for c, t in added)
 
     def index_ddl(self) -> str:
@@ -196,59 +198,26 @@ async def drop_version(conn: asyncpg.Connection, version: int) -> None:
         await conn.execute("DELETE FROM projection_versions WHERE version = $1", version)
 
 
-# --- the invoice table's columns ---------------------------------------------------------
+async def next_version(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM projection_versions")) + 1
 
-# Invoice columns in row order: the key, the ERP's facts (change only with invoice.synced
-# or invoice.balance_changed), then what payment and lifecycle events change. A batch
-# of payment events rewrites only the second group.
-KEY = (("account_id", "text"), ("invoice_number", "text"))
-FACTS = (
-    ("currency", "text"),
-    ("order_number", "text"),
-    ("po_number", "text"),
-    ("invoice_date", "date"),
-    ("due_date", "date"),
-    ("total_minor", "bigint"),
-    ("open_amount_minor", "bigint"),
-    ("erp_status", "text"),
-    ("erp_version", "bigint"),
-    ("billing_country", "text"),
-    # jsonb, not text[]: the batch UPDATE passes each column as an array parameter, and
-    # unnest() would flatten an array of arrays into one row per element.
-    ("posted_refs", "jsonb"),
-)
-STATUS = (
-    ("registration", "text"),
-    ("registration_version", "bigint"),
-    ("closed_reason", "text"),
-    ("closed_version", "bigint"),
-    ("succeeded", "jsonb"),
-    ("current_payment_id", "text"),
-    ("current_payment_state", "text"),
-    ("current_payment_amount", "bigint"),
-    ("current_payment_at", "timestamptz"),
-    ("problem_code", "text"),
-    ("problem_message", "text"),
-    ("problem_at", "timestamptz"),
-    ("restricted", "boolean"),
-    ("restriction_code", "text"),
-    ("restriction_message", "text"),
-    ("restriction_at", "timestamptz"),
-    ("refund_payment_id", "text"),
-    ("refund_state", "text"),
-    ("refund_minor", "bigint"),
-    ("refund_reason", "text"),
-    ("refund_at", "timestamptz"),
-    ("last_event_at", "timestamptz"),
-    ("balance_minor", "bigint"),
-    ("pay_status", "text"),
-    ("not_payable_reason", "text"),
-)
-_NOT_NULL = {
-    "account_id", "invoice_number", "currency", "invoice_date", "due_date", "total_minor",
-    "open_amount_minor", "erp_status", "erp_version", "billing_country", "posted_refs",
-    "registration_version", "closed_version", "succeeded", "restricted", "balance_minor", "pay_status",
-}  # fmt: skip
-_INVOICE_DDL = [(c, t + (" NOT NULL" if c in _NOT_NULL else "")) for c, t in (*KEY, *FACTS, *STATUS)]
-INVOICE_COLUMNS = [c for c, _ in (*KEY, *FACTS, *STATUS)]
-FACTS_END = len(KEY) + len(FACTS)  # values[2:FACTS_END] are the facts
+
+async def versions_besides(conn: asyncpg.Connection, version: int) -> list[int]:
+    """Every other version, newest first."""
+    rows = await conn.fetch(
+        "SELECT version FROM projection_versions WHERE version <> $1 ORDER BY version DESC", version
+    )
+    return [r["version"] for r in rows]
+
+
+async def live_versions(conn: asyncpg.Connection) -> list[tuple[int, str, str]]:
+    """(version, consumer, state) of each version that is active or building."""
+    rows = await conn.fetch(
+        "SELECT version, consumer, state FROM projection_versions WHERE state <> 'retired' ORDER BY version"
+    )
+    return [(r["version"], r["consumer"], r["state"]) for r in rows]
+
+
+async def add_secondary_indexes(conn: asyncpg.Connection, tables: VersionTables) -> None:
+    """Built once over the loaded rows of a rebuild instead of maintained row by row."""
+    await conn.execute(tables.index_ddl())

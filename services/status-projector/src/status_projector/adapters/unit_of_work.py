@@ -40,7 +40,7 @@ class PostgresUnitOfWork:
     def __init__(
         self, tx: Transaction, tables: VersionTables, decoded: dict[object, Envelope] | None = None
     ) -> None:
-        self.store = ReadModelStore(tx.connection, tables)
+        self._store = ReadModelStore(tx.connection, tables)
         # Parked events this process decoded before (event id -> message), so a retry
         # need not decode the stored JSON again; the parked table stays the truth.
         self._decoded: dict[object, Envelope] = {} if decoded is None else decoded
@@ -60,19 +60,19 @@ class PostgresUnitOfWork:
     ) -> PostgresUnitOfWork:
         """On a consumer's batch transaction, holding the version's batch lock."""
         uow = cls(tx, tables, decoded)
-        await uow.store.lock(bulk=bulk)
+        await uow._store.lock(bulk=bulk)
         return uow
 
     async def load(self, invoice_keys: Iterable[InvoiceKey], payment_ids: Iterable[str]) -> None:
         wanted_payments = {p for p in payment_ids if p not in self._payments}
         keys = set(invoice_keys)
-        for loaded in await self.store.payments(wanted_payments):
+        for loaded in await self._store.payments(wanted_payments):
             self._payments[loaded.payment_id] = loaded
             keys.update((loaded.account_id, number) for number in loaded.allocations)
         for payment_id in wanted_payments:
             self._payments.setdefault(payment_id, None)
         wanted_invoices = {k for k in keys if k not in self._invoices}
-        for invoice in await self.store.invoices(wanted_invoices):
+        for invoice in await self._store.invoices(wanted_invoices):
             self._invoices[invoice.key] = invoice
         for key in wanted_invoices:
             self._invoices.setdefault(key, None)
@@ -139,7 +139,7 @@ class PostgresUnitOfWork:
 
     async def parked_for(self, keys: set[str]) -> list[ParkedEvent]:
         candidates = {e.event_id: e for e in self._parked.values() if e.waits_for in keys}
-        for e in await self.store.parked_waiting_for(keys):
+        for e in await self._store.parked_waiting_for(keys):
             if e.event_id not in self._unparked:
                 candidates.setdefault(e.event_id, e)
         return sorted(candidates.values(), key=lambda e: e.position)
@@ -155,10 +155,10 @@ class PostgresUnitOfWork:
         invoices = self._dirty_invoices.values()
         for invoice in invoices:
             invoice.refresh()
-        await self.store.save_invoices(invoices)
-        await self.store.save_payments(self._dirty_payments.values())
-        await self.store.save_account_policies(self._account_policies.values())
-        await self.store.unpark([e for e in self._unparked if e not in self._parked])
-        await self.store.park(list(self._parked.values()))
+        await self._store.save_invoices(invoices)
+        await self._store.save_payments(self._dirty_payments.values())
+        await self._store.save_account_policies(self._account_policies.values())
+        await self._store.unpark([e for e in self._unparked if e not in self._parked])
+        await self._store.park(list(self._parked.values()))
         if self._last_event_at is not None:
-            await self.store.note_progress(self._last_event_at)
+            await self._store.note_progress(self._last_event_at)
