@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager
 
 import asyncpg
 
+from invoice_sync.adapters import queries
 from invoice_sync.domain.model import InvoiceKey
 from invoice_sync.domain.registration import forget_refusal, intent_for
 from invoice_sync.unit_of_work import UnitOfWork
@@ -18,26 +19,12 @@ UnitsOfWork = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
 
 async def failed(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     """Invoices the provider refused for good (at their current ERP version)."""
-    rows: list[asyncpg.Record] = await pool.fetch(
-        """
-        SELECT account_id, invoice_number, erp_version, refusal, refused_version, updated_at
-          FROM invoices WHERE refused_version IS NOT NULL
-         ORDER BY updated_at
-        """
-    )
-    return rows
+    return await queries.refused(pool)
 
 
 async def retrying(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     """Provider calls that failed for a passing reason (outage, timeout) and wait to retry."""
-    rows: list[asyncpg.Record] = await pool.fetch(
-        """
-        SELECT account_id, invoice_number, action, erp_version, attempts, next_attempt_at, last_error
-          FROM registrations WHERE last_error IS NOT NULL
-         ORDER BY next_attempt_at
-        """
-    )
-    return rows
+    return await queries.retrying(pool)
 
 
 async def retry(
