@@ -53,6 +53,9 @@ class FakeUnitOfWork:
     def changed(self, invoice: Invoice) -> None:
         self._dirty[invoice.key] = invoice
 
+    def changed_invoices(self) -> list[Invoice]:
+        return list(self._dirty.values())
+
     def payment(self, payment_id: str) -> Payment | None:
         return self.payments.get(payment_id)
 
@@ -102,7 +105,5 @@ class FakeUnitOfWork:
         self.parked.pop(event.event_id, None)
 
     async def commit(self) -> None:
-        for invoice in self._dirty.values():
-            invoice.refresh()
         self._dirty.clear()
         self.commits += 1

@@ -31,6 +31,9 @@ class UnitOfWork(Protocol):
 
     def changed(self, invoice: Invoice) -> None: ...
 
+    def changed_invoices(self) -> list[Invoice]:
+        """The invoices changed in this unit so far."""
+
     def payment(self, payment_id: str) -> Payment | None: ...
 
     def add_payment(self, payment: Payment) -> None: ...
@@ -61,4 +64,4 @@ class UnitOfWork(Protocol):
         """The parked event has now been applied."""
 
     async def commit(self) -> None:
-        """Write the changed rows and the parked events."""
+        """Write the changed rows and the parked events (as they are: nothing is worked out here)."""

@@ -11,7 +11,8 @@ import asyncpg
 from invoice_sync.domain.model import Invoice, InvoiceKey
 from invoice_sync.domain.registration import Intent, PendingRegistration
 
-from .repositories import key_arrays, text_or_none
+from .repositories import key_arrays
+from .rows import text_or_none
 
 
 def _pending(row: asyncpg.Record) -> PendingRegistration:

@@ -11,63 +11,14 @@ an ERP change applied by the consumer never overwrite each other's view.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from uuid import UUID
 
 import asyncpg
 
-from invoice_sync.domain.model import Invoice, InvoiceDetails, InvoiceKey, PostedPayment, ProviderState
+from invoice_sync.domain.model import Invoice, InvoiceKey
 
-_INVOICE_COLUMNS = """
-    account_id, invoice_number, erp_version, erp_status, closed_by_snapshot, order_number,
-    po_number, invoice_date, due_date, currency, total_minor, open_minor, billing_country,
-    posted_payments::text AS posted_payments, source_event_id, correlation_id, erp_occurred_at,
-    registered_amount_minor, registered_currency, provider_invoice_id, refusal, refused_version
-"""
-
-
-def _invoice(row: asyncpg.Record) -> Invoice:
-    details = None
-    if row["currency"] is not None:
-        details = InvoiceDetails(
-            invoice_number=row["invoice_number"],
-            order_number=row["order_number"],
-            po_number=row["po_number"],
-            invoice_date=row["invoice_date"],
-            due_date=row["due_date"],
-            currency=row["currency"],
-            total_minor=row["total_minor"],
-            open_minor=row["open_minor"],
-            billing_country=row["billing_country"],
-            posted_payments=tuple(
-                PostedPayment(p["reference"], p["amount_minor"])
-                for p in json.loads(row["posted_payments"] or "[]")
-            ),
-        )
-    return Invoice(
-        account_id=row["account_id"],
-        invoice_number=row["invoice_number"],
-        erp_version=row["erp_version"],
-        erp_status=row["erp_status"],
-        details=details,
-        source_event_id=text_or_none(row["source_event_id"]),
-        correlation_id=text_or_none(row["correlation_id"]),
-        erp_occurred_at=row["erp_occurred_at"],
-        closed_by_snapshot=row["closed_by_snapshot"],
-        provider=ProviderState(
-            registered_amount_minor=row["registered_amount_minor"],
-            registered_currency=row["registered_currency"],
-            provider_invoice_id=row["provider_invoice_id"],
-            refusal=row["refusal"],
-            refused_version=row["refused_version"],
-        ),
-    )
-
-
-def text_or_none(value: UUID | None) -> str | None:
-    return None if value is None else str(value)
+from .rows import INVOICE_COLUMNS, invoice_from_row, payments_json
 
 
 def key_arrays(keys: Iterable[InvoiceKey]) -> tuple[list[str], list[str]]:
@@ -90,7 +41,7 @@ async def _lock_invoices(
     if whole:
         rows += await conn.fetch(
             f"""
-            SELECT {_INVOICE_COLUMNS} FROM invoices WHERE account_id = ANY($1::text[])
+            SELECT {INVOICE_COLUMNS} FROM invoices WHERE account_id = ANY($1::text[])
             ORDER BY account_id, invoice_number
             FOR UPDATE
             """,
@@ -99,7 +50,7 @@ async def _lock_invoices(
     if accounts_:
         rows += await conn.fetch(
             f"""
-            SELECT {_INVOICE_COLUMNS}
+            SELECT {INVOICE_COLUMNS}
             FROM invoices JOIN unnest($1::text[], $2::text[]) AS k(a, n)
               ON account_id = k.a AND invoice_number = k.n
             ORDER BY account_id, invoice_number
@@ -108,7 +59,7 @@ async def _lock_invoices(
             accounts_,
             numbers,
         )
-    return [_invoice(r) for r in rows]
+    return [invoice_from_row(r) for r in rows]
 
 
 class InvoiceRepository:
@@ -206,23 +157,12 @@ class InvoiceRepository:
             [d.total_minor if d else None for d in details],
             [d.open_minor if d else None for d in details],
             [d.billing_country if d else None for d in details],
-            [_payments_json(d) for d in details],
+            [payments_json(d) for d in details],
             [i.source_event_id for i in rows],
             [i.correlation_id for i in rows],
             [i.erp_occurred_at for i in rows],
         )
         self._dirty.clear()
-
-
-def _payments_json(details: InvoiceDetails | None) -> str | None:
-    if details is None:
-        return None
-    if not details.posted_payments:
-        return "[]"
-    return json.dumps(
-        [{"reference": p.reference, "amount_minor": p.amount_minor} for p in details.posted_payments],
-        separators=(",", ":"),
-    )
 
 
 async def _save_provider_states(conn: asyncpg.Connection, invoices: Sequence[Invoice]) -> None:

@@ -97,6 +97,9 @@ class PostgresUnitOfWork:
     def changed(self, invoice: Invoice) -> None:
         self._dirty_invoices[invoice.key] = invoice
 
+    def changed_invoices(self) -> list[Invoice]:
+        return list(self._dirty_invoices.values())
+
     def payment(self, payment_id: str) -> Payment | None:
         return self._payments[payment_id]
 
@@ -152,10 +155,7 @@ class PostgresUnitOfWork:
         self._unparked.add(event.event_id)
 
     async def commit(self) -> None:
-        invoices = self._dirty_invoices.values()
-        for invoice in invoices:
-            invoice.refresh()
-        await self._store.save_invoices(invoices)
+        await self._store.save_invoices(self._dirty_invoices.values())
         await self._store.save_payments(self._dirty_payments.values())
         await self._store.save_account_policies(self._account_policies.values())
         await self._store.unpark([e for e in self._unparked if e not in self._parked])

@@ -154,4 +154,8 @@ async def apply_batch(deliveries: Sequence[Delivery], uow: UnitOfWork) -> None:
     for d in ordered:
         await apply(d.message, (d.topic, d.partition, d.offset), uow)
     await retry_parked(uow)
+    # Once per changed invoice and batch, not per event: balance and pay status follow
+    # from the facts the events left.
+    for invoice in uow.changed_invoices():
+        invoice.refresh()
     await uow.commit()
