@@ -13,7 +13,6 @@ from invoice_sync.domain.model import InvoiceKey
 from invoice_sync.domain.registration import forget_refusal, intent_for
 from invoice_sync.unit_of_work import UnitOfWork
 
-CONSUMER = "erp-invoices"
 UnitsOfWork = Callable[[], AbstractAsyncContextManager[UnitOfWork]]
 
 

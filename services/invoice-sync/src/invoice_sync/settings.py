@@ -8,6 +8,7 @@ from payments_shared.settings import CommonSettings
 
 SERVICE = "invoice-sync"
 SCHEMA = "invoice_sync"
+ERP_CONSUMER = "erp-invoices"  # the consumer of erp.invoices: its offsets and dedupe records
 
 
 class InvoiceSyncSettings(CommonSettings):

@@ -17,7 +17,7 @@ import typer
 from invoice_sync import ops
 from invoice_sync.adapters.schema import install
 from invoice_sync.adapters.unit_of_work import UnitsOfWork
-from invoice_sync.settings import SCHEMA, SERVICE, InvoiceSyncSettings
+from invoice_sync.settings import ERP_CONSUMER, SCHEMA, SERVICE, InvoiceSyncSettings
 from payments_shared import ops as shared_ops
 from payments_shared.cli import console, progress, run, show, show_lag
 from payments_shared.database import open_pool
@@ -134,7 +134,7 @@ def lag() -> None:
 
     async def work(pool: asyncpg.Pool, settings: InvoiceSyncSettings) -> list[shared_ops.PartitionLag]:
         topic = TopicRegistry(settings.topic_prefix).erp_invoices.name
-        return await shared_ops.partition_lag(pool, settings.kafka_bootstrap, {ops.CONSUMER: [topic]})
+        return await shared_ops.partition_lag(pool, settings.kafka_bootstrap, {ERP_CONSUMER: [topic]})
 
     show_lag(_with(work))
 

@@ -9,7 +9,7 @@ from invoice_sync.adapters.schema import install
 from invoice_sync.adapters.unit_of_work import PostgresUnitOfWork, UnitsOfWork
 from invoice_sync.entrypoints.http import build_app
 from invoice_sync.handlers import apply_batch
-from invoice_sync.settings import SCHEMA, SERVICE, InvoiceSyncSettings
+from invoice_sync.settings import ERP_CONSUMER, SCHEMA, SERVICE, InvoiceSyncSettings
 from invoice_sync.workers import RegistrationWorker
 from payments_shared.health import BrokerProbe
 from payments_shared.messaging import Delivery, OutboxRelay, Transaction, TransactionalConsumer
@@ -43,7 +43,7 @@ async def serve(settings: InvoiceSyncSettings) -> None:
 
     consumer = TransactionalConsumer(
         service=SERVICE,
-        name="erp-invoices",
+        name=ERP_CONSUMER,
         registry=registry,
         topics=[registry.erp_invoices],
         pool=pool,
