@@ -292,3 +292,69 @@ async def test_a_running_consumer_reads_again_what_the_database_lost_instead_of_
     finally:
         worker.kill()
     assert await effects(database_url) == (55, 55)
+
+
+class LosesItsDatabaseOnce(TransactionalConsumer):
+    """Loses every committed batch at the start of its `lose_on`-th transaction, as a
+    restore from an empty backup would, at the moment the next batch is already fetched."""
+
+    lose_on = 3
+    transactions = 0
+
+    async def _lock_offsets(
+        self, conn: asyncpg.Connection, records: Sequence[object]
+    ) -> dict[tuple[str, int], int]:
+        self.transactions += 1
+        if self.transactions == self.lose_on:
+            await conn.execute("TRUNCATE applied, processed_events")
+            await conn.execute("UPDATE consumer_offsets SET next_offset = 0")
+        return await super()._lock_offsets(conn, records)  # type: ignore[arg-type]
+
+
+async def test_batches_read_ahead_of_a_gap_are_dropped_and_read_again(
+    kafka_bootstrap: str, database_url: str, topics: TopicRegistry
+) -> None:
+    """The consumer decodes batch N+1 while batch N is in the database. When a batch finds
+    a gap and seeks back, the batch fetched ahead of that seek must not be applied: it
+    starts past the gap too, and applying it would store offsets past records never
+    applied."""
+    documents = stream(600, accounts=1)  # one key: one partition, batches in a row
+    await produce(kafka_bootstrap, topics.erp_invoices.name, documents)
+
+    async def install(conn: asyncpg.Connection) -> None:
+        await conn.execute("CREATE TABLE IF NOT EXISTS applied (event_id uuid NOT NULL)")
+
+    async def handle(deliveries: Sequence[Delivery], tx: Transaction) -> None:
+        await tx.connection.executemany(
+            "INSERT INTO applied VALUES ($1)", [(d.message.event_id,) for d in deliveries]
+        )
+
+    pool = await open_pool(database_url, "read_ahead", install=install)
+    consumer = LosesItsDatabaseOnce(
+        service="read-ahead",
+        name="read-ahead",
+        registry=topics,
+        topics=[topics.erp_invoices],
+        pool=pool,
+        bootstrap=kafka_bootstrap,
+        handle=handle,
+        batch_size=50,
+    )
+    running = asyncio.create_task(consumer.run())
+    try:
+
+        async def applied() -> tuple[int, int, int]:
+            row = await pool.fetchrow("SELECT count(*), count(DISTINCT event_id) FROM applied")
+            offset = await pool.fetchval("SELECT max(next_offset) FROM consumer_offsets") or 0
+            return int(row[0]), int(row[1]), int(offset)
+
+        counts = await eventually(applied, lambda c: c[2] >= 600, timeout=60, what="every offset stored")
+        assert consumer.transactions > LosesItsDatabaseOnce.lose_on
+        assert counts == (600, 600, 600)
+        assert {r["event_id"] for r in await pool.fetch("SELECT event_id FROM applied")} == {
+            d.event_id for d in documents
+        }
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(running, 30)
+        await pool.close()

@@ -67,6 +67,9 @@ class _ResumeFromDatabase(ConsumerRebalanceListener):  # type: ignore[misc]
         self._owner = owner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # The batch in the database finishes before the partitions go, as it would
+        # without the pipeline: the next owner then starts from its stored offsets.
+        await self._owner._settle()
         log.info(
             "partitions revoked",
             extra={
@@ -121,6 +124,10 @@ class TransactionalConsumer:
         # Partitions sought back to a stored offset after a gap: where Kafka then still
         # starts later, the offsets in between do not exist (compaction, retention).
         self._refilling: dict[tuple[str, int], int] = {}
+        # The batch whose transaction is in the database while the next one is decoded,
+        # and how often each partition was sought: records fetched before a seek are stale.
+        self._in_flight: asyncio.Task[None] | None = None
+        self._seeks: collections.Counter[tuple[str, int]] = collections.Counter()
         self.ready = False
         self.in_group = False  # joined or joining its group: assigned or waiting for partitions
         self.assignment: set[TopicPartition] = set()
@@ -152,11 +159,16 @@ class TransactionalConsumer:
                 batches = await consumer.getmany(timeout_ms=200, max_records=self._batch_size)
                 records = [r for part in batches.values() for r in part]
                 if records:
-                    await self.process(records)
-                elif time.monotonic() - self._last_position_check > POSITION_CHECK_S:
-                    await self._read_again_what_the_database_lost()
+                    await self._pipeline(records)
+                else:
+                    await self._settle()
+                    if time.monotonic() - self._last_position_check > POSITION_CHECK_S:
+                        await self._read_again_what_the_database_lost()
         finally:
-            self.ready = self.in_group = False
+            try:
+                await self._settle()  # finish the batch in hand
+            finally:
+                self.ready = self.in_group = False
             if self._stopping.is_set():
                 leave_group_on_stop(consumer)
             await consumer.stop()
@@ -173,6 +185,7 @@ class TransactionalConsumer:
                 stored = {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in rows}
         fresh = []
         for tp in assigned:
+            self._seeks[(tp.topic, tp.partition)] += 1
             if tp in stored:
                 self._consumer.seek(tp, stored[tp])
             else:
@@ -189,10 +202,39 @@ class TransactionalConsumer:
             extra={"consumer": self.name, "partitions": sorted(f"{t.topic}:{t.partition}" for t in assigned)},
         )
 
+    async def _pipeline(self, records: list[Record]) -> None:
+        """Decode this batch while the previous one is in the database, then hand it on.
+
+        Python's work on batch N+1 overlaps PostgreSQL's on batch N. The previous batch
+        may seek partitions back (a gap) and a rebalance seeks on assignment: records of
+        such a partition fetched before that seek are dropped, as the new position reads
+        them again."""
+        fetched = {(r.topic, r.partition): self._seeks[(r.topic, r.partition)] for r in records}
+        deliveries, dead = self._decode(records)
+        await self._settle()
+        stale = {key for key, seeks in fetched.items() if self._seeks[key] != seeks}
+        if stale:
+            records = [r for r in records if (r.topic, r.partition) not in stale]
+            deliveries = [d for d in deliveries if (d.topic, d.partition) not in stale]
+            dead = [(r, e) for r, e in dead if (r.topic, r.partition) not in stale]
+        if records:
+            self._in_flight = asyncio.create_task(self._process(records, deliveries, dead))
+
+    async def _settle(self) -> None:
+        """Wait for the batch in the database; its failure is this consumer's failure."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            await in_flight
+
     async def process(self, records: Sequence[Record]) -> None:
         """Apply one batch; retried on transient failures, never partially committed."""
+        await self._settle()
+        await self._process(records, *self._decode(records))
+
+    async def _process(
+        self, records: Sequence[Record], deliveries: list[Delivery], dead: list[tuple[Record, str]]
+    ) -> None:
         started = time.perf_counter()
-        deliveries, dead = self._decode(records)
         gaps: dict[tuple[str, int], int] = {}
         async for attempt in retrying(f"{self.name} apply batch"):
             with attempt:
@@ -269,6 +311,7 @@ class TransactionalConsumer:
                 extra={"consumer": self.name, "topic": topic, "partition": partition, "offset": offset},
             )
             GAPS.labels(self.name).inc()
+            self._seeks[(topic, partition)] += 1
             self._refilling[(topic, partition)] = offset
             if self._consumer is not None:
                 self._consumer.seek(TopicPartition(topic, partition), offset)
