@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from payment_intake.outcomes import SERVICE
+from payment_intake.settings import SERVICE
 from payments_shared.contracts.payments import (
     ProviderCallbackPayload,
     ProviderCallbackReceived,
