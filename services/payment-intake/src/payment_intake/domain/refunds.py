@@ -17,8 +17,6 @@ from uuid import UUID
 
 RefundReason = Literal["double_payment", "late_payment", "amount_mismatch"]
 
-REFUNDABLE_FLAGS = frozenset({"succeeded_after_end", "amount_mismatch"})
-
 MESSAGES: dict[str, str] = {
     "double_payment": "The invoice was already paid; the second payment is being refunded.",
     "late_payment": "The payment arrived after the checkout had ended; it is being refunded.",
