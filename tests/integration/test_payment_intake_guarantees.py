@@ -43,7 +43,9 @@ async def test_200_concurrent_pay_commands_for_one_invoice_open_exactly_one_chec
 
 
 def _payment(key: str, number: str) -> NewPayment:
-    return NewPayment(uuid.uuid4(), "A", key, "invoice", "card", "USD", ((number, 100),), uuid.uuid4(), uuid.uuid4())
+    return NewPayment(
+        uuid.uuid4(), "A", key, "invoice", "card", "USD", ((number, 100),), uuid.uuid4(), uuid.uuid4()
+    )
 
 
 def _answer(payment: NewPayment) -> Answered:

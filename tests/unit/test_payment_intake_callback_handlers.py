@@ -9,6 +9,7 @@ from fakes.payment_intake import FakeIntake, callback, pay_invoice, registered, 
 
 from payment_intake.domain.payment import PaymentStatus
 from payment_intake.handlers import handle
+from payment_intake.handlers.callbacks import receive_callback
 from payments_shared.contracts import Envelope
 
 
@@ -113,3 +114,17 @@ async def test_a_refund_callback_settles_the_refund_once() -> None:
     )
     [stranger] = await consume(intake, callback("C1", payment_id, "refund.succeeded", refund_id=UUID(int=9)))
     assert stranger.payload.reason_code == "callback_unknown_refund"
+
+
+async def test_a_webhook_is_taken_in_once_and_never_for_another_accounts_payment() -> None:
+    intake = FakeIntake()
+    payment_id = await a_payment(intake)
+    webhook = callback("C1", payment_id, "payment.processing")
+    receipts = []
+    for message in (webhook, webhook, callback("C2", payment_id, "payment.processing")):
+        async with intake.unit() as uow:
+            receipts.append(await receive_callback(message, uow))
+    assert receipts == ["accepted", "duplicate", "foreign"]
+    assert intake.published[-1] is webhook
+    async with intake.unit() as uow:  # an unknown payment goes on, to be flagged by the consumer
+        assert await receive_callback(callback("C9", UUID(int=5), "payment.failed"), uow) == "accepted"

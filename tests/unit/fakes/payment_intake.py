@@ -80,6 +80,7 @@ class Store:
     callback_log: list[tuple[UUID | None, str, str, str, str]] = field(default_factory=list)
     refunds: dict[UUID, Refund] = field(default_factory=dict)
     refund_next_at: dict[UUID, datetime | None] = field(default_factory=dict)
+    webhooks_received: set[str] = field(default_factory=set)
     # Runs once before the next run of pay commands is written: another consumer's race.
     before_write: Callable[[Store], None] | None = None
 
@@ -222,6 +223,10 @@ class FakePayments:
     async def get_for_update(self, payment_id: UUID) -> Payment | None:
         row = self.s.payments.get(payment_id)
         return None if row is None else row.payment
+
+    async def account_of(self, payment_id: UUID) -> str | None:
+        row = self.s.payments.get(payment_id)
+        return None if row is None else row.payment.account_id
 
     async def get_many_for_update(self, payment_ids: Sequence[UUID]) -> list[Payment]:
         return [self.s.payment(i) for i in sorted(payment_ids) if i in self.s.payments]
@@ -469,6 +474,17 @@ class FakeRefunds:
         self.s.refund_next_at[refund_id] = None
 
 
+class FakeWebhooks:
+    def __init__(self, store: Store) -> None:
+        self.s = store
+
+    async def first_receipt(self, webhook_id: str) -> bool:
+        if webhook_id in self.s.webhooks_received:
+            return False
+        self.s.webhooks_received.add(webhook_id)
+        return True
+
+
 class FakeUnitOfWork:
     def __init__(self, store: Store, config: IntakeConfig) -> None:
         self.store = store
@@ -477,6 +493,7 @@ class FakeUnitOfWork:
         self.commands = FakeCommands(store)
         self.payments = FakePayments(store)
         self.refunds = FakeRefunds(store)
+        self.webhooks = FakeWebhooks(store)
         self.published: list[Envelope] = []
 
     def publish(self, message: Envelope) -> None:

@@ -70,6 +70,9 @@ class PaymentRepository(Protocol):
 
     async def get_for_update(self, payment_id: UUID) -> Payment | None: ...
 
+    async def account_of(self, payment_id: UUID) -> str | None:
+        """The account a payment belongs to (None: no such payment), without a lock."""
+
     async def get_many_for_update(self, payment_ids: Sequence[UUID]) -> list[Payment]: ...
 
     async def move(
@@ -131,6 +134,11 @@ class PaymentRepository(Protocol):
     async def cancel_later(self, payment_id: UUID, delay_s: float) -> None: ...
 
 
+class WebhookRepository(Protocol):
+    async def first_receipt(self, webhook_id: str) -> bool:
+        """Remember a webhook id; False when it was received before."""
+
+
 class RefundRepository(Protocol):
     async def request(
         self,
@@ -173,6 +181,9 @@ class UnitOfWork(Protocol):
 
     @property
     def refunds(self) -> RefundRepository: ...
+
+    @property
+    def webhooks(self) -> WebhookRepository: ...
 
     def publish(self, message: Envelope) -> None: ...
 

@@ -63,6 +63,12 @@ class PostgresPaymentRepository:
         found = await self._read([payment_id])
         return found[0] if found else None
 
+    async def account_of(self, payment_id: UUID) -> str | None:
+        account: str | None = await self._conn.fetchval(
+            "SELECT account_id FROM payments WHERE payment_id = $1", payment_id
+        )
+        return account
+
     async def get_many_for_update(self, payment_ids: Sequence[UUID]) -> list[Payment]:
         """Several payments, locked, in one round trip (the checkout opener's rounds)."""
         return [_payment(r) for r in await self._conn.fetch(_LOCKED, list(payment_ids))]

@@ -1,4 +1,4 @@
-"""The PostgreSQL repositories of invoice facts and answered commands (payments:
+"""The PostgreSQL repositories of invoice facts, answered commands and received webhooks (payments:
 payment_repository.py, refunds: refund_repository.py). Repositories only load and store."""
 
 from __future__ import annotations
@@ -205,4 +205,20 @@ class PostgresCommandRepository:
             stored.fingerprint,
             stored.outcome_type,
             json.dumps(stored.outcome),
+        )
+
+
+class PostgresWebhookRepository:
+    """Webhook ids received (`webhooks_received`): a provider's retry is one callback."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def first_receipt(self, webhook_id: str) -> bool:
+        return bool(
+            await self._conn.fetchval(
+                "INSERT INTO webhooks_received (webhook_id) VALUES ($1)"
+                " ON CONFLICT DO NOTHING RETURNING true",
+                webhook_id,
+            )
         )

@@ -11,7 +11,11 @@ import asyncpg
 
 from payment_intake.adapters.payment_repository import PostgresPaymentRepository
 from payment_intake.adapters.refund_repository import PostgresRefundRepository
-from payment_intake.adapters.repositories import PostgresCommandRepository, PostgresInvoiceRepository
+from payment_intake.adapters.repositories import (
+    PostgresCommandRepository,
+    PostgresInvoiceRepository,
+    PostgresWebhookRepository,
+)
 from payment_intake.unit_of_work import IntakeConfig, UnitOfWork
 from payments_shared.contracts import Envelope
 from payments_shared.messaging import Outbox, Transaction
@@ -26,6 +30,7 @@ class PostgresUnitOfWork:
         self.commands = PostgresCommandRepository(tx.connection)
         self.payments = PostgresPaymentRepository(tx.connection)
         self.refunds = PostgresRefundRepository(tx.connection)
+        self.webhooks = PostgresWebhookRepository(tx.connection)
 
     def publish(self, message: Envelope) -> None:
         self._outbox.publish(message)

@@ -83,7 +83,7 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
         group_id=f"{settings.topic_prefix}{SERVICE}.intake",
     )
     app = FastAPI(title="payment-intake", version="1.0.0")
-    app.include_router(callback_router(pool, registry, secrets, relay.wake))
+    app.include_router(callback_router(unit, secrets))
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.callback_max_bytes,

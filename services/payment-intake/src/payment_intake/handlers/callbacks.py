@@ -4,6 +4,7 @@ verdict is the payment's own (`Payment.judge`)."""
 from __future__ import annotations
 
 import logging
+from typing import Literal
 from uuid import UUID
 
 from payment_intake.domain.payment import Happening, Payment, ProviderWord
@@ -15,6 +16,22 @@ from payments_shared.contracts.payments import ProviderCallbackReceived
 log = logging.getLogger(__name__)
 
 REFUND_EVENTS = frozenset({"refund.succeeded", "refund.failed"})
+
+Receipt = Literal["accepted", "duplicate", "foreign"]
+
+
+async def receive_callback(message: ProviderCallbackReceived, uow: UnitOfWork) -> Receipt:
+    """A verified webhook, taken in once (its id is the key) and published to
+    `payments.callbacks` for `on_provider_callback`; refused when it names a payment of
+    another account than the one it claims (the payment's account decides)."""
+    owner = await uow.payments.account_of(message.payload.payment_id)
+    # An unknown payment stays under the claimed account: the consumer flags it there.
+    if owner is not None and owner != message.account_id:
+        return "foreign"
+    if not await uow.webhooks.first_receipt(message.payload.webhook_id):
+        return "duplicate"
+    uow.publish(message)
+    return "accepted"
 
 
 async def on_provider_callback(event: ProviderCallbackReceived, uow: UnitOfWork) -> None:
