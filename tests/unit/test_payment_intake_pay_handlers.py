@@ -75,6 +75,7 @@ async def test_a_run_decides_in_order_each_command_seeing_the_earlier_ones() -> 
     assert answers[1].payload.reason_code == "payment_pending"
     assert answers[2].payload.repeat_of == answers[0].event_id
     assert len(intake.store.payments) == 2
+    assert intake.store.runs_written == 1  # decided in memory, not by the unique index
 
 
 async def test_a_run_answers_as_its_commands_would_one_by_one() -> None:
@@ -105,6 +106,7 @@ async def test_a_run_that_lost_an_invoice_to_another_consumer_is_answered_one_by
     assert answers[0].payload.reason_code == "payment_pending"
     assert answers[0].payload.invoice_numbers == ["INV-1"]
     assert [r.payment.allocations for r in intake.store.payments.values()] == [(("INV-2", 10_000),)]
+    assert intake.store.runs_written == 3  # the run, then each command as a run of one
 
 
 async def test_a_run_of_one_that_lost_its_invoice_is_answered_pending() -> None:

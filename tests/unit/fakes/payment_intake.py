@@ -81,6 +81,7 @@ class Store:
     refunds: dict[UUID, Refund] = field(default_factory=dict)
     refund_next_at: dict[UUID, datetime | None] = field(default_factory=dict)
     webhooks_received: set[str] = field(default_factory=set)
+    runs_written: int = 0  # write_run calls, refused ones too
     # Runs once before the next run of pay commands is written: another consumer's race.
     before_write: Callable[[Store], None] | None = None
 
@@ -186,6 +187,7 @@ class FakePayments:
     async def write_run(
         self, opened: Sequence[NewPayment], answered: Sequence[Answered], *, ttl_s: int
     ) -> bool:
+        self.s.runs_written += 1
         race, self.s.before_write = self.s.before_write, None
         if race is not None:
             race(self.s)

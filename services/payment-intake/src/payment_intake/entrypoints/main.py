@@ -82,7 +82,7 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
         # Deployments (and test runs) sharing a cluster must not share a consumer group.
         group_id=f"{settings.topic_prefix}{SERVICE}.intake",
     )
-    app = FastAPI(title="payment-intake", version="1.0.0")
+    app = FastAPI(title=SERVICE, version="1.0.0")
     app.include_router(callback_router(unit, secrets))
     app.add_middleware(
         BodyLimit,
