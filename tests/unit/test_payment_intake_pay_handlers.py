@@ -6,7 +6,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from fakes.payment_intake import Allocation, FakeIntake, Store, cancel, pay_invoice, registered, synced
+from fakes.payment_intake import Allocation, FakeIntake, Store
+from fakes.payment_intake_messages import cancel, pay_invoice, registered, synced
 
 from payment_intake.domain.payment import PaymentStatus
 from payment_intake.handlers import handle
