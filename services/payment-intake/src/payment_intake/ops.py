@@ -121,4 +121,5 @@ async def lag(ctx: Operating) -> list[PartitionLag]:
         ctx.registry.payments_callbacks.name,
         ctx.registry.invoices.name,
     ]
-    return await partition_lag(ctx.pool, ctx.bootstrap, {CONSUMER: topics})
+    lags: list[PartitionLag] = await partition_lag(ctx.pool, ctx.bootstrap, {CONSUMER: topics})
+    return lags

@@ -46,7 +46,8 @@ def _with(work: Callable[[ops.Operating], Awaitable[T]]) -> T:
             await ctx.provider.close()
             await pool.close()
 
-    return run(go)
+    done: T = run(go)
+    return done
 
 
 @app.command()
