@@ -12,7 +12,7 @@ import asyncpg
 from prometheus_client import Gauge
 
 from payments_shared.ops import partition_lag
-from payments_shared.rounds import run_rounds
+from payments_shared.workers import run_rounds
 
 log = logging.getLogger(__name__)
 

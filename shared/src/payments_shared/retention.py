@@ -23,7 +23,7 @@ from prometheus_client import Counter
 from pydantic import AfterValidator, BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .rounds import run_rounds
+from .workers import run_rounds
 
 log = logging.getLogger(__name__)
 
