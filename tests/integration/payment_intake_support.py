@@ -180,11 +180,9 @@ class EventLog:
     """Everything on `payments.events`, decoded, deduplicated by event_id."""
 
     events: list[Envelope] = field(default_factory=list)
-    raw_count: int = 0
     _seen: set[uuid.UUID] = field(default_factory=set)
 
     def add(self, value: bytes) -> None:
-        self.raw_count += 1
         event = EVENTS.validate_json(value)
         if event.event_id not in self._seen:
             self._seen.add(event.event_id)

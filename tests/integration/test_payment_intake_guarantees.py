@@ -11,7 +11,10 @@ import asyncpg
 import pytest
 from payment_intake_support import pay_invoice, running_intake, sign, until
 
-from payment_intake.adapters.postgres import NewPayment, PaymentRepository, install
+from payment_intake.adapters.payment_repository import PostgresPaymentRepository
+from payment_intake.adapters.schema import install
+from payment_intake.domain.commands import Answered, StoredCommand
+from payment_intake.domain.payment import NewPayment
 
 pytestmark = pytest.mark.integration
 
@@ -39,39 +42,33 @@ async def test_200_concurrent_pay_commands_for_one_invoice_open_exactly_one_chec
         assert len(checkouts) == 1
 
 
-async def _open_one(repo: PaymentRepository) -> bool:
-    return await repo.open_new(
-        payment_id=uuid.uuid4(),
-        account_id="A",
-        idempotency_key=uuid.uuid4().hex,
-        scope="invoice",
-        method="card",
-        currency="USD",
-        allocations=(("INV-1", 100),),
-        command_event_id=uuid.uuid4(),
-        correlation_id=uuid.uuid4(),
-        ttl_s=60,
+def _payment(key: str, number: str) -> NewPayment:
+    return NewPayment(
+        uuid.uuid4(), "A", key, "invoice", "card", "USD", ((number, 100),), uuid.uuid4(), uuid.uuid4()
     )
 
 
-async def _open_in_batch(repo: PaymentRepository) -> bool:
-    """The batch path's bulk write: a payment on another invoice, then the raced one."""
+def _answer(payment: NewPayment) -> Answered:
+    return Answered("A", payment.idempotency_key, StoredCommand("f", "payment.requested", {}))
+
+
+async def _open_one(repo: PostgresPaymentRepository) -> bool:
+    """A run of one command."""
+    payment = _payment(uuid.uuid4().hex, "INV-1")
+    return await repo.write_run([payment], [_answer(payment)], ttl_s=60)
+
+
+async def _open_in_run(repo: PostgresPaymentRepository) -> bool:
+    """A run of two: a payment on another invoice, then the raced one."""
     key = uuid.uuid4().hex
-    payments = [
-        NewPayment(uuid.uuid4(), "A", f"{key}-{n}", "invoice", "card", "USD", 100, uuid.uuid4(), uuid.uuid4())
-        for n in ("free", "raced")
-    ]
-    allocations = [
-        (p.payment_id, "A", n, 100) for p, n in zip(payments, (f"OTHER-{key}", "INV-1"), strict=True)
-    ]
-    answers = [("A", p.idempotency_key, "f", "payment.requested", "{}") for p in payments]
-    return await repo.write_batch(payments, allocations, answers, ttl_s=60)
+    payments = [_payment(f"{key}-free", f"OTHER-{key}"), _payment(f"{key}-raced", "INV-1")]
+    return await repo.write_run(payments, [_answer(p) for p in payments], ttl_s=60)
 
 
-@pytest.mark.parametrize("open_", [_open_one, _open_in_batch], ids=["one", "batch"])
+@pytest.mark.parametrize("open_", [_open_one, _open_in_run], ids=["one", "run"])
 async def test_the_database_lets_only_one_of_two_racing_transactions_open_a_payment(database_url, open_):
-    """The guarantee holds across partitions, batches and processes, not just in one batch;
-    a batch that loses the race stores nothing of itself."""
+    """The guarantee holds across partitions, batches and processes, not just in one run;
+    a run that loses the race stores nothing of itself."""
     setup = await asyncpg.connect(database_url)
     await setup.execute("CREATE SCHEMA payment_intake; SET search_path TO payment_intake")
     await install(setup)
@@ -85,7 +82,7 @@ async def test_the_database_lets_only_one_of_two_racing_transactions_open_a_paym
     async def attempt(conn: asyncpg.Connection) -> bool:
         async with conn.transaction():
             await barrier.wait()
-            opened = await open_(PaymentRepository(conn))
+            opened = await open_(PostgresPaymentRepository(conn))
             await asyncio.sleep(0.2)  # hold the transaction open so the other one must wait
             return opened
 

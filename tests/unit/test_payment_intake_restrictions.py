@@ -1,15 +1,15 @@
 """payment-intake announces when the merchant policy starts or stops restricting an invoice
 (seed 003: customers in distributor countries pay through their distributor).
 
-The handler runs against an in-memory stand-in of its invoice repository that keeps the
-one property the SQL has: a stale ERP version changes nothing and reports None.
+The handler runs against the in-memory unit of work (tests/unit/fakes), whose invoice
+repository keeps the property the SQL has: a stale ERP version changes nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+
+from fakes.payment_intake import FakeUnitOfWork, Store
 
 from payment_intake.domain.intake import (
     AccountView,
@@ -21,41 +21,11 @@ from payment_intake.domain.intake import (
 )
 from payment_intake.domain.policy import FULL_PAYMENT_PORTAL, PARTIAL_MULTI_PORTAL, MerchantPolicies
 from payment_intake.domain.rejections import Reason, Rejection
-from payment_intake.handlers import on_invoice_synced
+from payment_intake.handlers.invoices import on_invoice_synced
 from payment_intake.unit_of_work import IntakeConfig
-from payments_shared.contracts import Envelope
 from payments_shared.contracts.invoices import InvoiceSynced, InvoiceSyncedPayload
 from payments_shared.contracts.payments import AccountBalancePaymentChanged, InvoiceRestrictionChanged
 from payments_shared.domain.money import Money
-
-
-@dataclass
-class _Invoices:
-    rows: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    accounts: dict[str, bool] = field(default_factory=dict)
-
-    async def account_balance_payment(self, account_id: str, allowed: bool) -> bool:
-        if self.accounts.get(account_id) == allowed:
-            return False
-        self.accounts[account_id] = allowed
-        return True
-
-    async def synced(self, account_id: str, invoice_number: str, **values: Any) -> bool | None:
-        row = self.rows.get((account_id, invoice_number))
-        if row is not None and row["erp_version"] >= values["erp_version"]:
-            return None
-        self.rows[(account_id, invoice_number)] = values
-        return False if row is None else bool(row["restricted"])
-
-
-@dataclass
-class _UnitOfWork:
-    config: IntakeConfig
-    invoices: _Invoices = field(default_factory=_Invoices)
-    published: list[Envelope] = field(default_factory=list)
-
-    def publish(self, message: Envelope) -> None:
-        self.published.append(message)
 
 
 def _synced(number: str, country: str, version: int, account: str = "C300") -> InvoiceSynced:
@@ -79,13 +49,14 @@ def _synced(number: str, country: str, version: int, account: str = "C300") -> I
     )
 
 
-def _uow(policies: MerchantPolicies | None = None) -> _UnitOfWork:
-    return _UnitOfWork(IntakeConfig(policies=policies or MerchantPolicies(default=PARTIAL_MULTI_PORTAL)))
+def _uow(policies: MerchantPolicies | None = None) -> FakeUnitOfWork:
+    config = IntakeConfig(policies=policies or MerchantPolicies(default=PARTIAL_MULTI_PORTAL))
+    return FakeUnitOfWork(Store(), config)
 
 
-async def _apply(uow: _UnitOfWork, event: InvoiceSynced) -> list[InvoiceRestrictionChanged]:
+async def _apply(uow: FakeUnitOfWork, event: InvoiceSynced) -> list[InvoiceRestrictionChanged]:
     before = len(uow.published)
-    await on_invoice_synced(event, uow)  # type: ignore[arg-type]
+    await on_invoice_synced(event, uow)
     return [m for m in uow.published[before:] if isinstance(m, InvoiceRestrictionChanged)]
 
 
@@ -111,13 +82,13 @@ async def test_an_invoice_synced_in_a_distributor_country_is_announced_restricte
     p = announced.payload
     assert (p.invoice_number, p.restricted, p.reason_code) == ("INV-JP", True, "pay_through_distributor")
     assert p.message is not None and "distributor" in p.message
-    assert uow.invoices.rows[("C300", "INV-JP")]["restricted"] is True
+    assert uow.store.invoices[("C300", "INV-JP")]["restricted"] is True
 
 
 async def test_an_unrestricted_invoice_announces_nothing():
     uow = _uow()
     assert await _apply(uow, _synced("INV-US", "US", 1)) == []
-    assert uow.invoices.rows[("C300", "INV-US")]["restricted"] is False
+    assert uow.store.invoices[("C300", "INV-US")]["restricted"] is False
 
 
 async def test_a_newer_version_still_restricted_announces_nothing_again():
@@ -141,7 +112,7 @@ async def test_a_stale_version_announces_nothing():
     uow = _uow()
     await _apply(uow, _synced("INV-1", "JP", 2))
     assert await _apply(uow, _synced("INV-1", "US", 1)) == []
-    assert uow.invoices.rows[("C300", "INV-1")]["restricted"] is True
+    assert uow.store.invoices[("C300", "INV-1")]["restricted"] is True
 
 
 async def test_the_policy_of_the_invoices_account_decides():
@@ -157,7 +128,7 @@ async def test_the_policy_of_the_invoices_account_decides():
     assert announced.account_id == "C300" and announced.payload.restricted
 
 
-def _account_news(uow: _UnitOfWork) -> list[AccountBalancePaymentChanged]:
+def _account_news(uow: FakeUnitOfWork) -> list[AccountBalancePaymentChanged]:
     return [m for m in uow.published if isinstance(m, AccountBalancePaymentChanged)]
 
 

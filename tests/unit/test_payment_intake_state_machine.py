@@ -32,7 +32,7 @@ def test_only_the_legal_transitions_exist(status, happening):
     assert next_status(status, happening) == LEGAL.get((status, happening))
 
 
-@pytest.mark.parametrize("end", [S.SUCCEEDED, S.FAILED, S.CANCELLED, S.EXPIRED, S.REJECTED])
+@pytest.mark.parametrize("end", [S.SUCCEEDED, S.FAILED, S.CANCELLED, S.EXPIRED])
 def test_an_ended_payment_never_moves_again(end):
     assert all(next_status(end, h) is None for h in H)
     assert end.is_final and not end.is_open

@@ -10,11 +10,11 @@ from uuid import UUID
 import asyncpg
 
 from payment_intake.adapters.provider import ProviderClient
-from payment_intake.entrypoints.main import load_policies
-from payment_intake.provider_worker import ProviderWorker, RoundTransaction
-from payment_intake.refunding import request_refund
-from payment_intake.settings import PaymentIntakeSettings
-from payment_intake.unit_of_work import IntakeConfig
+from payment_intake.adapters.unit_of_work import units
+from payment_intake.handlers.refunds import refund_by_operator
+from payment_intake.settings import PaymentIntakeSettings, load_policies
+from payment_intake.unit_of_work import IntakeConfig, UnitsOfWork
+from payment_intake.workers import ProviderWorker
 from payments_shared.ops import PartitionLag, partition_lag
 from payments_shared.topics import TopicRegistry
 
@@ -28,6 +28,7 @@ class Operating:
     pool: asyncpg.Pool
     registry: TopicRegistry
     bootstrap: str
+    units: UnitsOfWork
     worker: ProviderWorker
     provider: ProviderClient
 
@@ -36,14 +37,16 @@ class Operating:
         registry = TopicRegistry(settings.topic_prefix)
         provider = ProviderClient(settings.provider_url, timeout_s=settings.provider_timeout_s)
         config = IntakeConfig(policies=load_policies(settings), checkout_ttl_s=settings.checkout_ttl_s)
-        worker = ProviderWorker(pool, registry, provider, config, on_published=lambda: None)
-        return cls(pool, registry, settings.kafka_bootstrap, worker, provider)
+        unit = units(pool, registry, config, on_published=lambda: None)
+        worker = ProviderWorker(unit, provider, config)
+        return cls(pool, registry, settings.kafka_bootstrap, unit, worker, provider)
 
 
 async def stuck(pool: asyncpg.Pool, older_than_s: float) -> list[asyncpg.Record]:
     """Open payments that have not moved for `older_than_s`."""
-    return await pool.fetch(
-        """
+    return list(
+        await pool.fetch(
+            """
         SELECT payment_id, account_id, status, checkout_id,
                round(extract(epoch FROM now() - updated_at))::bigint AS age_s,
                sync_attempts, sync_next_at, flag_reason
@@ -52,14 +55,16 @@ async def stuck(pool: asyncpg.Pool, older_than_s: float) -> list[asyncpg.Record]
            AND updated_at <= now() - make_interval(secs => $1)
          ORDER BY updated_at
         """,
-        float(older_than_s),
+            float(older_than_s),
+        )
     )
 
 
 async def flagged(pool: asyncpg.Pool) -> list[asyncpg.Record]:
     """Payments flagged for money the provider took that they must not keep."""
-    return await pool.fetch(
-        """
+    return list(
+        await pool.fetch(
+            """
         SELECT p.payment_id, p.account_id, p.status, p.flag_reason,
                COALESCE(p.confirmed_minor, p.total_minor) AS taken_minor,
                COALESCE(p.confirmed_currency, p.currency) AS currency,
@@ -68,6 +73,7 @@ async def flagged(pool: asyncpg.Pool) -> list[asyncpg.Record]:
          WHERE p.flag_reason IS NOT NULL
          ORDER BY p.updated_at
         """
+        )
     )
 
 
@@ -102,23 +108,11 @@ async def reconcile(
     return asked
 
 
-class NotRefundable(Exception):
-    pass
-
-
 async def refund(ctx: Operating, payment_id: UUID) -> UUID:
     """An operator's refund of a flagged payment (the policy did not refund it, or the
     provider declined): stored and announced; the provider worker submits it."""
-    async with RoundTransaction(ctx.worker) as uow:
-        payment = await uow.payments.get_for_update(payment_id)
-        if payment is None:
-            raise NotRefundable(f"no payment {payment_id}")
-        if payment.flag_reason is None:
-            raise NotRefundable(f"payment {payment_id} is not flagged: its money is the invoice's")
-        created = await request_refund(uow, payment, payment.flag_reason, requested_by="ops", cause=None)
-        if created is None:
-            raise NotRefundable(f"payment {payment_id} already has a refund under way or done")
-        return created.refund_id
+    async with ctx.units() as uow:
+        return await refund_by_operator(uow, payment_id)
 
 
 async def lag(ctx: Operating) -> list[PartitionLag]:
@@ -127,4 +121,5 @@ async def lag(ctx: Operating) -> list[PartitionLag]:
         ctx.registry.payments_callbacks.name,
         ctx.registry.invoices.name,
     ]
-    return await partition_lag(ctx.pool, ctx.bootstrap, {CONSUMER: topics})
+    lags: list[PartitionLag] = await partition_lag(ctx.pool, ctx.bootstrap, {CONSUMER: topics})
+    return lags

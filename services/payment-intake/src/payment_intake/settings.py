@@ -1,4 +1,5 @@
-"""payment-intake's settings: PAYMENTS_* shared endpoints plus PAYMENT_INTAKE_* knobs."""
+"""payment-intake's name, schema and settings: PAYMENTS_* shared endpoints plus PAYMENT_INTAKE_*
+knobs."""
 
 from __future__ import annotations
 
@@ -7,8 +8,13 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field
 
+from payment_intake.domain.policy import MerchantPolicies
+from payments_shared.merchants import load_merchant_file
 from payments_shared.sandbox import SANDBOX_WEBHOOK_SECRET, UnsafeConfiguration
 from payments_shared.settings import CommonSettings
+
+SERVICE = "payment-intake"
+SCHEMA = "payment_intake"
 
 
 def _env(*names: str) -> AliasChoices:
@@ -63,3 +69,15 @@ class PaymentIntakeSettings(CommonSettings):
                 "it is accepted only with PAYMENTS_SANDBOX=1"
             )
         return secrets
+
+
+def load_policies(settings: PaymentIntakeSettings) -> MerchantPolicies:
+    """The preset named by PAYMENT_INTAKE_POLICY, or the merchant file (JSON or YAML)."""
+    if settings.merchant_config is None:
+        policies = MerchantPolicies.preset(settings.policy)
+    else:
+        merchants = load_merchant_file(settings.merchant_config)
+        policies = MerchantPolicies.from_config(merchants.raw, default_preset=settings.policy)
+    if settings.status_sync_after_s is not None:
+        policies = policies.with_status_sync_after(settings.status_sync_after_s)
+    return policies

@@ -67,9 +67,9 @@ class _ResumeFromDatabase(ConsumerRebalanceListener):  # type: ignore[misc]
         self._owner = owner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # The batch in the database finishes before the partitions go, as it would
-        # without the pipeline: the next owner then starts from its stored offsets.
-        await self._owner._settle()
+        # Not waiting for the batch in the database: aiokafka calls this beside it, and a
+        # slow batch must not hold the group's rebalance. The next owner's transaction
+        # waits on the offsets' row lock, then skips what this batch committed.
         log.info(
             "partitions revoked",
             extra={

@@ -12,61 +12,15 @@ checkout opener shares its process with the pay-command consumer.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from payment_intake.adapters.postgres import Payment
+from payment_intake.domain.payment import Payment
+from payment_intake.domain.provider import CheckoutState, OpenedCheckout, ProviderRefused, RefundState
 from payments_shared.messaging import TransientError
-
-
-@dataclass(frozen=True)
-class OpenedCheckout:
-    checkout_id: str
-    url: str
-    expires_at: datetime
-
-
-class ProviderRefused(Exception):
-    def __init__(self, code: str, message: str, detail: dict[str, Any] | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.detail = detail or {}
-
-
-@dataclass(frozen=True)
-class CheckoutState:
-    """The provider's answer to "what happened to this checkout?"."""
-
-    checkout_id: str
-    status: str  # open | processing | succeeded | failed | expired | cancelled
-    amount_minor: int | None
-    currency: str | None
-    provider_payment_ref: str | None
-    reason: str | None
-
-    @classmethod
-    def of(cls, data: dict[str, Any]) -> CheckoutState:
-        return cls(
-            checkout_id=str(data["checkout_id"]),
-            status=str(data["status"]),
-            amount_minor=None if data.get("amount_minor") is None else int(data["amount_minor"]),
-            currency=data.get("currency"),
-            provider_payment_ref=data.get("provider_payment_ref"),
-            reason=data.get("reason"),
-        )
-
-
-@dataclass(frozen=True)
-class RefundState:
-    refund_id: str
-    provider_refund_id: str | None
-    status: str  # pending | succeeded | failed
-    reason: str | None
 
 
 class ProviderClient:

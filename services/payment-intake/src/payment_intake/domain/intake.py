@@ -18,8 +18,8 @@ command is refused without any of it being echoed, stored or logged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Literal
 
 # The one detector every input goes through lives in shared/.
@@ -79,6 +79,12 @@ class AccountView:
     known: bool
     invoices: Mapping[str, InvoiceFacts]
     foreign: frozenset[str] = frozenset()
+
+    def after_opening(self, numbers: Iterable[str]) -> AccountView:
+        """The view once a payment is open on `numbers`: those invoices are pending."""
+        taken = set(numbers)
+        invoices = {n: replace(f, pending=True) if n in taken else f for n, f in self.invoices.items()}
+        return replace(self, invoices=invoices)
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,15 @@ flagged for an operator instead of being accepted silently.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from uuid import UUID
+
+from payments_shared.domain.money import Money
 
 
 class PaymentStatus(StrEnum):
     REQUESTED = "requested"
-    REJECTED = "rejected"
     CHECKOUT_OPEN = "checkout_open"
     PROCESSING = "processing"
     SUCCEEDED = "succeeded"
@@ -144,3 +147,113 @@ def _amount_mismatch(
             f" payment of {asked_minor} {asked_currency}."
         )
     return None
+
+
+@dataclass(frozen=True)
+class NewPayment:
+    """A payment a pay command opens (stored as `requested`, with its allocations)."""
+
+    payment_id: UUID
+    account_id: str
+    idempotency_key: str
+    scope: str
+    method: str
+    currency: str
+    allocations: tuple[tuple[str, int], ...]
+    command_event_id: UUID
+    correlation_id: UUID
+
+    @property
+    def total_minor(self) -> int:
+        return sum(amount for _, amount in self.allocations)
+
+
+@dataclass(frozen=True)
+class ProviderWord:
+    """What the provider says happened to a payment: from a webhook or a status query."""
+
+    happening: Happening
+    checkout_id: str | None = None
+    amount: Money | None = None
+    provider_payment_ref: str | None = None
+    reason: str | None = None
+    end_code: str | None = None  # overrides the outcome's reason code (e.g. unknown_at_provider)
+
+    @property
+    def confirmed_minor(self) -> int | None:
+        return None if self.amount is None else self.amount.amount_minor
+
+    @property
+    def confirmed_currency(self) -> str | None:
+        return None if self.amount is None else self.amount.currency
+
+
+_END_CODES = {
+    Happening.FAILED: "payment_failed",
+    Happening.CANCELLED: "checkout_cancelled",
+    Happening.EXPIRED: "checkout_expired",
+}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the provider's word does to a payment: the move (if any), what to record
+    about the amount, and whether an operator must look at it."""
+
+    decision: Decision
+    verdict: str  # applied | ignored | flagged: the callback log's word
+    note_confirmation: bool  # keep the amount the provider confirmed though nothing moved
+    move_reason: str | None  # the payment's end reason when it moves
+    reason_code: str  # the outcome's reason code when it moves
+    new_flag: Flag | None  # a flag the payment did not carry yet: announce it
+
+
+@dataclass(frozen=True)
+class Payment:
+    payment_id: UUID
+    account_id: str
+    idempotency_key: str
+    status: PaymentStatus
+    currency: str
+    total_minor: int
+    method: str
+    scope: str
+    command_event_id: UUID
+    correlation_id: UUID
+    checkout_id: str | None
+    expires_at: datetime
+    open_attempts: int
+    allocations: tuple[tuple[str, int], ...]
+    confirmed_minor: int | None = None
+    confirmed_currency: str | None = None
+    provider_payment_ref: str | None = None
+    flag_reason: str | None = None
+    updated_at: datetime | None = None
+
+    def judge(self, word: ProviderWord) -> Verdict:
+        """The provider's word on this payment, the same whether it came as a webhook or
+        as the answer to a status query."""
+        happening = word.happening
+        decision = apply(
+            self.status,
+            happening,
+            asked_minor=self.total_minor if happening is Happening.SUCCEEDED else None,
+            asked_currency=self.currency,
+            confirmed_minor=word.confirmed_minor,
+            confirmed_currency=word.confirmed_currency,
+        )
+        if decision.flag is not None:
+            verdict = "flagged"
+        else:
+            verdict = "applied" if decision.to is not None else "ignored"
+        move_reason = word.end_code or word.reason
+        if move_reason is None and decision.to is not None and not decision.to.is_open:
+            move_reason = happening.value
+        return Verdict(
+            decision=decision,
+            verdict=verdict,
+            note_confirmation=happening is Happening.SUCCEEDED and decision.flag is not None,
+            move_reason=move_reason,
+            reason_code=word.end_code or _END_CODES.get(happening, happening.value),
+            new_flag=decision.flag if self.flag_reason is None else None,
+        )

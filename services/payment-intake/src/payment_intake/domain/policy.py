@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
-MethodKind = Literal["guest_checkout", "payer_portal", "card", "remittance"]
 METHOD_KINDS: frozenset[str] = frozenset({"guest_checkout", "payer_portal", "card", "remittance"})
 
 

@@ -10,11 +10,12 @@ Whether that happens without an operator is the merchant policy's `auto_refund`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
+from uuid import UUID
 
 RefundReason = Literal["double_payment", "late_payment", "amount_mismatch"]
-
-REFUNDABLE_FLAGS = frozenset({"succeeded_after_end", "amount_mismatch"})
 
 MESSAGES: dict[str, str] = {
     "double_payment": "The invoice was already paid; the second payment is being refunded.",
@@ -30,3 +31,29 @@ def refund_reason(flag_code: str, *, invoice_already_paid: bool) -> RefundReason
     if flag_code == "succeeded_after_end":
         return "double_payment" if invoice_already_paid else "late_payment"
     return None
+
+
+class NotRefundable(Exception):
+    """An operator asked to refund a payment whose money is not to be returned."""
+
+
+OPEN_REFUND = ("requested", "submitted")
+
+
+@dataclass(frozen=True)
+class Refund:
+    """Status: `requested` (to submit to the provider) -> `submitted` (the provider
+    accepted it; its webhook or a status query settles it) -> `refunded` | `failed`."""
+
+    refund_id: UUID
+    payment_id: UUID
+    account_id: str
+    amount_minor: int
+    currency: str
+    reason_code: str
+    requested_by: str
+    status: str
+    provider_refund_id: str | None
+    attempts: int
+    checkout_id: str | None
+    updated_at: datetime

@@ -18,10 +18,9 @@ from uuid import UUID
 import typer
 
 from payment_intake import ops
-from payment_intake.adapters.postgres import install
-from payment_intake.entrypoints.main import SCHEMA
-from payment_intake.outcomes import SERVICE
-from payment_intake.settings import PaymentIntakeSettings
+from payment_intake.adapters.schema import install
+from payment_intake.domain.refunds import NotRefundable
+from payment_intake.settings import SCHEMA, SERVICE, PaymentIntakeSettings
 from payments_shared import ops as shared_ops
 from payments_shared.cli import console, progress, run, show, show_lag
 from payments_shared.database import open_pool
@@ -47,7 +46,8 @@ def _with(work: Callable[[ops.Operating], Awaitable[T]]) -> T:
             await ctx.provider.close()
             await pool.close()
 
-    return run(go)
+    done: T = run(go)
+    return done
 
 
 @app.command()
@@ -135,7 +135,7 @@ def refund(payment_id: Annotated[UUID, typer.Argument(help="A flagged payment")]
 
     try:
         refund_id = _with(work)
-    except ops.NotRefundable as why:
+    except NotRefundable as why:
         console.print(f"not refunded: {why}")
         raise typer.Exit(1) from why
     console.print(f"refund {refund_id} requested for payment {payment_id}")

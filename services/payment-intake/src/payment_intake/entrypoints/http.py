@@ -6,9 +6,9 @@
 - a body over the cap: 413 before it is read (BodyLimit, set up in main);
 - a callback naming a payment of another account than the one it claims: 409, nothing
   published (the payment's account, not the caller's claim, decides where it goes);
-- accepted: in one transaction the webhook id goes into `webhooks_received` and a
-  ProviderCallbackReceived into the outbox; a repeated webhook id answers 200 without
-  a second effect. The database down answers 503 so the provider retries later.
+- accepted (`receive_callback`, in one unit of work): the webhook id is remembered and a
+  ProviderCallbackReceived goes into the outbox; a repeated webhook id answers 200
+  without a second effect. The database down answers 503 so the provider retries later.
 """
 
 from __future__ import annotations
@@ -16,17 +16,18 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, get_args
 
-import asyncpg
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from payment_intake.outcomes import SERVICE
+from payment_intake.handlers.callbacks import receive_callback
+from payment_intake.settings import SERVICE
+from payment_intake.unit_of_work import UnitsOfWork
 from payments_shared.contracts.payments import (
     ProviderCallbackPayload,
     ProviderCallbackReceived,
@@ -34,8 +35,7 @@ from payments_shared.contracts.payments import (
 )
 from payments_shared.domain.card_numbers import contains_card_number, redact_card_numbers
 from payments_shared.domain.money import Money
-from payments_shared.messaging import Outbox, is_transient
-from payments_shared.topics import TopicRegistry
+from payments_shared.messaging import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +50,7 @@ def _refuse(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-def callback_router(
-    pool: asyncpg.Pool,
-    registry: TopicRegistry,
-    secrets: Sequence[str],
-    on_accepted: Callable[[], None],
-) -> APIRouter:
+def callback_router(units: UnitsOfWork, secrets: Sequence[str]) -> APIRouter:
     if not secrets:
         raise ValueError("at least one webhook secret is needed")
     router = APIRouter()
@@ -87,20 +82,19 @@ def callback_router(
             log.warning("webhook body invalid", extra={"webhook_id": shown, "error": type(exc).__name__})
             return _refuse(400, "invalid_body", "the callback body does not match the contract")
         try:
-            accepted = await _store(pool, registry, webhook_id, message)
+            async with units() as uow:
+                receipt = await receive_callback(message, uow)
         except Exception as exc:
             if not is_transient(exc):
                 raise
             return _refuse(503, "unavailable", "try again later")
-        if accepted is None:
+        if receipt == "foreign":
             log.warning(
                 "webhook names a payment of another account; refused",
                 extra={"webhook_id": shown, "payment_id": str(message.payload.payment_id)},
             )
             return _refuse(409, "account_mismatch", "the payment does not belong to that account")
-        if accepted:
-            on_accepted()
-        return JSONResponse({"status": "accepted" if accepted else "duplicate"})
+        return JSONResponse({"status": receipt})
 
     return router
 
@@ -148,26 +142,3 @@ def _callback(webhook_id: str, body: dict[str, Any]) -> ProviderCallbackReceived
         payload=payload,
         event_id=uuid.uuid5(WEBHOOK_NAMESPACE, webhook_id),
     )
-
-
-async def _store(
-    pool: asyncpg.Pool, registry: TopicRegistry, webhook_id: str, message: ProviderCallbackReceived
-) -> bool | None:
-    """True: stored and to be published; False: a repeat; None: another account's payment."""
-    async with pool.acquire() as conn, conn.transaction():
-        owner = await conn.fetchval(
-            "SELECT account_id FROM payments WHERE payment_id = $1", message.payload.payment_id
-        )
-        # An unknown payment stays under the claimed account: the consumer flags it there.
-        if owner is not None and owner != message.account_id:
-            return None
-        fresh = await conn.fetchval(
-            "INSERT INTO webhooks_received (webhook_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
-            webhook_id,
-        )
-        if not fresh:
-            return False
-        outbox = Outbox(registry)
-        outbox.publish(message)
-        await outbox.write(conn)
-    return True

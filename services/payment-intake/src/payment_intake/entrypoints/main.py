@@ -8,40 +8,23 @@ from dataclasses import dataclass
 import asyncpg
 from fastapi import FastAPI
 
-from payment_intake.adapters.postgres import install
 from payment_intake.adapters.provider import ProviderClient
-from payment_intake.background import CheckoutOpener, ExpiryTimer
-from payment_intake.domain.policy import MerchantPolicies
+from payment_intake.adapters.schema import install
+from payment_intake.adapters.unit_of_work import unit_of_work_factory, units
 from payment_intake.entrypoints.http import callback_router
 from payment_intake.handlers import consuming
 from payment_intake.metrics import sample_payments
-from payment_intake.outcomes import SERVICE
-from payment_intake.provider_worker import ProviderWorker
 from payment_intake.retention import IntakeRetentionSettings, pruner
-from payment_intake.settings import PaymentIntakeSettings
-from payment_intake.unit_of_work import IntakeConfig, unit_of_work_factory
+from payment_intake.settings import SCHEMA, SERVICE, PaymentIntakeSettings, load_policies
+from payment_intake.unit_of_work import IntakeConfig
+from payment_intake.workers import CheckoutOpener, ExpiryTimer, ProviderWorker
 from payments_shared.health import BrokerProbe
 from payments_shared.http_limits import BodyLimit
-from payments_shared.merchants import load_merchant_file
 from payments_shared.messaging import OutboxRelay, TransactionalConsumer
 from payments_shared.ops_metrics import OpsGauges
 from payments_shared.sandbox import UnsafeConfiguration
 from payments_shared.service import ServiceHost, run_service, start_up
 from payments_shared.topics import TopicRegistry
-
-SCHEMA = "payment_intake"
-
-
-def load_policies(settings: PaymentIntakeSettings) -> MerchantPolicies:
-    """The preset named by PAYMENT_INTAKE_POLICY, or the merchant file (JSON or YAML)."""
-    if settings.merchant_config is None:
-        policies = MerchantPolicies.preset(settings.policy)
-    else:
-        merchants = load_merchant_file(settings.merchant_config)
-        policies = MerchantPolicies.from_config(merchants.raw, default_preset=settings.policy)
-    if settings.status_sync_after_s is not None:
-        policies = policies.with_status_sync_after(settings.status_sync_after_s)
-    return policies
 
 
 @dataclass
@@ -66,21 +49,15 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
     registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
     provider = ProviderClient(settings.provider_url, timeout_s=settings.provider_timeout_s)
+    unit = units(pool, registry, config, on_published=relay.wake)
     opener = CheckoutOpener(
-        pool,
-        registry,
-        provider,
-        on_published=relay.wake,
-        lease_s=settings.checkout_lease_s,
-        concurrency=settings.checkout_concurrency,
+        unit, provider, lease_s=settings.checkout_lease_s, concurrency=settings.checkout_concurrency
     )
-    expiry = ExpiryTimer(pool, registry, on_published=relay.wake, interval_s=settings.expiry_interval_s)
+    expiry = ExpiryTimer(unit, interval_s=settings.expiry_interval_s)
     provider_worker = ProviderWorker(
-        pool,
-        registry,
+        unit,
         provider,
         config,
-        on_published=relay.wake,
         lease_s=settings.provider_lease_s,
         interval_s=settings.provider_worker_interval_s,
         concurrency=settings.checkout_concurrency,
@@ -105,8 +82,8 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
         # Deployments (and test runs) sharing a cluster must not share a consumer group.
         group_id=f"{settings.topic_prefix}{SERVICE}.intake",
     )
-    app = FastAPI(title="payment-intake", version="1.0.0")
-    app.include_router(callback_router(pool, registry, secrets, relay.wake))
+    app = FastAPI(title=SERVICE, version="1.0.0")
+    app.include_router(callback_router(unit, secrets))
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.callback_max_bytes,
@@ -146,7 +123,6 @@ async def serve() -> None:
 
 def main() -> None:
     try:
-        PaymentIntakeSettings().webhook_secrets()
-    except UnsafeConfiguration as exc:
+        run_service(serve)
+    except UnsafeConfiguration as exc:  # raised before anything starts (build_parts)
         raise SystemExit(f"{SERVICE}: {exc}") from None
-    run_service(serve)

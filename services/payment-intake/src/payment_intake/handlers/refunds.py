@@ -6,11 +6,9 @@ from __future__ import annotations
 import logging
 from uuid import UUID, uuid4
 
-from payment_intake.adapters.postgres import Payment
-from payment_intake.adapters.refunds import OPEN_REFUND, Refund
-from payment_intake.domain.payment import PaymentStatus
-from payment_intake.domain.refunds import MESSAGES, refund_reason
-from payment_intake.outcomes import refund_failed, refund_requested, refunded, transition_outcome
+from payment_intake.domain.payment import Payment, PaymentStatus
+from payment_intake.domain.refunds import MESSAGES, OPEN_REFUND, NotRefundable, Refund, refund_reason
+from payment_intake.messages import refund_failed, refund_requested, refunded, transition_outcome
 from payment_intake.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -30,6 +28,19 @@ async def flag_money(uow: UnitOfWork, payment: Payment, flag_code: str, *, cause
     current = await uow.payments.get_for_update(payment.payment_id)
     if current is not None:
         await request_refund(uow, current, reason, requested_by="policy", cause=cause)
+
+
+async def refund_by_operator(uow: UnitOfWork, payment_id: UUID) -> UUID:
+    """An operator's refund of a flagged payment; the refund's id."""
+    payment = await uow.payments.get_for_update(payment_id)
+    if payment is None:
+        raise NotRefundable(f"no payment {payment_id}")
+    if payment.flag_reason is None:
+        raise NotRefundable(f"payment {payment_id} is not flagged: its money is the invoice's")
+    created = await request_refund(uow, payment, payment.flag_reason, requested_by="ops", cause=None)
+    if created is None:
+        raise NotRefundable(f"payment {payment_id} already has a refund under way or done")
+    return created.refund_id
 
 
 async def request_refund(

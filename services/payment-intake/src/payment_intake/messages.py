@@ -1,18 +1,28 @@
-"""The messages payment-intake publishes on `payments.events`, built from its own records."""
+"""Builders of everything payment-intake publishes on `payments.events`: the answers to
+commands, a payment's moves, flags and refunds, and what the read model learns from the
+policy owner."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from uuid import UUID
 
-from payment_intake.adapters.postgres import Payment
-from payment_intake.adapters.refunds import Refund
-from payment_intake.domain.payment import PaymentStatus
+from payment_intake.domain.commands import StoredCommand
+from payment_intake.domain.intake import Accepted
+from payment_intake.domain.payment import Payment, PaymentStatus
+from payment_intake.domain.refunds import Refund
+from payment_intake.domain.rejections import Rejection
+from payment_intake.settings import SERVICE
 from payments_shared.contracts import Envelope
 from payments_shared.contracts.payments import (
+    AccountBalancePaymentChanged,
+    AccountBalancePaymentChangedPayload,
     Allocation,
     CheckoutOpened,
     CheckoutOpenedPayload,
+    InvoiceRestrictionChanged,
+    InvoiceRestrictionChangedPayload,
     PaymentCancelled,
     PaymentEndedPayload,
     PaymentExpired,
@@ -24,6 +34,10 @@ from payments_shared.contracts.payments import (
     PaymentRefunded,
     PaymentRefundFailed,
     PaymentRefundRequested,
+    PaymentRejected,
+    PaymentRejectedPayload,
+    PaymentRequested,
+    PaymentRequestedPayload,
     PaymentSucceeded,
     PaymentSucceededPayload,
     RefundedPayload,
@@ -32,8 +46,6 @@ from payments_shared.contracts.payments import (
 )
 from payments_shared.domain.card_numbers import redact_card_numbers
 from payments_shared.domain.money import Money
-
-SERVICE = "payment-intake"
 
 _ENDED: dict[PaymentStatus, type[PaymentFailed | PaymentCancelled | PaymentExpired]] = {
     PaymentStatus.FAILED: PaymentFailed,
@@ -75,12 +87,12 @@ def transition_outcome(
 ) -> Envelope:
     if to is PaymentStatus.PROCESSING:
         return PaymentProcessing(
-            **_header(payment, cause),  # type: ignore[arg-type]
+            **_header(payment, cause),
             payload=PaymentProcessingPayload(payment_id=payment.payment_id),
         )
     if to is PaymentStatus.SUCCEEDED:
         return PaymentSucceeded(
-            **_header(payment, cause),  # type: ignore[arg-type]
+            **_header(payment, cause),
             payload=PaymentSucceededPayload(
                 payment_id=payment.payment_id,
                 amount=Money(amount_minor=payment.total_minor, currency=payment.currency),
@@ -92,7 +104,7 @@ def transition_outcome(
     if detail:
         message = f"{message} ({redact_card_numbers(detail)[:200]})"
     return _ENDED[to](
-        **_header(payment, cause),  # type: ignore[arg-type]
+        **_header(payment, cause),
         payload=PaymentEndedPayload(
             payment_id=payment.payment_id,
             reason_code=reason_code or to.value,
@@ -103,7 +115,7 @@ def transition_outcome(
 
 def checkout_opened(payment: Payment, *, checkout_id: str, url: str, expires_at: datetime) -> CheckoutOpened:
     return CheckoutOpened(
-        **_header(payment, payment.command_event_id),  # type: ignore[arg-type]
+        **_header(payment, payment.command_event_id),
         payload=CheckoutOpenedPayload(
             payment_id=payment.payment_id,
             checkout_id=checkout_id,
@@ -137,15 +149,15 @@ def _refund_money(refund: Refund) -> Money:
 
 def refund_requested(payment: Payment, refund: Refund, *, message: str, cause: UUID | None) -> Envelope:
     return PaymentRefundRequested(
-        **_header(payment, cause),  # type: ignore[arg-type]
+        **_header(payment, cause),
         payload=RefundRequestedPayload(
             payment_id=payment.payment_id,
             refund_id=refund.refund_id,
             amount=_refund_money(refund),
             invoice_numbers=[n for n, _ in payment.allocations],
-            reason_code=refund.reason_code,  # type: ignore[arg-type]
+            reason_code=refund.reason_code,
             message=message,
-            requested_by=refund.requested_by,  # type: ignore[arg-type]
+            requested_by=refund.requested_by,
         ),
     )
 
@@ -154,7 +166,7 @@ def refunded(
     payment: Payment, refund: Refund, *, provider_refund_id: str | None, cause: UUID | None
 ) -> Envelope:
     return PaymentRefunded(
-        **_header(payment, cause),  # type: ignore[arg-type]
+        **_header(payment, cause),
         payload=RefundedPayload(
             payment_id=payment.payment_id,
             refund_id=refund.refund_id,
@@ -169,7 +181,7 @@ def refund_failed(
     payment: Payment, refund: Refund, *, reason_code: str, message: str, cause: UUID | None
 ) -> Envelope:
     return PaymentRefundFailed(
-        **_header(payment, cause),  # type: ignore[arg-type]
+        **_header(payment, cause),
         payload=RefundFailedPayload(
             payment_id=payment.payment_id,
             refund_id=refund.refund_id,
@@ -177,5 +189,102 @@ def refund_failed(
             invoice_numbers=[n for n, _ in payment.allocations],
             reason_code=reason_code,
             message=redact_card_numbers(message)[:300],
+        ),
+    )
+
+
+# --- answers to commands -------------------------------------------------------------------
+
+
+def rejected(command: Envelope, key: str, rejection: Rejection) -> PaymentRejected:
+    return PaymentRejected.following(
+        command,
+        producer=SERVICE,
+        payload=PaymentRejectedPayload(
+            idempotency_key=key,
+            command_type=command.type,
+            reason_code=rejection.reason.value,
+            message=rejection.message,
+            invoice_numbers=list(rejection.invoice_numbers),
+        ),
+    )
+
+
+def requested(command: Envelope, key: str, payment_id: UUID, accepted: Accepted) -> PaymentRequested:
+    money = partial(Money, currency=accepted.currency)
+    return PaymentRequested.following(
+        command,
+        producer=SERVICE,
+        payload=PaymentRequestedPayload(
+            payment_id=payment_id,
+            idempotency_key=key,
+            scope=accepted.scope,
+            method=accepted.method,
+            allocations=[
+                Allocation(invoice_number=n, amount=money(amount_minor=a)) for n, a in accepted.allocations
+            ],
+            total=money(amount_minor=accepted.total_minor),
+        ),
+    )
+
+
+def cancelled_by_customer(command: Envelope, payment_id: UUID) -> PaymentCancelled:
+    return PaymentCancelled.following(
+        command,
+        producer=SERVICE,
+        payload=PaymentEndedPayload(
+            payment_id=payment_id,
+            reason_code="customer_cancelled",
+            message=_END_MESSAGES[PaymentStatus.CANCELLED],
+        ),
+    )
+
+
+def stored(fingerprint: str, answer: Envelope) -> StoredCommand:
+    """What is kept under the idempotency key: the first answer's event id and payload."""
+    outcome = {"event_id": str(answer.event_id), "payload": answer.payload.model_dump(mode="json")}
+    return StoredCommand(fingerprint, answer.type, outcome)
+
+
+_REPEATABLE: dict[str, type[Envelope]] = {
+    PaymentRequested.model_fields["type"].default: PaymentRequested,
+    PaymentRejected.model_fields["type"].default: PaymentRejected,
+    PaymentCancelled.model_fields["type"].default: PaymentCancelled,
+}
+
+
+def repeated(command: Envelope, first: StoredCommand) -> Envelope:
+    """The first answer given under the command's key, again."""
+    cls = _REPEATABLE[first.outcome_type]
+    payload = dict(first.outcome["payload"])
+    if cls is not PaymentCancelled:
+        payload["repeat_of"] = first.outcome["event_id"]
+    return cls.following(command, producer=SERVICE, payload=payload)
+
+
+# --- what the read model learns from the policy owner -------------------------------------------
+
+
+def restriction_changed(event: Envelope, invoice_number: str, restriction: Rejection | None) -> Envelope:
+    return InvoiceRestrictionChanged.following(
+        event,
+        producer=SERVICE,
+        payload=InvoiceRestrictionChangedPayload(
+            invoice_number=invoice_number,
+            restricted=restriction is not None,
+            reason_code=None if restriction is None else restriction.reason.value,
+            message=None if restriction is None else restriction.message,
+        ),
+    )
+
+
+def account_balance_payment_changed(event: Envelope, why_not: Rejection | None) -> Envelope:
+    return AccountBalancePaymentChanged.following(
+        event,
+        producer=SERVICE,
+        payload=AccountBalancePaymentChangedPayload(
+            allowed=why_not is None,
+            reason_code=None if why_not is None else why_not.reason.value,
+            message=None if why_not is None else why_not.message,
         ),
     )

@@ -1,35 +1,12 @@
-"""The `refunds` table: one refund per payment, claimed by the provider worker.
-
-Status: `requested` (to submit to the provider) -> `submitted` (the provider accepted
-it; its webhook or a status query settles it) -> `refunded` | `failed`.
-"""
+"""The PostgreSQL repository of refunds: one per payment, claimed by the provider worker."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 
-OPEN_REFUND = ("requested", "submitted")
-
-
-@dataclass(frozen=True)
-class Refund:
-    refund_id: UUID
-    payment_id: UUID
-    account_id: str
-    amount_minor: int
-    currency: str
-    reason_code: str
-    requested_by: str
-    status: str
-    provider_refund_id: str | None
-    attempts: int
-    checkout_id: str | None
-    updated_at: datetime
-
+from payment_intake.domain.refunds import Refund
 
 _SELECT = """
 SELECT r.*, p.checkout_id FROM refunds r JOIN payments p USING (payment_id)
@@ -53,9 +30,9 @@ def _refund(row: asyncpg.Record) -> Refund:
     )
 
 
-class RefundRepository:
+class PostgresRefundRepository:
     def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn = conn
+        self._conn = conn
 
     async def request(
         self,
@@ -70,7 +47,7 @@ class RefundRepository:
     ) -> bool:
         """Store a refund to make; False when the payment already has one."""
         return bool(
-            await self.conn.fetchval(
+            await self._conn.fetchval(
                 """
                 INSERT INTO refunds (refund_id, payment_id, account_id, amount_minor, currency,
                                      reason_code, requested_by, status, next_attempt_at)
@@ -90,7 +67,7 @@ class RefundRepository:
     async def reopen_failed(self, payment_id: UUID, refund_id: UUID, requested_by: str) -> bool:
         """Ask again for a refund that failed, under a new id (a provider refuses a reused one)."""
         return bool(
-            await self.conn.fetchval(
+            await self._conn.fetchval(
                 """
                 UPDATE refunds SET refund_id = $2, requested_by = $3, status = 'requested',
                        provider_refund_id = NULL, attempts = 0, next_attempt_at = now(),
@@ -104,14 +81,14 @@ class RefundRepository:
         )
 
     async def get_for_update(self, refund_id: UUID) -> Refund | None:
-        await self.conn.execute("SELECT 1 FROM refunds WHERE refund_id = $1 FOR UPDATE", refund_id)
-        row = await self.conn.fetchrow(_SELECT + " WHERE r.refund_id = $1", refund_id)
+        await self._conn.execute("SELECT 1 FROM refunds WHERE refund_id = $1 FOR UPDATE", refund_id)
+        row = await self._conn.fetchrow(_SELECT + " WHERE r.refund_id = $1", refund_id)
         return None if row is None else _refund(row)
 
     async def claim(self, *, batch_size: int, lease_s: float) -> list[Refund]:
         """Refunds to submit, and submitted ones whose webhook is overdue (to ask about);
         each comes back after `lease_s` if this process dies with it."""
-        rows = await self.conn.fetch(
+        rows = await self._conn.fetch(
             """
             WITH due AS (
                 SELECT refund_id FROM refunds
@@ -127,13 +104,13 @@ class RefundRepository:
         )
         if not rows:
             return []
-        found = await self.conn.fetch(
+        found = await self._conn.fetch(
             _SELECT + " WHERE r.refund_id = ANY ($1::uuid[])", [r["refund_id"] for r in rows]
         )
         return [_refund(r) for r in found]
 
     async def submitted(self, refund_id: UUID, provider_refund_id: str, *, query_after_s: float) -> None:
-        await self.conn.execute(
+        await self._conn.execute(
             """
             UPDATE refunds SET status = 'submitted', provider_refund_id = $2, updated_at = now(),
                    next_attempt_at = now() + make_interval(secs => $3)
@@ -145,7 +122,7 @@ class RefundRepository:
         )
 
     async def retry_later(self, refund_id: UUID, delay_s: float, error: str) -> None:
-        await self.conn.execute(
+        await self._conn.execute(
             "UPDATE refunds SET next_attempt_at = now() + make_interval(secs => $2), failure = $3"
             " WHERE refund_id = $1 AND status IN ('requested', 'submitted')",
             refund_id,
@@ -154,7 +131,7 @@ class RefundRepository:
         )
 
     async def settle(self, refund_id: UUID, status: str, *, failure: str | None = None) -> None:
-        await self.conn.execute(
+        await self._conn.execute(
             """
             UPDATE refunds SET status = $2, failure = COALESCE($3, failure), updated_at = now(),
                    next_attempt_at = NULL

@@ -1,0 +1,195 @@
+"""The PostgreSQL repository of payments, their allocations and callback log (the
+workers' queues over them: payment_queues.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from uuid import UUID
+
+import asyncpg
+
+from payment_intake.adapters.payment_queues import PostgresPaymentQueues
+from payment_intake.adapters.payment_rows import lock_payments, read_payments
+from payment_intake.domain.commands import Answered
+from payment_intake.domain.payment import OPEN, NewPayment, Payment, PaymentStatus
+
+
+class PostgresPaymentRepository(PostgresPaymentQueues):
+    async def write_run(
+        self, opened: Sequence[NewPayment], answered: Sequence[Answered], *, ttl_s: int
+    ) -> bool:
+        """Three statements; a unique index refusing a row undoes them all (a savepoint)."""
+        allocations = [(p.payment_id, p.account_id, n, a) for p in opened for n, a in p.allocations]
+        try:
+            async with self._conn.transaction():
+                if opened:
+                    await self._conn.execute(
+                        _INSERT_PAYMENTS,
+                        *zip(*(_payment_row(p) for p in opened), strict=True),
+                        float(ttl_s),
+                    )
+                    await self._conn.execute(_INSERT_ALLOCATIONS, *zip(*allocations, strict=True))
+                if answered:
+                    await self._conn.execute(
+                        _INSERT_ANSWERS,
+                        *zip(
+                            *(
+                                (
+                                    a.account_id,
+                                    a.key,
+                                    a.stored.fingerprint,
+                                    a.stored.outcome_type,
+                                    json.dumps(a.stored.outcome),
+                                )
+                                for a in answered
+                            ),
+                            strict=True,
+                        ),
+                    )
+        except asyncpg.UniqueViolationError:
+            return False
+        return True
+
+    async def get_for_update(self, payment_id: UUID) -> Payment | None:
+        # Lock first, then read: the row read is the row this transaction will change.
+        if (
+            await self._conn.fetchval("SELECT 1 FROM payments WHERE payment_id = $1 FOR UPDATE", payment_id)
+            is None
+        ):
+            return None
+        found = await read_payments(self._conn, [payment_id])
+        return found[0] if found else None
+
+    async def account_of(self, payment_id: UUID) -> str | None:
+        account: str | None = await self._conn.fetchval(
+            "SELECT account_id FROM payments WHERE payment_id = $1", payment_id
+        )
+        return account
+
+    async def get_many_for_update(self, payment_ids: Sequence[UUID]) -> list[Payment]:
+        """Several payments, locked, in one round trip (the checkout opener's rounds)."""
+        return await lock_payments(self._conn, payment_ids)
+
+    async def move(
+        self,
+        payment_id: UUID,
+        to: PaymentStatus,
+        *,
+        reason: str | None = None,
+        checkout_id: str | None = None,
+        checkout_url: str | None = None,
+        confirmed_minor: int | None = None,
+        confirmed_currency: str | None = None,
+        provider_payment_ref: str | None = None,
+    ) -> None:
+        """Record a transition the state machine decided; close allocations on an end state."""
+        await self._conn.execute(
+            """
+            UPDATE payments SET status = $2, updated_at = now(),
+                   end_reason = COALESCE($3, end_reason),
+                   checkout_id = COALESCE(checkout_id, $4),
+                   checkout_url = COALESCE($5, checkout_url),
+                   confirmed_minor = COALESCE($6, confirmed_minor),
+                   confirmed_currency = COALESCE($7, confirmed_currency),
+                   provider_payment_ref = COALESCE($8, provider_payment_ref),
+                   next_attempt_at = CASE WHEN $2 = 'requested' THEN next_attempt_at END
+             WHERE payment_id = $1
+            """,
+            payment_id,
+            to.value,
+            reason,
+            checkout_id,
+            checkout_url,
+            confirmed_minor,
+            confirmed_currency,
+            provider_payment_ref,
+        )
+        if to not in OPEN:
+            await self._conn.execute(
+                "UPDATE payment_allocations SET is_open = false, succeeded = $2 WHERE payment_id = $1",
+                payment_id,
+                to is PaymentStatus.SUCCEEDED,
+            )
+
+    async def note_confirmation(
+        self,
+        payment_id: UUID,
+        *,
+        confirmed_minor: int | None,
+        confirmed_currency: str | None,
+        provider_payment_ref: str | None,
+    ) -> None:
+        await self._conn.execute(
+            """
+            UPDATE payments SET confirmed_minor = $2, confirmed_currency = $3,
+                   provider_payment_ref = COALESCE($4, provider_payment_ref), updated_at = now()
+             WHERE payment_id = $1
+            """,
+            payment_id,
+            confirmed_minor,
+            confirmed_currency,
+            provider_payment_ref,
+        )
+
+    async def keep_checkout_id(self, payment_id: UUID, checkout_id: str) -> None:
+        await self._set(payment_id, "checkout_id = COALESCE(checkout_id, $2)", checkout_id)
+
+    async def flag(self, payment_id: UUID, reason: str) -> None:
+        await self._set(payment_id, "flag_reason = $2", reason)
+
+    async def invoices_paid_by_others(self, payment: Payment) -> bool:
+        return bool(
+            await self._conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM payment_allocations WHERE succeeded AND account_id = $1"
+                " AND invoice_number = ANY ($2::text[]) AND payment_id <> $3)",
+                payment.account_id,
+                [n for n, _ in payment.allocations],
+                payment.payment_id,
+            )
+        )
+
+    async def log_callback(
+        self, payment_id: UUID | None, webhook_id: str, provider_event: str, verdict: str, note: str
+    ) -> None:
+        await self._conn.execute(
+            "INSERT INTO callback_log (payment_id, webhook_id, provider_event, verdict, note)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            payment_id,
+            webhook_id,
+            provider_event,
+            verdict,
+            note,
+        )
+
+
+def _payment_row(p: NewPayment) -> tuple[object, ...]:
+    return (
+        p.payment_id,
+        p.account_id,
+        p.idempotency_key,
+        p.scope,
+        p.method,
+        p.currency,
+        p.total_minor,
+        p.command_event_id,
+        p.correlation_id,
+    )
+
+
+_INSERT_PAYMENTS = """
+INSERT INTO payments (payment_id, account_id, idempotency_key, scope, method, currency, total_minor,
+    status, command_event_id, correlation_id, expires_at, next_attempt_at)
+SELECT p, a, k, s, m, c, t, 'requested', e, r, now() + make_interval(secs => $10), now()
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
+              $8::uuid[], $9::uuid[]) AS n (p, a, k, s, m, c, t, e, r)
+"""
+_INSERT_ALLOCATIONS = """
+INSERT INTO payment_allocations (payment_id, account_id, invoice_number, amount_minor)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[])
+"""
+_INSERT_ANSWERS = """
+INSERT INTO commands (account_id, idempotency_key, fingerprint, outcome_type, outcome)
+SELECT a, k, f, t, o::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+    AS n (a, k, f, t, o)
+"""

@@ -1,0 +1,58 @@
+"""Reading payments with their allocations (one row per payment)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+import asyncpg
+
+from payment_intake.domain.payment import Payment, PaymentStatus
+
+
+async def read_payments(conn: asyncpg.Connection, payment_ids: Sequence[UUID]) -> list[Payment]:
+    return [payment_of(r) for r in await conn.fetch(_READ, list(payment_ids))]
+
+
+async def lock_payments(conn: asyncpg.Connection, payment_ids: Sequence[UUID]) -> list[Payment]:
+    """Locked and read in one round trip."""
+    return [payment_of(r) for r in await conn.fetch(_LOCKED, list(payment_ids))]
+
+
+def payment_of(row: asyncpg.Record) -> Payment:
+    return Payment(
+        payment_id=row["payment_id"],
+        account_id=row["account_id"],
+        idempotency_key=row["idempotency_key"],
+        status=PaymentStatus(row["status"]),
+        currency=row["currency"],
+        total_minor=row["total_minor"],
+        method=row["method"],
+        scope=row["scope"],
+        command_event_id=row["command_event_id"],
+        correlation_id=row["correlation_id"],
+        checkout_id=row["checkout_id"],
+        expires_at=row["expires_at"],
+        open_attempts=row["open_attempts"],
+        allocations=tuple(zip(row["numbers"], row["amounts"], strict=True)),
+        confirmed_minor=row["confirmed_minor"],
+        confirmed_currency=row["confirmed_currency"],
+        provider_payment_ref=row["provider_payment_ref"],
+        flag_reason=row["flag_reason"],
+        updated_at=row["updated_at"],
+    )
+
+
+_WITH_ALLOCATIONS = """
+SELECT p.*, array_agg(a.invoice_number ORDER BY a.invoice_number) AS numbers,
+       array_agg(a.amount_minor ORDER BY a.invoice_number) AS amounts
+  FROM {ids} JOIN payments p USING (payment_id)
+  JOIN payment_allocations a USING (payment_id)
+ GROUP BY p.payment_id
+"""
+_LOCKED = """
+WITH locked AS (
+    SELECT payment_id FROM payments WHERE payment_id = ANY ($1::uuid[])
+     ORDER BY payment_id FOR UPDATE)
+""" + _WITH_ALLOCATIONS.format(ids="locked")
+_READ = _WITH_ALLOCATIONS.format(ids="unnest($1::uuid[]) AS ids (payment_id)")

@@ -1,0 +1,64 @@
+"""The unit of work on PostgreSQL: the repositories on one transaction, and publish()
+into that transaction's outbox. The consumer opens the transaction for a batch; a
+worker opens its own (`units`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+import asyncpg
+
+from payment_intake.adapters.payment_repository import PostgresPaymentRepository
+from payment_intake.adapters.refund_repository import PostgresRefundRepository
+from payment_intake.adapters.repositories import (
+    PostgresCommandRepository,
+    PostgresInvoiceRepository,
+    PostgresWebhookRepository,
+)
+from payment_intake.unit_of_work import IntakeConfig, UnitOfWork
+from payments_shared.contracts import Envelope
+from payments_shared.messaging import Outbox, Transaction
+from payments_shared.topics import TopicRegistry
+
+
+class PostgresUnitOfWork:
+    def __init__(self, tx: Transaction, config: IntakeConfig) -> None:
+        self._outbox = tx.outbox
+        self.config = config
+        self.invoices = PostgresInvoiceRepository(tx.connection)
+        self.commands = PostgresCommandRepository(tx.connection)
+        self.payments = PostgresPaymentRepository(tx.connection)
+        self.refunds = PostgresRefundRepository(tx.connection)
+        self.webhooks = PostgresWebhookRepository(tx.connection)
+
+    def publish(self, message: Envelope) -> None:
+        self._outbox.publish(message)
+
+
+def unit_of_work_factory(config: IntakeConfig) -> Callable[[Transaction], UnitOfWork]:
+    """The consumer's: a unit of work on the transaction of each batch."""
+
+    def make(tx: Transaction) -> UnitOfWork:
+        return PostgresUnitOfWork(tx, config)
+
+    return make
+
+
+def units(
+    pool: asyncpg.Pool, registry: TopicRegistry, config: IntakeConfig, *, on_published: Callable[[], None]
+) -> Callable[[], AbstractAsyncContextManager[UnitOfWork]]:
+    """A worker's: each `async with` is one transaction, its messages written to the
+    outbox and committed with it (then `on_published` wakes the relay)."""
+
+    @asynccontextmanager
+    async def unit() -> AsyncIterator[UnitOfWork]:
+        outbox = Outbox(registry)
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                yield PostgresUnitOfWork(Transaction(conn, outbox), config)
+                written = await outbox.write(conn)
+            if written:
+                on_published()
+
+    return unit

@@ -1,0 +1,107 @@
+"""The route table of everything payment-intake consumes, and the batch entry the
+consumer calls.
+
+A message goes to its handler in the order consumed. Pay commands are the one family
+handled in runs: consecutive pay commands go to `on_pay` together (a single one is a run
+of one), which answers them in a few round trips instead of a few per command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from payment_intake.domain.intake import card_number_fields
+from payment_intake.handlers.callbacks import on_provider_callback
+from payment_intake.handlers.cancel import on_cancel_checkout
+from payment_intake.handlers.invoices import (
+    on_invoice_closed,
+    on_invoice_registered,
+    on_invoice_registration_failed,
+    on_invoice_synced,
+)
+from payment_intake.handlers.pay import on_pay
+from payment_intake.unit_of_work import UnitOfWork
+from payments_shared.contracts import Envelope
+from payments_shared.contracts.invoices import (
+    InvoiceClosed,
+    InvoiceRegistered,
+    InvoiceRegistrationFailed,
+    InvoiceSynced,
+)
+from payments_shared.contracts.payments import (
+    CancelCheckout,
+    PayAccountBalance,
+    PayInvoice,
+    PaySelectedInvoices,
+    ProviderCallbackReceived,
+)
+from payments_shared.messaging import Transaction
+from payments_shared.messaging.consumer import BatchHandler, Delivery
+from payments_shared.observability import about
+
+Handler = Callable[[Any, UnitOfWork], Awaitable[None]]
+RunHandler = Callable[[Sequence[Any], UnitOfWork], Awaitable[None]]
+
+HANDLERS: dict[type[Envelope], Handler] = {
+    InvoiceSynced: on_invoice_synced,
+    InvoiceRegistered: on_invoice_registered,
+    InvoiceRegistrationFailed: on_invoice_registration_failed,
+    InvoiceClosed: on_invoice_closed,
+    CancelCheckout: on_cancel_checkout,
+    ProviderCallbackReceived: on_provider_callback,
+}
+RUN_HANDLERS: dict[type[Envelope], RunHandler] = {
+    PayInvoice: on_pay,
+    PaySelectedInvoices: on_pay,
+    PayAccountBalance: on_pay,
+}
+COMMANDS = (PayInvoice, PaySelectedInvoices, PayAccountBalance, CancelCheckout)
+
+
+class CardNumberInEnvelope(ValueError):
+    """A card number where no answer can be sent without repeating it (the account id
+    is every answer's key): the message is dead-lettered, masked, instead."""
+
+
+def refuse_card_numbers_in_envelope(message: Envelope) -> None:
+    where = card_number_fields(message.model_dump(exclude={"payload"}))  # ids and times stay typed
+    if where:
+        raise CardNumberInEnvelope(f"something that looks like a card number in {', '.join(where)}")
+
+
+async def handle(messages: Sequence[Envelope], uow: UnitOfWork) -> None:
+    """Each message to its handler, in order; consecutive messages of a run handler together."""
+    run: list[Envelope] = []
+    run_handler: RunHandler | None = None
+    for message in messages:
+        if isinstance(message, COMMANDS):
+            refuse_card_numbers_in_envelope(message)
+        joins = RUN_HANDLERS.get(type(message))
+        if run and joins is not run_handler:
+            await _run(run_handler, run, uow)
+            run = []
+        if joins is not None:
+            run_handler = joins
+            run.append(message)
+            continue
+        handler = HANDLERS.get(type(message))
+        if handler is not None:
+            with about(message):
+                await handler(message, uow)
+    if run:
+        await _run(run_handler, run, uow)
+
+
+async def _run(handler: RunHandler | None, run: list[Envelope], uow: UnitOfWork) -> None:
+    assert handler is not None
+    await handler(run, uow)
+
+
+def consuming(unit_of_work: Callable[[Transaction], UnitOfWork]) -> BatchHandler:
+    """The consumer's batch handler: the batch's messages through one unit of work."""
+
+    async def handle_batch(deliveries: Sequence[Delivery], tx: Transaction) -> None:
+        await handle([d.message for d in deliveries], unit_of_work(tx))
+
+    return handle_batch

@@ -1,0 +1,93 @@
+"""The checkout opener's answers and the expiry timer: recorded through the unit of work
+like any message, with the events they publish."""
+
+from __future__ import annotations
+
+import logging
+
+from payment_intake.domain.payment import Happening, Payment, PaymentStatus, apply
+from payment_intake.domain.provider import OpenedCheckout, ProviderRefused, backoff_s
+from payment_intake.messages import checkout_opened, transition_outcome
+from payment_intake.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+OpenAnswer = OpenedCheckout | ProviderRefused | Exception
+
+
+async def record_checkouts(uow: UnitOfWork, answers: list[tuple[Payment, OpenAnswer]]) -> None:
+    """The provider's answers to a round of checkout openings."""
+    current = {
+        p.payment_id: p for p in await uow.payments.get_many_for_update([c.payment_id for c, _ in answers])
+    }
+    for claimed, answer in answers:
+        payment = current.get(claimed.payment_id)
+        if payment is None:
+            continue
+        if isinstance(answer, OpenedCheckout):
+            await _opened(uow, payment, answer)
+        elif isinstance(answer, ProviderRefused):
+            await _refused(uow, payment, answer)
+        else:
+            delay = backoff_s(payment.open_attempts)
+            log.warning(
+                "checkout not opened; retrying later",
+                extra={**about(payment), "retry_in_s": delay, "error": repr(answer)},
+            )
+            await uow.payments.open_later(payment.payment_id, delay)
+
+
+async def _opened(uow: UnitOfWork, payment: Payment, checkout: OpenedCheckout) -> None:
+    to = apply(payment.status, Happening.CHECKOUT_OPENED).to
+    if to is None:
+        # A callback, the customer or the timer got there first; keep the checkout id.
+        await uow.payments.keep_checkout_id(payment.payment_id, checkout.checkout_id)
+        return
+    await uow.payments.move(
+        payment.payment_id, to, checkout_id=checkout.checkout_id, checkout_url=checkout.url
+    )
+    log.info("checkout opened", extra={**about(payment), "checkout_id": checkout.checkout_id})
+    expires_at = min(checkout.expires_at, payment.expires_at)
+    uow.publish(
+        checkout_opened(payment, checkout_id=checkout.checkout_id, url=checkout.url, expires_at=expires_at)
+    )
+
+
+async def _refused(uow: UnitOfWork, payment: Payment, refused: ProviderRefused) -> None:
+    to = apply(payment.status, Happening.FAILED).to
+    if to is None:
+        return
+    log.warning("provider refused the checkout", extra={**about(payment), "code": refused.code})
+    await uow.payments.move(payment.payment_id, to, reason=f"checkout_refused:{refused.code}")
+    uow.publish(
+        transition_outcome(
+            payment,
+            to,
+            cause=payment.command_event_id,
+            reason_code="checkout_refused",
+            detail=refused.message,
+        )
+    )
+
+
+async def expire_due(uow: UnitOfWork, *, batch_size: int) -> int:
+    """End the payments whose checkout was not completed in time; how many were due."""
+    due = await uow.payments.expiring(batch_size=batch_size)
+    for payment in due:
+        if apply(payment.status, Happening.EXPIRED).to is not PaymentStatus.EXPIRED:
+            continue
+        await uow.payments.move(payment.payment_id, PaymentStatus.EXPIRED, reason="checkout_expired")
+        await uow.payments.cancel_at_provider(payment.payment_id)
+        uow.publish(
+            transition_outcome(payment, PaymentStatus.EXPIRED, cause=None, reason_code="checkout_expired")
+        )
+    return len(due)
+
+
+def about(payment: Payment) -> dict[str, str]:
+    """Log fields tying a line to the pay command that started it."""
+    return {
+        "payment_id": str(payment.payment_id),
+        "correlation_id": str(payment.correlation_id),
+        "account_id": payment.account_id,
+    }

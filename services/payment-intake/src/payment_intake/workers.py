@@ -1,0 +1,210 @@
+"""payment-intake's background workers: the checkout opener, the expiry timer and the
+provider worker (status sync, cancel at the provider, refunds).
+
+Provider calls never run inside a transaction (docs/decisions.md, "Provider calls
+never run inside the consume transaction"): a round claims due work with a lease (a
+crashed process's claims come back when it runs out), calls the provider, then records
+every answer of the round through a handler in one unit of work, with the events it
+publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, TypeVar
+from uuid import UUID
+
+from payment_intake.domain.payment import Payment
+from payment_intake.domain.provider import (
+    CheckoutState,
+    ClaimedCheckout,
+    OpenedCheckout,
+    ProviderRefused,
+    RefundState,
+)
+from payment_intake.domain.refunds import Refund
+from payment_intake.handlers.checkouts import expire_due, record_checkouts
+from payment_intake.handlers.provider_answers import Answer, record_cancel, record_refund, record_sync
+from payment_intake.unit_of_work import IntakeConfig, UnitsOfWork
+from payments_shared.workers import Worker
+
+T = TypeVar("T")
+Item = TypeVar("Item")
+
+
+class Provider(Protocol):
+    async def open_checkout(self, payment: Payment) -> OpenedCheckout: ...
+
+    async def checkout_state(self, checkout_id: str) -> CheckoutState: ...
+
+    async def cancel_checkout(self, checkout_id: str) -> CheckoutState: ...
+
+    async def refund(
+        self, *, refund_id: str, checkout_id: str, amount_minor: int, currency: str, reason: str
+    ) -> RefundState: ...
+
+    async def refund_state(self, refund_id: str) -> RefundState: ...
+
+
+class ProviderCalls:
+    """At most `concurrency` provider calls at a time; a refusal or an outage is an
+    answer to record, not a failed round."""
+
+    def __init__(self, concurrency: int) -> None:
+        self._gate = asyncio.Semaphore(concurrency)
+
+    async def ask(self, items: Sequence[Item], call: Callable[[Item], Awaitable[T]]) -> list[Answer[T]]:
+        async def one(item: Item) -> Answer[T]:
+            async with self._gate:
+                try:
+                    return await call(item)
+                except Exception as exc:
+                    return exc
+
+        return list(await asyncio.gather(*(one(i) for i in items)))
+
+
+class CheckoutOpener(Worker):
+    name = "checkout opener"
+
+    def __init__(
+        self,
+        units: UnitsOfWork,
+        provider: Provider,
+        *,
+        lease_s: float = 15.0,
+        concurrency: int = 16,
+        batch_size: int = 200,
+        idle_s: float = 0.5,
+    ) -> None:
+        super().__init__(idle_s=idle_s)
+        self._units = units
+        self._provider = provider
+        self._calls = ProviderCalls(concurrency)
+        self._lease_s = lease_s
+        self._batch_size = batch_size
+
+    async def run_once(self) -> int:
+        async with self._units() as uow:
+            claimed = await uow.payments.claim_to_open(batch_size=self._batch_size, lease_s=self._lease_s)
+        if not claimed:
+            return 0
+        answers = await self._calls.ask(claimed, self._provider.open_checkout)
+        async with self._units() as uow:
+            await record_checkouts(uow, list(zip(claimed, answers, strict=True)))
+        return len(claimed)
+
+
+class ExpiryTimer(Worker):
+    """Ends payments whose checkout was not completed within the configured time."""
+
+    name = "expiry timer"
+
+    def __init__(self, units: UnitsOfWork, *, interval_s: float = 1.0, batch_size: int = 500) -> None:
+        super().__init__(idle_s=interval_s)
+        self._units = units
+        self._batch_size = batch_size
+
+    def busy(self, done: int) -> bool:
+        return done >= self._batch_size  # a full round: more may be due
+
+    async def run_once(self) -> int:
+        async with self._units() as uow:
+            return await expire_due(uow, batch_size=self._batch_size)
+
+
+class ProviderWorker(Worker):
+    """Status sync of payments the provider has not told us about in time, cancels at
+    the provider, and refunds (submitted, then asked about if their webhook is overdue)."""
+
+    name = "provider worker"
+
+    def __init__(
+        self,
+        units: UnitsOfWork,
+        provider: Provider,
+        config: IntakeConfig,
+        *,
+        lease_s: float = 15.0,
+        interval_s: float = 1.0,
+        concurrency: int = 16,
+        batch_size: int = 100,
+        refund_query_after_s: float = 60.0,
+    ) -> None:
+        super().__init__(idle_s=interval_s)
+        self._units = units
+        self._provider = provider
+        self._config = config
+        self._calls = ProviderCalls(concurrency)
+        self._lease_s = lease_s
+        self._batch_size = batch_size
+        self._refund_query_after_s = refund_query_after_s
+
+    async def run_once(self) -> int:
+        return await self.sync() + await self.cancel() + await self.refund()
+
+    def _threshold_s(self, account_id: str) -> int:
+        return self._config.policies.for_account(account_id).status_sync_after_s
+
+    async def sync(self, payment_ids: Sequence[UUID] | None = None) -> int:
+        """One round of status sync: due payments, or exactly `payment_ids` now (ops)."""
+        least = min(p.status_sync_after_s for p in self._config.policies.all())
+        async with self._units() as uow:
+            claimed = await uow.payments.claim_to_sync(
+                batch_size=self._batch_size,
+                older_than_s=least,
+                lease_s=self._lease_s,
+                payment_ids=payment_ids,
+            )
+            due = [c for c in claimed if payment_ids is not None or self._past_threshold(c)]
+            if len(due) < len(claimed):
+                await uow.payments.sync_at(
+                    [(c.payment_id, self._threshold_s(c.account_id)) for c in claimed if c not in due]
+                )
+        if not due:
+            return 0
+        answers = await self._calls.ask(due, lambda c: self._provider.checkout_state(c.checkout_id))
+        async with self._units() as uow:
+            for c, answer in zip(due, answers, strict=True):
+                await record_sync(uow, c, answer, threshold_s=self._threshold_s(c.account_id))
+        return len(due)
+
+    def _past_threshold(self, c: ClaimedCheckout) -> bool:
+        return c.updated_at + timedelta(seconds=self._threshold_s(c.account_id)) <= datetime.now(UTC)
+
+    async def cancel(self) -> int:
+        async with self._units() as uow:
+            claimed = await uow.payments.claim_to_cancel(batch_size=self._batch_size, lease_s=self._lease_s)
+        if not claimed:
+            return 0
+        answers = await self._calls.ask(claimed, lambda c: self._provider.cancel_checkout(c.checkout_id))
+        async with self._units() as uow:
+            for c, answer in zip(claimed, answers, strict=True):
+                await record_cancel(uow, c, answer, threshold_s=self._threshold_s(c.account_id))
+        return len(claimed)
+
+    async def refund(self) -> int:
+        async with self._units() as uow:
+            claimed = await uow.refunds.claim(batch_size=self._batch_size, lease_s=self._lease_s)
+        if not claimed:
+            return 0
+        answers = await self._calls.ask(claimed, self._refund_call)
+        async with self._units() as uow:
+            for refund, answer in zip(claimed, answers, strict=True):
+                await record_refund(uow, refund, answer, query_after_s=self._refund_query_after_s)
+        return len(claimed)
+
+    async def _refund_call(self, refund: Refund) -> RefundState:
+        if refund.status == "submitted":
+            return await self._provider.refund_state(str(refund.refund_id))
+        if refund.checkout_id is None:
+            raise ProviderRefused("no_checkout", "the payment has no checkout at the provider")
+        return await self._provider.refund(
+            refund_id=str(refund.refund_id),
+            checkout_id=refund.checkout_id,
+            amount_minor=refund.amount_minor,
+            currency=refund.currency,
+            reason=refund.reason_code,
+        )
