@@ -44,10 +44,10 @@ $(HELM):
 	GOBIN=$(TOOLS_BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 up:
-	$(PYTHON) deploy/runtime.py up --state-dir $(STATE)
+	$(PYTHON) deploy/runtime up --state-dir $(STATE)
 
 down:
-	$(PYTHON) deploy/runtime.py down --state-dir $(STATE)
+	$(PYTHON) deploy/runtime down --state-dir $(STATE)
 
 topics: install up
 	source $(STATE)/env && $(BIN)/payments-topics

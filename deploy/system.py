@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from runtime import free_port, port_is_free
 
 # The sandbox provider's published secret: the services accept it only in sandbox mode,
 # which every launch from here is (PAYMENTS_SANDBOX=1).
@@ -48,21 +49,6 @@ def sandbox_merchant_file(directory: Path) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 def http_json(method: str, url: str, body: Any = None, timeout: float = 5.0) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
@@ -80,7 +66,7 @@ def http_json(method: str, url: str, body: Any = None, timeout: float = 5.0) -> 
             return err.code, raw.decode(errors="replace")
 
 
-RUNTIME = Path(__file__).resolve().parent / "runtime.py"
+RUNTIME = Path(__file__).resolve().parent / "runtime"
 
 
 def fresh_infrastructure(state_dir: Path) -> dict[str, str]:
