@@ -15,7 +15,7 @@ export PAYMENTS_HELM := $(HELM)
 TYPED_PACKAGES := shared/src/payments_shared \
 	$(wildcard services/*/src/*/__init__.py) \
 	clients/python/src/payments_portal_client \
-	deploy/runtime deploy/system.py deploy/demo.py
+	deploy/runtime deploy/processes.py deploy/system.py deploy/demo.py
 
 .PHONY: help install helm up down topics contracts lint imports typecheck test test-unit test-integration test-e2e chaos run bench clean
 

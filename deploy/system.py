@@ -16,8 +16,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from processes import Process
 from runtime import free_port, port_is_free
 
 # The sandbox provider's published secret: the services accept it only in sandbox mode,
@@ -89,9 +90,16 @@ def stop_infrastructure(state_dir: Path) -> None:
 class Running:
     name: str
     port: int
-    process: subprocess.Popen[bytes]
-    log: IO[bytes]
-    spawned: float = field(default_factory=time.monotonic)
+    launched: Process
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        assert self.launched.process is not None
+        return self.launched.process
+
+    @property
+    def spawned(self) -> float:
+        return self.launched.spawned
 
     @property
     def url(self) -> str:
@@ -157,15 +165,9 @@ class System:
 
     def start_one(self, name: str, env: dict[str, str] | None = None, *, key: str | None = None) -> Running:
         key = key or name
-        log = (self.log_dir / f"{key}.log").open("ab")
-        process = subprocess.Popen(
-            [str(self.bin_dir / name)],
-            env={**self.env(), **(env or {})},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.running[key] = Running(key, self.ports[key], process, log)
+        argv, log = [str(self.bin_dir / name)], self.log_dir / f"{key}.log"
+        launched = Process(argv, {**self.env(), **(env or {})}, log).start()
+        self.running[key] = Running(key, self.ports[key], launched)
         return self.running[key]
 
     def start_replica(self, name: str, replica: int) -> Running:
@@ -199,16 +201,9 @@ class System:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def stop_one(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        running = self.running.pop(name)
-        if running.process.poll() is None:
-            running.process.send_signal(sig)
-            try:
-                running.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                running.process.kill()
-                running.process.wait(10)
-        running.log.close()
-        return running.process.returncode
+        code = self.running.pop(name).launched.stop(sig, timeout)
+        assert code is not None
+        return code
 
     def stop(self) -> dict[str, int]:
         """SIGTERM every process (services drain their batch and outbox), newest first."""
