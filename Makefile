@@ -65,7 +65,7 @@ lint: install imports
 
 # The import contracts in .importlinter: domains free of I/O, services independent, layers.
 imports: install
-	$(BIN)/lint-imports --no-cache
+	$(BIN)/lint-imports --no-cache --no-logo
 
 typecheck: install
 	MYPYPATH=deploy $(BIN)/mypy --strict $(patsubst %/__init__.py,%,$(TYPED_PACKAGES))
