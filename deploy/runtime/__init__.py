@@ -12,7 +12,7 @@ Docker engine is available. Both servers bind to 127.0.0.1 only.
 """
 
 from .cli import main
-from .host import cache_root, free_port, free_ports, port_is_free, wait_for
+from .host import cache_root, free_port, free_ports, port_is_free, require_tool, wait_for
 from .kafka import KafkaNode, parse_properties, random_cluster_id, render_kafka_properties
 from .postgres import PostgresNode
 from .wire import kafka_ready
@@ -29,5 +29,6 @@ __all__ = [
     "port_is_free",
     "random_cluster_id",
     "render_kafka_properties",
+    "require_tool",
     "wait_for",
 ]
