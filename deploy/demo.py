@@ -1,6 +1,6 @@
 """`make run`: the whole system on this machine, with demo invoices from the seed pages.
 
-Starts Kafka and PostgreSQL (deploy/runtime.py), the sandbox provider, the three
+Starts Kafka and PostgreSQL (deploy/runtime/), the sandbox provider, the three
 services and the reference portal (services/demo-portal) as OS processes
 (deploy/system.py), loads the demo invoices, prints their pay status, walks one invoice
 through payable -> pending -> paid, then keeps running for you to try until Ctrl-C,
