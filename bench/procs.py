@@ -113,6 +113,9 @@ class Group:
     baseline: dict[int, float] = field(default_factory=dict)
     last: dict[int, float] = field(default_factory=dict)
     peak_rss: dict[int, float] = field(default_factory=dict)
+    # A child process that exits inside the window: its CPU from the kernel's rusage of
+    # reaped children, exact where sampling would miss its last fraction of a second.
+    override_cpu_s: float | None = None
 
     def sample(self, first: bool = False) -> None:
         for pid in set(self.pids()):
@@ -129,6 +132,8 @@ class Group:
 
     @property
     def cpu_s(self) -> float:
+        if self.override_cpu_s is not None:
+            return self.override_cpu_s
         return sum(self.last[pid] - self.baseline[pid] for pid in self.last)
 
 
@@ -170,13 +175,13 @@ class Meter:
     def summary(self, messages: int) -> dict[str, object]:
         """CPU µs per message per group, 'other' (machine CPU none of them used), and how
         busy the machine was (share of all cores)."""
-        per = {g.name: g.cpu_s / messages * 1e6 for g in self.groups if g.last}
+        per = {g.name: g.cpu_s / messages * 1e6 for g in self.groups if g.last or g.override_cpu_s is not None}
         attributed = sum(g.cpu_s for g in self.groups)
         per["other"] = max(0.0, self.machine_busy_s - attributed) / messages * 1e6
         return {
             "cpu_us_per_message": {k: round(v, 2) for k, v in per.items()},
-            "cpu_s": {g.name: round(g.cpu_s, 3) for g in self.groups if g.last},
-            "pids": {g.name: sorted(g.last) for g in self.groups if g.last},
+            "cpu_s": {g.name: round(g.cpu_s, 3) for g in self.groups if g.last or g.override_cpu_s is not None},
+            "pids": {g.name: sorted(g.last) for g in self.groups if g.last or g.override_cpu_s is not None},
             "peak_rss_mb": {g.name: round(max(g.peak_rss.values()), 1) for g in self.groups if g.peak_rss},
             "machine_busy": round(self.machine_busy_s / self.machine_total_s, 3) if self.machine_total_s else 0.0,
             "wall_s": round(self.wall_s, 3),
