@@ -14,9 +14,9 @@ from datetime import date
 from decimal import Decimal
 
 from aiokafka import AIOKafkaConsumer
-
 from anchors import Records, all_anchors, produce_batched
 from common import Scratch, Services, meter
+
 from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
 
 
@@ -51,8 +51,12 @@ class Published:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.seen = {b"invoice.synced": 0, b"invoice.registered": 0}
         self.consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
-            max_poll_records=5000, fetch_max_bytes=32 * 1024 * 1024,
+            topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            max_poll_records=5000,
+            fetch_max_bytes=32 * 1024 * 1024,
         )
 
     async def until(self, wanted: int, timeout: float) -> float:
@@ -83,7 +87,12 @@ async def run_once(bootstrap: str, admin_dsn: str, n: int, accounts: int = 2000)
             try:
                 m, postgres = await meter(scratch, [service.pid], [provider.pid])
                 started = time.monotonic()
-                await produce_batched(bootstrap, scratch.registry.erp_invoices.name, scratch.registry.erp_invoices.partitions, docs)
+                await produce_batched(
+                    bootstrap,
+                    scratch.registry.erp_invoices.name,
+                    scratch.registry.erp_invoices.partitions,
+                    docs,
+                )
                 ended = await published.until(n, timeout=120 + n / 100)
                 await m.stop()
                 await postgres.stop()
@@ -95,8 +104,17 @@ async def run_once(bootstrap: str, admin_dsn: str, n: int, accounts: int = 2000)
         anchors = await all_anchors(scratch, docs, {erp.name: erp.partitions}, erp.partitions)
     summary = m.summary(n)
     rate = n / (ended - started)
-    print(f"  invoice-sync: {n} documents in {ended - started:.2f}s = {rate:,.0f}/s; "
-          f"CPU µs/document {summary['cpu_us_per_message']}", flush=True)
+    print(
+        f"  invoice-sync: {n} documents in {ended - started:.2f}s = {rate:,.0f}/s; "
+        f"CPU µs/document {summary['cpu_us_per_message']}",
+        flush=True,
+    )
     return {
-        "invoice_sync.throughput": {"value": rate, "unit": "documents/s", "messages": n, **summary, "anchors": anchors},
+        "invoice_sync.throughput": {
+            "value": rate,
+            "unit": "documents/s",
+            "messages": n,
+            **summary,
+            "anchors": anchors,
+        },
     }

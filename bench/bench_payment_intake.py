@@ -32,9 +32,9 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from anchors import all_anchors
 from common import Scratch, Services, meter
+
 from payments_shared.contracts.invoices import (
     InvoiceRegistered,
     InvoiceRegisteredPayload,
@@ -197,7 +197,12 @@ async def facts_applied(database: str, count: int, timeout: float = 300) -> None
 
 
 async def throughput(
-    scratch: Scratch, answers: Answers, invoices: list[tuple[str, str]], n: int, pids: list[int], provider: list[int]
+    scratch: Scratch,
+    answers: Answers,
+    invoices: list[tuple[str, str]],
+    n: int,
+    pids: list[int],
+    provider: list[int],
 ) -> dict[str, Any]:
     commands = [pay_command(*invoices[i % len(invoices)]) for i in range(n)]
     encoded = [(c.key(), c.model_dump_json().encode()) for c in commands]
@@ -224,8 +229,14 @@ async def throughput(
         f"CPU µs/command {summary['cpu_us_per_message']}",
         flush=True,
     )
-    return {"value": rate, "unit": "commands/s", "messages": n, **summary, "records": encoded,
-            "note": f"{requested} of {n} commands requested a payment, the rest were rejected (already pending)"}
+    return {
+        "value": rate,
+        "unit": "commands/s",
+        "messages": n,
+        **summary,
+        "records": encoded,
+        "note": f"{requested} of {n} commands requested a payment, the rest were rejected (already pending)",
+    }
 
 
 async def latency(
@@ -279,7 +290,10 @@ async def latency(
         flush=True,
     )
     return {
-        "value": p99, "unit": "ms", "messages": len(sent), **summary,
+        "value": p99,
+        "unit": "ms",
+        "messages": len(sent),
+        **summary,
         "note": f"{len(sent)} commands at {rate}/s after a {args.warmup}s warm-up, half requesting a payment "
         f"(checkouts opened meanwhile); last run p50 {p50:.1f} ms, max {latencies[-1]:.1f} ms",
     }
@@ -317,5 +331,7 @@ async def run_once(bootstrap: str, admin_dsn: str, args: argparse.Namespace) -> 
             services.stop()
         records = full.pop("records")
         commands = scratch.registry.payments_commands
-        full["anchors"] = await all_anchors(scratch, records, {commands.name: commands.partitions}, commands.partitions)
+        full["anchors"] = await all_anchors(
+            scratch, records, {commands.name: commands.partitions}, commands.partitions
+        )
     return {"payment_intake.throughput": full, "payment_intake.p99_ms": steady}

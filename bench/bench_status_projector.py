@@ -27,9 +27,9 @@ from typing import Any
 
 import asyncpg
 import httpx
-
 from anchors import Records, all_anchors, produce_batched
-from common import BIN, Scratch, Services, free_port, merchant_file, meter, SANDBOX_MERCHANT
+from common import BIN, SANDBOX_MERCHANT, Scratch, Services, free_port, merchant_file, meter
+
 from payments_shared.sandbox import demo_api_key
 
 INVOICES_PER_ACCOUNT = 1000
@@ -295,7 +295,10 @@ async def one_group(
                 flush=True,
             )
             out[f"projector.throughput_{instances}"] = {
-                "value": rate, "unit": "events/s", "messages": total, **summary,
+                "value": rate,
+                "unit": "events/s",
+                "messages": total,
+                **summary,
             }
             if api_requests:
                 account = accounts[0]
@@ -308,13 +311,18 @@ async def one_group(
                     "note": f"{len(latencies)} requests, one at a time, account of {held:,} invoices; "
                     f"p50 {statistics.median(latencies):.2f} ms",
                 }
-                print(f"  read API: p99 {p99(latencies):.2f} ms over {len(latencies)} requests ({held} invoices)", flush=True)
+                print(
+                    f"  read API: p99 {p99(latencies):.2f} ms, {len(latencies)} requests, {held} invoices",
+                    flush=True,
+                )
         finally:
             services.stop()
         if rebuild:
             out["projector.rebuild_s"] = await rebuild_once(scratch, services.env, total)
         if instances == 1:
-            anchors = await all_anchors(scratch, invoices + payments, {t: partitions for t in topics}, partitions)
+            anchors = await all_anchors(
+                scratch, invoices + payments, {t: partitions for t in topics}, partitions
+            )
             out[f"projector.throughput_{instances}"]["anchors"] = anchors
             if "projector.rebuild_s" in out:
                 out["projector.rebuild_s"]["anchors"] = anchors
@@ -329,8 +337,11 @@ async def rebuild_once(scratch: Scratch, env: dict[str, str], total: int) -> dic
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     process = await asyncio.create_subprocess_exec(
-        str(BIN / "status-projector-ops"), "rebuild", env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        str(BIN / "status-projector-ops"),
+        "rebuild",
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     pids.append(process.pid)
     output, _ = await process.communicate()
@@ -344,10 +355,18 @@ async def rebuild_once(scratch: Scratch, env: dict[str, str], total: int) -> dic
         raise RuntimeError(f"status-projector-ops rebuild exited with {process.returncode}:\n{text[-3000:]}")
     summary = m.summary(total)
     summary.pop("peak_rss_mb", None)  # an operator's tool, not a service under load
-    print(f"  rebuild: {total:,} events in {seconds:.2f}s (process wall); CPU µs/event {summary['cpu_us_per_message']}", flush=True)
+    print(
+        f"  rebuild: {total:,} events in {seconds:.2f}s (process wall); "
+        f"CPU µs/event {summary['cpu_us_per_message']}",
+        flush=True,
+    )
     return {
-        "value": seconds, "unit": "s", "messages": total, **summary,
-        "note": "process wall time from spawn to exit; the tool's own line: " + text.strip().splitlines()[-1][:200],
+        "value": seconds,
+        "unit": "s",
+        "messages": total,
+        **summary,
+        "note": "process wall time from spawn to exit; the tool's own line: "
+        + text.strip().splitlines()[-1][:200],
     }
 
 
@@ -360,8 +379,13 @@ async def run_once(
     for count in instances:
         out.update(
             await one_group(
-                bootstrap, admin_dsn, records, count, partitions,
-                api_requests if count == 1 else 0, rebuild and count == 1,
+                bootstrap,
+                admin_dsn,
+                records,
+                count,
+                partitions,
+                api_requests if count == 1 else 0,
+                rebuild and count == 1,
             )
         )
     base = out.get("projector.throughput_1")
@@ -369,7 +393,9 @@ async def run_once(
         if count > 1 and base:
             mine = out[f"projector.throughput_{count}"]
             out[f"projector.speedup_{count}_vs_1"] = {
-                "value": mine["value"] / base["value"], "unit": "x", "messages": mine["messages"],
+                "value": mine["value"] / base["value"],
+                "unit": "x",
+                "messages": mine["messages"],
                 "note": f"events/s with {count} instances over events/s with 1, same run",
             }
     return out

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable
@@ -18,9 +19,9 @@ from pathlib import Path
 import asyncpg
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
+from procs import Group, Meter, PostgresPids, kafka_pid
 
 from payments_shared.topics import TopicRegistry, ensure_topics
-from procs import Group, Meter, PostgresPids, kafka_pid
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -60,7 +61,7 @@ class Scratch:
         finally:
             await admin.close()
         await ensure_topics(self.bootstrap, self.registry)
-        self.logs = Path(os.environ.get("TMPDIR", "/tmp")) / "payments-bench" / self.tag
+        self.logs = Path(tempfile.gettempdir()) / "payments-bench" / self.tag
         self.logs.mkdir(parents=True, exist_ok=True)
         return self
 
@@ -121,7 +122,9 @@ class Services:
         }
         self.running: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, *, key: str | None = None, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, *, key: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         key = key or name
         log = (self.scratch.logs / f"{key}.log").open("ab")
         process = subprocess.Popen(
@@ -161,7 +164,9 @@ class Services:
                 process.wait(10)
 
 
-async def meter(scratch: Scratch, service: list[int], provider: list[int] | None = None, database: str | None = None) -> tuple[Meter, PostgresPids]:
+async def meter(
+    scratch: Scratch, service: list[int], provider: list[int] | None = None, database: str | None = None
+) -> tuple[Meter, PostgresPids]:
     """A meter over the service's processes, the PostgreSQL backends of the run's database
     with the postmaster and its background children, the broker, the provider and this
     load generator; started."""

@@ -175,15 +175,21 @@ class Meter:
     def summary(self, messages: int) -> dict[str, object]:
         """CPU µs per message per group, 'other' (machine CPU none of them used), and how
         busy the machine was (share of all cores)."""
-        per = {g.name: g.cpu_s / messages * 1e6 for g in self.groups if g.last or g.override_cpu_s is not None}
+        per = {
+            g.name: g.cpu_s / messages * 1e6 for g in self.groups if g.last or g.override_cpu_s is not None
+        }
         attributed = sum(g.cpu_s for g in self.groups)
         per["other"] = max(0.0, self.machine_busy_s - attributed) / messages * 1e6
         return {
             "cpu_us_per_message": {k: round(v, 2) for k, v in per.items()},
-            "cpu_s": {g.name: round(g.cpu_s, 3) for g in self.groups if g.last or g.override_cpu_s is not None},
+            "cpu_s": {
+                g.name: round(g.cpu_s, 3) for g in self.groups if g.last or g.override_cpu_s is not None
+            },
             "pids": {g.name: sorted(g.last) for g in self.groups if g.last or g.override_cpu_s is not None},
             "peak_rss_mb": {g.name: round(max(g.peak_rss.values()), 1) for g in self.groups if g.peak_rss},
-            "machine_busy": round(self.machine_busy_s / self.machine_total_s, 3) if self.machine_total_s else 0.0,
+            "machine_busy": round(self.machine_busy_s / self.machine_total_s, 3)
+            if self.machine_total_s
+            else 0.0,
             "wall_s": round(self.wall_s, 3),
         }
 

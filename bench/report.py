@@ -47,7 +47,9 @@ def summarise(name: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
             out[key] = runs[0][key]
     cpu: dict[str, dict[str, Any]] = {}
     for process in PROCESSES:
-        per_run = [r["cpu_us_per_message"][process] for r in runs if process in r.get("cpu_us_per_message", {})]
+        per_run = [
+            r["cpu_us_per_message"][process] for r in runs if process in r.get("cpu_us_per_message", {})
+        ]
         if per_run:
             cpu[process] = {"median": median(per_run), "runs": per_run}
     if cpu:
@@ -114,14 +116,42 @@ def _speedup(figures: dict[str, dict[str, Any]]) -> float | None:
 
 
 GOALS = [
-    Goal("projector, service CPU per event", "≤ 30 µs", _cpu("projector.throughput_1"), lambda v: v <= 30, "µs"),
-    Goal("projector, one instance", "≥ 20,000 events/s", _median("projector.throughput_1"), lambda v: v >= 20_000, "events/s"),
+    Goal(
+        "projector, service CPU per event", "≤ 30 µs", _cpu("projector.throughput_1"), lambda v: v <= 30, "µs"
+    ),
+    Goal(
+        "projector, one instance",
+        "≥ 20,000 events/s",
+        _median("projector.throughput_1"),
+        lambda v: v >= 20_000,
+        "events/s",
+    ),
     Goal("projector, rebuild of 1,000,000 events", "< 45 s", _rebuild_1m, lambda v: v < 45, "s"),
-    Goal("payment-intake, CPU per command", "≤ 180 µs", _cpu("payment_intake.throughput"), lambda v: v <= 180, "µs"),
-    Goal("payment-intake, throughput", "≥ 3,000 commands/s", _median("payment_intake.throughput"), lambda v: v >= 3000, "commands/s"),
+    Goal(
+        "payment-intake, CPU per command",
+        "≤ 180 µs",
+        _cpu("payment_intake.throughput"),
+        lambda v: v <= 180,
+        "µs",
+    ),
+    Goal(
+        "payment-intake, throughput",
+        "≥ 3,000 commands/s",
+        _median("payment_intake.throughput"),
+        lambda v: v >= 3000,
+        "commands/s",
+    ),
     Goal("payment-intake, p99 at 500/s", "< 50 ms", _median("payment_intake.p99_ms"), lambda v: v < 50, "ms"),
-    Goal("invoice-sync, CPU per document", "≤ 90 µs", _cpu("invoice_sync.throughput"), lambda v: v <= 90, "µs"),
-    Goal("invoice-sync, throughput", "≥ 10,000 documents/s", _median("invoice_sync.throughput"), lambda v: v >= 10_000, "documents/s"),
+    Goal(
+        "invoice-sync, CPU per document", "≤ 90 µs", _cpu("invoice_sync.throughput"), lambda v: v <= 90, "µs"
+    ),
+    Goal(
+        "invoice-sync, throughput",
+        "≥ 10,000 documents/s",
+        _median("invoice_sync.throughput"),
+        lambda v: v >= 10_000,
+        "documents/s",
+    ),
     Goal("read API p99, 1,000 invoices", "< 10 ms", _median("projector.api_p99_ms"), lambda v: v < 10, "ms"),
     Goal("every service RSS under load", "< 150 MB", _rss, lambda v: v < 150, "MB"),
     Goal("2 instances vs 1, projector", "≥ +80%", _speedup, lambda v: v >= 80, "%"),
@@ -178,11 +208,11 @@ def markdown(meta: dict[str, Any], figures: dict[str, dict[str, Any]]) -> str:
         "",
         "Each figure: the median of its runs, then every run. CPU is µs per message of each "
         "process over the measured window (found by pid; `other` is machine CPU none of them "
-        "used); `busy` is the share of all cores in use. `× anchor` is the figure's rate over "
+        "used); `busy` is the share of all cores in use. `vs <anchor>` is the figure's rate over "
         "the anchor's rate on the same records in the same run (median of the per-run ratios).",
         "",
         "| figure | median | runs | CPU µs/msg service | postgres | kafka | provider | loadgen | other "
-        "| busy | × consume | × produce | × unnest | × COPY |",
+        "| busy | vs consume | vs produce | vs unnest | vs COPY |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, f in figures.items():
@@ -198,7 +228,9 @@ def markdown(meta: dict[str, Any], figures: dict[str, dict[str, Any]]) -> str:
             + " |"
         )
     anchors_seen = {
-        a: (name, f["anchors"][a]["anchor_median"]) for name, f in figures.items() for a in f.get("anchors", {})
+        a: (name, f["anchors"][a]["anchor_median"])
+        for name, f in figures.items()
+        for a in f.get("anchors", {})
     }
     if anchors_seen:
         lines += ["", "Anchors (median records or rows per second, per figure's records):", ""]
@@ -207,15 +239,30 @@ def markdown(meta: dict[str, Any], figures: dict[str, dict[str, Any]]) -> str:
             if "anchors" in f:
                 lines.append(
                     f"| {name} | "
-                    + " | ".join(_fmt(f["anchors"][a]["anchor_median"]) if a in f["anchors"] else "" for a in ANCHORS)
+                    + " | ".join(
+                        _fmt(f["anchors"][a]["anchor_median"]) if a in f["anchors"] else "" for a in ANCHORS
+                    )
                     + " |"
                 )
     rss_rows = [(name, f["peak_rss_mb"]) for name, f in figures.items() if "peak_rss_mb" in f]
     if rss_rows:
-        lines += ["", "Peak RSS under load (MB, highest over the runs):", "", "| figure | service | provider |", "|---|---|---|"]
+        lines += [
+            "",
+            "Peak RSS under load (MB, highest over the runs):",
+            "",
+            "| figure | service | provider |",
+            "|---|---|---|",
+        ]
         for name, rss in rss_rows:
-            lines.append(f"| {name} | {_fmt(rss.get('service', 0))} | {_fmt(rss['provider']) if 'provider' in rss else ''} |")
-    lines += ["", "Goals (issue 14):", "", "| goal | target | measured | met | basis |", "|---|---|---|---|---|"]
+            provider = _fmt(rss["provider"]) if "provider" in rss else ""
+            lines.append(f"| {name} | {_fmt(rss.get('service', 0))} | {provider} |")
+    lines += [
+        "",
+        "Goals (issue 14):",
+        "",
+        "| goal | target | measured | met | basis |",
+        "|---|---|---|---|---|",
+    ]
     for row in goals(figures, meta["sizes"]):
         measured = "not measured" if row["measured"] is None else f"{_fmt(row['measured'])} {row['unit']}"
         met = "—" if row["met"] is None else ("met" if row["met"] else "not met")

@@ -31,24 +31,50 @@ import report  # noqa: E402
 from procs import machine  # noqa: E402
 
 FIGURES = ("invoice-sync", "payment-intake", "projector")
-TINY = {"documents": 300, "commands": 300, "rate": 100, "seconds": 2.0, "warmup": 0.5, "events": 2500, "api_requests": 120}
+TINY = {
+    "documents": 300,
+    "commands": 300,
+    "rate": 100,
+    "seconds": 2.0,
+    "warmup": 0.5,
+    "events": 2500,
+    "api_requests": 120,
+}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5, help="runs per figure (at least 5 for a report to quote)")
+    parser.add_argument(
+        "--runs", type=int, default=5, help="runs per figure (at least 5 for a report to quote)"
+    )
     parser.add_argument("--only", default=",".join(FIGURES), help="comma-separated: " + ", ".join(FIGURES))
     parser.add_argument("--documents", type=int, default=100_000, help="invoice-sync: ERP documents per run")
-    parser.add_argument("--commands", type=int, default=20_000, help="payment-intake: commands in the throughput phase")
-    parser.add_argument("--rate", type=int, default=500, help="payment-intake: steady rate for the p99 (commands/s)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="payment-intake: measured seconds at the steady rate")
-    parser.add_argument("--warmup", type=float, default=3.0, help="payment-intake: warm-up seconds before them")
-    parser.add_argument("--events", type=int, default=1_000_000, help="projector: events per run (live, rebuild)")
-    parser.add_argument("--instances", default="1,2,4", help="projector: instances per consumer group to measure")
+    parser.add_argument(
+        "--commands", type=int, default=20_000, help="payment-intake: commands in the throughput phase"
+    )
+    parser.add_argument(
+        "--rate", type=int, default=500, help="payment-intake: steady rate for the p99 (commands/s)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="payment-intake: measured seconds at the steady rate"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=3.0, help="payment-intake: warm-up seconds before them"
+    )
+    parser.add_argument(
+        "--events", type=int, default=1_000_000, help="projector: events per run (live, rebuild)"
+    )
+    parser.add_argument(
+        "--instances", default="1,2,4", help="projector: instances per consumer group to measure"
+    )
     parser.add_argument("--api-requests", type=int, default=3000, help="read API requests for the p99")
-    parser.add_argument("--scale", action="store_true", help="also the projector's scale curve (see --scale-events)")
+    parser.add_argument(
+        "--scale", action="store_true", help="also the projector's scale curve (see --scale-events)"
+    )
     parser.add_argument("--scale-events", default="100000,1000000,5000000")
-    parser.add_argument("--tiny", action="store_true", help="seconds-long sizes (the short test in make test)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="seconds-long sizes (the short test in make test)"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
     if args.tiny:
@@ -59,9 +85,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 
 def commit() -> str:
     def git(*a: str) -> str:
-        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+        return subprocess.run(
+            ["git", *a], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
 
-    return git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    return git("rev-parse", "--short", "HEAD") + (
+        "-dirty" if git("status", "--porcelain", "--untracked-files=no") else ""
+    )
 
 
 async def measure(args: argparse.Namespace, bootstrap: str, dsn: str) -> dict[str, list[dict[str, Any]]]:
@@ -91,7 +121,11 @@ async def measure(args: argparse.Namespace, bootstrap: str, dsn: str) -> dict[st
         if "projector" in only:
             import bench_status_projector
 
-            keep(await bench_status_projector.run_once(bootstrap, dsn, args.events, instances, args.api_requests))
+            keep(
+                await bench_status_projector.run_once(
+                    bootstrap, dsn, args.events, instances, args.api_requests
+                )
+            )
     if args.scale and "projector" in only:
         import bench_status_projector
 
@@ -127,12 +161,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "infrastructure": "started for this run" if state_dir else "from PAYMENTS_* endpoints",
         "sizes": {
             k: getattr(args, k)
-            for k in ("documents", "commands", "rate", "seconds", "warmup", "events", "instances", "api_requests")
+            for k in (
+                "documents",
+                "commands",
+                "rate",
+                "seconds",
+                "warmup",
+                "events",
+                "instances",
+                "api_requests",
+            )
         },
     }
     started = time.monotonic()
     try:
-        runs = asyncio.run(measure(args, os.environ["PAYMENTS_KAFKA_BOOTSTRAP"], os.environ["PAYMENTS_DATABASE_URL"]))
+        runs = asyncio.run(
+            measure(args, os.environ["PAYMENTS_KAFKA_BOOTSTRAP"], os.environ["PAYMENTS_DATABASE_URL"])
+        )
     finally:
         if state_dir is not None:
             from system import stop_infrastructure

@@ -43,13 +43,28 @@ def _listener(port: int) -> int | None:
 
 
 @pytest.fixture(scope="module")
-def bench_report(kafka_bootstrap: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def bench_report(
+    kafka_bootstrap: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench")
     env = {**os.environ, "PAYMENTS_KAFKA_BOOTSTRAP": kafka_bootstrap, "PAYMENTS_DATABASE_URL": postgres_url}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--tiny", "--runs", str(RUNS), "--instances", "1,2",
-         "--out", str(out)],
-        env=env, capture_output=True, text=True, timeout=540, check=False,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--tiny",
+            "--runs",
+            str(RUNS),
+            "--instances",
+            "1,2",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     (md,) = out.glob("*.md")
@@ -115,8 +130,10 @@ def test_each_figure_is_put_over_its_anchors(bench_report: dict[str, Any]) -> No
 def test_speed_up_is_two_instances_over_one_in_the_same_run(bench_report: dict[str, Any]) -> None:
     f = bench_report["figures"]
     expected = [
-        two / one for two, one in zip(f["projector.throughput_2"]["values"], f["projector.throughput_1"]["values"],
-                                      strict=True)
+        two / one
+        for two, one in zip(
+            f["projector.throughput_2"]["values"], f["projector.throughput_1"]["values"], strict=True
+        )
     ]
     assert f["projector.speedup_2_vs_1"]["values"] == pytest.approx(expected)
 
