@@ -223,11 +223,19 @@ class PostgresPids:
         rows = await self._conn.fetch(
             "SELECT pid, datname, backend_type FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
         )
-        local = self.postmaster is not None
-        self.backends |= {r["pid"] for r in rows if r["datname"] == self.database and local}
-        self.background = {r["pid"] for r in rows if r["backend_type"] != "client backend" and local}
-        if self.postmaster is not None:
-            self.background.add(self.postmaster)
+        if self.postmaster is None:  # not on this host: nothing to read in /proc
+            return
+        self.backends |= {r["pid"] for r in rows if r["datname"] == self.database}
+        # The postmaster's children by the process tree, less the backends serving other
+        # databases (other users of a shared server): checkpointer, WAL writer, logger...
+        others = {
+            r["pid"] for r in rows if r["backend_type"] == "client backend" and r["datname"] != self.database
+        }
+        try:
+            children = {c.pid for c in psutil.Process(self.postmaster).children()}
+        except psutil.Error:
+            children = set()
+        self.background = ({self.postmaster} | children) - others - self.backends
 
     async def stop(self) -> None:
         if self._task is not None:

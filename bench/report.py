@@ -204,7 +204,8 @@ def markdown(meta: dict[str, Any], figures: dict[str, dict[str, Any]]) -> str:
         f"{meta['load_end']} at end",
         f"- git commit: {meta['commit']}",
         f"- runs per figure: {meta['runs']}; sizes: {json.dumps(meta['sizes'])}",
-        f"- infrastructure: {meta['infrastructure']}",
+        f"- infrastructure: {meta['infrastructure']}; {meta.get('seconds', 0):.0f} s in all",
+        *(f"- **failed run**: {failure}" for failure in meta.get("failures", [])),
         "",
         "Each figure: the median of its runs, then every run. CPU is µs per message of each "
         "process over the measured window (found by pid; `other` is machine CPU none of them "

@@ -94,7 +94,9 @@ def commit() -> str:
     )
 
 
-async def measure(args: argparse.Namespace, bootstrap: str, dsn: str) -> dict[str, list[dict[str, Any]]]:
+async def measure(
+    args: argparse.Namespace, bootstrap: str, dsn: str, failures: list[str]
+) -> dict[str, list[dict[str, Any]]]:
     only = set(args.only.split(","))
     unknown = only - set(FIGURES)
     if unknown:
@@ -106,6 +108,15 @@ async def measure(args: argparse.Namespace, bootstrap: str, dsn: str) -> dict[st
         for name, run in figures.items():
             runs.setdefault(name, []).append(run)
 
+    async def attempt(label: str, figures: Any) -> None:
+        """A failed run is reported, not dropped in silence: the report lists it and
+        `make bench` exits non-zero; the medians are over the runs that completed."""
+        try:
+            keep(await figures)
+        except Exception as exc:
+            failures.append(f"{label}: {exc!r}"[:500])
+            print(f"  FAILED {label}: {exc!r}", flush=True)
+
     # Runs interleave the figures, so a slow minute of the shared machine does not land
     # on every run of one figure.
     for run in range(args.runs):
@@ -113,27 +124,33 @@ async def measure(args: argparse.Namespace, bootstrap: str, dsn: str) -> dict[st
         if "invoice-sync" in only:
             import bench_invoice_sync
 
-            keep(await bench_invoice_sync.run_once(bootstrap, dsn, args.documents))
+            await attempt(
+                f"invoice-sync run {run + 1}", bench_invoice_sync.run_once(bootstrap, dsn, args.documents)
+            )
         if "payment-intake" in only:
             import bench_payment_intake
 
-            keep(await bench_payment_intake.run_once(bootstrap, dsn, args))
+            await attempt(
+                f"payment-intake run {run + 1}", bench_payment_intake.run_once(bootstrap, dsn, args)
+            )
         if "projector" in only:
             import bench_status_projector
 
-            keep(
-                await bench_status_projector.run_once(
-                    bootstrap, dsn, args.events, instances, args.api_requests
-                )
+            await attempt(
+                f"projector run {run + 1}",
+                bench_status_projector.run_once(bootstrap, dsn, args.events, instances, args.api_requests),
             )
     if args.scale and "projector" in only:
         import bench_status_projector
 
+        async def scaled(events: int) -> dict[str, dict[str, Any]]:
+            figures = await bench_status_projector.run_once(bootstrap, dsn, events, [1], 0, rebuild=True)
+            return {f"scale.{events}.{name.split('.', 1)[1]}": f for name, f in figures.items()}
+
         for events in (int(e) for e in args.scale_events.split(",")):
             for run in range(args.runs):
                 print(f"\n=== scale curve: {events:,} events, run {run + 1}/{args.runs}", flush=True)
-                figures = await bench_status_projector.run_once(bootstrap, dsn, events, [1], 0, rebuild=True)
-                keep({f"scale.{events}.{name.split('.', 1)[1]}": f for name, f in figures.items()})
+                await attempt(f"scale {events} run {run + 1}", scaled(events))
     return runs
 
 
@@ -174,9 +191,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         },
     }
     started = time.monotonic()
+    failures: list[str] = []
     try:
         runs = asyncio.run(
-            measure(args, os.environ["PAYMENTS_KAFKA_BOOTSTRAP"], os.environ["PAYMENTS_DATABASE_URL"])
+            measure(
+                args, os.environ["PAYMENTS_KAFKA_BOOTSTRAP"], os.environ["PAYMENTS_DATABASE_URL"], failures
+            )
         )
     finally:
         if state_dir is not None:
@@ -185,10 +205,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             stop_infrastructure(state_dir)
     meta["load_end"] = [round(v, 2) for v in os.getloadavg()]
     meta["seconds"] = round(time.monotonic() - started, 1)
+    meta["failures"] = failures
     figures = {name: report.summarise(name, r) for name, r in runs.items()}
     md, jsonl = report.write(args.out, meta, figures)
     print("\n" + md.read_text())
     print(f"written: {md.relative_to(ROOT) if md.is_relative_to(ROOT) else md}, {jsonl.name}")
+    if failures:
+        raise SystemExit(f"{len(failures)} run(s) failed; the report above is over the runs that completed")
     return {"meta": meta, "figures": figures, "markdown": md, "jsonl": jsonl}
 
 
