@@ -44,6 +44,7 @@ class Scratch:
     admin_dsn: str
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     partitions: int | None = None
+    extra_topics: list[str] = field(default_factory=list)  # the anchors' own, deleted with the rest
 
     @property
     def database(self) -> str:
@@ -85,7 +86,7 @@ class Scratch:
         client = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await client.start()
         try:
-            await client.delete_topics([*self.registry.desired(), *getattr(self, "extra_topics", [])])
+            await client.delete_topics([*self.registry.desired(), *self.extra_topics])
         except Exception as exc:  # cleanup only; the run's figures stand
             print(f"  topic cleanup: {exc!r}", flush=True)
         finally:
