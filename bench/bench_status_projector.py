@@ -29,6 +29,7 @@ import asyncpg
 import httpx
 from anchors import Records, all_anchors, produce_batched
 from common import BIN, SANDBOX_MERCHANT, Scratch, Services, free_port, merchant_file, meter
+from procs import OBSERVER
 
 from payments_shared.sandbox import demo_api_key
 
@@ -170,34 +171,34 @@ def events(n: int) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]
     return invoices, payments
 
 
-async def stored_offsets(dsn: str, topics: list[str]) -> int:
+async def stored_offsets(conn: asyncpg.Connection, topics: list[str]) -> int:
     """Events the projection has committed: the sum of its stored next offsets (the
     topics are new, so they start at 0), over whichever schema holds them."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        schemas = await conn.fetch(
-            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'consumer_offsets'"
+    schemas = await conn.fetch(
+        "SELECT table_schema FROM information_schema.tables WHERE table_name = 'consumer_offsets'"
+    )
+    best = 0
+    for row in schemas:
+        done = await conn.fetch(
+            f'SELECT consumer, sum(next_offset) AS n FROM "{row[0]}".consumer_offsets '
+            "WHERE topic = ANY($1) GROUP BY consumer",
+            topics,
         )
-        best = 0
-        for row in schemas:
-            done = await conn.fetch(
-                f'SELECT consumer, sum(next_offset) AS n FROM "{row[0]}".consumer_offsets '
-                "WHERE topic = ANY($1) GROUP BY consumer",
-                topics,
-            )
-            best = max([best, *(int(r["n"]) for r in done)])
-        return best
-    finally:
-        await conn.close()
+        best = max([best, *(int(r["n"]) for r in done)])
+    return best
 
 
 async def until_projected(dsn: str, topics: list[str], total: int, timeout: float) -> float:
     deadline = time.monotonic() + timeout
-    while (done := await stored_offsets(dsn, topics)) < total:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"projected {done} of {total} events")
-        await asyncio.sleep(0.05)
-    return time.monotonic()
+    conn = await asyncpg.connect(dsn, server_settings={"application_name": OBSERVER})
+    try:
+        while (done := await stored_offsets(conn, topics)) < total:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"projected {done} of {total} events")
+            await asyncio.sleep(0.05)
+        return time.monotonic()
+    finally:
+        await conn.close()
 
 
 async def api_latencies(port: int, account: str, requests: int) -> list[float]:

@@ -24,6 +24,9 @@ import asyncpg
 import psutil
 
 TICK = os.sysconf("SC_CLK_TCK")
+# The application_name of the load generator's own connections that watch for the end of
+# a window: their backends are the measurement's cost, not the service's.
+OBSERVER = "bench-observer"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -221,11 +224,14 @@ class PostgresPids:
     async def refresh(self) -> None:
         assert self._conn is not None
         rows = await self._conn.fetch(
-            "SELECT pid, datname, backend_type FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+            "SELECT pid, datname, backend_type, application_name FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid()"
         )
         if self.postmaster is None:  # not on this host: nothing to read in /proc
             return
-        self.backends |= {r["pid"] for r in rows if r["datname"] == self.database}
+        self.backends |= {
+            r["pid"] for r in rows if r["datname"] == self.database and r["application_name"] != OBSERVER
+        }
         # The postmaster's children by the process tree, less the backends serving other
         # databases (other users of a shared server): checkpointer, WAL writer, logger...
         others = {
