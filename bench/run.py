@@ -37,7 +37,7 @@ TINY = {
     "rate": 100,
     "seconds": 2.0,
     "warmup": 0.5,
-    "events": 2500,
+    "events": 10_000,
     "api_requests": 120,
 }
 
