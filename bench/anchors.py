@@ -27,6 +27,27 @@ BATCH = 2000  # rows per transaction: the services' consume batch
 SAMPLE = 200_000
 
 
+async def until_writable(bootstrap: str, topics: dict[str, int], timeout: float = 30) -> None:
+    """New partitions answer NotLeader for a while after the metadata names a leader;
+    a produce timed then would time aiokafka's retries. ListOffsets goes to the leader
+    too: once every partition answers it, the timing can start."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(name, p) for name, count in topics.items() for p in range(count)]
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await consumer.end_offsets(parts)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+    finally:
+        await consumer.stop()
+
+
 async def produce_batched(bootstrap: str, topic: str, partitions: int, records: Records) -> float:
     """Records to `topic` in batches built per keyed partition, acks=all; seconds taken."""
     producer = AIOKafkaProducer(
@@ -147,6 +168,7 @@ async def produce_to_new_topic(bootstrap: str, topic: str, partitions: int, reco
             await asyncio.sleep(0.1)
     finally:
         await admin.close()
+    await until_writable(bootstrap, {topic: partitions})
     return await produce_batched(bootstrap, topic, partitions, records)
 
 

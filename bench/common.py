@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
+from anchors import until_writable
 from procs import Group, Meter, PostgresPids, kafka_pid
 
 from payments_shared.topics import TopicRegistry, ensure_topics
@@ -62,6 +63,7 @@ class Scratch:
         finally:
             await admin.close()
         await ensure_topics(self.bootstrap, self.registry)
+        await until_writable(self.bootstrap, {t: n for t, (n, _) in self.registry.desired().items()})
         self.logs = Path(tempfile.gettempdir()) / "payments-bench" / self.tag
         self.logs.mkdir(parents=True, exist_ok=True)
         return self

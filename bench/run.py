@@ -32,7 +32,7 @@ from procs import machine  # noqa: E402
 
 FIGURES = ("invoice-sync", "payment-intake", "projector")
 TINY = {
-    "documents": 300,
+    "documents": 1500,
     "commands": 300,
     "rate": 100,
     "seconds": 2.0,
