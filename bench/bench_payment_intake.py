@@ -267,12 +267,12 @@ async def latency(
     sent: dict[str, float] = {}
     warm = int(rate * args.warmup)
     total = warm + int(rate * args.seconds)
-    m = postgres = None
+    m, postgres = await meter(scratch, pids, provider, start=False)
     try:
         start = time.perf_counter()
         for i in range(total):
             if i == warm:
-                m, postgres = await meter(scratch, pids, provider)
+                m.start()
             due = start + i / rate
             delay = due - time.perf_counter()
             if delay > 0:
@@ -286,7 +286,6 @@ async def latency(
             )
         await producer.flush()
         await answers.wait_for(list(sent), timeout=120)
-        assert m is not None and postgres is not None
         await m.stop()
         await postgres.stop()
     finally:

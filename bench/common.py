@@ -168,7 +168,12 @@ class Services:
 
 
 async def meter(
-    scratch: Scratch, service: list[int], provider: list[int] | None = None, database: str | None = None
+    scratch: Scratch,
+    service: list[int],
+    provider: list[int] | None = None,
+    database: str | None = None,
+    *,
+    start: bool = True,
 ) -> tuple[Meter, PostgresPids]:
     """A meter over the service's processes, the PostgreSQL backends of the run's database
     with the postmaster and its background children, the broker, the provider and this
@@ -184,5 +189,6 @@ async def meter(
         Group("loadgen", lambda: [os.getpid()]),
     ]
     m = Meter(groups)
-    m.start()
+    if start:  # else the caller starts it at the exact moment (Meter.start is synchronous)
+        m.start()
     return m, postgres

@@ -106,6 +106,15 @@ def postmaster_pid(dsn: str) -> int | None:
     return listener_pid(int(port or 5432))
 
 
+# Samplers still running: a run that fails half-way leaves none behind (close_all).
+OPEN: set[Meter | PostgresPids] = set()
+
+
+async def close_all() -> None:
+    for sampler in list(OPEN):
+        await sampler.stop()
+
+
 @dataclass
 class Group:
     """Processes counted together; `pids` is asked again at every sample (backends come
@@ -164,8 +173,12 @@ class Meter:
         self._busy0, self._total0 = machine_ticks()
         self._t0 = time.monotonic()
         self._task = asyncio.create_task(self._loop())
+        OPEN.add(self)
 
     async def stop(self) -> None:
+        if self not in OPEN:
+            return
+        OPEN.discard(self)
         for group in self.groups:
             group.sample()
         busy, total = machine_ticks()
@@ -214,6 +227,7 @@ class PostgresPids:
         self._conn = await asyncpg.connect(self.admin_dsn)
         await self.refresh()
         self._task = asyncio.create_task(self._loop(interval))
+        OPEN.add(self)
 
     async def _loop(self, interval: float) -> None:
         while True:
@@ -244,8 +258,11 @@ class PostgresPids:
         self.background = ({self.postmaster} | children) - others - self.backends
 
     async def stop(self) -> None:
+        OPEN.discard(self)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
         if self._conn is not None:
             await self._conn.close()
+            self._conn = None

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "deploy"))
 
 import report  # noqa: E402
-from procs import machine  # noqa: E402
+from procs import close_all, machine  # noqa: E402
 
 FIGURES = ("invoice-sync", "payment-intake", "projector")
 TINY = {
@@ -116,6 +116,8 @@ async def measure(
         except Exception as exc:
             failures.append(f"{label}: {exc!r}"[:500])
             print(f"  FAILED {label}: {exc!r}", flush=True)
+        finally:
+            await close_all()
 
     # Runs interleave the figures, so a slow minute of the shared machine does not land
     # on every run of one figure.
