@@ -14,9 +14,11 @@ import time
 from datetime import date
 from decimal import Decimal
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer
 from anchors import Records, all_anchors, produce_batched
-from common import Scratch, Services, meter
+from common import Scratch, Services, committed, meter
+from procs import OBSERVER
 
 from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
 
@@ -69,12 +71,6 @@ class Published:
                         self.seen[v] += 1
         return sum(len(records) for records in batch.values())
 
-    async def drain(self) -> int:
-        """Read what is there now; documents both synced and registered so far."""
-        while await self._read(200):
-            pass
-        return min(self.seen.values())
-
     async def until(self, wanted: int, timeout: float) -> float:
         deadline = time.monotonic() + timeout
         while min(self.seen.values()) < wanted:
@@ -98,14 +94,18 @@ async def run_once(bootstrap: str, admin_dsn: str, n: int, accounts: int = 2000)
             try:
                 service = services.start("invoice-sync")
                 await services.ready("invoice-sync", services.ports["invoice-sync"])
-                # The window opens at readiness; what was done before it is left out of
-                # both the count and the CPU.
-                before = await published.drain()
-                m, postgres = await meter(scratch, [service.pid], [provider.pid])
-                started = time.monotonic()
-                ended = await published.until(n, timeout=120 + n / 100)
-                await m.stop()
-                await postgres.stop()
+                # The window opens at readiness; documents consumed before it (committed
+                # offsets, exact) are left out of both the count and the CPU.
+                observer = await asyncpg.connect(scratch.dsn, server_settings={"application_name": OBSERVER})
+                try:
+                    before = await committed(observer, [erp.name])
+                    m, postgres = await meter(scratch, [service.pid], [provider.pid])
+                    started = time.monotonic()
+                    ended = await published.until(n, timeout=120 + n / 100)
+                    await m.stop()
+                    await postgres.stop()
+                finally:
+                    await observer.close()
             finally:
                 await published.consumer.stop()
         finally:

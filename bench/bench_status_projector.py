@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 import httpx
 from anchors import Records, all_anchors, produce_batched
-from common import BIN, SANDBOX_MERCHANT, Scratch, Services, free_port, merchant_file, meter
+from common import BIN, SANDBOX_MERCHANT, Scratch, Services, committed, free_port, merchant_file, meter
 from procs import OBSERVER
 
 from payments_shared.sandbox import demo_api_key
@@ -172,26 +172,9 @@ def events(n: int) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]
     return invoices, payments
 
 
-async def stored_offsets(conn: asyncpg.Connection, topics: list[str]) -> int:
-    """Events the projection has committed: the sum of its stored next offsets (the
-    topics are new, so they start at 0), over whichever schema holds them."""
-    schemas = await conn.fetch(
-        "SELECT table_schema FROM information_schema.tables WHERE table_name = 'consumer_offsets'"
-    )
-    best = 0
-    for row in schemas:
-        done = await conn.fetch(
-            f'SELECT consumer, sum(next_offset) AS n FROM "{row[0]}".consumer_offsets '
-            "WHERE topic = ANY($1) GROUP BY consumer",
-            topics,
-        )
-        best = max([best, *(int(r["n"]) for r in done)])
-    return best
-
-
 async def until_projected(conn: asyncpg.Connection, topics: list[str], total: int, timeout: float) -> float:
     deadline = time.monotonic() + timeout
-    while (done := await stored_offsets(conn, topics)) < total:
+    while (done := await committed(conn, topics)) < total:
         if time.monotonic() > deadline:
             raise TimeoutError(f"projected {done} of {total} events")
         await asyncio.sleep(0.05)
@@ -287,7 +270,7 @@ async def one_group(
             )
             observer = await asyncpg.connect(scratch.dsn, server_settings={"application_name": OBSERVER})
             try:
-                before = await stored_offsets(observer, topics)
+                before = await committed(observer, topics)
                 m, postgres = await meter(scratch, [p.pid for p in processes])
                 started = time.monotonic()
                 ended = await until_projected(observer, topics, total, timeout=120 + total / 500)

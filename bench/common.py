@@ -192,3 +192,21 @@ async def meter(
     if start:  # else the caller starts it at the exact moment (Meter.start is synchronous)
         m.start()
     return m, postgres
+
+
+async def committed(conn: asyncpg.Connection, topics: list[str]) -> int:
+    """Records a service has consumed and committed: the sum of its stored next offsets
+    (`consumer_offsets`, written in the transaction that applies them; the run's topics
+    are new, so they start at 0), over whichever schema holds them."""
+    schemas = await conn.fetch(
+        "SELECT table_schema FROM information_schema.tables WHERE table_name = 'consumer_offsets'"
+    )
+    best = 0
+    for row in schemas:
+        done = await conn.fetch(
+            f'SELECT consumer, sum(next_offset) AS n FROM "{row[0]}".consumer_offsets '
+            "WHERE topic = ANY($1) GROUP BY consumer",
+            topics,
+        )
+        best = max([best, *(int(r["n"]) for r in done)])
+    return best
