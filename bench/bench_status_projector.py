@@ -264,10 +264,14 @@ async def one_group(
             # The window opens when the first instance answers ready (events projected
             # before are left out of count and CPU): the others' start-up falls inside it,
             # which can only understate what k instances do, never overstate it.
-            await services.ready("status-projector-0", ports[0])
-            others = asyncio.gather(
-                *(services.ready(f"status-projector-{i}", port) for i, port in enumerate(ports) if i)
-            )
+            readies = [
+                asyncio.ensure_future(services.ready(f"status-projector-{i}", port))
+                for i, port in enumerate(ports)
+            ]
+            first, rest = await asyncio.wait(readies, return_when=asyncio.FIRST_COMPLETED)
+            for task in first:
+                task.result()
+            others = asyncio.gather(*rest)
             observer = await asyncpg.connect(scratch.dsn, server_settings={"application_name": OBSERVER})
             try:
                 before = await committed(observer, topics)
