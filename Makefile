@@ -26,7 +26,7 @@ help:
 	@echo "make topics  apply the topic registry      make contracts  regenerate JSON Schema/AsyncAPI/OpenAPI"
 	@echo "make lint    ruff and the import contracts (.importlinter)   make typecheck  mypy --strict on every package"
 	@echo "make chaos   the full fault suite (kills services, Kafka, PostgreSQL); prints its figures"
-	@echo "make bench   benchmarks -> bench/results.jsonl"
+	@echo "make bench   every figure x5, CPU per process, anchors -> bench/results/<date>.md"
 
 install: $(VENV)/.installed
 
@@ -92,8 +92,10 @@ chaos: install
 run: install
 	$(BIN)/python deploy/demo.py --state-dir $(STATE)
 
+# Every figure 5 times with CPU per process and same-run anchors -> bench/results/<date>.md;
+# BENCH_ARGS passes options (e.g. BENCH_ARGS="--runs 7 --scale"; see bench/run.py --help).
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean: down
 	rm -rf $(VENV) $(STATE) .pytest_cache .ruff_cache .mypy_cache
