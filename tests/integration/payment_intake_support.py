@@ -195,7 +195,8 @@ class EventLog:
             e
             for e in self.events
             if e.causation_id == command.event_id
-            and e.type in ("payment.requested", "payment.rejected", "payment.cancelled")
+            and e.type
+            in ("payment.requested", "payment.rejected", "payment.cancelled", "payment.remittance_instructions")
         ]
 
     def of_type(self, type_: str) -> list[Envelope]:

@@ -29,11 +29,16 @@ from payment_intake.domain.intake import (
     card_number_fields,
     country_restriction,
     decide,
-    remittance_instructions,
 )
 from payment_intake.domain.payment import Happening, PaymentStatus
-from payment_intake.domain.policy import PaymentPolicy
+from payment_intake.domain.policy import MerchantPolicies, PaymentPolicy
 from payment_intake.domain.rejections import Reason, Rejection
+from payment_intake.domain.remittance import (
+    RemittanceAnswer,
+    answer_remittance,
+    details_for,
+    remittance_instructions,
+)
 from payment_intake.outcomes import SERVICE, flagged, transition_outcome
 from payment_intake.refunding import flag_money, settle_refund
 from payment_intake.unit_of_work import UnitOfWork
@@ -64,6 +69,7 @@ from payments_shared.contracts.payments import (
     PaymentRequestedPayload,
     PaySelectedInvoices,
     ProviderCallbackReceived,
+    RemittanceInstructions,
 )
 from payments_shared.domain.card_numbers import redact_card_numbers, redact_document
 from payments_shared.domain.money import Money
@@ -113,6 +119,10 @@ async def on_invoice_synced(event: InvoiceSynced, uow: UnitOfWork) -> None:
     )
 
 
+ACCOUNT_WITHOUT_MERCHANT = Rejection(
+    Reason.ACCOUNT_WITHOUT_MERCHANT,
+    "This account is not set up for online payment. Please contact us.",
+)
 ACCOUNT_BALANCE_NOT_ALLOWED = Rejection(
     Reason.ACCOUNT_BALANCE_NOT_ALLOWED,
     "Paying the whole account balance is not available: select the invoices to pay.",
@@ -240,6 +250,7 @@ _REPEATABLE: dict[str, type[Envelope]] = {
     PaymentRequested.model_fields["type"].default: PaymentRequested,
     PaymentRejected.model_fields["type"].default: PaymentRejected,
     PaymentCancelled.model_fields["type"].default: PaymentCancelled,
+    RemittanceInstructions.model_fields["type"].default: RemittanceInstructions,
 }
 
 
@@ -307,15 +318,33 @@ def _read(command: PayCommand) -> _Pay:
     return _Pay(command, command.payload.idempotency_key, _fingerprint(command, content), _request(command))
 
 
-def _judge(pay: _Pay, view: AccountView, policy: PaymentPolicy) -> Rejection | Accepted:
+def _judge(
+    pay: _Pay, view: AccountView, policies: MerchantPolicies
+) -> Rejection | Accepted | RemittanceAnswer:
     """The policy's decision; remittance is answered with its details, never opened."""
     if pay.request is None:
         return CARD_NUMBER_REJECTION
+    account = pay.command.account_id
+    if not policies.accepts(account):
+        return ACCOUNT_WITHOUT_MERCHANT
+    policy = policies.for_account(account)
     decision = decide(pay.request, view, policy)
     if isinstance(decision, Accepted) and decision.method == "remittance":
         total = Money(amount_minor=decision.total_minor, currency=decision.currency)
-        return remittance_instructions(decision, policy, str(total))
+        configured = policies.remittance_for(account)
+        channel = getattr(pay.command.payload.method, "channel", "check")
+        details = details_for(policy, configured)
+        return answer_remittance(
+            decision, channel, account, details, str(total), configured=configured is not None
+        )
     return decision
+
+
+def _closing(command: Envelope, key: str, decision: Rejection | RemittanceAnswer) -> Envelope:
+    """An answer that opens no payment: a refusal, or remittance details."""
+    if isinstance(decision, Rejection):
+        return _rejected(command, key, decision)
+    return remittance_instructions(command, key, decision, producer=SERVICE)
 
 
 def _requested(pay: _Pay, payment_id: UUID, accepted: Accepted) -> PaymentRequested:
@@ -346,9 +375,9 @@ async def on_pay(command: PayCommand, uow: UnitOfWork) -> None:
         if pay.request is None
         else await uow.invoices.account_view(command.account_id, pay.numbers)
     )
-    decision = _judge(pay, view, uow.config.policies.for_account(command.account_id))
-    if isinstance(decision, Rejection):
-        await _answer(uow, command, pay.key, pay.fingerprint, _rejected(command, pay.key, decision))
+    decision = _judge(pay, view, uow.config.policies)
+    if not isinstance(decision, Accepted):
+        await _answer(uow, command, pay.key, pay.fingerprint, _closing(command, pay.key, decision))
         return
     payment_id = uuid4()
     opened = await uow.payments.open_new(
@@ -445,9 +474,9 @@ async def on_pay_batch(commands: Sequence[PayCommand], uow: UnitOfWork) -> None:
             answers.append(_repeat(pay.command, key, pay.fingerprint, first))
             continue
         view = batch.as_seen(account, views.get(account, AccountView(known=True, invoices={})))
-        decision = _judge(pay, view, uow.config.policies.for_account(account))
-        if isinstance(decision, Rejection):
-            answer: Envelope = _rejected(pay.command, key, decision)
+        decision = _judge(pay, view, uow.config.policies)
+        if not isinstance(decision, Accepted):
+            answer: Envelope = _closing(pay.command, key, decision)
         else:
             answer = batch.open(pay, uuid4(), decision)
         batch.answer(pay, answer)
