@@ -335,7 +335,9 @@ class RemittanceInstructionsPayload(Payload):
     allocations: list[Allocation]
     reference: str = Field(description="What the customer quotes with the remittance")
     details: RemittanceDetails = Field(
-        description="Every channel the merchant accepts; the chosen one is always present"
+        description="Every channel the merchant accepts (merchant file, `remittance`). When the merchant "
+        "file gives no details for the merchant, only `check` with the policy's payee: the message then "
+        "tells the customer to ask the payee for bank details"
     )
     message: str = Field(description="The instructions for the chosen channel as one text a portal can show")
     repeat_of: UUID | None = Field(
