@@ -155,7 +155,9 @@ def succeeded(
     )
 
 
-def failed(clock: Clock, account: str, payment_id: uuid.UUID, reason: str = "payment_failed") -> PaymentFailed:
+def failed(
+    clock: Clock, account: str, payment_id: uuid.UUID, reason: str = "payment_failed"
+) -> PaymentFailed:
     return PaymentFailed.originating(
         producer=PRODUCER,
         account_id=account,

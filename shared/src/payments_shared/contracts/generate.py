@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from payments_shared.contracts.examples import EXAMPLES
 from payments_shared.contracts.webhooks import ProviderWebhook, WebhookAccepted, WebhookRefused
 from payments_shared.topics import DEAD_LETTER_POLICY, SERVICE_CHANNELS, TOPICS, Topic
 
@@ -56,6 +57,8 @@ def json_schemas() -> dict[str, str]:
         for model in message_types(topic):
             schema = model.model_json_schema()
             schema["$id"] = f"urn:payments:{topic.name}:{_type_name(model)}"
+            if _type_name(model) in EXAMPLES:
+                schema["examples"] = [EXAMPLES[_type_name(model)]]
             files[f"schemas/{topic.name}/{_type_name(model)}.json"] = (
                 json.dumps(schema, indent=2, sort_keys=True) + "\n"
             )
