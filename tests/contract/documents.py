@@ -18,7 +18,9 @@ import jsonschema
 import schemathesis
 import yaml
 
-CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACTS = ROOT / "contracts"
+INTEGRATION_DOC = ROOT / "docs" / "integration.md"
 FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
 
 
@@ -52,10 +54,36 @@ def message_problems(value: bytes) -> list[str]:
     ]
 
 
-def build(message_type: str, **payload: Any) -> dict[str, Any]:
-    """A message made from its schema's example: fresh ids and time, payload fields replaced;
-    it must validate against the schema before a test may send it."""
-    example = copy.deepcopy(message_schemas()[message_type]["examples"][0])
+def doc_blocks() -> list[tuple[str, str]]:
+    """Every fenced code block of docs/integration.md: (info string, text)."""
+    blocks, info, lines = [], None, []
+    for line in INTEGRATION_DOC.read_text().splitlines():
+        if line.startswith("```"):
+            if info is None:
+                info, lines = line[3:].strip(), []
+            else:
+                blocks.append((info, "\n".join(lines)))
+                info = None
+        elif info is not None:
+            lines.append(line)
+    return blocks
+
+
+def doc_messages() -> dict[str, dict[str, Any]]:
+    """The first message of each type the integration guide shows."""
+    found: dict[str, dict[str, Any]] = {}
+    for info, text in doc_blocks():
+        if info == "json message":
+            message = json.loads(text)
+            found.setdefault(message["type"], message)
+    return found
+
+
+def build(message_type: str, *, from_doc: bool = False, **payload: Any) -> dict[str, Any]:
+    """A message made from its schema's example (or the integration guide's): fresh ids and
+    time, payload fields replaced; it must validate against the schema before it is sent."""
+    source = doc_messages()[message_type] if from_doc else message_schemas()[message_type]["examples"][0]
+    example = copy.deepcopy(source)
     event_id = str(uuid.uuid4())
     example.update(
         event_id=event_id,

@@ -11,6 +11,7 @@ schema.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -18,7 +19,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from payments_shared.topics import TopicRegistry
 from system import DEFAULT_SECRET, System, free_port
 
 pytestmark = pytest.mark.timeout(300)
+NOT_YET = {"unknown_account", "invoice_not_found", "invoice_not_registered", "account_without_merchant"}
 
 PORTAL_000 = "contract-000"
 PORTAL_003 = "contract-003"
@@ -167,6 +169,20 @@ class Portal:
             0
         ]
 
+    async def answered(self, make: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Send a fresh command until payment-intake knows the invoice: the read model and
+        payment-intake consume `invoices` independently, so "payable" on the read API can
+        come a moment before payment-intake has the invoice (or the merchant file's change)."""
+        deadline = time.monotonic() + 45
+        while True:
+            command = make()
+            await self.send(command)
+            answer = await self.answer(command)
+            not_yet = answer["type"] == "payment.rejected" and answer["payload"]["reason_code"] in NOT_YET
+            if not not_yet or time.monotonic() > deadline:
+                return command, answer
+            await asyncio.sleep(0.5)
+
     async def next_of(self, payment_id: str, kind: str) -> dict[str, Any]:
         async def found() -> list[dict[str, Any]]:
             return [
@@ -185,7 +201,11 @@ class Portal:
 
 
 async def test_an_erp_and_a_portal_integrate_through_the_contracts_alone(
-    system: System, topics: TopicRegistry, kafka_bootstrap: str, accounts: dict[str, str]
+    system: System,
+    topics: TopicRegistry,
+    kafka_bootstrap: str,
+    accounts: dict[str, str],
+    merchant_file: Path,
 ) -> None:
     erp_topic = topics.erp_invoices.name
     a000, a003 = accounts["000"], accounts["003"]
@@ -205,6 +225,7 @@ async def test_an_erp_and_a_portal_integrate_through_the_contracts_alone(
         ),
         build(
             "erp.invoice.upserted",
+            from_doc=True,
             account_id=a003,
             invoice_number="INV-7",
             total="980.00",
@@ -231,11 +252,11 @@ async def test_an_erp_and_a_portal_integrate_through_the_contracts_alone(
     await eventually(payable, lambda s: s == "payable", timeout=60, interval=0.3, what="INV-1 payable")
 
     # --- the portal team: pay, complete at the provider, read it paid --------------------
-    pay = build(
-        "payment.pay_invoice", account_id=a000, invoice_number="INV-1", idempotency_key=str(uuid.uuid4())
+    pay, requested = await portal.answered(
+        lambda: build(
+            "payment.pay_invoice", account_id=a000, invoice_number="INV-1", idempotency_key=str(uuid.uuid4())
+        )
     )
-    await portal.send(pay)
-    requested = await portal.answer(pay)
     assert requested["type"] == "payment.requested", requested
     assert requested["correlation_id"] == pay["correlation_id"]
     payment_id = requested["payload"]["payment_id"]
@@ -270,12 +291,15 @@ async def test_an_erp_and_a_portal_integrate_through_the_contracts_alone(
     assert summary.status_code == 200
 
     # --- remittance: an answer of its own, and readable without a command ----------------
-    wire = build(
-        "payment.pay_selected_invoices",
-        account_id=a003,
-        idempotency_key=str(uuid.uuid4()),
-        invoices=[{"invoice_number": "INV-7", "amount": None}],
-    )
+    def wire() -> dict[str, Any]:  # the integration guide's own example, sent
+        return build(
+            "payment.pay_selected_invoices",
+            from_doc=True,
+            account_id=a003,
+            idempotency_key=str(uuid.uuid4()),
+            invoices=[{"invoice_number": "INV-7", "amount": None}],
+        )
+
     await eventually(
         lambda: portal_003.invoice(a003, "INV-7"),
         lambda r: r.status_code == 200 and r.json()["pay_status"] == "payable",
@@ -283,8 +307,7 @@ async def test_an_erp_and_a_portal_integrate_through_the_contracts_alone(
         interval=0.3,
         what="INV-7 payable",
     )
-    await portal_003.send(wire)
-    instructions = await portal_003.answer(wire)
+    _, instructions = await portal_003.answered(wire)
     assert instructions["type"] == "payment.remittance_instructions", instructions
     assert instructions["payload"]["details"]["wire"]["swift_bic"] == "FDBKUS33"
     assert (
@@ -305,6 +328,26 @@ async def test_an_erp_and_a_portal_integrate_through_the_contracts_alone(
     await portal.send(stray)
     refused = await portal.answer(stray)
     assert refused["payload"]["reason_code"] == "account_without_merchant", refused
+
+    # --- an account added to a merchant while everything runs: no restart ----------------
+    late = accounts["late"]
+    await portal.send(build("erp.invoice.upserted", account_id=late, invoice_number="INV-L"))
+    config = yaml.safe_load(merchant_file.read_text())
+    config["merchants"][PORTAL_000]["accounts"].append(late)
+    merchant_file.write_text(yaml.safe_dump(config))
+    await eventually(
+        lambda: portal.invoice(late, "INV-L"),
+        lambda r: r.status_code == 200 and r.json()["pay_status"] == "payable",
+        timeout=60,
+        interval=0.3,
+        what="INV-L readable with the merchant's key and payable",
+    )
+    _, joined_answer = await portal.answered(
+        lambda: build(
+            "payment.pay_invoice", account_id=late, invoice_number="INV-L", idempotency_key=str(uuid.uuid4())
+        )
+    )
+    assert joined_answer["type"] == "payment.requested", joined_answer
 
     # --- the webhook endpoint, as a provider sees it -------------------------------------
     path = "/callbacks/provider"
