@@ -17,12 +17,13 @@ TYPED_PACKAGES := shared/src/payments_shared \
 	clients/python/src/payments_portal_client \
 	deploy/runtime deploy/processes.py deploy/system.py deploy/demo.py
 
-.PHONY: help install helm up down topics contracts lint imports typecheck test test-unit test-integration test-e2e chaos run bench clean
+.PHONY: help install helm up down topics contracts lint imports typecheck test test-unit test-integration test-e2e chaos run services bench clean
 
 help:
 	@echo "make run     start Kafka, PostgreSQL, the services, the sandbox provider and the portal with demo data"
 	@echo "make test    install what is missing and run every test tier on real infrastructure"
 	@echo "make up|down start/stop only Kafka and PostgreSQL (endpoints in $(STATE)/env)"
+	@echo "make services the four services (no demo) on PAYMENTS_KAFKA_BOOTSTRAP/PAYMENTS_DATABASE_URL or make up's"
 	@echo "make topics  apply the topic registry      make contracts  regenerate JSON Schema/AsyncAPI/OpenAPI"
 	@echo "make lint    ruff and the import contracts (.importlinter)   make typecheck  mypy --strict on every package"
 	@echo "make chaos   the full fault suite (kills services, Kafka, PostgreSQL); prints its figures"
@@ -91,6 +92,12 @@ chaos: install
 
 run: install
 	$(BIN)/python deploy/demo.py --state-dir $(STATE)
+
+# The sandbox provider and the three services, without the demo, honouring
+# PAYMENTS_MERCHANT_CONFIG and every other setting in the environment (README).
+services: install
+	@if [ -z "$$PAYMENTS_KAFKA_BOOTSTRAP" ] && [ ! -f $(STATE)/env ]; then $(MAKE) up; fi
+	$(BIN)/python deploy/services.py --state-dir $(STATE)
 
 # Every figure 5 times with CPU per process and same-run anchors -> bench/results/<date>.md;
 # BENCH_ARGS passes options (e.g. BENCH_ARGS="--runs 7 --scale"; see bench/run.py --help).

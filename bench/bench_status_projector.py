@@ -165,7 +165,7 @@ def events(n: int) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]
                         "payment.failed",
                         account,
                         at + timedelta(milliseconds=4),
-                        {"payment_id": pay, "reason_code": "card_declined", "message": "declined"},
+                        {"payment_id": pay, "reason_code": "payment_failed", "message": "declined"},
                     ),
                 )
             )

@@ -43,10 +43,13 @@ PORT_ENV = {
 
 def sandbox_merchant_file(directory: Path) -> Path:
     """A merchant file for runs that name no merchants: one merchant owning no account, so
-    the status-projector starts (it needs a key) and payment-intake keeps its default policy."""
+    the status-projector starts (it needs a key), and a `default` policy, so payment-intake
+    judges every account's commands by it (without one it refuses unlisted accounts)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "merchants.json"
-    path.write_text(json.dumps({"merchants": {"sandbox-merchant": {"accounts": []}}}))
+    path.write_text(
+        json.dumps({"default": "full-payment-portal", "merchants": {"sandbox-merchant": {"accounts": []}}})
+    )
     return path
 
 

@@ -253,7 +253,7 @@ async def test_seed_003_two_invoices_paid_together_in_full_after_remittance_deta
     await dialog.get_by_label("ACH").check()
     await dialog.get_by_role("button", name="MAKE PAYMENT").click()
     await expect(dialog.locator("#remittance")).to_contain_text(
-        "Pay 1680.00 USD to Accounts Receivable by check, ACH or wire, quoting invoice(s) INV-2101, INV-2102"
+        "Pay 1680.00 USD to Accounts Receivable by ACH, quoting A-20078 INV-2101 INV-2102 as the remittance"
     )
 
     await dialog.get_by_label("Credit card").check()

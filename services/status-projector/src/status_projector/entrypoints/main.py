@@ -13,14 +13,22 @@ from payments_shared.service import ServiceHost, run_service, start_up
 from status_projector.adapters.postgres import SCHEMA, install
 from status_projector.domain.access import PortalKeys
 from status_projector.entrypoints.http import build_app
+from status_projector.entrypoints.merchants import follow_merchant_file, with_merchant_routes
 from status_projector.projection import LiveProjection
-from status_projector.settings import SERVICE, ProjectorSettings
+from status_projector.settings import SERVICE, ProjectorSettings, portal_keys
 
 
 async def serve(settings: ProjectorSettings, keys: PortalKeys) -> None:
     retention = RetentionSettings()
     registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
+    app = with_merchant_routes(
+        build_app(pool, registry, keys, provider_configured=settings.provider_configured)
+    )
+    if settings.merchant_config is not None:
+        follow_merchant_file(
+            app, settings.merchant_config, lambda m: portal_keys(m, sandbox=settings.sandbox)
+        )
     live = LiveProjection(
         registry=registry,
         pool=pool,
@@ -30,7 +38,7 @@ async def serve(settings: ProjectorSettings, keys: PortalKeys) -> None:
     )
     host = ServiceHost(
         name=SERVICE,
-        app=build_app(pool, registry, keys, provider_configured=settings.provider_configured),
+        app=app,
         host=settings.http_host,
         port=settings.http_port,
         pool=pool,
