@@ -10,22 +10,24 @@ TOOLS_BIN := $(or $(PAYMENTS_CACHE_DIR),$(HOME)/.cache/payments-infra)/bin
 HELM_VERSION := v3.22.0
 HELM := $(TOOLS_BIN)/helm
 export PAYMENTS_HELM := $(HELM)
-DOMAIN_PACKAGES := shared/src/payments_shared/domain \
-	services/invoice-sync/src/invoice_sync/domain \
-	services/payment-intake/src/payment_intake/domain \
-	services/status-projector/src/status_projector/domain \
-	services/demo-portal/src/demo_portal/domain \
-	clients/python/src/payments_portal_client
+# mypy --strict covers every package: the shared block, each service, the client, and
+# deploy/ (the runtime, the process launcher, the demo), which is on the path as scripts.
+TYPED_PACKAGES := shared/src/payments_shared \
+	$(wildcard services/*/src/*/__init__.py) \
+	clients/python/src/payments_portal_client \
+	deploy/runtime deploy/processes.py deploy/system.py deploy/demo.py
 
-.PHONY: help install helm up down topics contracts lint typecheck test test-unit test-integration test-e2e chaos run bench clean
+.PHONY: help install helm up down topics contracts lint imports typecheck test test-unit test-integration test-e2e chaos run services bench clean
 
 help:
 	@echo "make run     start Kafka, PostgreSQL, the services, the sandbox provider and the portal with demo data"
 	@echo "make test    install what is missing and run every test tier on real infrastructure"
 	@echo "make up|down start/stop only Kafka and PostgreSQL (endpoints in $(STATE)/env)"
+	@echo "make services the four services (no demo) on PAYMENTS_KAFKA_BOOTSTRAP/PAYMENTS_DATABASE_URL or make up's"
 	@echo "make topics  apply the topic registry      make contracts  regenerate JSON Schema/AsyncAPI/OpenAPI"
+	@echo "make lint    ruff and the import contracts (.importlinter)   make typecheck  mypy --strict on every package"
 	@echo "make chaos   the full fault suite (kills services, Kafka, PostgreSQL); prints its figures"
-	@echo "make bench   benchmarks -> bench/results.jsonl"
+	@echo "make bench   every figure x5, CPU per process, anchors -> bench/results/<date>.md"
 
 install: $(VENV)/.installed
 
@@ -44,10 +46,10 @@ $(HELM):
 	GOBIN=$(TOOLS_BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 up:
-	$(PYTHON) deploy/runtime.py up --state-dir $(STATE)
+	$(PYTHON) deploy/runtime up --state-dir $(STATE)
 
 down:
-	$(PYTHON) deploy/runtime.py down --state-dir $(STATE)
+	$(PYTHON) deploy/runtime down --state-dir $(STATE)
 
 topics: install up
 	source $(STATE)/env && $(BIN)/payments-topics
@@ -59,15 +61,19 @@ contracts: install
 	$(BIN)/python -m payments_portal_client.generate
 	$(BIN)/python -m demo_portal.entrypoints.asyncapi
 
-lint: install
+lint: install imports
 	$(BIN)/ruff check .
 
+# The import contracts in .importlinter: domains free of I/O, services independent, layers.
+imports: install
+	$(BIN)/lint-imports --no-cache --no-logo
+
 typecheck: install
-	$(BIN)/mypy --strict $(DOMAIN_PACKAGES)
+	MYPYPATH=deploy $(BIN)/mypy --strict $(patsubst %/__init__.py,%,$(TYPED_PACKAGES))
 
 # Kafka and PostgreSQL come from PAYMENTS_KAFKA_BOOTSTRAP / PAYMENTS_DATABASE_URL when
 # set, else testcontainers when Docker answers, else fresh local ones for this run.
-test: install lint typecheck helm
+test: install lint imports typecheck helm
 	$(BIN)/pytest tests
 
 test-unit: install helm
@@ -87,8 +93,16 @@ chaos: install
 run: install
 	$(BIN)/python deploy/demo.py --state-dir $(STATE)
 
+# The sandbox provider and the three services, without the demo, honouring
+# PAYMENTS_MERCHANT_CONFIG and every other setting in the environment (README).
+services: install
+	@if [ -z "$$PAYMENTS_KAFKA_BOOTSTRAP" ] && [ ! -f $(STATE)/env ]; then $(MAKE) up; fi
+	$(BIN)/python deploy/services.py --state-dir $(STATE)
+
+# Every figure 5 times with CPU per process and same-run anchors -> bench/results/<date>.md;
+# BENCH_ARGS passes options (e.g. BENCH_ARGS="--runs 7 --scale"; see bench/run.py --help).
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean: down
 	rm -rf $(VENV) $(STATE) .pytest_cache .ruff_cache .mypy_cache

@@ -1,57 +1,220 @@
-"""`make bench`: every benchmark, on real Kafka and PostgreSQL, one JSON line per figure.
+"""`make bench`: every figure, at least 5 runs each, with CPU per message per process,
+same-session anchors and the issue's goals; a markdown table at the end.
 
-Uses PAYMENTS_KAFKA_BOOTSTRAP / PAYMENTS_DATABASE_URL when set, else starts a fresh
-local Kafka and a durable PostgreSQL for the run. Results go to bench/results.jsonl
-(rewritten each run) and are printed at the end.
+Uses PAYMENTS_KAFKA_BOOTSTRAP / PAYMENTS_DATABASE_URL when set, else starts Kafka and a
+durable PostgreSQL with deploy/runtime.py for the run and stops them after. Writes
+bench/results/<date>.md and <date>.jsonl.
+
+    .venv/bin/python bench/run.py [--runs 5] [--only invoice-sync,payment-intake,projector]
+        [--documents 100000] [--commands 20000] [--rate 500] [--events 1000000]
+        [--instances 1,2,4] [--scale] [--tiny]
 """
 
 from __future__ import annotations
 
-import json
+import argparse
+import asyncio
 import os
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "deploy"))
-from system import fresh_infrastructure, stop_infrastructure  # noqa: E402
 
-BENCHMARKS = ("bench_invoice_sync.py", "bench_payment_intake.py", "bench_status_projector.py")
+import report  # noqa: E402
+from procs import close_all, machine  # noqa: E402
+
+FIGURES = ("invoice-sync", "payment-intake", "projector")
+TINY = {
+    "documents": 1500,
+    "commands": 300,
+    "rate": 100,
+    "seconds": 2.0,
+    "warmup": 0.5,
+    "events": 10_000,
+    "api_requests": 120,
+}
 
 
-def infrastructure(state_dir: Path) -> tuple[dict[str, str], bool]:
-    if os.environ.get("PAYMENTS_KAFKA_BOOTSTRAP") and os.environ.get("PAYMENTS_DATABASE_URL"):
-        return {}, False
-    return fresh_infrastructure(state_dir), True
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--runs", type=int, default=5, help="runs per figure (at least 5 for a report to quote)"
+    )
+    parser.add_argument("--only", default=",".join(FIGURES), help="comma-separated: " + ", ".join(FIGURES))
+    parser.add_argument("--documents", type=int, default=100_000, help="invoice-sync: ERP documents per run")
+    parser.add_argument(
+        "--commands", type=int, default=20_000, help="payment-intake: commands in the throughput phase"
+    )
+    parser.add_argument(
+        "--rate", type=int, default=500, help="payment-intake: steady rate for the p99 (commands/s)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="payment-intake: measured seconds at the steady rate"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=3.0, help="payment-intake: warm-up seconds before them"
+    )
+    parser.add_argument(
+        "--events", type=int, default=1_000_000, help="projector: events per run (live, rebuild)"
+    )
+    parser.add_argument(
+        "--instances", default="1,2,4", help="projector: instances per consumer group to measure"
+    )
+    parser.add_argument("--api-requests", type=int, default=3000, help="read API requests for the p99")
+    parser.add_argument(
+        "--scale", action="store_true", help="also the projector's scale curve (see --scale-events)"
+    )
+    parser.add_argument("--scale-events", default="100000,1000000,5000000")
+    parser.add_argument(
+        "--tiny", action="store_true", help="seconds-long sizes (the short test in make test)"
+    )
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        for key, value in TINY.items():
+            setattr(args, key, value)
+    return args
 
 
-def main() -> None:
-    state_dir = ROOT / ".run" / "bench"
-    env, started = infrastructure(state_dir)
-    results = HERE / "results.jsonl"
-    results.unlink(missing_ok=True)
-    failed = []
-    try:
-        for script in BENCHMARKS:
-            print(f"\n=== {script}", flush=True)
-            done = subprocess.run(
-                [sys.executable, str(HERE / script)],
-                env={**os.environ, **env, "PAYMENTS_SANDBOX": "1"},
-                check=False,
+def commit() -> str:
+    def git(*a: str) -> str:
+        return subprocess.run(
+            ["git", *a], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + (
+        "-dirty" if git("status", "--porcelain", "--untracked-files=no") else ""
+    )
+
+
+async def measure(
+    args: argparse.Namespace, bootstrap: str, dsn: str, failures: list[str]
+) -> dict[str, list[dict[str, Any]]]:
+    only = set(args.only.split(","))
+    unknown = only - set(FIGURES)
+    if unknown:
+        raise SystemExit(f"unknown figure(s): {', '.join(sorted(unknown))}")
+    instances = [int(i) for i in args.instances.split(",") if i]
+    runs: dict[str, list[dict[str, Any]]] = {}
+
+    def keep(figures: dict[str, dict[str, Any]]) -> None:
+        for name, run in figures.items():
+            runs.setdefault(name, []).append(run)
+
+    async def attempt(label: str, figures: Any) -> None:
+        """A failed run is reported, not dropped in silence: the report lists it and
+        `make bench` exits non-zero; the medians are over the runs that completed."""
+        try:
+            keep(await figures)
+        except Exception as exc:
+            failures.append(f"{label}: {exc!r}"[:500])
+            print(f"  FAILED {label}: {exc!r}", flush=True)
+        finally:
+            await close_all()
+
+    # Runs interleave the figures, so a slow minute of the shared machine does not land
+    # on every run of one figure.
+    for run in range(args.runs):
+        print(f"\n=== run {run + 1}/{args.runs}", flush=True)
+        if "invoice-sync" in only:
+            import bench_invoice_sync
+
+            await attempt(
+                f"invoice-sync run {run + 1}", bench_invoice_sync.run_once(bootstrap, dsn, args.documents)
             )
-            if done.returncode != 0:
-                failed.append(script)
+        if "payment-intake" in only:
+            import bench_payment_intake
+
+            await attempt(
+                f"payment-intake run {run + 1}", bench_payment_intake.run_once(bootstrap, dsn, args)
+            )
+        if "projector" in only:
+            import bench_status_projector
+
+            await attempt(
+                f"projector run {run + 1}",
+                bench_status_projector.run_once(bootstrap, dsn, args.events, instances, args.api_requests),
+            )
+    if args.scale and "projector" in only:
+        import bench_status_projector
+
+        async def scaled(events: int) -> dict[str, dict[str, Any]]:
+            figures = await bench_status_projector.run_once(bootstrap, dsn, events, [1], 0, rebuild=True)
+            return {f"scale.{events}.{name.split('.', 1)[1]}": f for name, f in figures.items()}
+
+        for events in (int(e) for e in args.scale_events.split(",")):
+            for run in range(args.runs):
+                print(f"\n=== scale curve: {events:,} events, run {run + 1}/{args.runs}", flush=True)
+                await attempt(f"scale {events} run {run + 1}", scaled(events))
+    return runs
+
+
+def infrastructure() -> tuple[dict[str, str], Path | None]:
+    if os.environ.get("PAYMENTS_KAFKA_BOOTSTRAP") and os.environ.get("PAYMENTS_DATABASE_URL"):
+        return {}, None
+    from system import fresh_infrastructure
+
+    state_dir = ROOT / ".run" / "bench"
+    return fresh_infrastructure(state_dir), state_dir
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse(argv)
+    env, state_dir = infrastructure()
+    os.environ.update(env)
+    if state_dir is not None:
+        os.environ["PAYMENTS_STATE_DIR"] = str(state_dir)
+    os.environ["PAYMENTS_SANDBOX"] = "1"
+    meta: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%MZ"),
+        "machine": machine(),
+        "commit": commit(),
+        "runs": args.runs,
+        "infrastructure": "started for this run" if state_dir else "from PAYMENTS_* endpoints",
+        "sizes": {
+            k: getattr(args, k)
+            for k in (
+                "documents",
+                "commands",
+                "rate",
+                "seconds",
+                "warmup",
+                "events",
+                "instances",
+                "api_requests",
+            )
+        },
+    }
+    started = time.monotonic()
+    failures: list[str] = []
+    try:
+        runs = asyncio.run(
+            measure(
+                args, os.environ["PAYMENTS_KAFKA_BOOTSTRAP"], os.environ["PAYMENTS_DATABASE_URL"], failures
+            )
+        )
     finally:
-        if started:
+        if state_dir is not None:
+            from system import stop_infrastructure
+
             stop_infrastructure(state_dir)
-    print("\n=== bench/results.jsonl")
-    for line in results.read_text().splitlines() if results.exists() else []:
-        r = json.loads(line)
-        print(f"{r['name']:32} {r['value']:>12} {r['unit']}")
-    if failed:
-        raise SystemExit(f"benchmarks failed: {', '.join(failed)}")
+    meta["load_end"] = [round(v, 2) for v in os.getloadavg()]
+    meta["seconds"] = round(time.monotonic() - started, 1)
+    meta["failures"] = failures
+    figures = {name: report.summarise(name, r) for name, r in runs.items()}
+    md, jsonl = report.write(args.out, meta, figures)
+    print("\n" + md.read_text())
+    print(f"written: {md.relative_to(ROOT) if md.is_relative_to(ROOT) else md}, {jsonl.name}")
+    if failures:
+        raise SystemExit(f"{len(failures)} run(s) failed; the report above is over the runs that completed")
+    return {"meta": meta, "figures": figures, "markdown": md, "jsonl": jsonl}
 
 
 if __name__ == "__main__":

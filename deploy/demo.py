@@ -1,6 +1,6 @@
 """`make run`: the whole system on this machine, with demo invoices from the seed pages.
 
-Starts Kafka and PostgreSQL (deploy/runtime.py), the sandbox provider, the three
+Starts Kafka and PostgreSQL (deploy/runtime/), the sandbox provider, the three
 services and the reference portal (services/demo-portal) as OS processes
 (deploy/system.py), loads the demo invoices, prints their pay status, walks one invoice
 through payable -> pending -> paid, then keeps running for you to try until Ctrl-C,
@@ -20,7 +20,8 @@ import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MERCHANT_FILE = HERE / "demo" / "merchants.yaml"
+# Your own merchant file when you set one (its accounts decide who may pay); else the demo's.
+MERCHANT_FILE = Path(os.environ.get("PAYMENTS_MERCHANT_CONFIG") or HERE / "demo" / "merchants.yaml").resolve()
 sys.path.insert(0, str(HERE))
 
 import httpx  # noqa: E402
@@ -200,6 +201,7 @@ def main() -> None:
         for name in ("demo-portal", "invoice-sync", "payment-intake", "status-projector", "sandbox-provider"):
             say(f"  {name:17} {system.url(name)}")
         say(f"  kafka             {kafka}\n  postgresql        {database}")
+        say(f"  merchant file     {MERCHANT_FILE}")
         asyncio.run(walk_through(system, topics))
         say("\nPortal API keys (sandbox demo keys; each reads only its merchant's accounts):")
         for merchant in MERCHANTS.merchants:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from processes import Process
+from runtime import free_port, port_is_free
 
 # The sandbox provider's published secret: the services accept it only in sandbox mode,
 # which every launch from here is (PAYMENTS_SANDBOX=1).
@@ -41,26 +43,14 @@ PORT_ENV = {
 
 def sandbox_merchant_file(directory: Path) -> Path:
     """A merchant file for runs that name no merchants: one merchant owning no account, so
-    the status-projector starts (it needs a key) and payment-intake keeps its default policy."""
+    the status-projector starts (it needs a key), and a `default` policy, so payment-intake
+    judges every account's commands by it (without one it refuses unlisted accounts)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "merchants.json"
-    path.write_text(json.dumps({"merchants": {"sandbox-merchant": {"accounts": []}}}))
+    path.write_text(
+        json.dumps({"default": "full-payment-portal", "merchants": {"sandbox-merchant": {"accounts": []}}})
+    )
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def http_json(method: str, url: str, body: Any = None, timeout: float = 5.0) -> tuple[int, Any]:
@@ -80,7 +70,7 @@ def http_json(method: str, url: str, body: Any = None, timeout: float = 5.0) -> 
             return err.code, raw.decode(errors="replace")
 
 
-RUNTIME = Path(__file__).resolve().parent / "runtime.py"
+RUNTIME = Path(__file__).resolve().parent / "runtime"
 
 
 def fresh_infrastructure(state_dir: Path) -> dict[str, str]:
@@ -103,9 +93,16 @@ def stop_infrastructure(state_dir: Path) -> None:
 class Running:
     name: str
     port: int
-    process: subprocess.Popen[bytes]
-    log: IO[bytes]
-    spawned: float = field(default_factory=time.monotonic)
+    launched: Process
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        assert self.launched.process is not None
+        return self.launched.process
+
+    @property
+    def spawned(self) -> float:
+        return self.launched.spawned
 
     @property
     def url(self) -> str:
@@ -171,15 +168,9 @@ class System:
 
     def start_one(self, name: str, env: dict[str, str] | None = None, *, key: str | None = None) -> Running:
         key = key or name
-        log = (self.log_dir / f"{key}.log").open("ab")
-        process = subprocess.Popen(
-            [str(self.bin_dir / name)],
-            env={**self.env(), **(env or {})},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.running[key] = Running(key, self.ports[key], process, log)
+        argv, log = [str(self.bin_dir / name)], self.log_dir / f"{key}.log"
+        launched = Process(argv, {**self.env(), **(env or {})}, log).start()
+        self.running[key] = Running(key, self.ports[key], launched)
         return self.running[key]
 
     def start_replica(self, name: str, replica: int) -> Running:
@@ -213,16 +204,9 @@ class System:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def stop_one(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        running = self.running.pop(name)
-        if running.process.poll() is None:
-            running.process.send_signal(sig)
-            try:
-                running.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                running.process.kill()
-                running.process.wait(10)
-        running.log.close()
-        return running.process.returncode
+        code = self.running.pop(name).launched.stop(sig, timeout)
+        assert code is not None
+        return code
 
     def stop(self) -> dict[str, int]:
         """SIGTERM every process (services drain their batch and outbox), newest first."""

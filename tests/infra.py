@@ -5,7 +5,7 @@ Order of preference, per server:
    ``PAYMENTS_DATABASE_URL``), e.g. after ``. .run/env`` or in a CI that provides
    services: nothing is started and nothing is stopped;
 2. testcontainers, when a Docker engine answers;
-3. the local runtime in ``deploy/runtime.py`` (Kafka jars on the machine's Java,
+3. the local runtime in ``deploy/runtime/`` (Kafka jars on the machine's Java,
    PostgreSQL from the machine's binaries).
 
 Each helper returns ``(endpoint, stop)``; ``stop`` is idempotent. The conftest
@@ -14,10 +14,8 @@ decides the fixture scope; these functions only know how to obtain a server.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +26,6 @@ DATABASE_ENV = "PAYMENTS_DATABASE_URL"
 KAFKA_IMAGE = "apache/kafka:3.9.1"
 POSTGRES_IMAGE = "postgres:15"
 CONTAINER_READY_TIMEOUT = 120.0
-RUNTIME_PATH = Path(__file__).resolve().parents[1] / "deploy" / "runtime.py"
 
 Endpoint = tuple[str, Callable[[], None]]
 
@@ -38,17 +35,10 @@ def _noop() -> None:
 
 
 def load_runtime() -> ModuleType:
-    """deploy/ is not a package (it must run before any venv), so load it by path."""
-    name = "payments_deploy_runtime"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, RUNTIME_PATH)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {RUNTIME_PATH}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    """The local runtime package (deploy/ is on pytest's pythonpath)."""
+    import runtime
+
+    return runtime
 
 
 def docker_available() -> bool:

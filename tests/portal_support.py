@@ -10,9 +10,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import yaml
 
+from database_tools import fresh_database
 from payments_shared.topics import TopicRegistry, ensure_topics
 from system import System, free_port
 
@@ -27,45 +27,35 @@ async def running_system(
     with_portal: bool = False,
     env: dict[str, str] | None = None,
 ) -> AsyncIterator[System]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    topics = TopicRegistry(prefix=f"t{uuid.uuid4().hex[:8]}.")
-    await ensure_topics(kafka_bootstrap, topics)
-    merchant_file = work / "merchants.yaml"
-    merchant_file.write_text(yaml.safe_dump(merchants))
-    system = System(
-        kafka_bootstrap=kafka_bootstrap,
-        database_url=postgres_url.rpartition("/")[0] + f"/{name}",
-        log_dir=work / "logs",
-        bin_dir=Path(sys.executable).parent,
-        topic_prefix=topics.prefix,
-        with_portal=with_portal,
-        extra_env={
-            "PAYMENTS_SANDBOX": "1",
-            "PAYMENTS_MERCHANT_CONFIG": str(merchant_file),
-            "PAYMENT_INTAKE_MERCHANT_CONFIG": str(merchant_file),
-            "DEMO_PORTAL_MERCHANT_CONFIG": str(merchant_file),
-            **(env or {}),
-        },
-    )
-    # Free ports, never the defaults: a developer's `make run` may be holding them.
-    system.ports = {service: free_port() for service in system.ports}
-    system.start()
-    try:
-        yield system
-    finally:
-        codes = system.stop()
-        admin = await asyncpg.connect(postgres_url)
+    async with fresh_database(postgres_url) as database_url:
+        topics = TopicRegistry(prefix=f"t{uuid.uuid4().hex[:8]}.")
+        await ensure_topics(kafka_bootstrap, topics)
+        merchant_file = work / "merchants.yaml"
+        merchant_file.write_text(yaml.safe_dump(merchants))
+        system = System(
+            kafka_bootstrap=kafka_bootstrap,
+            database_url=database_url,
+            log_dir=work / "logs",
+            bin_dir=Path(sys.executable).parent,
+            topic_prefix=topics.prefix,
+            with_portal=with_portal,
+            extra_env={
+                "PAYMENTS_SANDBOX": "1",
+                "PAYMENTS_MERCHANT_CONFIG": str(merchant_file),
+                "PAYMENT_INTAKE_MERCHANT_CONFIG": str(merchant_file),
+                "DEMO_PORTAL_MERCHANT_CONFIG": str(merchant_file),
+                **(env or {}),
+            },
+        )
+        # Free ports, never the defaults: a developer's `make run` may be holding them.
+        system.ports = {service: free_port() for service in system.ports}
+        system.start()
         try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            yield system
         finally:
-            await admin.close()
-        bad = {service: code for service, code in codes.items() if code != 0}
-        assert not bad, f"services did not stop cleanly: {bad}\n" + "\n".join(system.tail(s) for s in bad)
+            codes = system.stop()
+            bad = {service: code for service, code in codes.items() if code != 0}
+            assert not bad, f"services did not stop cleanly: {bad}\n" + "\n".join(system.tail(s) for s in bad)
 
 
 # The merchants of the browser tests: one portal per seed page, an account per test.

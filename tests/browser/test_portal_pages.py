@@ -9,17 +9,17 @@ remittance details, and an account that must pay through its distributor.
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 from playwright.async_api import Page, expect
 
+import erp_invoices
 from kafka_tools import eventually, produce
 from payments_portal_client import PayerPortal
 from payments_portal_client import commands as build
-from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
+from payments_shared.contracts.erp import ErpInvoiceUpserted
 from payments_shared.sandbox import demo_api_key
 from payments_shared.topics import TopicRegistry
 from portal_support import BROWSER_MERCHANTS
@@ -30,21 +30,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
 def erp_invoice(account: str, number: str, amount: str, country: str = "US") -> ErpInvoiceUpserted:
-    return ErpInvoiceUpserted.originating(
-        producer="erp",
-        account_id=account,
-        payload=ErpInvoiceDocument(
-            invoice_number=number,
-            version=1,
-            order_number=f"SO-{number[-4:]}",
-            po_number=f"PO-{number[-4:]}",
-            invoice_date=date(2026, 10, 15),
-            due_date=date(2026, 11, 14),
-            currency="USD",
-            total=Decimal(amount),
-            open_amount=Decimal(amount),
-            billing_country=country,
-        ),
+    return erp_invoices.erp_invoice(
+        account,
+        number,
+        total=amount,
+        country=country,
+        order_number=f"SO-{number[-4:]}",
+        po_number=f"PO-{number[-4:]}",
+        invoice_date=date(2026, 10, 15),
+        due_date=date(2026, 11, 14),
     )
 
 
@@ -259,7 +253,7 @@ async def test_seed_003_two_invoices_paid_together_in_full_after_remittance_deta
     await dialog.get_by_label("ACH").check()
     await dialog.get_by_role("button", name="MAKE PAYMENT").click()
     await expect(dialog.locator("#remittance")).to_contain_text(
-        "Pay 1680.00 USD to Accounts Receivable by check, ACH or wire, quoting invoice(s) INV-2101, INV-2102"
+        "Pay 1680.00 USD to Accounts Receivable by ACH, quoting A-20078 INV-2101 INV-2102 as the remittance"
     )
 
     await dialog.get_by_label("Credit card").check()

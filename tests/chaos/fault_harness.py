@@ -12,8 +12,6 @@ import asyncio
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -44,6 +42,7 @@ from payments_shared.contracts.erp import (
 )
 from payments_shared.contracts.payments import PayInvoice, PayInvoicePayload
 from payments_shared.topics import TopicRegistry
+from processes import Process
 from system import DEFAULT_SECRET, free_port, sandbox_merchant_file
 
 FULL = os.environ.get("PAYMENTS_CHAOS") == "full"
@@ -115,8 +114,7 @@ class Instance:
     port: int
     env: dict[str, str]
     log: Path
-    process: subprocess.Popen[bytes] | None = None
-    starts: int = 0
+    launched: Process | None = None
     last_checks: Any = None
 
     @property
@@ -124,31 +122,14 @@ class Instance:
         return f"{self.service}#{self.index}"
 
     def start(self) -> None:
-        self.starts += 1
-        out = self.log.open("ab")
-        self.process = subprocess.Popen(
-            [str(BIN / self.service)],
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.launched = Process([str(BIN / self.service)], self.env, self.log).start()
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        if self.launched is not None:
+            self.launched.kill()
 
     def stop(self) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(45)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.process.returncode
+        return None if self.launched is None else self.launched.stop(timeout=45)
 
 
 class Fleet:

@@ -15,7 +15,7 @@ Ownership is read from the services' own "partitions assigned/revoked" log lines
 instance owns nothing from its SIGKILL or its "stopping" line on. The figures print
 as one table. `PAYMENTS_CHAOS=full` runs more documents and more rounds.
 
-Kafka here is a broker of its own (deploy/runtime.py), so no other test's groups
+Kafka here is a broker of its own (deploy/runtime/), so no other test's groups
 share the coordinator or the CPU spikes of its rebalances.
 """
 

@@ -26,6 +26,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from erp_invoices import erp_document
 from kafka_tools import eventually, produce, read_all
 from payments_shared.contracts import Envelope
 from payments_shared.contracts.erp import (
@@ -94,19 +95,13 @@ class Planter:
 
 def _document(number: str, **changes: Any) -> ErpInvoiceDocument:
     fields: dict[str, Any] = {
-        "invoice_number": number,
-        "version": 1,
         "order_number": "SO-1",
         "po_number": "PO-1",
         "invoice_date": date(2026, 10, 1),
         "due_date": date(2026, 10, 31),
-        "currency": "USD",
-        "total": Decimal("100.00"),
-        "open_amount": Decimal("100.00"),
-        "billing_country": "US",
         **changes,
     }
-    return ErpInvoiceDocument(**fields)
+    return erp_document(number, **fields)
 
 
 def erp_documents(account: str, plant: Planter) -> list[Envelope]:

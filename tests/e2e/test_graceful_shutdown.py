@@ -4,14 +4,13 @@ outbox and exits 0, so everything it consumed is published and nothing is left b
 from __future__ import annotations
 
 import signal
-from datetime import date
-from decimal import Decimal
 
 import asyncpg
 import pytest
 
+from erp_invoices import erp_invoice
 from kafka_tools import eventually, produce, read_all
-from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
+from payments_shared.contracts.erp import ErpInvoiceUpserted
 from payments_shared.topics import TopicRegistry
 from system import System
 
@@ -20,19 +19,8 @@ pytestmark = pytest.mark.e2e
 
 def documents(run_id: str, n: int) -> list[ErpInvoiceUpserted]:
     return [
-        ErpInvoiceUpserted.originating(
-            producer="erp",
-            account_id=f"G-{run_id}-{i % 50}",
-            payload=ErpInvoiceDocument(
-                invoice_number=f"G-{run_id}-{i:05d}",
-                version=1,
-                invoice_date=date(2026, 11, 1),
-                due_date=date(2026, 12, 1),
-                currency="EUR",
-                total=Decimal("99.00"),
-                open_amount=Decimal("99.00"),
-                billing_country="DE",
-            ),
+        erp_invoice(
+            f"G-{run_id}-{i % 50}", f"G-{run_id}-{i:05d}", total="99.00", currency="EUR", country="DE"
         )
         for i in range(n)
     ]

@@ -2,7 +2,7 @@
 both ready while only one holds the outbox relay's lock; not ready once the broker is
 gone, yet still alive (a restart would not bring the broker back).
 
-The broker is one of this test's own (deploy/runtime.py), so stopping it disturbs
+The broker is one of this test's own (deploy/runtime/), so stopping it disturbs
 no other test.
 """
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
-import subprocess
 import sys
 import time
 import uuid
@@ -17,6 +15,8 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from processes import Process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from payment_intake_support import (
@@ -35,31 +35,6 @@ pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 ACCOUNTS = 24
 STREAM_S = 18.0
-
-
-class Proc:
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.argv, self.env, self.log = argv, env, log
-        self.popen: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        out = self.log.open("ab")
-        self.popen = subprocess.Popen(self.argv, env=self.env, stdout=out, stderr=out)
-
-    def kill(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            os.kill(self.popen.pid, signal.SIGKILL)  # only the process this test started
-            self.popen.wait()
-
-    def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 async def _new_database(postgres_url: str) -> str:
@@ -87,7 +62,7 @@ async def test_killed_at_random_points_no_payment_lost_none_doubled_every_comman
         "PAYMENTS_TOPIC_PREFIX": registry.prefix,
         "PAYMENTS_SANDBOX": "1",  # the sandbox provider's published webhook secret
     }
-    sandbox = Proc(
+    sandbox = Process(
         [str(BIN / "sandbox-provider")],
         {
             **base_env,
@@ -98,7 +73,7 @@ async def test_killed_at_random_points_no_payment_lost_none_doubled_every_comman
         },
         tmp_path / "sandbox.log",
     )
-    intake = Proc(
+    intake = Process(
         [str(BIN / "payment-intake")],
         {
             **base_env,
@@ -188,7 +163,7 @@ async def test_killed_at_random_points_no_payment_lost_none_doubled_every_comman
         await stream()
         killing.cancel()
         await asyncio.gather(killing, return_exceptions=True)
-        if intake.popen is None or intake.popen.poll() is not None:
+        if not intake.alive:
             intake.start()
         assert intake.starts >= 4, "the service was not killed often enough to prove anything"
 

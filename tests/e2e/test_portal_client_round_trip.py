@@ -14,13 +14,13 @@ import statistics
 import time
 from collections.abc import AsyncIterator
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 
 from demo_portal.domain.portal import sandbox_demo_key
+from erp_invoices import erp_invoice
 from kafka_tools import eventually, produce
 from payments_portal_client import (
     Accepted,
@@ -38,7 +38,7 @@ from payments_portal_client import (
     RemittanceDetails,
 )
 from payments_portal_client.read_model import PayStatus
-from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
+from payments_shared.contracts.erp import ErpInvoiceUpserted
 from payments_shared.topics import TopicRegistry
 from portal_support import running_system
 from system import System
@@ -68,19 +68,8 @@ async def merchant_system(
 
 
 def erp(account: str, number: str, amount: str) -> ErpInvoiceUpserted:
-    return ErpInvoiceUpserted.originating(
-        producer="erp",
-        account_id=account,
-        payload=ErpInvoiceDocument(
-            invoice_number=number,
-            version=1,
-            invoice_date=date(2026, 10, 1),
-            due_date=date(2026, 10, 31),
-            currency="USD",
-            total=Decimal(amount),
-            open_amount=Decimal(amount),
-            billing_country="US",
-        ),
+    return erp_invoice(
+        account, number, total=amount, invoice_date=date(2026, 10, 1), due_date=date(2026, 10, 31)
     )
 
 

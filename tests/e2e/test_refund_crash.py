@@ -15,7 +15,9 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from test_payment_intake_crash import BIN, Proc, _new_database, _up
+from test_payment_intake_crash import BIN, _new_database, _up
+
+from processes import Process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from payment_intake_support import EventLog, free_port, pay_invoice, registered, synced, until
@@ -48,7 +50,7 @@ async def test_killed_while_refunding_every_payment_is_refunded_exactly_once(
         "PAYMENTS_TOPIC_PREFIX": registry.prefix,
         "PAYMENTS_SANDBOX": "1",
     }
-    sandbox = Proc(
+    sandbox = Process(
         [str(BIN / "sandbox-provider")],
         {
             **base_env,
@@ -60,7 +62,7 @@ async def test_killed_while_refunding_every_payment_is_refunded_exactly_once(
         },
         tmp_path / "sandbox.log",
     )
-    intake = Proc(
+    intake = Process(
         [str(BIN / "payment-intake")],
         {
             **base_env,

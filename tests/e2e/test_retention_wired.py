@@ -5,8 +5,6 @@ idempotency key of a payment that is still open."""
 from __future__ import annotations
 
 import sys
-from datetime import date
-from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -14,8 +12,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from erp_invoices import erp_invoice
 from kafka_tools import eventually, produce
-from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
 from payments_shared.contracts.payments import PayerPortal, PayInvoice, PayInvoicePayload
 from payments_shared.topics import TopicRegistry
 from system import System, free_port
@@ -60,20 +58,7 @@ async def test_each_service_prunes_expired_event_ids_and_keeps_the_key_of_an_ope
     system.start()
     db = await asyncpg.connect(database_url)
     try:
-        invoice = ErpInvoiceUpserted.originating(
-            producer="erp",
-            account_id="ACC-W",
-            payload=ErpInvoiceDocument(
-                invoice_number="INV-W",
-                version=1,
-                invoice_date=date(2026, 11, 1),
-                due_date=date(2026, 12, 1),
-                currency="USD",
-                total=Decimal("100.00"),
-                open_amount=Decimal("100.00"),
-                billing_country="US",
-            ),
-        )
+        invoice = erp_invoice("ACC-W", "INV-W")
         await produce(kafka_bootstrap, topics.erp_invoices.name, [invoice])
         await eventually(
             lambda: db.fetchval(

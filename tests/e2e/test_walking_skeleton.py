@@ -12,14 +12,14 @@ OS processes on real Kafka and PostgreSQL.
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 
+from erp_invoices import erp_invoice
 from kafka_tools import eventually, produce, read_all
-from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
+from payments_shared.contracts.erp import ErpInvoiceUpserted
 from payments_shared.contracts.payments import (
     BillingAddress,
     GuestCheckout,
@@ -35,21 +35,14 @@ pytestmark = pytest.mark.e2e
 
 def seed_000_invoice(account: str, number: str) -> ErpInvoiceUpserted:
     """The seed page's example: an outstanding invoice for $1,250.00."""
-    return ErpInvoiceUpserted.originating(
-        producer="erp",
-        account_id=account,
-        payload=ErpInvoiceDocument(
-            invoice_number=number,
-            version=1,
-            order_number="SO-88812",
-            po_number="PO-4471",
-            invoice_date=date(2026, 10, 1),
-            due_date=date(2026, 10, 31),
-            currency="USD",
-            total=Decimal("1250.00"),
-            open_amount=Decimal("1250.00"),
-            billing_country="US",
-        ),
+    return erp_invoice(
+        account,
+        number,
+        total="1250.00",
+        order_number="SO-88812",
+        po_number="PO-4471",
+        invoice_date=date(2026, 10, 1),
+        due_date=date(2026, 10, 31),
     )
 
 

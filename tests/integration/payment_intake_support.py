@@ -188,13 +188,15 @@ class EventLog:
             self._seen.add(event.event_id)
             self.events.append(event)
 
+    ANSWER_TYPES = (
+        "payment.requested",
+        "payment.rejected",
+        "payment.cancelled",
+        "payment.remittance_instructions",
+    )
+
     def answers_to(self, command: Envelope) -> list[Envelope]:
-        return [
-            e
-            for e in self.events
-            if e.causation_id == command.event_id
-            and e.type in ("payment.requested", "payment.rejected", "payment.cancelled")
-        ]
+        return [e for e in self.events if e.causation_id == command.event_id and e.type in self.ANSWER_TYPES]
 
     def of_type(self, type_: str) -> list[Envelope]:
         return [e for e in self.events if e.type == type_]

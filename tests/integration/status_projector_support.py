@@ -156,7 +156,9 @@ def succeeded(
     )
 
 
-def failed(clock: Clock, account: str, payment_id: uuid.UUID, reason: str = "card_declined") -> PaymentFailed:
+def failed(
+    clock: Clock, account: str, payment_id: uuid.UUID, reason: str = "payment_failed"
+) -> PaymentFailed:
     return PaymentFailed.originating(
         producer=PRODUCER,
         account_id=account,
@@ -194,7 +196,7 @@ def restriction_changed(
         payload=InvoiceRestrictionChangedPayload(
             invoice_number=number,
             restricted=restricted,
-            reason_code="distributor_country" if restricted else None,
+            reason_code="pay_through_distributor" if restricted else None,
             message="Invoices billed to CA are paid through your distributor" if restricted else None,
         ),
     )
@@ -220,7 +222,7 @@ def account_story(clock: Clock, account: str, invoices: int = 3) -> list[Envelop
         failed(clock, account, p2),
         requested(clock, account, p3, [(second, 4_000)]),
         succeeded(clock, account, p3, [(second, 4_000)]),
-        rejected(clock, account, [second], reason="amount_too_high"),
+        rejected(clock, account, [second], reason="amount_above_balance"),
         requested(clock, account, p4, [(third, 10_000)]),
         checkout_opened(clock, account, p4),
     ]

@@ -12,70 +12,40 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
-import subprocess
 import sys
 import uuid
 from collections.abc import Sequence
-from datetime import date
-from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from erp_invoices import erp_invoice
 from kafka_tools import eventually, produce, read_all
-from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
+from payments_shared.contracts.erp import ErpInvoiceUpserted
 from payments_shared.database import open_pool
 from payments_shared.messaging import Delivery, Transaction, TransactionalConsumer
 from payments_shared.topics import TopicRegistry
+from processes import Process
 
 pytestmark = pytest.mark.integration
 
 WORKER = Path(__file__).with_name("ledger_worker.py")
 
 
-def erp_document(account: str, number: str, version: int = 1) -> ErpInvoiceUpserted:
-    return ErpInvoiceUpserted.originating(
-        producer="erp",
-        account_id=account,
-        payload=ErpInvoiceDocument(
-            invoice_number=number,
-            version=version,
-            invoice_date=date(2026, 11, 1),
-            due_date=date(2026, 12, 1),
-            currency="USD",
-            total=Decimal("1250.00"),
-            open_amount=Decimal("1250.00"),
-            billing_country="US",
-        ),
-    )
-
-
 def stream(n: int, accounts: int = 7) -> list[ErpInvoiceUpserted]:
-    return [erp_document(f"ACC-{i % accounts}", f"INV-{i:05d}") for i in range(n)]
+    return [erp_invoice(f"ACC-{i % accounts}", f"INV-{i:05d}", total="1250.00") for i in range(n)]
 
 
-class Worker:
+class Worker(Process):
     def __init__(self, bootstrap: str, database_url: str, topics: TopicRegistry) -> None:
-        self.env = {
+        env = {
             **os.environ,
             "PAYMENTS_KAFKA_BOOTSTRAP": bootstrap,
             "PAYMENTS_DATABASE_URL": database_url,
             "PAYMENTS_TOPIC_PREFIX": topics.prefix,
         }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, **crash: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(WORKER)], env={**self.env, **crash}, stderr=subprocess.DEVNULL
-        )
-
-    def kill(self) -> None:
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
+        super().__init__([sys.executable, str(WORKER)], env)
 
     async def exited(self, timeout: float = 60.0) -> int:
         assert self.process is not None
@@ -170,7 +140,7 @@ async def test_a_crash_between_any_two_steps_loses_and_doubles_nothing(
     await produce(kafka_bootstrap, topics.erp_invoices.name, [*inputs, *redelivered])
     worker = Worker(kafka_bootstrap, database_url, topics)
 
-    worker.start(CRASH_POINT=crash_point, CRASH_ON_BATCH="3")
+    worker.start({"CRASH_POINT": crash_point, "CRASH_ON_BATCH": "3"})
     assert await worker.exited() == 137
     worker.start()
     try:
@@ -211,7 +181,7 @@ async def test_unprocessable_messages_go_to_the_dead_letter_topic_and_the_rest_f
     kafka_bootstrap: str, database_url: str, topics: TopicRegistry
 ) -> None:
     good = stream(30)
-    poison = erp_document("ACC-1", "POISON")
+    poison = erp_invoice("ACC-1", "POISON", total="1250.00")
     card = b'{"oops": "4111 1111 1111 1111"}'
     raw = [(b"ACC-1", b"{not json"), (b"ACC-2", card), (b"ACC-3", b'{"type": "erp.unknown"}')]
     await produce(kafka_bootstrap, topics.erp_invoices.name, [*good[:15], *raw, poison, *good[15:]])
@@ -258,7 +228,7 @@ async def test_a_new_consumer_resumes_from_the_offsets_in_its_database_not_from_
     worker.start()
     try:
         await wait_for_effects(database_url, 50)
-        second = [erp_document("ACC-9", f"LATE-{uuid.uuid4().hex[:6]}") for _ in range(5)]
+        second = [erp_invoice("ACC-9", f"LATE-{uuid.uuid4().hex[:6]}", total="1250.00") for _ in range(5)]
         await produce(kafka_bootstrap, topics.erp_invoices.name, second)
         await wait_for_effects(database_url, 55)
     finally:
@@ -285,7 +255,7 @@ async def test_a_running_consumer_reads_again_what_the_database_lost_instead_of_
             await conn.execute("UPDATE ledger.consumer_offsets SET next_offset = 0")
         finally:
             await conn.close()
-        second = [erp_document("ACC-9", f"AFTER-{i}") for i in range(5)]
+        second = [erp_invoice("ACC-9", f"AFTER-{i}", total="1250.00") for i in range(5)]
         await produce(kafka_bootstrap, topics.erp_invoices.name, second)
         await wait_for_effects(database_url, 55)
         await asyncio.sleep(1.0)  # nothing more may arrive

@@ -202,9 +202,15 @@ async def test_seed003_account_balance_not_offered(seed003):
 async def test_seed003_remittance_answers_with_details_and_opens_no_payment(seed003):
     acc = account()
     await seed003.invoice(acc, "INV-1", 1_000)
-    result = await answer_to(seed003, pay_invoice(acc, "INV-1", method=Remittance(channel="wire")))
-    assert result.payload.reason_code == "offline_remittance"
+    command = pay_invoice(acc, "INV-1", key=f"remit-{acc}", method=Remittance(channel="wire"))
+    result = await answer_to(seed003, command)
+    assert result.type == "payment.remittance_instructions"
+    assert result.payload.channel == "wire" and "INV-1" in result.payload.reference
     assert "INV-1" in result.payload.message
+    again = await answer_to(
+        seed003, pay_invoice(acc, "INV-1", key=f"remit-{acc}", method=Remittance(channel="wire"))
+    )
+    assert again.type == "payment.remittance_instructions" and again.payload.repeat_of == result.event_id
     card = await answer_to(seed003, pay_invoice(acc, "INV-1", method=CARD))
     assert card.type == "payment.requested"  # nothing was left pending by the remittance answer
 

@@ -65,7 +65,7 @@ async def test_one_invoice_shows_status_balance_payment_and_freshness(
         True,
     )
     assert partial.last_problem is not None
-    assert partial.last_problem.reason_code == "amount_too_high"
+    assert partial.last_problem.reason_code == "amount_above_balance"
     assert (pending.pay_status, pending.pay_button, pending.pay_button_reason) == (
         "pending",
         False,

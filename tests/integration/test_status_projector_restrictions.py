@@ -59,7 +59,7 @@ async def test_restriction_before_its_invoice_parks_then_shows_and_lifts(
         assert (shown.pay_status, shown.not_payable_reason) == ("not_payable", "restricted")
         assert (shown.pay_button, shown.pay_button_reason) == (False, "restricted")
         assert shown.restriction is not None
-        assert shown.restriction.reason_code == "distributor_country"
+        assert shown.restriction.reason_code == "pay_through_distributor"
         assert shown.restriction.message == "Invoices billed to CA are paid through your distributor"
         other = await invoice("INV-2")  # the policy decides per invoice, not per projector
         assert (other.pay_status, other.pay_button, other.restriction) == ("payable", True, None)

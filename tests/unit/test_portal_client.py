@@ -162,7 +162,7 @@ async def test_a_payment_that_fails_before_its_checkout_opens_ends_the_wait() ->
             answer,
             producer="payment-intake",
             payload=PaymentEndedPayload(
-                payment_id=answer.payload.payment_id, reason_code="provider_refused", message="Try later."
+                payment_id=answer.payload.payment_id, reason_code="checkout_refused", message="Try later."
             ),
         )
     )

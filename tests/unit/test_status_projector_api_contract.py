@@ -17,11 +17,12 @@ def test_committed_openapi_document_is_current() -> None:
     assert DOCUMENT.read_text() == render(), "stale: python -m status_projector.entrypoints.openapi"
 
 
-def test_openapi_has_the_three_read_paths() -> None:
+def test_openapi_has_the_four_read_paths() -> None:
     paths = set(document()["paths"])
     assert paths == {
         "/v1/accounts/{account_id}/invoices",
         "/v1/accounts/{account_id}/invoices/{invoice_number}",
+        "/v1/accounts/{account_id}/remittance",
         "/v1/accounts/{account_id}/summary",
     }
 

@@ -198,7 +198,7 @@ def _invoice() -> Invoice:
 def test_newest_problem_wins_even_when_an_older_one_is_replayed() -> None:
     invoice = _invoice()
     invoice.note_problem(Problem("card_declined", "declined", T0 + timedelta(seconds=5)))
-    invoice.note_problem(Problem("amount_too_high", "too much", T0))
+    invoice.note_problem(Problem("amount_above_balance", "too much", T0))
     assert invoice.last_problem is not None
     assert invoice.last_problem.reason_code == "card_declined"
 

@@ -5,25 +5,39 @@ hashes of each merchant's read-API keys. Both load it here, so an account's merc
 is decided once.
 
 ```
-default: full-payment-portal             # payment-intake: policy of unlisted accounts
+default: full-payment-portal             # payment-intake: policy of unlisted accounts;
+                                         # without it their pay commands are refused
 merchants:
   acme-us:
     policy: full-payment-portal          # payment-intake
     accounts: [C100, C200]
     api_keys:                            # status-projector: SHA-256 of each live key,
       - sha256:9f86d081884c7d65...       # two during a rotation
+    remittance:                          # check / ach / wire details (contracts.remittance)
+      check: {payee: Acme Corp, mailing_address: {...}}
 ```
+
+Both services read the file again when it changes (`WatchedMerchantFile`): adding an
+account to a merchant needs no restart.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import yaml
+
+from .contracts.remittance import RemittanceDetails
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -31,6 +45,7 @@ class MerchantEntry:
     name: str
     accounts: frozenset[str]
     api_keys: tuple[str, ...]
+    remittance: RemittanceDetails | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +75,12 @@ def parse_merchant_file(config: Mapping[str, Any]) -> MerchantFile:
         keys = spec.get("api_keys") or []
         if isinstance(keys, str) or not all(isinstance(k, str) for k in keys):
             raise ValueError(f"merchant {name}: api_keys is a list of 'sha256:<hex>' strings")
-        merchants.append(MerchantEntry(str(name), accounts, tuple(keys)))
+        remittance = spec.get("remittance")
+        try:
+            details = None if remittance is None else RemittanceDetails.model_validate(remittance)
+        except ValueError as exc:
+            raise ValueError(f"merchant {name}: remittance: {exc}") from None
+        merchants.append(MerchantEntry(str(name), accounts, tuple(keys), details))
     return MerchantFile(raw=config, merchants=tuple(merchants))
 
 
@@ -71,3 +91,39 @@ def load_merchant_file(path: Path) -> MerchantFile:
     if config is not None and not isinstance(config, Mapping):
         raise ValueError(f"{path}: expected a mapping at the top")
     return parse_merchant_file(config or {})
+
+
+class WatchedMerchantFile(Generic[T]):
+    """What a service builds from the merchant file, built again when the file changes.
+
+    The file's mtime and size are looked at most every `interval_s`; a file that no
+    longer parses keeps the last good build (and is logged), so a typo never takes a
+    running service down.
+    """
+
+    def __init__(self, path: Path, build: Callable[[MerchantFile], T], interval_s: float = 1.0) -> None:
+        self._path = Path(path)
+        self._build = build
+        self._interval_s = interval_s
+        self._stamp = self._stat()
+        self._value = build(load_merchant_file(self._path))
+        self._checked = time.monotonic()
+
+    def _stat(self) -> tuple[int, int]:
+        info = os.stat(self._path)
+        return info.st_mtime_ns, info.st_size
+
+    def current(self) -> T:
+        now = time.monotonic()
+        if now - self._checked < self._interval_s:
+            return self._value
+        self._checked = now
+        try:
+            stamp = self._stat()
+            if stamp != self._stamp:
+                self._value = self._build(load_merchant_file(self._path))
+                self._stamp = stamp
+                log.info("merchant file reloaded", extra={"path": str(self._path)})
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            log.error("merchant file not reloaded; keeping the last good one", extra={"error": str(exc)})
+        return self._value

@@ -14,7 +14,7 @@ from payments_shared.contracts import Envelope
 
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Every log line (ours and libraries') is one JSON object on stderr."""
-    shared = [
+    shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -8,7 +8,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Protocol
 
 import asyncpg
@@ -236,7 +236,7 @@ def collect_garbage_less_often() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
-def run_service(serve: Callable[[], Awaitable[None]]) -> None:
+def run_service(serve: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run a service's async entrypoint on uvloop (when installed)."""
     try:
         import uvloop

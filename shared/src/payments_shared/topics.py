@@ -112,7 +112,11 @@ PAYMENTS_CALLBACKS = Topic(
 )
 PAYMENTS_EVENTS = Topic(
     "payments.events",
-    "Payment outcomes: requested, rejected, checkout opened, processing, succeeded, failed, ...",
+    "Payment outcomes and facts from payment-intake: the answer to each pay command "
+    "(requested, rejected, remittance instructions), then checkout opened, processing, "
+    "succeeded, failed, cancelled, expired; flagged for an operator; refund requested, "
+    "refunded, refund failed; invoice restriction changed and account balance payment "
+    "changed (what the merchant's policy lets the read model show).",
     PaymentEvent,
     retention_reason=(
         "Kept forever: the record of every payment (the outbox rows are deleted once "

@@ -25,7 +25,9 @@ from payments_shared.contracts.payments import (
     PaymentFailed,
     PaymentRejected,
     PaymentRequested,
+    RemittanceInstructions,
 )
+from payments_shared.contracts.remittance import RemittanceDetails as MerchantRemittance
 from payments_shared.domain.money import Money
 
 # payment-intake answers remittance (check, ACH, wire) with its details, not a payment.
@@ -66,6 +68,11 @@ class RemittanceDetails:
     command_id: UUID
     message: str
     invoice_numbers: tuple[str, ...]
+    channel: str | None = None
+    amount: Money | None = None
+    reference: str | None = None
+    details: MerchantRemittance | None = None
+    repeat_of: UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,12 @@ def first_outcome(event: Envelope, command_id: UUID) -> Outcome | None:
         if p.reason_code == OFFLINE_REMITTANCE:
             return RemittanceDetails(command_id, p.message, tuple(p.invoice_numbers))
         return Rejected(command_id, p.reason_code, p.message, tuple(p.invoice_numbers), p.repeat_of)
+    if isinstance(event, RemittanceInstructions):
+        i = event.payload
+        numbers = tuple(a.invoice_number for a in i.allocations)
+        return RemittanceDetails(
+            command_id, i.message, numbers, i.channel, i.amount, i.reference, i.details, i.repeat_of
+        )
     if isinstance(event, PaymentRequested):
         r = event.payload
         return Accepted(

@@ -6,7 +6,34 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+
+class BankTransferDetails(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    account_name: Annotated[
+        str,
+        Field(
+            description="The beneficiary: the merchant's account holder name",
+            title='Account Name',
+        ),
+    ]
+    account_number: Annotated[str, Field(title='Account Number')]
+    bank_name: Annotated[str, Field(title='Bank Name')]
+    iban: Annotated[str | None, Field(title='Iban')] = None
+    routing_number: Annotated[
+        str | None,
+        Field(
+            description='ABA routing number (US ACH and domestic wires)',
+            title='Routing Number',
+        ),
+    ] = None
+    swift_bic: Annotated[
+        str | None,
+        Field(description='SWIFT/BIC for international wires', title='Swift Bic'),
+    ] = None
 
 
 class LastProblem(BaseModel):
@@ -15,6 +42,30 @@ class LastProblem(BaseModel):
         str, Field(description='Text a portal may show', title='Message')
     ]
     reason_code: Annotated[str, Field(title='Reason Code')]
+
+
+class MailingAddress(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    city: Annotated[str, Field(title='City')]
+    country: Annotated[
+        str,
+        Field(description='ISO 3166-1 alpha-2', pattern='^[A-Z]{2}$', title='Country'),
+    ]
+    line1: Annotated[str, Field(title='Line1')]
+    line2: Annotated[str | None, Field(title='Line2')] = None
+    name: Annotated[
+        str,
+        Field(
+            description="Addressee line, e.g. 'Acme Corp, Accounts Receivable'",
+            title='Name',
+        ),
+    ]
+    postal_code: Annotated[str, Field(title='Postal Code')]
+    region: Annotated[
+        str | None, Field(description='State or province', title='Region')
+    ] = None
 
 
 class MoneyOut(BaseModel):
@@ -118,6 +169,19 @@ class ValidationError(BaseModel):
     loc: Annotated[list[str | int], Field(title='Location')]
     msg: Annotated[str, Field(title='Message')]
     type: Annotated[str, Field(title='Error Type')]
+
+
+class CheckDetails(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    mailing_address: Annotated[
+        MailingAddress | None,
+        Field(
+            description='Where to mail the check; absent only when the merchant configured none'
+        ),
+    ] = None
+    payee: Annotated[str, Field(description='Make the check payable to', title='Payee')]
 
 
 class CurrencyBalance(BaseModel):
@@ -232,6 +296,30 @@ class InvoicePage(BaseModel):
         Field(
             description='Pass as `cursor` for the next page; null on the last',
             title='Next Cursor',
+        ),
+    ]
+
+
+class RemittanceDetails(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    ach: BankTransferDetails | None = None
+    check: CheckDetails | None = None
+    wire: BankTransferDetails | None = None
+
+
+class AccountRemittance(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    account_id: Annotated[str, Field(title='Account Id')]
+    details: RemittanceDetails
+    reference: Annotated[
+        str,
+        Field(
+            description='Quote this with every remittance: the account id; add the invoice numbers paid',
+            title='Reference',
         ),
     ]
 

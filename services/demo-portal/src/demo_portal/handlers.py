@@ -30,10 +30,10 @@ from payments_shared.contracts.payments import (
 )
 from payments_shared.domain.money import Money
 
-from .adapters.messaging import Messaging
 from .domain.pay_column import BadAmount, before_dialog, parse_amount
 from .domain.portal import Merchant, Portals
 from .settings import SERVICE
+from .unit_of_work import CommandChannel
 
 
 class UnknownAccount(LookupError):
@@ -71,7 +71,7 @@ class Answer:
 @dataclass
 class Portal:
     portals: Portals
-    messaging: Messaging
+    messaging: CommandChannel
     read_api_url: str
     timeout_s: float
     readers: dict[str, ReadModelClient] = field(default_factory=dict)
@@ -129,6 +129,7 @@ async def pay(portal: Portal, account_id: str, order: PayOrder) -> Answer:
         method = _method(order)
     except BadAmount as bad:
         return Answer("rejected", str(bad), reason_code="invalid_amount")
+    command: build.Command
     if order.selected or len(order.items) > 1:
         command = build.pay_selected(account_id, amounts, method, producer=SERVICE)
     else:

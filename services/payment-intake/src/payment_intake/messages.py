@@ -13,6 +13,7 @@ from payment_intake.domain.intake import Accepted
 from payment_intake.domain.payment import Payment, PaymentStatus
 from payment_intake.domain.refunds import Refund
 from payment_intake.domain.rejections import Rejection
+from payment_intake.domain.remittance import RemittanceAnswer
 from payment_intake.settings import SERVICE
 from payments_shared.contracts import Envelope
 from payments_shared.contracts.payments import (
@@ -43,6 +44,8 @@ from payments_shared.contracts.payments import (
     RefundedPayload,
     RefundFailedPayload,
     RefundRequestedPayload,
+    RemittanceInstructions,
+    RemittanceInstructionsPayload,
 )
 from payments_shared.domain.card_numbers import redact_card_numbers
 from payments_shared.domain.money import Money
@@ -228,6 +231,28 @@ def requested(command: Envelope, key: str, payment_id: UUID, accepted: Accepted)
     )
 
 
+def remittance_instructions(command: Envelope, key: str, answer: RemittanceAnswer) -> RemittanceInstructions:
+    """The command's one answer: the details, the amount and the reference to quote."""
+    accepted = answer.accepted
+    money = partial(Money, currency=accepted.currency)
+    return RemittanceInstructions.following(
+        command,
+        producer=SERVICE,
+        payload=RemittanceInstructionsPayload(
+            idempotency_key=key,
+            command_type=command.type,
+            channel=answer.channel,
+            amount=money(amount_minor=accepted.total_minor),
+            allocations=[
+                Allocation(invoice_number=n, amount=money(amount_minor=a)) for n, a in accepted.allocations
+            ],
+            reference=answer.reference,
+            details=answer.details,
+            message=answer.message,
+        ),
+    )
+
+
 def cancelled_by_customer(command: Envelope, payment_id: UUID) -> PaymentCancelled:
     return PaymentCancelled.following(
         command,
@@ -250,6 +275,7 @@ _REPEATABLE: dict[str, type[Envelope]] = {
     PaymentRequested.model_fields["type"].default: PaymentRequested,
     PaymentRejected.model_fields["type"].default: PaymentRejected,
     PaymentCancelled.model_fields["type"].default: PaymentCancelled,
+    RemittanceInstructions.model_fields["type"].default: RemittanceInstructions,
 }
 
 

@@ -8,6 +8,18 @@ from uuid import UUID, uuid4
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+# Producers must send these: a consumer dedupes by event_id and orders by occurred_at.
+# (Our own models fill them in when built; the published contract requires them.)
+ALWAYS_SENT = ("event_id", "type", "schema_version", "occurred_at")
+
+
+def _require_header(schema: dict[str, Any]) -> None:
+    required = schema.setdefault("required", [])
+    for name in ALWAYS_SENT:
+        if name in schema.get("properties", {}) and name not in required:
+            required.append(name)
+    required.sort()
+
 AccountId = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 InvoiceNumber = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
 
@@ -28,16 +40,30 @@ class Envelope(BaseModel):
     this one. Topics are keyed by `account_id`.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", json_schema_extra=_require_header)
 
-    event_id: UUID = Field(default_factory=uuid4)
+    event_id: UUID = Field(
+        default_factory=uuid4,
+        description="The dedupe key: a repeat of a message has the same event_id; a new fact a new one.",
+    )
     type: str
-    schema_version: int = 1
-    occurred_at: AwareDatetime = Field(default_factory=utc_now)
-    producer: str
-    correlation_id: UUID
-    causation_id: UUID | None = None
-    account_id: AccountId
+    schema_version: int = Field(1, description="1 for every message type today; raised on a breaking change.")
+    occurred_at: AwareDatetime = Field(
+        default_factory=utc_now, description="When the producer recorded the fact, with a UTC offset."
+    )
+    producer: str = Field(description="The service or system that wrote the message (e.g. `erp`, `portal`).")
+    correlation_id: UUID = Field(
+        description="The command or ERP document that started this chain of effects. A message that "
+        "starts a chain (a command, an ERP document, a provider callback) carries its own event_id "
+        "here; every message caused by it carries the same value. A portal finds the answers to its "
+        "command by this field."
+    )
+    causation_id: UUID | None = Field(
+        None,
+        description="The event_id of the message that directly caused this one; null on a message "
+        "that starts a chain.",
+    )
+    account_id: AccountId = Field(description="The ERP customer account; also the Kafka message key.")
     payload: Any
 
     @classmethod

@@ -16,6 +16,8 @@ from pydantic import Field
 from payments_shared.domain.money import Money
 
 from .envelope import Envelope, InvoiceNumber, Payload
+from .reasons import AccountBalanceReason, FlagReason, PaymentEndReason, RejectionReason, RestrictionReason
+from .remittance import RemittanceChannel, RemittanceDetails
 
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=128)]
 
@@ -58,7 +60,7 @@ class Remittance(Payload):
     """Pay offline: we answer with remittance details (seed 003)."""
 
     kind: Literal["remittance"] = "remittance"
-    channel: Literal["check", "ach", "wire"]
+    channel: RemittanceChannel
 
 
 PaymentMethod = Annotated[GuestCheckout | PayerPortal | CardOnline | Remittance, Field(discriminator="kind")]
@@ -95,22 +97,40 @@ class CancelCheckoutPayload(Payload):
     payment_id: UUID
 
 
+ONE_ANSWER = (
+    "Every pay command is answered by exactly one of payment.requested, payment.rejected or "
+    "payment.remittance_instructions (cancel_checkout: payment.cancelled or payment.rejected), "
+    "with causation_id = the command's event_id and correlation_id = the command's "
+    "correlation_id (set it to the command's own event_id). Later events of the payment "
+    "(checkout_opened, processing, succeeded, ...) carry the same correlation_id. A repeat of the "
+    "command (same idempotency key and content) is answered again, with `repeat_of` set."
+)
+
+
 class PayInvoice(Envelope):
+    __doc__ = ONE_ANSWER
+
     type: Literal["payment.pay_invoice"] = "payment.pay_invoice"
     payload: PayInvoicePayload
 
 
 class PaySelectedInvoices(Envelope):
+    __doc__ = ONE_ANSWER
+
     type: Literal["payment.pay_selected_invoices"] = "payment.pay_selected_invoices"
     payload: PaySelectedInvoicesPayload
 
 
 class PayAccountBalance(Envelope):
+    __doc__ = ONE_ANSWER
+
     type: Literal["payment.pay_account_balance"] = "payment.pay_account_balance"
     payload: PayAccountBalancePayload
 
 
 class CancelCheckout(Envelope):
+    __doc__ = ONE_ANSWER
+
     type: Literal["payment.cancel_checkout"] = "payment.cancel_checkout"
     payload: CancelCheckoutPayload
 
@@ -178,9 +198,9 @@ class PaymentRequestedPayload(Payload):
 
 class PaymentRejectedPayload(Payload):
     idempotency_key: IdempotencyKey
-    command_type: str
-    reason_code: str
-    message: str
+    command_type: str = Field(description="The `type` of the command refused")
+    reason_code: RejectionReason
+    message: str = Field(description="What a portal shows the customer (see reason_code)")
     invoice_numbers: list[InvoiceNumber] = Field(default_factory=list)
     repeat_of: UUID | None = Field(
         default=None,
@@ -190,6 +210,15 @@ class PaymentRejectedPayload(Payload):
 
 
 class CheckoutOpenedPayload(Payload):
+    """The provider's hosted checkout (or payer-portal page) for a requested payment.
+
+    Not an answer to the command: its causation_id is the command's event_id too (the
+    checkout is opened for that command, after payment.requested), so a portal that
+    waits for "the answer" to a command takes the first payment.requested,
+    payment.rejected or payment.remittance_instructions with that causation_id and
+    treats checkout_opened as the next step of the payment named by payment_id.
+    """
+
     payment_id: UUID
     checkout_id: str
     checkout_url: str
@@ -201,17 +230,21 @@ class PaymentProcessingPayload(Payload):
 
 
 class PaymentSucceededPayload(Payload):
-    payment_id: UUID
+    payment_id: UUID = Field(
+        description="When the ERP posts this money, it lists it in `posted_payments` with "
+        "`reference` = this payment_id, so the read model never subtracts it twice."
+    )
     amount: Money
     allocations: list[Allocation]
     provider_payment_ref: str | None = None
 
 
 class PaymentEndedPayload(Payload):
-    """A payment that ended without money moving: failed, cancelled or expired."""
+    """A payment that ended without money moving: failed, cancelled or expired. Its
+    invoices are payable again."""
 
     payment_id: UUID
-    reason_code: str
+    reason_code: PaymentEndReason
     message: str
 
 
@@ -219,7 +252,7 @@ class PaymentFlaggedPayload(Payload):
     """Something an operator must look at; the payment's outcome did not change."""
 
     payment_id: UUID | None
-    reason_code: str
+    reason_code: FlagReason
     message: str
 
 
@@ -233,8 +266,8 @@ class InvoiceRestrictionChangedPayload(Payload):
 
     invoice_number: InvoiceNumber
     restricted: bool
-    reason_code: str | None = None
-    message: str | None = None
+    reason_code: RestrictionReason | None = Field(None, description="Set when restricted")
+    message: str | None = Field(None, description="Set when restricted: what a portal shows")
 
 
 RefundReason = Literal["double_payment", "late_payment", "amount_mismatch"]
@@ -273,8 +306,11 @@ class RefundFailedPayload(Payload):
     refund_id: UUID
     amount: Money
     invoice_numbers: list[InvoiceNumber]
-    reason_code: str
-    message: str
+    reason_code: str = Field(
+        description="The provider's own code for the refusal, passed through (the sandbox "
+        "provider sends `refund_declined`), else `refund_failed`. An operator follows up."
+    )
+    message: str = Field(description="'The provider did not refund the payment; an operator will follow up.'")
 
 
 class AccountBalancePaymentChangedPayload(Payload):
@@ -283,8 +319,32 @@ class AccountBalancePaymentChangedPayload(Payload):
     an account is first seen and whenever the answer changes."""
 
     allowed: bool
-    reason_code: str | None = None
-    message: str | None = None
+    reason_code: AccountBalanceReason | None = Field(None, description="Set when not allowed")
+    message: str | None = Field(None, description="Set when not allowed: what a portal shows")
+
+
+class RemittanceInstructionsPayload(Payload):
+    """The answer to a pay command with method `remittance` (check, ACH or wire): what to pay,
+    to whom and how, from the merchant's configuration. No payment is opened; the invoice
+    stays payable until the ERP posts the money it receives (on `erp.invoices`)."""
+
+    idempotency_key: IdempotencyKey
+    command_type: str = Field(description="The `type` of the command answered")
+    channel: RemittanceChannel = Field(description="The channel the customer chose")
+    amount: Money = Field(description="What to pay: the sum of the allocations")
+    allocations: list[Allocation]
+    reference: str = Field(description="What the customer quotes with the remittance")
+    details: RemittanceDetails = Field(
+        description="Every channel the merchant accepts (merchant file, `remittance`). When the merchant "
+        "file gives no details for the merchant, only `check` with the policy's payee: the message then "
+        "tells the customer to ask the payee for bank details"
+    )
+    message: str = Field(description="The instructions for the chosen channel as one text a portal can show")
+    repeat_of: UUID | None = Field(
+        default=None,
+        description="Set on the answer to a repeated command (same idempotency key and content):"
+        " the event_id of the first answer, whose outcome this repeats. No new effect.",
+    )
 
 
 class PaymentRequested(Envelope):
@@ -295,6 +355,11 @@ class PaymentRequested(Envelope):
 class PaymentRejected(Envelope):
     type: Literal["payment.rejected"] = "payment.rejected"
     payload: PaymentRejectedPayload
+
+
+class RemittanceInstructions(Envelope):
+    type: Literal["payment.remittance_instructions"] = "payment.remittance_instructions"
+    payload: RemittanceInstructionsPayload
 
 
 class CheckoutOpened(Envelope):
@@ -371,6 +436,7 @@ PaymentEvent = Annotated[
     | PaymentRefundRequested
     | PaymentRefunded
     | PaymentRefundFailed
-    | AccountBalancePaymentChanged,
+    | AccountBalancePaymentChanged
+    | RemittanceInstructions,
     Field(discriminator="type"),
 ]

@@ -17,14 +17,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from payments_shared.contracts.remittance import RemittanceChannel
 from payments_shared.domain.card_numbers import redact_card_numbers
 from payments_shared.domain.money import Money
 
-from .intake import CARD_NUMBER_REJECTION, Accepted, AccountView, PayRequest, decide, remittance_instructions
+from .intake import CARD_NUMBER_REJECTION, Accepted, AccountView, PayRequest, decide
 from .payment import NewPayment
-from .policy import PaymentPolicy
+from .policy import MerchantPolicies
 from .rejections import Reason, Rejection
+from .remittance import RemittanceAnswer, answer_remittance, details_for
 
+ACCOUNT_WITHOUT_MERCHANT = Rejection(
+    Reason.ACCOUNT_WITHOUT_MERCHANT,
+    "This account is not set up for online payment. Please contact us.",
+)
 KEY_REUSED = Rejection(
     Reason.IDEMPOTENCY_KEY_REUSED,
     "This request was already submitted with different details. Start a new payment instead.",
@@ -84,17 +90,33 @@ class PayRun:
         return self._answers.get((account_id, key))
 
     def decide(
-        self, account_id: str, request: PayRequest | None, policy: PaymentPolicy
-    ) -> Rejection | Accepted:
-        """The policy's decision (None: the command carried a card number); remittance is
-        answered with its details, never opened."""
+        self,
+        account_id: str,
+        request: PayRequest | None,
+        policies: MerchantPolicies,
+        channel: RemittanceChannel = "check",
+    ) -> Rejection | Accepted | RemittanceAnswer:
+        """The merchant policy's decision (request None: the command carried a card
+        number). An account no merchant lists is refused; remittance is answered with the
+        merchant's details for the chosen channel, never opened."""
         if request is None:
             return CARD_NUMBER_REJECTION
+        if not policies.accepts(account_id):
+            return ACCOUNT_WITHOUT_MERCHANT
+        policy = policies.for_account(account_id)
         view = self._views.get(account_id, AccountView(known=True, invoices={}))
         decision = decide(request, view, policy)
         if isinstance(decision, Accepted) and decision.method == "remittance":
             total = Money(amount_minor=decision.total_minor, currency=decision.currency)
-            return remittance_instructions(decision, policy, str(total))
+            configured = policies.remittance_for(account_id)
+            return answer_remittance(
+                decision,
+                channel,
+                account_id,
+                details_for(policy, configured),
+                str(total),
+                configured=configured is not None,
+            )
         return decision
 
     def open(self, payment: NewPayment) -> None:

@@ -260,18 +260,3 @@ def _decide_account_balance(
         candidates[0].currency,
         tuple((f.invoice_number, f.balance_minor) for f in candidates),
     )
-
-
-def remittance_instructions(accepted: Accepted, policy: PaymentPolicy, amount: str) -> Rejection:
-    """Remittance (check, ACH, wire) is paid outside the portal: we answer with its details.
-
-    No payment is opened with the provider; the ERP posts the remittance when it arrives.
-    """
-    invoices = ", ".join(n for n, _ in accepted.allocations)
-    payee = policy.remittance_payee or "the merchant"
-    return Rejection(
-        Reason.OFFLINE_REMITTANCE,
-        f"Pay {amount} to {payee} by check, ACH or wire, quoting invoice(s) {invoices} as the"
-        " remittance reference. Online payment is by card.",
-        tuple(n for n, _ in accepted.allocations),
-    )

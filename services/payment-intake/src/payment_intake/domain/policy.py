@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from payments_shared.contracts.remittance import RemittanceDetails
+
 METHOD_KINDS: frozenset[str] = frozenset({"guest_checkout", "payer_portal", "card", "remittance"})
 
 
@@ -81,11 +83,27 @@ PRESETS: dict[str, PaymentPolicy] = {p.name: p for p in (FULL_PAYMENT_PORTAL, PA
 
 @dataclass(frozen=True)
 class MerchantPolicies:
-    """Which policy applies to an account: its merchant's, else the portal's default."""
+    """Which policy applies to an account: its merchant's, else the portal's default.
+
+    With a merchant file, an account listed under no merchant may pay only when the file
+    names a `default` policy; otherwise its pay commands are refused
+    (`account_without_merchant`). Without a merchant file (PAYMENT_INTAKE_POLICY only)
+    every account is the one merchant's.
+    """
 
     default: PaymentPolicy
     merchants: Mapping[str, PaymentPolicy] = field(default_factory=dict)
     account_merchant: Mapping[str, str] = field(default_factory=dict)
+    unlisted_accounts_pay: bool = True
+    remittance: Mapping[str, RemittanceDetails] = field(default_factory=dict)
+
+    def accepts(self, account_id: str) -> bool:
+        """Whether pay commands of the account are judged at all (it has a merchant or a default)."""
+        return self.unlisted_accounts_pay or account_id in self.account_merchant
+
+    def remittance_for(self, account_id: str) -> RemittanceDetails | None:
+        merchant = self.account_merchant.get(account_id)
+        return None if merchant is None else self.remittance.get(merchant)
 
     def all(self) -> list[PaymentPolicy]:
         return [self.default, *self.merchants.values()]
@@ -96,6 +114,8 @@ class MerchantPolicies:
             default=replace(self.default, status_sync_after_s=seconds),
             merchants={m: replace(p, status_sync_after_s=seconds) for m, p in self.merchants.items()},
             account_merchant=self.account_merchant,
+            unlisted_accounts_pay=self.unlisted_accounts_pay,
+            remittance=self.remittance,
         )
 
     def for_account(self, account_id: str) -> PaymentPolicy:
@@ -118,8 +138,11 @@ class MerchantPolicies:
           eu-partial: {preset: partial-multi-portal, distributor_countries: [AU]}
         merchants:
           acme-us: {policy: full-payment-portal, accounts: [C100, C200]}
-          acme-eu: {policy: eu-partial, accounts: [C300]}
+          acme-eu: {policy: eu-partial, accounts: [C300], remittance: {check: {payee: ...}}}
         ```
+
+        Without `default`, `default_preset` is the policy of listed merchants that name
+        none, and unlisted accounts cannot pay.
         """
         named: dict[str, PaymentPolicy] = dict(PRESETS)
         for name, spec in (config.get("policies") or {}).items():
@@ -128,13 +151,23 @@ class MerchantPolicies:
         default = _resolve(default_spec, named, "default")
         merchants: dict[str, PaymentPolicy] = {}
         account_merchant: dict[str, str] = {}
+        remittance: dict[str, RemittanceDetails] = {}
         for merchant, spec in (config.get("merchants") or {}).items():
+            spec = spec or {}
             merchants[merchant] = _resolve(spec.get("policy", default.name), named, merchant)
             for account in spec.get("accounts") or []:
                 if account in account_merchant:
                     raise ValueError(f"account {account} belongs to two merchants")
                 account_merchant[str(account)] = merchant
-        return cls(default=default, merchants=merchants, account_merchant=account_merchant)
+            if spec.get("remittance") is not None:
+                remittance[merchant] = RemittanceDetails.model_validate(spec["remittance"])
+        return cls(
+            default=default,
+            merchants=merchants,
+            account_merchant=account_merchant,
+            unlisted_accounts_pay="default" in config,
+            remittance=remittance,
+        )
 
 
 def _preset(name: str) -> PaymentPolicy:

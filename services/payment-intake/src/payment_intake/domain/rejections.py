@@ -9,6 +9,7 @@ from enum import StrEnum
 class Reason(StrEnum):
     CARD_NUMBER_IN_INPUT = "card_number_in_input"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    ACCOUNT_WITHOUT_MERCHANT = "account_without_merchant"
     UNKNOWN_ACCOUNT = "unknown_account"
     INVOICE_NOT_FOUND = "invoice_not_found"
     INVOICE_OF_ANOTHER_ACCOUNT = "invoice_of_another_account"

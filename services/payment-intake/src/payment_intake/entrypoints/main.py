@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import asyncpg
 from fastapi import FastAPI
 
+from payment_intake.adapters.merchant_file import watched_policies
 from payment_intake.adapters.provider import ProviderClient
 from payment_intake.adapters.schema import install
 from payment_intake.adapters.unit_of_work import unit_of_work_factory, units
@@ -45,7 +46,8 @@ class Parts:
 
 async def build_parts(settings: PaymentIntakeSettings) -> Parts:
     secrets = settings.webhook_secrets()  # refuses to start without one of our own
-    config = IntakeConfig(policies=load_policies(settings), checkout_ttl_s=settings.checkout_ttl_s)
+    policies = load_policies(settings) if settings.merchant_config is None else watched_policies(settings)
+    config = IntakeConfig(policies=policies, checkout_ttl_s=settings.checkout_ttl_s)
     registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
     provider = ProviderClient(settings.provider_url, timeout_s=settings.provider_timeout_s)

@@ -21,8 +21,9 @@ from payment_intake.domain.commands import PayRun, invoice_taken
 from payment_intake.domain.intake import PayRequest, RequestedInvoice
 from payment_intake.domain.payment import NewPayment
 from payment_intake.domain.rejections import Rejection
+from payment_intake.domain.remittance import RemittanceAnswer
 from payment_intake.handlers.answers import Keyed, again, answer_once, keyed, record
-from payment_intake.messages import rejected, requested
+from payment_intake.messages import rejected, remittance_instructions, requested
 from payment_intake.unit_of_work import UnitOfWork
 from payments_shared.contracts import Envelope
 from payments_shared.contracts.payments import (
@@ -70,9 +71,12 @@ def _answer(run: PayRun, pay: Keyed, request: PayRequest | None, uow: UnitOfWork
     first = run.first_answer(command.account_id, pay.key)
     if first is not None:
         return again(pay, first)
-    decision = run.decide(command.account_id, request, uow.config.policies.for_account(command.account_id))
+    channel = getattr(command.payload.method, "channel", "check")
+    decision = run.decide(command.account_id, request, uow.config.policies, channel)
     if isinstance(decision, Rejection):
         answer: Envelope = rejected(command, pay.key, decision)
+    elif isinstance(decision, RemittanceAnswer):
+        answer = remittance_instructions(command, pay.key, decision)
     else:
         payment = NewPayment(
             uuid4(),

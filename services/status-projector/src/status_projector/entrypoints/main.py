@@ -13,7 +13,8 @@ from payments_shared.service import ServiceHost, run_service, start_up
 from status_projector.adapters.schema import install
 from status_projector.domain.access import PortalKeys
 from status_projector.entrypoints.http import build_app
-from status_projector.settings import SCHEMA, SERVICE, ProjectorSettings
+from status_projector.entrypoints.merchants import follow_merchant_file, with_merchant_routes
+from status_projector.settings import SCHEMA, SERVICE, ProjectorSettings, portal_keys
 from status_projector.workers import LiveProjection
 
 
@@ -21,6 +22,13 @@ async def serve(settings: ProjectorSettings, keys: PortalKeys) -> None:
     retention = RetentionSettings()
     registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
+    app = with_merchant_routes(
+        build_app(pool, registry, keys, provider_configured=settings.provider_configured)
+    )
+    if settings.merchant_config is not None:
+        follow_merchant_file(
+            app, settings.merchant_config, lambda m: portal_keys(m, sandbox=settings.sandbox)
+        )
     live = LiveProjection(
         registry=registry,
         pool=pool,
@@ -30,7 +38,7 @@ async def serve(settings: ProjectorSettings, keys: PortalKeys) -> None:
     )
     host = ServiceHost(
         name=SERVICE,
-        app=build_app(pool, registry, keys, provider_configured=settings.provider_configured),
+        app=app,
         host=settings.http_host,
         port=settings.http_port,
         pool=pool,

@@ -17,12 +17,14 @@ from fastapi.openapi.utils import get_openapi
 from payments_shared.topics import TopicRegistry
 from status_projector.domain.access import PortalKeys
 from status_projector.entrypoints.http import build_app
+from status_projector.entrypoints.merchants import with_merchant_routes
 
 DOCUMENT = Path(__file__).resolve().parents[5] / "contracts" / "openapi" / "status-projector.json"
 
 
 def document() -> dict[str, Any]:
     app = build_app(None, TopicRegistry(), PortalKeys([]), provider_configured=True)
+    with_merchant_routes(app)
     return get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
 
 

@@ -1,0 +1,169 @@
+"""`up`, `env` and `down`: start both servers detached, record them in a state dir, stop them.
+
+    python3 deploy/runtime up   [--state-dir .run]   # start both, detached
+    python3 deploy/runtime env  [--state-dir .run]   # print the env file
+    python3 deploy/runtime down [--state-dir .run]   # stop them, delete data
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from .host import DATABASE_ENV, KAFKA_ENV, log, preferred_port, remove_tree
+from .kafka import DEFAULT_KAFKA_PORT, KafkaNode
+from .postgres import DEFAULT_POSTGRES_PORT, PostgresNode
+
+
+def _load_state(state_dir: Path) -> dict[str, Any]:
+    path = state_dir / "state.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write_state(state_dir: Path, state: dict[str, Any]) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+    env_lines = [
+        f"export {KAFKA_ENV}={shlex.quote(state['kafka']['bootstrap'])}",
+        f"export {DATABASE_ENV}={shlex.quote(state['postgres']['dsn'])}",
+    ]
+    (state_dir / "env").write_text("\n".join(env_lines) + "\n")
+
+
+def _reuse(previous: dict[str, Any] | None, node_type: type[KafkaNode] | type[PostgresNode]) -> bool:
+    return bool(previous and previous.get("managed") and node_type.from_state(previous).is_running())
+
+
+def _is_own_endpoint(previous: dict[str, Any] | None, key: str, value: str) -> bool:
+    """A shell that sourced our env file must not make our own (dead) server look external."""
+    return bool(previous and previous.get("managed") and previous.get(key) == value)
+
+
+def _up_kafka(state_dir: Path, previous: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+    if previous is not None and _reuse(previous, KafkaNode):
+        return previous
+    external = os.environ.get(KAFKA_ENV)
+    if external and not _is_own_endpoint(previous, "bootstrap", external):
+        return {"managed": False, "bootstrap": external}
+    log("starting Kafka")
+    node = KafkaNode().start(
+        state_dir / "kafka", preferred_port(DEFAULT_KAFKA_PORT), timeout=timeout, detach=True
+    )
+    return node.to_state()
+
+
+def _up_postgres(state_dir: Path, previous: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+    if previous is not None and _reuse(previous, PostgresNode):
+        return previous
+    external = os.environ.get(DATABASE_ENV)
+    if external and not _is_own_endpoint(previous, "dsn", external):
+        return {"managed": False, "dsn": external}
+    log("starting PostgreSQL")
+    node = PostgresNode().start(
+        state_dir / "postgres",
+        preferred_port(DEFAULT_POSTGRES_PORT),
+        durable=True,
+        timeout=timeout,
+        detach=True,
+    )
+    return node.to_state()
+
+
+def _describe(state: dict[str, Any]) -> str:
+    kafka, postgres = state["kafka"], state["postgres"]
+    lines = [f"kafka     {kafka['bootstrap']}" + ("" if kafka["managed"] else "  (external, from env)")]
+    if kafka.get("managed") and kafka.get("ready_seconds") is not None:
+        lines[-1] += f"  (ready in {kafka['ready_seconds']:.2f}s after launch, pid {kafka['pid']})"
+    lines.append(f"postgres  {postgres['dsn']}" + ("" if postgres["managed"] else "  (external, from env)"))
+    return "\n".join(lines)
+
+
+def cmd_up(state_dir: Path, timeout: float) -> int:
+    previous = _load_state(state_dir)
+    state: dict[str, Any] = {}
+    try:
+        state["kafka"] = _up_kafka(state_dir, previous.get("kafka"), timeout)
+        state["postgres"] = _up_postgres(state_dir, previous.get("postgres"), timeout)
+    except BaseException:
+        _stop_started(state, previous)
+        raise
+    _write_state(state_dir, state)
+    if state["kafka"] is previous.get("kafka") and state["postgres"] is previous.get("postgres"):
+        print(f"already up (state in {state_dir})")
+    print(_describe(state))
+    print(f"env file: {state_dir / 'env'}  (source it: `. {state_dir / 'env'}`)")
+    return 0
+
+
+def _stop_started(state: dict[str, Any], previous: dict[str, Any]) -> None:
+    """If `up` fails half-way, do not leave the half that did start running unrecorded."""
+    for key, node_type in (("kafka", KafkaNode), ("postgres", PostgresNode)):
+        entry = state.get(key)
+        if entry and entry.get("managed") and entry is not previous.get(key):
+            _stop_entry(entry, node_type)
+
+
+def _stop_entry(entry: dict[str, Any], node_type: type[KafkaNode] | type[PostgresNode]) -> None:
+    node = node_type.from_state(entry)
+    node.stop()
+    if isinstance(node, PostgresNode):
+        node.remove_data()
+    else:
+        remove_tree(node.data_dir)
+
+
+def cmd_down(state_dir: Path) -> int:
+    state = _load_state(state_dir)
+    if not state:
+        log(f"nothing to stop: no state in {state_dir}")
+        return 0
+    for key, node_type in (("kafka", KafkaNode), ("postgres", PostgresNode)):
+        entry = state.get(key)
+        if entry and entry.get("managed"):
+            log(f"stopping {key} (pid {entry.get('pid')})")
+            _stop_entry(entry, node_type)
+    for name in ("state.json", "env"):
+        (state_dir / name).unlink(missing_ok=True)
+    try:
+        state_dir.rmdir()
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.ENOENT):
+            raise
+    print("stopped")
+    return 0
+
+
+def cmd_env(state_dir: Path) -> int:
+    env_file = state_dir / "env"
+    if not env_file.is_file():
+        log(f"no env file in {state_dir}; run `python3 deploy/runtime up` first")
+        return 1
+    sys.stdout.write(env_file.read_text())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Local Kafka + PostgreSQL for the payments project.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("up", "start Kafka and PostgreSQL (detached)"),
+        ("down", "stop what `up` started and delete its data"),
+        ("env", "print the shell env file"),
+    ):
+        command = sub.add_parser(name, help=help_text)
+        command.add_argument("--state-dir", type=Path, default=Path(".run"))
+        if name == "up":
+            command.add_argument("--timeout", type=float, default=90.0, help="readiness deadline per server")
+    args = parser.parse_args(argv)
+    state_dir = args.state_dir.expanduser().resolve()
+    if args.command == "up":
+        return cmd_up(state_dir, args.timeout)
+    if args.command == "down":
+        return cmd_down(state_dir)
+    return cmd_env(state_dir)

@@ -1,0 +1,146 @@
+"""`make bench` in miniature: the whole harness at tiny sizes, two runs per figure, on the
+tests' Kafka and PostgreSQL, with the services as OS processes. The figures themselves
+mean nothing at these sizes; what is checked is that the report is whole and honest:
+every figure has the median of the runs present, CPU per message was measured for each
+process found by pid, anchors ran and the ratios are the figure over its anchor.
+
+One projector instance only: with two, the group's rebalance while the first instance is
+busy sometimes never completes (seen at 19:05 on 2026-12-01: the first instance's heartbeats
+answered "rebalancing" for 40 s, half the events never projected); until that is fixed a
+two-instance run here would fail `make test` at random. `make bench` still measures 1, 2
+and 4 instances and fails the run, in its report, when that happens."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNS = 2
+METERED = {
+    # figure -> processes that must have been found by pid and used CPU in its window
+    "invoice_sync.throughput": ("service", "postgres", "kafka", "provider", "loadgen"),
+    # Checkouts open off the command path: the provider may do nothing in this short window.
+    "payment_intake.throughput": ("service", "postgres", "kafka", "loadgen"),
+    "payment_intake.p99_ms": ("service", "postgres", "kafka", "provider", "loadgen"),
+    "projector.throughput_1": ("service", "postgres", "kafka", "loadgen"),
+    "projector.rebuild_s": ("service", "postgres", "kafka", "loadgen"),
+}
+ANCHORED = ("invoice_sync.throughput", "payment_intake.throughput", "projector.throughput_1")
+UNMETERED = ("projector.api_p99_ms",)
+
+
+def _listener(port: int) -> int | None:
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port:
+            return conn.pid
+    return None
+
+
+@pytest.fixture(scope="module")
+def bench_report(
+    kafka_bootstrap: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench")
+    env = {**os.environ, "PAYMENTS_KAFKA_BOOTSTRAP": kafka_bootstrap, "PAYMENTS_DATABASE_URL": postgres_url}
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--tiny",
+            "--runs",
+            str(RUNS),
+            "--instances",
+            "1",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    (md,) = out.glob("*.md")
+    (jsonl,) = out.glob("*.jsonl")
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    return {
+        "stdout": done.stdout,
+        "markdown": md.read_text(),
+        "run": next(line for line in lines if line["kind"] == "run"),
+        "figures": {line["name"]: line for line in lines if line["kind"] == "figure"},
+        "goals": [line for line in lines if line["kind"] == "goal"],
+        "kafka": kafka_bootstrap,
+    }
+
+
+def test_the_run_says_when_where_and_on_what(bench_report: dict[str, Any]) -> None:
+    run = bench_report["run"]
+    assert run["runs"] == RUNS
+    assert run["machine"]["cores"] == os.cpu_count()
+    assert run["machine"]["ram_gb"] > 0 and len(run["machine"]["load"]) == 3
+    assert len(run["commit"].removesuffix("-dirty")) >= 7
+    assert run["date"] in bench_report["markdown"] and run["commit"] in bench_report["markdown"]
+
+
+def test_every_figure_has_every_run_and_their_median(bench_report: dict[str, Any]) -> None:
+    figures = bench_report["figures"]
+    assert set(METERED) | set(UNMETERED) <= set(figures)
+    for name, figure in figures.items():
+        assert figure["runs"] == RUNS == len(figure["values"]), name
+        assert all(v > 0 and math.isfinite(v) for v in figure["values"]), name
+        assert figure["median"] == pytest.approx(statistics.median(figure["values"])), name
+        assert f"| {name} (" in bench_report["markdown"], name
+
+
+def test_cpu_per_message_of_each_process_found_by_pid(bench_report: dict[str, Any]) -> None:
+    broker = _listener(int(bench_report["kafka"].rpartition(":")[2]))
+    for name, processes in METERED.items():
+        figure = bench_report["figures"][name]
+        for process in processes:
+            cpu = figure["cpu_us_per_message"][process]
+            assert len(cpu["runs"]) == RUNS, (name, process)
+            assert all(v > 0 for v in cpu["runs"]), (name, process, cpu, figure["pids"])
+            assert cpu["median"] == pytest.approx(statistics.median(cpu["runs"]))
+        for pids in figure["pids"]:
+            assert pids["loadgen"] != pids["service"]
+            if broker is not None:  # a broker on this host: the one listening, not any java
+                assert pids["kafka"] == [broker], (name, pids)
+        busy = figure["machine_busy"]
+        assert all(0 < b <= 1 for b in busy["runs"]), (name, busy)
+
+
+def test_each_figure_is_put_over_its_anchors(bench_report: dict[str, Any]) -> None:
+    for name in ANCHORED:
+        figure = bench_report["figures"][name]
+        assert set(figure["anchors"]) == {"kafka_consume", "kafka_produce", "pg_unnest", "pg_copy"}
+        for anchor, a in figure["anchors"].items():
+            assert len(a["anchor_runs"]) == RUNS and all(r > 0 for r in a["anchor_runs"]), (name, anchor)
+            expected = [v / base for v, base in zip(figure["values"], a["anchor_runs"], strict=True)]
+            assert a["ratio_runs"] == pytest.approx(expected), (name, anchor)
+            assert a["ratio_median"] == pytest.approx(statistics.median(expected))
+
+
+def test_the_goals_table_has_a_verdict_for_every_row(bench_report: dict[str, Any]) -> None:
+    goals = bench_report["goals"]
+    assert len(goals) == 11
+    for row in goals:
+        if row["goal"].startswith("2 instances"):  # one instance only here (see the module doc)
+            assert row["measured"] is None and row["met"] is None
+            continue
+        assert row["measured"] is not None and isinstance(row["met"], bool), row
+        assert f"| {row['goal']} | {row['target']} |" in bench_report["markdown"]
+    rss = next(r for r in goals if r["goal"] == "every service RSS under load")
+    assert 20 < rss["measured"] < 4000  # MB of a Python service: a unit error shows here
