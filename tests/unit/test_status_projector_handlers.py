@@ -84,9 +84,9 @@ async def test_a_failed_payment_leaves_its_reason_and_the_invoice_payable_again(
     payment = uuid.uuid4()
     await batch(uow, [synced(clock, ACC, "INV-1"), registered(clock, ACC, "INV-1")])
     await batch(uow, [requested(clock, ACC, payment, [("INV-1", 10_000)])])
-    await batch(uow, [failed(clock, ACC, payment, reason="card_declined")])
+    await batch(uow, [failed(clock, ACC, payment, reason="payment_failed")])
     invoice = uow.invoices[(ACC, "INV-1")]
-    assert invoice.last_problem is not None and invoice.last_problem.reason_code == "card_declined"
+    assert invoice.last_problem is not None and invoice.last_problem.reason_code == "payment_failed"
     assert status(uow) == (PayStatus.PAYABLE, 10_000)
 
 
