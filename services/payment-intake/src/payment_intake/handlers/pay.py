@@ -33,6 +33,7 @@ from payments_shared.contracts.payments import (
     PayAccountBalance,
     PayInvoice,
     PaySelectedInvoices,
+    Remittance,
 )
 from payments_shared.messaging import TransientError
 from payments_shared.observability import about
@@ -71,7 +72,8 @@ def _answer(run: PayRun, pay: Keyed, request: PayRequest | None, uow: UnitOfWork
     first = run.first_answer(command.account_id, pay.key)
     if first is not None:
         return again(pay, first)
-    channel = getattr(command.payload.method, "channel", "check")
+    method = command.payload.method
+    channel = method.channel if isinstance(method, Remittance) else "check"
     decision = run.decide(command.account_id, request, uow.config.policies, channel)
     if isinstance(decision, Rejection):
         answer: Envelope = rejected(command, pay.key, decision)
