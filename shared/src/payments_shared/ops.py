@@ -36,8 +36,8 @@ async def kafka_bounds(
 ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
     """Beginning and end offsets of every partition of `topics`."""
     consumer = AIOKafkaConsumer(**client_options(bootstrap), enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()  # inside: a start that fails still closes the client
         # A consumer that subscribes to nothing has no partition metadata until asked.
         await consumer._client.force_metadata_update()
         partitions = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import io
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -151,6 +152,7 @@ class ServiceHost:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGUSR1, log_where_tasks_wait)
         relay_stopping = asyncio.Event()
         self.heartbeat.start()
         tasks: dict[str, asyncio.Task[Any]] = {
@@ -221,6 +223,15 @@ async def start_up(
         raise SystemExit(0)
     collect_garbage_less_often()
     return registry, pool
+
+
+def log_where_tasks_wait() -> None:
+    """`kill -USR1 <pid>`: one log line per task with the stack it waits in, for an
+    operator asking why an instance makes no progress."""
+    for task in asyncio.all_tasks():
+        out = io.StringIO()
+        task.print_stack(limit=12, file=out)
+        log.warning("task stack", extra={"task": task.get_name(), "stack": out.getvalue()})
 
 
 def collect_garbage_less_often() -> None:

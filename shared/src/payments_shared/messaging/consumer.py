@@ -33,6 +33,7 @@ APPLIED = Counter("consumer_applied_total", "Messages applied (not duplicates)",
 DUPLICATES = Counter("consumer_duplicates_total", "Messages skipped as already applied", ["consumer"])
 DEAD_LETTERS = Counter("consumer_dead_letters_total", "Messages dead-lettered", ["consumer", "topic"])
 POSITION_CHECK_S = 5.0
+KAFKA_COMMIT_TIMEOUT_S = 5.0
 GAPS = Counter(
     "consumer_gaps_total", "Batches that started past the stored offset and were read again", ["consumer"]
 )
@@ -486,7 +487,9 @@ class TransactionalConsumer:
             tp = TopicPartition(r.topic, r.partition)
             offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
         try:
-            await self._consumer.commit(offsets)
+            # Bounded: aiokafka retries a commit while the coordinator is unknown, and a
+            # mirror for lag tooling must never hold the batch loop (or a rebalance) up.
+            await asyncio.wait_for(self._consumer.commit(offsets), KAFKA_COMMIT_TIMEOUT_S)
         except Exception as exc:  # a rebalance in progress; the next batch commits again
             log.debug("kafka offset commit skipped", extra={"error": repr(exc)})
 
