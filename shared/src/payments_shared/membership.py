@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,9 +33,12 @@ def consumer_options(settings: MembershipSettings | None = None) -> dict[str, An
     settings = settings or MembershipSettings()
     return {
         "group_instance_id": settings.instance_id,
-        # Sticky keeps each member's partitions across a rebalance; round robin stays
-        # listed so members of an older release still agree on a protocol mid-rollout.
-        "partition_assignment_strategy": (StickyPartitionAssignor, RoundRobinPartitionAssignor),
+        # Sticky keeps each member's partitions across a rebalance. Exactly one assignor:
+        # aiokafka 0.14 sends one JoinGroup per listed assignor, each with different
+        # metadata, and the broker restarts the rebalance for every one of them; after a
+        # broker restart two members could ping-pong like that for minutes
+        # (aio-libs/aiokafka#1168, docs/decisions.md).
+        "partition_assignment_strategy": (StickyPartitionAssignor,),
         "session_timeout_ms": settings.session_timeout_ms,
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
         "rebalance_timeout_ms": settings.rebalance_timeout_ms,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import io
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -229,9 +228,26 @@ def log_where_tasks_wait() -> None:
     """`kill -USR1 <pid>`: one log line per task with the stack it waits in, for an
     operator asking why an instance makes no progress."""
     for task in asyncio.all_tasks():
-        out = io.StringIO()
-        task.print_stack(limit=12, file=out)
-        log.warning("task stack", extra={"task": task.get_name(), "stack": out.getvalue()})
+        log.warning("task stack", extra={"task": task.get_name(), "stack": awaiting(task)})
+
+
+def awaiting(task: asyncio.Task[Any]) -> str:
+    """Where a task waits, down the whole chain of coroutines it awaits.
+
+    `Task.print_stack` shows only the outermost frame of a suspended coroutine, which
+    says nothing when a library's routine is stuck three awaits deep.
+    """
+    lines = [repr(task)]
+    step: Any = task.get_coro()
+    for _ in range(40):
+        frame = getattr(step, "cr_frame", None) or getattr(step, "gi_frame", None)
+        if frame is None:
+            if step is not None:
+                lines.append(f"  awaiting {step!r}")
+            break
+        lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        step = getattr(step, "cr_await", None) or getattr(step, "gi_yieldfrom", None)
+    return "\n".join(lines)
 
 
 def collect_garbage_less_often() -> None:

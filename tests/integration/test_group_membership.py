@@ -1,0 +1,102 @@
+"""How the services' consumers sit in their groups, on the real broker.
+
+A member must join each rebalance with one JoinGroup request. aiokafka 0.14 sends one
+per listed assignor, each with different metadata; the broker restarts the rebalance
+for each, and after a broker restart two static members were seen ping-ponging like
+that for minutes while one of them never got a partition back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+
+from kafka_tools import eventually
+from payments_shared.membership import MembershipSettings, consumer_options
+from payments_shared.topics import TopicRegistry
+
+pytestmark = pytest.mark.integration
+
+
+class Member(ConsumerRebalanceListener):  # type: ignore[misc]
+    """A consumer built with the services' group options that counts its accepted joins."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, instance: str) -> None:
+        settings = MembershipSettings(PAYMENTS_INSTANCE_ID=instance)
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+            **consumer_options(settings),
+        )
+        self.topic = topic
+        self.joined: Counter[str] = Counter()
+        self.assignments: list[set[TopicPartition]] = []
+        client = self.consumer._client
+        send = client.send
+
+        async def counting_send(node_id: Any, request: Any, **kwargs: Any) -> Any:
+            response = await send(node_id, request, **kwargs)
+            # Only joins the broker accepted: a retry while a fresh broker is still
+            # loading its group metadata is not a second join.
+            if getattr(response, "error_code", None) == 0:
+                self.joined[type(request).__name__] += 1
+            return response
+
+        client.send = counting_send
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.assignments.append(set(assigned))
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self.consumer.subscribe([self.topic], listener=self)
+
+    async def poll(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            await self.consumer.getmany(timeout_ms=100)
+
+
+async def test_each_member_sends_one_join_per_rebalance_and_the_group_settles(
+    kafka_bootstrap: str, topics: TopicRegistry
+) -> None:
+    group = f"membership-{uuid.uuid4().hex[:8]}"
+    topic = topics.erp_invoices.name
+    first = Member(kafka_bootstrap, group, topic, "svc-0")
+    second = Member(kafka_bootstrap, group, topic, "svc-1")
+    stopping = asyncio.Event()
+    pollers: list[asyncio.Task[None]] = []
+    try:
+        await first.start()
+        pollers.append(asyncio.create_task(first.poll(stopping)))
+        await eventually(lambda: asyncio.sleep(0, first.assignments), bool, what="first member assigned")
+        await second.start()
+        pollers.append(asyncio.create_task(second.poll(stopping)))
+
+        def shared(_: object) -> bool:
+            mine = first.assignments[-1] if first.assignments else set()
+            theirs = second.assignments[-1] if second.assignments else set()
+            return bool(mine) and bool(theirs) and not mine & theirs
+
+        await eventually(lambda: asyncio.sleep(0), shared, what="partitions shared by both")
+        await asyncio.sleep(3)  # six heartbeats: any restarted rebalance shows up here
+
+        for member in (first, second):
+            assert member.joined["JoinGroupRequest"] == len(member.assignments), (
+                member.joined, member.assignments,
+            )
+        assert len(first.assignments) == 2 and len(second.assignments) == 1
+        assert first.assignments[-1] | second.assignments[-1] == {
+            TopicPartition(topic, p) for p in range(topics.erp_invoices.partitions)
+        }
+    finally:
+        stopping.set()
+        await asyncio.gather(*pollers, return_exceptions=True)
+        for member in (first, second):
+            await member.consumer.stop()
