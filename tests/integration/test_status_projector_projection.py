@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Sequence
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from database_tools import fresh_database
 from status_projector_support import (
     Clock,
     account_story,
@@ -25,7 +27,7 @@ from status_projector_support import (
 )
 
 from payments_shared.messaging import Delivery, Transaction
-from payments_shared.topics import TopicRegistry
+from payments_shared.topics import TopicRegistry, ensure_topics
 from status_projector import ops
 from status_projector.adapters.schema import VersionTables
 from status_projector.workers import input_topics, kafka_offsets, projecting, projection_consumer, run_until
@@ -100,8 +102,55 @@ async def test_duplicates_and_replays_change_nothing(
         replayed = await ops.replay(_ctx(pool, topics, kafka_bootstrap), clock.now.replace(year=2000))
         assert replayed == 2 * len(story)
         assert await dump(pool, 1) == before
+        # The rules made the copies harmless, not a dedupe record: the projector writes none.
+        assert await pool.fetchval("SELECT count(*) FROM processed_events") == 0
     finally:
         await pool.close()
+
+
+async def test_events_re_sent_after_newer_ones_end_in_the_same_rows_as_sent_once(
+    kafka_bootstrap: str, postgres_url: str, topics: TopicRegistry
+) -> None:
+    """The relay's at-least-once re-send as it happens: a stretch of rows published again
+    after later events of the same accounts (`A B C A B C D`), the copies landing in the
+    same consumer batch as their originals and in later ones; some payments before their
+    invoices so parking and its retry see copies too. The projector keeps no dedupe row,
+    so the rows equal those of the same events sent once, projected on their own."""
+    clock = Clock()
+    stories = [account_story(clock, f"A{i}") for i in range(6)]
+    payments = [e for s in stories for e in s if e.type.startswith("payment.")]
+    invoices = [e for s in stories for e in s if e.type.startswith("invoice.")]
+    # Three accounts' payments before their invoices (they park), three after.
+    once = [*payments[:30], *invoices, *payments[30:]]
+    re_sent = [*payments[:30], *payments[5:25], *invoices[:10], *payments[:8], *invoices[3:12], *invoices[10:]]
+    re_sent += [*payments[30:44], *payments[31:36], *payments[44:], *payments[33:36], *payments[41:45]]
+    assert len(re_sent) == len(once) + 20 + 8 + 9 + 5 + 3 + 4
+
+    copies = TopicRegistry(prefix=f"t{uuid.uuid4().hex[:8]}.")
+    await ensure_topics(kafka_bootstrap, copies)
+    try:
+        rows = []
+        for registry, messages in ((topics, once), (copies, re_sent)):
+            async with fresh_database(postgres_url) as url:
+                pool = await projector_pool(url)
+                try:
+                    await publish(kafka_bootstrap, registry, messages)
+                    await project_to_end(pool, registry, kafka_bootstrap, batch_size=16)
+                    rows.append(await dump(pool, 1))
+                    assert await pool.fetchval("SELECT count(*) FROM processed_events") == 0
+                finally:
+                    await pool.close()
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics(list(copies.desired()))
+        finally:
+            await admin.close()
+    sent_once, sent_again = rows
+    assert sent_once["parked"] == sent_again["parked"] == []
+    assert len(sent_once["invoices"]) == 18
+    assert sent_again == sent_once
 
 
 async def test_impossible_transition_is_parked_with_its_reason(

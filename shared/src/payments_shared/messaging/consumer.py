@@ -90,6 +90,12 @@ class TransactionalConsumer:
     Kafka: on assignment each partition is sought to the offset after the last
     committed batch (or the beginning, for a new consumer). Kafka's committed offsets
     are updated afterwards only so the usual lag tooling works.
+
+    The stored offsets make Kafka's redelivery harmless; a message published twice (the
+    outbox relay is at-least-once) is a second record, which `processed_events` (one row
+    per event id) skips. `dedupe=False` leaves that write out, for a handler whose every
+    effect is idempotent and guarded against an older message arriving after a newer
+    one, so a second copy changes nothing wherever it lands.
     """
 
     def __init__(
@@ -105,6 +111,7 @@ class TransactionalConsumer:
         on_commit: Callable[[], None] | None = None,
         batch_size: int = 500,
         group_id: str | None = None,
+        dedupe: bool = True,
     ) -> None:
         self.service = service
         self.name = name
@@ -115,6 +122,7 @@ class TransactionalConsumer:
         self._handle = handle
         self._on_commit = on_commit or (lambda: None)
         self._batch_size = batch_size
+        self._dedupe = dedupe
         # The topic prefix in the group: deployments (and test runs) sharing a cluster
         # must not join one group, or they rebalance each other all the time.
         self._group_id = group_id or f"{service}.{registry.prefix}{name}"
@@ -360,7 +368,8 @@ class TransactionalConsumer:
             if isolate:
                 await self._apply_one_by_one(conn, fresh, records, outbox)
             else:
-                fresh = await self._first_sightings(conn, fresh)
+                if self._dedupe:
+                    fresh = await self._first_sightings(conn, fresh)
                 if fresh:
                     await self._handle(fresh, Transaction(conn, outbox))
                 APPLIED.labels(self.name).inc(len(fresh))
@@ -383,7 +392,7 @@ class TransactionalConsumer:
             own = Outbox(self._registry)
             try:
                 async with conn.transaction():
-                    if await self._first_sightings(conn, [delivery]):
+                    if not self._dedupe or await self._first_sightings(conn, [delivery]):
                         await self._handle([delivery], Transaction(conn, own))
                         APPLIED.labels(self.name).inc()
             except Exception as exc:
