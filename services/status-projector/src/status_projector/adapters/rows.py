@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from json.encoder import encode_basestring as _quoted_utf8
+from json.encoder import encode_basestring_ascii as _quoted
 from typing import Any
 
 from status_projector.domain.model import Invoice, Payment, Problem, Refund, Restriction
@@ -74,8 +76,16 @@ _REASONS: dict[str, NotPayableReason] = NotPayableReason._value2member_map_  # t
 
 def _dump_amounts(amounts: dict[str, int]) -> str:
     # Same text as PostgreSQL's jsonb output for these small maps, so an unchanged row
-    # compares equal to what was loaded.
-    return json.dumps(amounts, sort_keys=True) if amounts else "{}"
+    # compares equal to what was loaded; and as json.dumps(amounts, sort_keys=True), without
+    # its encoder set up per call (rows are written by the thousand).
+    if not amounts:
+        return "{}"
+    return "{" + ", ".join(f"{_quoted(k)}: {amounts[k]:d}" for k in sorted(amounts)) + "}"
+
+
+def _dump_refs(refs: list[str]) -> str:
+    """As json.dumps(sorted(refs), ensure_ascii=False)."""
+    return "[" + ", ".join(_quoted_utf8(r) for r in sorted(refs)) + "]" if refs else "[]"
 
 
 def _load_amounts(text: str) -> dict[str, int]:
@@ -106,7 +116,7 @@ def invoice_from_row(row: tuple[Any, ...]) -> Invoice:
         erp_status=erp_status,
         erp_version=erp_version,
         billing_country=billing_country,
-        posted_refs=json.loads(posted_refs),
+        posted_refs=json.loads(posted_refs) if posted_refs != "[]" else [],
         registration=registration,
         registration_version=registration_version,
         closed_reason=closed_reason,
@@ -154,7 +164,7 @@ def invoice_values(inv: Invoice) -> tuple[Any, ...]:
         inv.erp_status,
         inv.erp_version,
         inv.billing_country,
-        json.dumps(sorted(inv.posted_refs), ensure_ascii=False),
+        _dump_refs(inv.posted_refs),
         inv.registration,
         inv.registration_version,
         inv.closed_reason,

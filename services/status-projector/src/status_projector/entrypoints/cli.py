@@ -27,6 +27,7 @@ from payments_shared.topics import TopicRegistry
 from status_projector import ops
 from status_projector.adapters.schema import install
 from status_projector.settings import SCHEMA, SERVICE, ProjectorSettings
+from status_projector.workers import collector_allocations
 
 app = typer.Typer(help="Operate the status-projector read model.", no_args_is_help=True)
 T = TypeVar("T")
@@ -38,7 +39,8 @@ def _run(work: Callable[[ops.Projecting], Awaitable[T]]) -> T:
 
     async def go() -> T:
         pool = await open_pool(settings.database_url, SCHEMA, size=4, install=install)
-        collect_garbage_less_often()  # a rebuild decodes millions of events
+        # a rebuild decodes millions of events, in its own (larger) batches
+        collect_garbage_less_often(collector_allocations(settings.rebuild_batch_size))
         try:
             return await work(
                 ops.Projecting(

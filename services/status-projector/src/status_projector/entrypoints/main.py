@@ -9,18 +9,19 @@ from payments_shared.messaging import OutboxRelay
 from payments_shared.ops_metrics import OpsGauges
 from payments_shared.retention import Pruner, RetentionSettings
 from payments_shared.sandbox import UnsafeConfiguration
-from payments_shared.service import ServiceHost, run_service, start_up
+from payments_shared.service import ServiceHost, collect_garbage_less_often, run_service, start_up
 from status_projector.adapters.schema import install
 from status_projector.domain.access import PortalKeys
 from status_projector.entrypoints.http import build_app
 from status_projector.entrypoints.merchants import follow_merchant_file, with_merchant_routes
 from status_projector.settings import SCHEMA, SERVICE, ProjectorSettings, portal_keys
-from status_projector.workers import LiveProjection
+from status_projector.workers import LiveProjection, collector_allocations
 
 
 async def serve(settings: ProjectorSettings, keys: PortalKeys) -> None:
     retention = RetentionSettings()
     registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
+    collect_garbage_less_often(collector_allocations(settings.batch_size))
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
     app = with_merchant_routes(
         build_app(pool, registry, keys, provider_configured=settings.provider_configured)

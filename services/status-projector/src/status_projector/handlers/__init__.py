@@ -114,13 +114,13 @@ async def _load_for(uow: UnitOfWork, messages: Sequence[Envelope]) -> None:
     await uow.load(keys, payments)
 
 
-async def apply(message: Envelope, position: Position, uow: UnitOfWork) -> bool:
+def apply(message: Envelope, position: Position, uow: UnitOfWork) -> bool:
     """Apply one event; False when it was parked."""
     handler = HANDLERS.get(type(message))
     if handler is None:
         return True
     try:
-        await handler(message, uow)
+        handler(message, uow)
     except Park as why:
         uow.park(message, position, why)
         return False
@@ -137,7 +137,7 @@ async def retry_parked(uow: UnitOfWork) -> None:
         messages = [uow.parked_message(e) for e in waiting]
         await _load_for(uow, messages)
         for event, message in zip(waiting, messages, strict=True):
-            if await apply(message, event.position, uow):
+            if apply(message, event.position, uow):
                 uow.unpark(event)
 
 
@@ -152,7 +152,7 @@ async def apply_batch(deliveries: Sequence[Delivery], uow: UnitOfWork) -> None:
     ordered = sorted(deliveries, key=lambda d: type(d.message) not in invoices)
     await _load_for(uow, [d.message for d in ordered])
     for d in ordered:
-        await apply(d.message, (d.topic, d.partition, d.offset), uow)
+        apply(d.message, (d.topic, d.partition, d.offset), uow)
     await retry_parked(uow)
     # Once per changed invoice and batch, not per event: balance and pay status follow
     # from the facts the events left.

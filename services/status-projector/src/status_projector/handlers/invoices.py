@@ -13,7 +13,7 @@ from status_projector.domain.model import Invoice, Problem
 from status_projector.unit_of_work import UnitOfWork
 
 
-async def on_invoice_synced(message: InvoiceSynced, uow: UnitOfWork) -> None:
+def on_invoice_synced(message: InvoiceSynced, uow: UnitOfWork) -> None:
     p = message.payload
     invoice = uow.invoice(message.account_id, p.invoice_number)
     if invoice is None:
@@ -51,7 +51,7 @@ async def on_invoice_synced(message: InvoiceSynced, uow: UnitOfWork) -> None:
     invoice.touched(message.occurred_at)
 
 
-async def on_invoice_balance_changed(message: InvoiceBalanceChanged, uow: UnitOfWork) -> None:
+def on_invoice_balance_changed(message: InvoiceBalanceChanged, uow: UnitOfWork) -> None:
     p = message.payload
     invoice = uow.require_invoice(message.account_id, p.invoice_number)
     if p.erp_version < invoice.erp_version:
@@ -62,7 +62,7 @@ async def on_invoice_balance_changed(message: InvoiceBalanceChanged, uow: UnitOf
     uow.changed(invoice)
 
 
-async def on_invoice_registered(message: InvoiceRegistered, uow: UnitOfWork) -> None:
+def on_invoice_registered(message: InvoiceRegistered, uow: UnitOfWork) -> None:
     p = message.payload
     invoice = uow.require_invoice(message.account_id, p.invoice_number)
     # At the same ERP version a success is final: a replayed earlier failure of that
@@ -74,7 +74,7 @@ async def on_invoice_registered(message: InvoiceRegistered, uow: UnitOfWork) -> 
         uow.changed(invoice)
 
 
-async def on_invoice_registration_failed(message: InvoiceRegistrationFailed, uow: UnitOfWork) -> None:
+def on_invoice_registration_failed(message: InvoiceRegistrationFailed, uow: UnitOfWork) -> None:
     p = message.payload
     invoice = uow.require_invoice(message.account_id, p.invoice_number)
     if p.erp_version > invoice.registration_version or (
@@ -87,7 +87,7 @@ async def on_invoice_registration_failed(message: InvoiceRegistrationFailed, uow
         uow.changed(invoice)
 
 
-async def on_invoice_closed(message: InvoiceClosed, uow: UnitOfWork) -> None:
+def on_invoice_closed(message: InvoiceClosed, uow: UnitOfWork) -> None:
     p = message.payload
     invoice = uow.require_invoice(message.account_id, p.invoice_number)
     if p.erp_version >= invoice.closed_version:
