@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -42,9 +42,11 @@ BATCH_SECONDS = Histogram("consumer_batch_seconds", "Time to apply one batch", [
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """One decoded message and where it was read from."""
+class Delivery(NamedTuple):
+    """One decoded message and where it was read from.
+
+    A named tuple rather than a frozen dataclass: one is built per message, and a frozen
+    dataclass sets each field through object.__setattr__ (four times the cost)."""
 
     topic: str
     partition: int
@@ -117,6 +119,9 @@ class TransactionalConsumer:
         self.name = name
         self._registry = registry
         self._topics = {t.name: t for t in topics}
+        # Each topic's validator, looked up once: a record is validated straight from its
+        # bytes into the message (one pass, no intermediate dict to throw away).
+        self._validators = {t.name: t.decoder.validate_json for t in topics}
         self._pool = pool
         self._bootstrap = bootstrap
         self._handle = handle
@@ -331,13 +336,15 @@ class TransactionalConsumer:
         per_topic = collections.Counter(r.topic for r in records)
         for topic, count in per_topic.items():  # per batch: a labelled metric costs µs per call
             CONSUMED.labels(self.name, topic).inc(count)
+        validators = self._validators
+        add = deliveries.append
         for record in records:
             try:
-                message = self._topics[record.topic].decoder.validate_json(record.value or b"")
+                message = validators[record.topic](record.value or b"")
             except ValidationError as exc:
                 dead.append((record, _describe(exc)))
                 continue
-            deliveries.append(Delivery(record.topic, record.partition, record.offset, message))
+            add(Delivery(record.topic, record.partition, record.offset, message))
         return deliveries, dead
 
     async def _apply(
