@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -45,7 +44,7 @@ def test_registered_open_invoice_with_balance_is_payable() -> None:
 
 
 def test_synced_but_not_registered_is_not_payable_not_registered() -> None:
-    s = standing(replace(OPEN, registration=None))
+    s = standing(OPEN._replace(registration=None))
     assert (s.pay_status, s.not_payable_reason) == (
         PayStatus.NOT_PAYABLE,
         NotPayableReason.NOT_REGISTERED,
@@ -53,7 +52,7 @@ def test_synced_but_not_registered_is_not_payable_not_registered() -> None:
 
 
 def test_registration_failure_is_its_own_reason() -> None:
-    s = standing(replace(OPEN, registration="failed"))
+    s = standing(OPEN._replace(registration="failed"))
     assert s.not_payable_reason is NotPayableReason.REGISTRATION_FAILED
 
 
@@ -61,28 +60,28 @@ def test_registration_failure_is_its_own_reason() -> None:
     "state", [PaymentState.REQUESTED, PaymentState.CHECKOUT_OPENED, PaymentState.PROCESSING]
 )
 def test_open_checkout_or_processing_payment_makes_it_pending(state: PaymentState) -> None:
-    assert standing(replace(OPEN, current_payment_state=state)).pay_status is PayStatus.PENDING
+    assert standing(OPEN._replace(current_payment_state=state)).pay_status is PayStatus.PENDING
 
 
 @pytest.mark.parametrize("state", [PaymentState.FAILED, PaymentState.CANCELLED, PaymentState.EXPIRED])
 def test_ended_checkout_makes_it_payable_again(state: PaymentState) -> None:
-    assert standing(replace(OPEN, current_payment_state=state)).pay_status is PayStatus.PAYABLE
+    assert standing(OPEN._replace(current_payment_state=state)).pay_status is PayStatus.PAYABLE
 
 
 def test_succeeded_payment_of_whole_balance_is_paid_with_zero_balance() -> None:
-    s = standing(replace(OPEN, succeeded={"p1": 125_000}, current_payment_state=PaymentState.SUCCEEDED))
+    s = standing(OPEN._replace(succeeded={"p1": 125_000}, current_payment_state=PaymentState.SUCCEEDED))
     assert (s.pay_status, s.balance_minor) == (PayStatus.PAID, 0)
 
 
 def test_partial_payment_is_partially_paid_and_keeps_the_pay_button() -> None:
-    s = standing(replace(OPEN, succeeded={"p1": 25_000}, current_payment_state=PaymentState.SUCCEEDED))
+    s = standing(OPEN._replace(succeeded={"p1": 25_000}, current_payment_state=PaymentState.SUCCEEDED))
     assert (s.pay_status, s.balance_minor) == (PayStatus.PARTIALLY_PAID, 100_000)
     assert pay_button(s.pay_status, s.not_payable_reason, provider_configured=True) == (True, None)
 
 
 def test_payment_posted_by_the_erp_is_not_subtracted_twice() -> None:
     # The ERP posted our payment p1 (reference = our payment id): open amount already reflects it.
-    facts = replace(OPEN, open_amount_minor=100_000, posted_refs=frozenset({"p1"}), succeeded={"p1": 25_000})
+    facts = OPEN._replace(open_amount_minor=100_000, posted_refs=frozenset({"p1"}), succeeded={"p1": 25_000})
     assert standing(facts).balance_minor == 100_000
     assert standing(facts).pay_status is PayStatus.PARTIALLY_PAID
 
@@ -93,7 +92,7 @@ def test_balance_subtracts_only_unposted_successes_and_is_never_negative() -> No
 
 
 def test_zero_balance_without_any_payment_is_not_payable_zero_balance() -> None:
-    s = standing(replace(OPEN, open_amount_minor=0))
+    s = standing(OPEN._replace(open_amount_minor=0))
     assert (s.pay_status, s.not_payable_reason) == (
         PayStatus.NOT_PAYABLE,
         NotPayableReason.ZERO_BALANCE,
@@ -102,13 +101,13 @@ def test_zero_balance_without_any_payment_is_not_payable_zero_balance() -> None:
 
 def test_zero_balance_after_erp_posted_payment_is_paid() -> None:
     assert (
-        standing(replace(OPEN, open_amount_minor=0, posted_refs=frozenset({"chk-1"}))).pay_status
+        standing(OPEN._replace(open_amount_minor=0, posted_refs=frozenset({"chk-1"}))).pay_status
         is PayStatus.PAID
     )
 
 
 def test_cancelled_invoice_is_not_payable_with_zero_balance() -> None:
-    for facts in (replace(OPEN, erp_status="cancelled"), replace(OPEN, closed_reason="cancelled")):
+    for facts in (OPEN._replace(erp_status="cancelled"), OPEN._replace(closed_reason="cancelled")):
         s = standing(facts)
         assert (s.pay_status, s.not_payable_reason, s.balance_minor) == (
             PayStatus.NOT_PAYABLE,
@@ -118,21 +117,21 @@ def test_cancelled_invoice_is_not_payable_with_zero_balance() -> None:
 
 
 def test_closed_with_balance_is_not_payable_closed() -> None:
-    s = standing(replace(OPEN, closed_reason="missing_from_snapshot"))
+    s = standing(OPEN._replace(closed_reason="missing_from_snapshot"))
     assert s.not_payable_reason is NotPayableReason.CLOSED
 
 
 def test_restricted_by_policy_is_not_payable_restricted_and_hides_the_button() -> None:
-    s = standing(replace(OPEN, restricted=True))
+    s = standing(OPEN._replace(restricted=True))
     assert (s.pay_status, s.not_payable_reason) == (PayStatus.NOT_PAYABLE, NotPayableReason.RESTRICTED)
     assert pay_button(s.pay_status, s.not_payable_reason, provider_configured=True) == (False, "restricted")
 
 
 def test_restriction_does_not_hide_a_cancellation_or_a_pending_payment() -> None:
-    assert standing(replace(OPEN, restricted=True, erp_status="cancelled")).not_payable_reason is (
+    assert standing(OPEN._replace(restricted=True, erp_status="cancelled")).not_payable_reason is (
         NotPayableReason.CANCELLED
     )
-    pending = replace(OPEN, restricted=True, current_payment_state=PaymentState.PROCESSING)
+    pending = OPEN._replace(restricted=True, current_payment_state=PaymentState.PROCESSING)
     assert standing(pending).pay_status is PayStatus.PENDING
 
 

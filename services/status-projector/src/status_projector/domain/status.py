@@ -19,8 +19,8 @@ How pay status and the Pay button interact:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class PayStatus(StrEnum):
@@ -65,9 +65,11 @@ _ENDED = frozenset({PaymentState.FAILED, PaymentState.CANCELLED, PaymentState.EX
 PAY_BUTTON_STATUSES = frozenset({PayStatus.PAYABLE, PayStatus.PARTIALLY_PAID})
 
 
-@dataclass(frozen=True)
-class InvoiceFacts:
-    """What the rules need to know about one invoice."""
+class InvoiceFacts(NamedTuple):
+    """What the rules need to know about one invoice.
+
+    (Named tuples, this and `Standing`: built for every changed invoice of every batch,
+    at less than half the cost of a frozen dataclass.)"""
 
     erp_status: str  # open | closed | cancelled
     total_minor: int
@@ -80,8 +82,7 @@ class InvoiceFacts:
     current_payment_state: PaymentState | None
 
 
-@dataclass(frozen=True)
-class Standing:
+class Standing(NamedTuple):
     balance_minor: int
     pay_status: PayStatus
     not_payable_reason: NotPayableReason | None
