@@ -112,6 +112,10 @@ class ReadModelStore:
         new: list[tuple[Any, ...]] = []
         facts: list[tuple[Any, ...]] = []
         status: list[tuple[Any, ...]] = []
+        # Status columns some row of the batch changed: only those are sent (an array
+        # parameter costs about half a microsecond per element to encode, and a batch
+        # of payment events changes 6 to 12 of the 25).
+        unchanged = list(range(FACTS_END, len(INVOICE_COLUMNS)))
         for invoice in invoices:
             values = invoice_values(invoice)
             before = self._loaded_invoices.get((values[0], values[1]))
@@ -119,7 +123,9 @@ class ReadModelStore:
                 new.append(values)
             elif values != before:
                 if values[2:FACTS_END] == before[2:FACTS_END]:
-                    status.append(values[:2] + values[FACTS_END:])
+                    status.append(values)
+                    if unchanged:
+                        unchanged = [i for i in unchanged if values[i] == before[i]]
                 else:
                     facts.append(values)
         table = self.tables.invoices
@@ -128,7 +134,12 @@ class ReadModelStore:
         if facts:
             await self._update(update_from_arrays(table, KEY, (*FACTS, *STATUS)), facts)
         if status:
-            await self._update(update_from_arrays(table, KEY, STATUS), status)
+            same = set(unchanged)
+            sent = [i for i in range(FACTS_END, len(INVOICE_COLUMNS)) if i not in same]
+            await self._update(
+                update_from_arrays(table, KEY, [STATUS[i - FACTS_END] for i in sent]),
+                [(v[0], v[1], *(v[i] for i in sent)) for v in status],
+            )
 
     async def save_payments(self, payments: Iterable[Payment]) -> None:
         new: list[tuple[Any, ...]] = []
