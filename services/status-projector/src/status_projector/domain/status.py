@@ -162,17 +162,22 @@ class Transition(StrEnum):
     IMPOSSIBLE = "impossible"
 
 
+# Members bound once: reading one off its enum class costs more than the rest of a step.
+_NO_OP, _APPLY, _SUCCEEDED = Transition.NO_OP, Transition.APPLY, PaymentState.SUCCEEDED
+
+
 def transition(current: PaymentState, new: PaymentState) -> Transition:
     """Payment events of one account arrive in order (one partition), so a step back is a
     replayed old event and changes nothing. A provider may still report money moving
     after a checkout expired or was cancelled: money that moved wins. Anything else
     after an end (succeeded then failed, failed then cancelled) is impossible."""
     if new == current:
-        return Transition.NO_OP
-    if _RANK[new] < _RANK[current]:
-        return Transition.NO_OP
-    if _RANK[new] > _RANK[current]:
-        return Transition.APPLY
-    if current.ended_without_money and new is PaymentState.SUCCEEDED:
-        return Transition.APPLY
+        return _NO_OP
+    rank_new, rank_current = _RANK[new], _RANK[current]
+    if rank_new < rank_current:
+        return _NO_OP
+    if rank_new > rank_current:
+        return _APPLY
+    if current in _ENDED and new is _SUCCEEDED:
+        return _APPLY
     return Transition.IMPOSSIBLE
