@@ -144,8 +144,10 @@ async def replay(ctx: Projecting, since: datetime, *, progress: Progress | None 
     Safe because every change the handlers make is idempotent and guarded by an ERP
     version or an event time: events already applied change nothing, events whose
     effect was lost (a parked event after a fix, a handler bug since fixed) take
-    effect. The replay uses its own consumer name, so the live projector's offsets
-    and dedupe records are untouched; its own are removed afterwards.
+    effect. The same property lets the projector keep no dedupe record per event (a
+    copy the relay published twice is a replay of one event). The replay uses its own
+    consumer name, so the live projector's offsets are untouched; its own are removed
+    afterwards.
     """
     async with ctx.pool.acquire() as conn:
         version = await active_version(conn)
