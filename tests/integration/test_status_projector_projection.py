@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from database_tools import fresh_database
 from status_projector_support import (
     Clock,
     account_story,
@@ -26,6 +25,7 @@ from status_projector_support import (
     synced,
 )
 
+from database_tools import fresh_database
 from payments_shared.messaging import Delivery, Transaction
 from payments_shared.topics import TopicRegistry, ensure_topics
 from status_projector import ops
@@ -122,7 +122,14 @@ async def test_events_re_sent_after_newer_ones_end_in_the_same_rows_as_sent_once
     invoices = [e for s in stories for e in s if e.type.startswith("invoice.")]
     # Three accounts' payments before their invoices (they park), three after.
     once = [*payments[:30], *invoices, *payments[30:]]
-    re_sent = [*payments[:30], *payments[5:25], *invoices[:10], *payments[:8], *invoices[3:12], *invoices[10:]]
+    re_sent = [
+        *payments[:30],
+        *payments[5:25],
+        *invoices[:10],
+        *payments[:8],
+        *invoices[3:12],
+        *invoices[10:],
+    ]
     re_sent += [*payments[30:44], *payments[31:36], *payments[44:], *payments[33:36], *payments[41:45]]
     assert len(re_sent) == len(once) + 20 + 8 + 9 + 5 + 3 + 4
 

@@ -79,14 +79,18 @@ def story() -> list[Envelope]:
     refund_id = uuid.uuid4()
 
     def ended(cls: Any, payment: uuid.UUID, reason: str) -> Envelope:
-        return _event(cls, clock, PaymentEndedPayload(payment_id=payment, reason_code=reason, message="ended"))  # type: ignore[arg-type]
+        return _event(
+            cls, clock, PaymentEndedPayload(payment_id=payment, reason_code=reason, message="ended")
+        )  # type: ignore[arg-type]
 
     return [
         _event(
             AccountBalancePaymentChanged,
             clock,
             AccountBalancePaymentChangedPayload(
-                allowed=False, reason_code="account_balance_not_allowed", message="not here"  # type: ignore[arg-type]
+                allowed=False,
+                reason_code="account_balance_not_allowed",
+                message="not here",  # type: ignore[arg-type]
             ),
         ),
         requested(clock, ACC, p5, [("INV-4", 3_000)]),  # before its invoice: parks
@@ -131,7 +135,9 @@ def story() -> list[Envelope]:
         _event(
             PaymentRefunded,
             clock,
-            RefundedPayload(payment_id=p1, refund_id=refund_id, amount=usd(10_000), invoice_numbers=["INV-1"]),
+            RefundedPayload(
+                payment_id=p1, refund_id=refund_id, amount=usd(10_000), invoice_numbers=["INV-1"]
+            ),
         ),
         synced(clock, ACC, "INV-2", total=8_000, open_amount=5_000, version=2, posted=[("P-ERP", 3_000)]),
         registered(clock, ACC, "INV-2", version=2),
@@ -166,7 +172,9 @@ def story() -> list[Envelope]:
         requested(clock, ACC, p4, [("INV-3", 6_000)]),
         ended(PaymentExpired, p4, "checkout_expired"),
         restriction_changed(clock, ACC, "INV-3", restricted=False),
-        _event(InvoiceClosed, clock, InvoiceClosedPayload(invoice_number="INV-4", erp_version=1, reason="closed")),
+        _event(
+            InvoiceClosed, clock, InvoiceClosedPayload(invoice_number="INV-4", erp_version=1, reason="closed")
+        ),
         succeeded(clock, ACC, p5, [("INV-4", 3_000)]),
         _event(
             AccountBalancePaymentChanged,

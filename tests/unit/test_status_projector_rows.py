@@ -9,7 +9,7 @@ import string
 
 from status_projector.adapters.rows import _dump_amounts, _dump_refs
 
-ALPHABET = string.printable + "éü€\u2028\x00\"\\/"
+ALPHABET = string.printable + 'éü€\u2028\x00"\\/'
 
 
 def test_amounts_and_refs_are_the_text_json_dumps_gives() -> None:

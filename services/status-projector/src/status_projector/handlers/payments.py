@@ -119,9 +119,7 @@ def on_payment_succeeded(message: PaymentSucceeded, uow: UnitOfWork) -> None:
 
 
 def ended(state: PaymentState) -> Handler:
-    def on_payment_ended(
-        message: PaymentFailed | PaymentCancelled | PaymentExpired, uow: UnitOfWork
-    ) -> None:
+    def on_payment_ended(message: PaymentFailed | PaymentCancelled | PaymentExpired, uow: UnitOfWork) -> None:
         p = message.payload
         problem = Problem(p.reason_code, p.message, message.occurred_at)
         _payment_moved(message, str(p.payment_id), state, uow, problem=problem)
