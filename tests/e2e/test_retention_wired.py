@@ -1,6 +1,10 @@
 """Every service, run as an OS process, prunes its expired dedupe records in the background
 (windows shortened through the environment), counts them on /metrics, and keeps the
-idempotency key of a payment that is still open."""
+idempotency key of a payment that is still open.
+
+status-projector writes no dedupe record of its own (its rules make a repeat harmless,
+decisions.md "The projector keeps no dedupe record"); its pruner is shown wired on a row
+an earlier release left behind."""
 
 from __future__ import annotations
 
@@ -79,6 +83,18 @@ async def test_each_service_prunes_expired_event_ids_and_keeps_the_key_of_an_ope
             lambda status: status == "checkout_open",
             timeout=60,
             what="the checkout opened",
+        )
+        # The projector applied the invoice's and the payment's events without a dedupe row.
+        await eventually(
+            lambda: db.fetchval("SELECT pay_status FROM status_projector.invoices_v1"),
+            lambda status: status == "pending",
+            timeout=60,
+            what="the projector showing the payment",
+        )
+        assert await db.fetchval("SELECT count(*) FROM status_projector.processed_events") == 0
+        await db.execute(
+            "INSERT INTO status_projector.processed_events (consumer, event_id, processed_at) "
+            "VALUES ('projection_v1', gen_random_uuid(), now() - interval '1 hour')"
         )
 
         for service, schema in SERVICES.items():
