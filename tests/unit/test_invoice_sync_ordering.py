@@ -198,7 +198,9 @@ def test_an_answer_heard_twice_is_announced_once() -> None:
     again, repeated = record_outcome(first, Intent("register", 1, 700, "USD"), Accepted("inv_9"))
     assert [type(r) for r in announced] == [Registered] and repeated == []
     assert again == first
-    refused, announced = record_outcome(v1.payable, Intent("register", 1, 700, "USD"), Refused("blocked", "no"))
+    refused, announced = record_outcome(
+        v1.payable, Intent("register", 1, 700, "USD"), Refused("blocked", "no")
+    )
     again, repeated = record_outcome(refused, Intent("register", 1, 700, "USD"), Refused("blocked", "no"))
     assert [type(r) for r in announced] == [RegistrationFailed] and repeated == []
     assert again == refused
