@@ -62,8 +62,8 @@ def test_every_event_kind_validates_against_its_contract() -> None:
         happened(Synced(inv), cause),
         happened(BalanceChanged(inv, 125000, "JPY"), cause),
         happened(Closed(inv, "missing_from_snapshot"), cause),
-        registration_result(Registered(inv, "inv_1", 100000)),
-        registration_result(RegistrationFailed(inv, 3, "blocked", "no")),
+        registration_result(Registered(inv.payable, "inv_1", 100000)),
+        registration_result(RegistrationFailed(inv.payable, 3, "blocked", "no")),
     ]
     for event in built:
         roundtrip(event)
@@ -93,7 +93,7 @@ def test_synced_carries_the_whole_invoice_and_its_cause() -> None:
 
 def test_worker_events_are_correlated_to_the_document_stored_with_the_invoice() -> None:
     inv = invoice()
-    event = roundtrip(registration_result(Registered(inv, "inv_1", 100000)))
+    event = roundtrip(registration_result(Registered(inv.payable, "inv_1", 100000)))
     assert str(event.correlation_id) == inv.correlation_id
     assert str(event.causation_id) == inv.source_event_id
     assert event.payload.amount.amount_minor == 100000

@@ -170,10 +170,10 @@ def test_zero_balance_or_closed_invoices_are_withdrawn_only_if_registered() -> N
 def test_a_refused_version_is_not_tried_again_but_a_new_version_is() -> None:
     v1, _ = apply(None, 1, open_minor=700)
     assert v1 is not None
-    refused, results = record_outcome(v1, Intent("register", 1, 700, "USD"), Refused("blocked", "no"))
+    refused, results = record_outcome(v1.payable, Intent("register", 1, 700, "USD"), Refused("blocked", "no"))
     assert [type(r) for r in results] == [RegistrationFailed]
     assert intent_for(refused) is None
-    v2, _ = apply(refused, 2, open_minor=700)
+    v2, _ = apply(replace(v1, provider=refused.provider), 2, open_minor=700)
     assert v2 is not None
     assert intent_for(v2) == Intent("register", 2, 700, "USD")
 
@@ -181,12 +181,12 @@ def test_a_refused_version_is_not_tried_again_but_a_new_version_is() -> None:
 def test_registered_is_announced_only_for_the_current_amount() -> None:
     v1, _ = apply(None, 1, open_minor=700)
     assert v1 is not None
-    updated, results = record_outcome(v1, Intent("register", 1, 700, "USD"), Accepted("inv_9"))
+    updated, results = record_outcome(v1.payable, Intent("register", 1, 700, "USD"), Accepted("inv_9"))
     assert [type(r) for r in results] == [Registered]
     assert updated.provider.registered_amount_minor == 700
     v2, _ = apply(v1, 2, open_minor=300)  # moved on while the provider was being asked
     assert v2 is not None
-    stale, results = record_outcome(v2, Intent("register", 1, 700, "USD"), Accepted("inv_9"))
+    stale, results = record_outcome(v2.payable, Intent("register", 1, 700, "USD"), Accepted("inv_9"))
     assert results == []
     assert intent_for(stale) == Intent("register", 2, 300, "USD")
 
@@ -194,11 +194,13 @@ def test_registered_is_announced_only_for_the_current_amount() -> None:
 def test_an_answer_heard_twice_is_announced_once() -> None:
     v1, _ = apply(None, 1, open_minor=700)
     assert v1 is not None
-    first, announced = record_outcome(v1, Intent("register", 1, 700, "USD"), Accepted("inv_9"))
+    first, announced = record_outcome(v1.payable, Intent("register", 1, 700, "USD"), Accepted("inv_9"))
     again, repeated = record_outcome(first, Intent("register", 1, 700, "USD"), Accepted("inv_9"))
     assert [type(r) for r in announced] == [Registered] and repeated == []
     assert again == first
-    refused, announced = record_outcome(v1, Intent("register", 1, 700, "USD"), Refused("blocked", "no"))
+    refused, announced = record_outcome(
+        v1.payable, Intent("register", 1, 700, "USD"), Refused("blocked", "no")
+    )
     again, repeated = record_outcome(refused, Intent("register", 1, 700, "USD"), Refused("blocked", "no"))
     assert [type(r) for r in announced] == [RegistrationFailed] and repeated == []
     assert again == refused

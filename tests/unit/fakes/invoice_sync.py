@@ -4,14 +4,14 @@ as adapters/unit_of_work.py, with dicts in place of tables."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from invoice_sync.domain.model import Invoice, InvoiceKey
+from invoice_sync.domain.model import Invoice, InvoiceKey, Payable
 from invoice_sync.domain.normalise import InvalidErpDocument
-from invoice_sync.domain.registration import Intent, PendingRegistration
+from invoice_sync.domain.registration import Intent, PendingRegistration, QueuedCall
 from invoice_sync.messages import Event
 from payments_shared.messaging import Delivery
 
@@ -20,14 +20,24 @@ class FakeInvoices:
     def __init__(self, stored: dict[InvoiceKey, Invoice]) -> None:
         self.stored = stored
         self._changed: dict[InvoiceKey, Invoice] = {}
-        self._answered: dict[InvoiceKey, Invoice] = {}
+        self._answered: dict[InvoiceKey, Payable] = {}
 
     async def preload(self, keys: Iterable[InvoiceKey], accounts: Iterable[str] = ()) -> None:
         return None
 
     async def get(self, account_id: str, invoice_number: str) -> Invoice | None:
-        key = (account_id, invoice_number)
-        return self._changed.get(key) or self._answered.get(key) or self.stored.get(key)
+        return self._current((account_id, invoice_number))
+
+    def _current(self, key: InvoiceKey) -> Invoice | None:
+        invoice = self._changed.get(key) or self.stored.get(key)
+        answered = self._answered.get(key)
+        if invoice is not None and answered is not None:
+            invoice = replace(invoice, provider=answered.provider)
+        return invoice
+
+    async def payables(self, keys: Iterable[InvoiceKey]) -> dict[InvoiceKey, Payable]:
+        found = {key: self._current(key) for key in keys}
+        return {key: invoice.payable for key, invoice in found.items() if invoice is not None}
 
     async def of_account(self, account_id: str) -> list[Invoice]:
         keys = {k for k in (*self.stored, *self._changed, *self._answered) if k[0] == account_id}
@@ -37,17 +47,19 @@ class FakeInvoices:
     def put(self, invoice: Invoice) -> None:
         self._changed[invoice.key] = invoice
 
-    def put_provider_state(self, invoice: Invoice) -> None:
-        self._answered[invoice.key] = invoice
+    def put_provider_states(self, invoices: Iterable[Payable]) -> None:
+        for payable in invoices:
+            self._answered[payable.key] = payable
 
     def commit(self) -> None:
         for key, invoice in self._changed.items():
             # As the repository does: an ERP change keeps what the provider holds.
             kept = self.stored.get(key)
             self.stored[key] = invoice if kept is None else replace(invoice, provider=kept.provider)
-        for key, invoice in self._answered.items():
-            erp_side = self.stored.get(key, invoice)
-            self.stored[key] = replace(erp_side, provider=invoice.provider)
+        for key, payable in self._answered.items():
+            # As the repository's UPDATE: an invoice not stored is not written.
+            if key in self.stored:
+                self.stored[key] = replace(self.stored[key], provider=payable.provider)
         self._changed.clear()
         self._answered.clear()
 
@@ -77,11 +89,15 @@ class FakeRegistrations:
         self._wanted: dict[InvoiceKey, Intent | None] = {}
         self._revision = 0
 
-    def schedule(self, invoice: Invoice, intent: Intent) -> None:
+    def schedule(self, invoice: Invoice | Payable, intent: Intent) -> None:
         self._wanted[invoice.key] = intent
 
     def drop(self, key: InvoiceKey) -> None:
         self._wanted[key] = None
+
+    def update(self, calls: Mapping[InvoiceKey, QueuedCall]) -> None:
+        for key, call in calls.items():
+            self._wanted[key] = None if call is None else call[1]
 
     async def due_now(self, key: InvoiceKey) -> bool:
         queued = self.queued.get(key)

@@ -25,7 +25,7 @@ from uuid import UUID, uuid4
 from pydantic_core import to_json
 
 from invoice_sync.domain.mirror import BalanceChanged, Closed, Happening, Synced
-from invoice_sync.domain.model import Invoice
+from invoice_sync.domain.model import Invoice, Payable
 from invoice_sync.domain.registration import Registered, RegistrationFailed, Result
 from invoice_sync.settings import SERVICE
 from payments_shared.contracts import Envelope, utc_now
@@ -61,7 +61,7 @@ class Cause:
         return cls(message.account_id, message.correlation_id, message.event_id)
 
     @classmethod
-    def stored_with(cls, invoice: Invoice) -> Cause:
+    def stored_with(cls, invoice: Payable) -> Cause:
         """The ERP document that last changed the invoice (worker-side events)."""
         return cls.stored(invoice.account_id, invoice.correlation_id, invoice.source_event_id)
 
@@ -197,14 +197,14 @@ def registration_result(result: Result, occurred_at: datetime | None = None) -> 
     invoice = result.invoice
     cause = Cause.stored_with(invoice)
     if isinstance(result, Registered):
-        assert invoice.details is not None
+        assert invoice.currency is not None
         return registered(
             cause,
             invoice_number=invoice.invoice_number,
             erp_version=invoice.erp_version,
             provider_invoice_id=result.provider_invoice_id,
             amount_minor=result.amount_minor,
-            currency=invoice.details.currency,
+            currency=invoice.currency,
             occurred_at=occurred_at,
         )
     assert isinstance(result, RegistrationFailed)

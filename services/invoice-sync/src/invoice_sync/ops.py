@@ -39,9 +39,9 @@ async def retry(
                 scheduled += 1
             else:
                 invoice = await uow.invoices.get(*key)
-                forgiven = forget_refusal(invoice) if invoice is not None else None
+                forgiven = forget_refusal(invoice.payable) if invoice is not None else None
                 if forgiven is not None:
-                    uow.invoices.put_provider_state(forgiven)
+                    uow.invoices.put_provider_states([forgiven])
                     intent = intent_for(forgiven)
                     if intent is not None:
                         uow.registrations.schedule(forgiven, intent)

@@ -4,13 +4,13 @@ tests use an in-memory fake (tests/unit/fakes/invoice_sync.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from invoice_sync.domain.model import Invoice, InvoiceKey
+from invoice_sync.domain.model import Invoice, InvoiceKey, Payable
 from invoice_sync.domain.normalise import InvalidErpDocument
-from invoice_sync.domain.registration import Intent, PendingRegistration
+from invoice_sync.domain.registration import Intent, PendingRegistration, QueuedCall
 from invoice_sync.messages import Event
 from payments_shared.messaging import Delivery
 
@@ -26,8 +26,11 @@ class Invoices(Protocol):
     def put(self, invoice: Invoice) -> None:
         """Keep what an ERP document changed (the ERP side of the invoice)."""
 
-    def put_provider_state(self, invoice: Invoice) -> None:
-        """Keep what the provider now holds for the invoice (the worker's side)."""
+    async def payables(self, keys: Iterable[InvoiceKey]) -> dict[InvoiceKey, Payable]:
+        """What registration reads of these invoices (those stored), locked in key order."""
+
+    def put_provider_states(self, invoices: Iterable[Payable]) -> None:
+        """Keep what the provider now holds for each invoice (the worker's side)."""
 
 
 class Snapshots(Protocol):
@@ -39,9 +42,12 @@ class Snapshots(Protocol):
 class Registrations(Protocol):
     """Provider calls still to make, one per invoice: the newest intent replaces an older one."""
 
-    def schedule(self, invoice: Invoice, intent: Intent) -> None: ...
+    def schedule(self, invoice: Invoice | Payable, intent: Intent) -> None: ...
 
     def drop(self, key: InvoiceKey) -> None: ...
+
+    def update(self, calls: Mapping[InvoiceKey, QueuedCall]) -> None:
+        """Schedule each invoice's call, or drop it (None)."""
 
     async def due_now(self, key: InvoiceKey) -> bool:
         """Make the invoice's queued call due at once, as if never tried; False: none queued."""

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+from pydantic_core import to_json
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -31,6 +32,7 @@ from payments_shared.messaging import TransientError
 log = logging.getLogger(__name__)
 
 _TRANSIENT_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+_JSON = {"content-type": "application/json"}
 
 
 class ProviderUnavailable(TransientError):
@@ -93,7 +95,9 @@ class HttpProvider:
 
     async def _call(self, path: str, chunk: list[dict[str, Any]]) -> list[Outcome]:
         try:
-            response = await self._client.post(path, json={"invoices": chunk})
+            # pydantic_core's encoder, not httpx's json= (the standard library's): a batch
+            # of 500 invoices costs a few times less to write.
+            response = await self._client.post(path, content=to_json({"invoices": chunk}), headers=_JSON)
         except httpx.HTTPError as exc:  # connect, read timeout, protocol errors
             raise ProviderUnavailable(f"provider unreachable: {exc!r}") from exc
         if response.status_code in _TRANSIENT_STATUSES:

@@ -4,27 +4,23 @@ provider call. What a unit of work schedules or drops is written at its commit."
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import asyncpg
 
-from invoice_sync.domain.model import Invoice, InvoiceKey
-from invoice_sync.domain.registration import Intent, PendingRegistration
+from invoice_sync.domain.model import Invoice, InvoiceKey, Payable
+from invoice_sync.domain.registration import Intent, PendingRegistration, QueuedCall
 
 from .repositories import key_arrays
-from .rows import text_or_none
+
+Wanted = tuple[Invoice | Payable, Intent] | None
 
 
 def _pending(row: asyncpg.Record) -> PendingRegistration:
-    return PendingRegistration(
-        account_id=row["account_id"],
-        invoice_number=row["invoice_number"],
-        intent=Intent(row["action"], row["erp_version"], row["amount_minor"], row["currency"]),
-        revision=row["revision"],
-        cause_event_id=text_or_none(row["cause_event_id"]),
-        correlation_id=text_or_none(row["correlation_id"]),
-        attempts=row["attempts"],
-    )
+    """A row as `claim` returns it, in that order."""
+    account_id, number, action, version, amount, currency, revision, cause, correlation, attempts = row
+    intent = Intent(action, version, amount, currency)
+    return PendingRegistration(account_id, number, intent, revision, cause, correlation, attempts)
 
 
 class RegistrationQueue:
@@ -32,20 +28,23 @@ class RegistrationQueue:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
-        self._wanted: dict[InvoiceKey, tuple[Invoice, Intent] | None] = {}
+        self._wanted: dict[InvoiceKey, Wanted] = {}
 
-    def schedule(self, invoice: Invoice, intent: Intent) -> None:
+    def schedule(self, invoice: Invoice | Payable, intent: Intent) -> None:
         self._wanted[invoice.key] = (invoice, intent)
 
     def drop(self, key: InvoiceKey) -> None:
         self._wanted[key] = None
+
+    def update(self, calls: Mapping[InvoiceKey, QueuedCall]) -> None:
+        self._wanted.update(calls)
 
     async def flush(self) -> None:
         await self._drop([k for k, w in self._wanted.items() if w is None])
         await self._schedule([w for w in self._wanted.values() if w is not None])
         self._wanted.clear()
 
-    async def _schedule(self, items: Sequence[tuple[Invoice, Intent]]) -> None:
+    async def _schedule(self, items: Sequence[tuple[Invoice | Payable, Intent]]) -> None:
         """Replace each invoice's pending call with `intent`, due now."""
         if not items:
             return
@@ -108,7 +107,9 @@ class RegistrationQueue:
                     LIMIT $1
                     FOR UPDATE SKIP LOCKED) AS due
              WHERE r.account_id = due.account_id AND r.invoice_number = due.invoice_number
-            RETURNING r.*
+            RETURNING r.account_id, r.invoice_number, r.action, r.erp_version, r.amount_minor,
+                      r.currency, r.revision, r.cause_event_id::text, r.correlation_id::text,
+                      r.attempts
             """,
             limit,
             lease_s,

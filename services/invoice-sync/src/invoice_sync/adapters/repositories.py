@@ -12,13 +12,14 @@ an ERP change applied by the consumer never overwrite each other's view.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 import asyncpg
 
-from invoice_sync.domain.model import Invoice, InvoiceKey
+from invoice_sync.domain.model import Invoice, InvoiceKey, Payable
 
-from .rows import INVOICE_COLUMNS, invoice_from_row, payments_json
+from .rows import INVOICE_COLUMNS, PAYABLE_COLUMNS, invoice_from_row, payable_from_row, payments_json
 
 
 def key_arrays(keys: Iterable[InvoiceKey]) -> tuple[list[str], list[str]]:
@@ -70,7 +71,7 @@ class InvoiceRepository:
         self._seen: dict[InvoiceKey, Invoice | None] = {}
         self._whole_accounts: set[str] = set()
         self._dirty: dict[InvoiceKey, Invoice] = {}
-        self._answered: dict[InvoiceKey, Invoice] = {}
+        self._answered: dict[InvoiceKey, Payable] = {}
 
     async def preload(self, keys: Iterable[InvoiceKey], accounts: Iterable[str] = ()) -> None:
         wanted = {k for k in keys if k not in self._seen}
@@ -97,9 +98,31 @@ class InvoiceRepository:
         self._seen[invoice.key] = invoice
         self._dirty[invoice.key] = invoice
 
-    def put_provider_state(self, invoice: Invoice) -> None:
-        self._seen[invoice.key] = invoice
-        self._answered[invoice.key] = invoice
+    async def payables(self, keys: Iterable[InvoiceKey]) -> dict[InvoiceKey, Payable]:
+        accounts, numbers = key_arrays(keys)
+        if not accounts:
+            return {}
+        rows = await self._conn.fetch(
+            f"""
+            SELECT {PAYABLE_COLUMNS}
+            FROM invoices JOIN unnest($1::text[], $2::text[]) AS k(a, n)
+              ON account_id = k.a AND invoice_number = k.n
+            ORDER BY account_id, invoice_number
+            FOR UPDATE OF invoices
+            """,
+            accounts,
+            numbers,
+        )
+        payables = [payable_from_row(r) for r in rows]
+        return {p.key: p for p in payables}
+
+    def put_provider_states(self, invoices: Iterable[Payable]) -> None:
+        for payable in invoices:
+            key = payable.key
+            self._answered[key] = payable
+            seen = self._seen.get(key)
+            if seen is not None:
+                self._seen[key] = replace(seen, provider=payable.provider)
 
     async def flush(self) -> None:
         """Write the ERP side of the invoices ERP documents changed, and the provider side
@@ -165,7 +188,7 @@ class InvoiceRepository:
         self._dirty.clear()
 
 
-async def _save_provider_states(conn: asyncpg.Connection, invoices: Sequence[Invoice]) -> None:
+async def _save_provider_states(conn: asyncpg.Connection, invoices: Sequence[Payable]) -> None:
     """Write what the provider now holds for each invoice (the worker's side of the row)."""
     if not invoices:
         return

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import asyncpg
 
-from invoice_sync.domain.model import Invoice, InvoiceDetails, PostedPayment, ProviderState
+from invoice_sync.domain.model import Invoice, InvoiceDetails, Payable, PostedPayment, ProviderState
 
 INVOICE_COLUMNS = """
     account_id, invoice_number, erp_version, erp_status, closed_by_snapshot, order_number,
@@ -52,6 +52,30 @@ def invoice_from_row(row: asyncpg.Record) -> Invoice:
             refusal=row["refusal"],
             refused_version=row["refused_version"],
         ),
+    )
+
+
+# Ids as text from the database: converting UUIDs in Python costs more than the row.
+PAYABLE_COLUMNS = """
+    account_id, invoice_number, erp_version, erp_status, open_minor, currency,
+    source_event_id::text, correlation_id::text,
+    registered_amount_minor, registered_currency, provider_invoice_id, refusal, refused_version
+"""
+
+
+def payable_from_row(row: asyncpg.Record) -> Payable:
+    """A row of PAYABLE_COLUMNS, in their order."""
+    account_id, number, version, status, open_minor, currency, source, correlation, *provider = row
+    return Payable(
+        account_id,
+        number,
+        version,
+        status,
+        open_minor,
+        currency,
+        source,
+        correlation,
+        ProviderState(*provider),
     )
 
 

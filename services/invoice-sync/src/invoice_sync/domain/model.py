@@ -49,6 +49,11 @@ class ProviderState:
         return self.registered_amount_minor is not None
 
 
+def payable_minor(erp_status: ErpStatus, open_minor: int | None) -> int:
+    """What the provider should collect: the open amount of an open invoice, else 0."""
+    return open_minor if erp_status == "open" and open_minor is not None else 0
+
+
 @dataclass(slots=True)
 class Invoice:
     """One invoice of one account as this service mirrors it.
@@ -80,8 +85,67 @@ class Invoice:
         return self.erp_status == "open" and self.details is not None
 
     @property
+    def currency(self) -> str | None:
+        return None if self.details is None else self.details.currency
+
+    @property
     def payable_balance_minor(self) -> int:
-        """What the provider should collect: the open amount of an open invoice, else 0."""
-        if self.details is None or self.erp_status != "open":
-            return 0
-        return self.details.open_minor
+        return payable_minor(self.erp_status, None if self.details is None else self.details.open_minor)
+
+    @property
+    def payable(self) -> Payable:
+        details = self.details
+        return Payable(
+            account_id=self.account_id,
+            invoice_number=self.invoice_number,
+            erp_version=self.erp_version,
+            erp_status=self.erp_status,
+            open_minor=None if details is None else details.open_minor,
+            currency=None if details is None else details.currency,
+            source_event_id=self.source_event_id,
+            correlation_id=self.correlation_id,
+            provider=self.provider,
+        )
+
+
+@dataclass(slots=True)
+class Payable:
+    """An invoice as its registration with the provider sees it: what the provider should
+    collect and what it holds, without the rest of the ERP document.
+
+    The registration worker records hundreds of provider answers per transaction and
+    reads only this much of each invoice (loading whole invoices cost more than the rest
+    of recording an answer). `open_minor` and `currency` are None for a tombstone.
+    """
+
+    account_id: str
+    invoice_number: str
+    erp_version: int
+    erp_status: ErpStatus
+    open_minor: int | None
+    currency: str | None
+    source_event_id: str | None
+    correlation_id: str | None
+    provider: ProviderState
+
+    @property
+    def key(self) -> InvoiceKey:
+        return (self.account_id, self.invoice_number)
+
+    @property
+    def payable_balance_minor(self) -> int:
+        return payable_minor(self.erp_status, self.open_minor)
+
+    def holding(self, provider: ProviderState) -> Payable:
+        """The same invoice with what the provider now holds."""
+        return Payable(
+            self.account_id,
+            self.invoice_number,
+            self.erp_version,
+            self.erp_status,
+            self.open_minor,
+            self.currency,
+            self.source_event_id,
+            self.correlation_id,
+            provider,
+        )

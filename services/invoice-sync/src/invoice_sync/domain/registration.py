@@ -8,11 +8,11 @@ provider for payment processing"); anything else that the provider holds is with
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
-from .model import Invoice, InvoiceKey, ProviderState
+from .model import Invoice, InvoiceKey, Payable, ProviderState
 
 Action = Literal["register", "withdraw"]
 
@@ -27,13 +27,13 @@ class Intent:
     currency: str | None = None
 
 
-def intent_for(invoice: Invoice) -> Intent | None:
+def intent_for(invoice: Invoice | Payable) -> Intent | None:
     """What the provider must be told so that it holds what the invoice says, if anything."""
     state = invoice.provider
     balance = invoice.payable_balance_minor
     if balance > 0:
-        assert invoice.details is not None
-        currency = invoice.details.currency
+        currency = invoice.currency
+        assert currency is not None
         if state.registered_amount_minor == balance and state.registered_currency == currency:
             return None
         if state.refused_version == invoice.erp_version:
@@ -106,14 +106,14 @@ class ProviderPort(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Registered:
-    invoice: Invoice
+    invoice: Payable
     provider_invoice_id: str
     amount_minor: int
 
 
 @dataclass(frozen=True, slots=True)
 class RegistrationFailed:
-    invoice: Invoice
+    invoice: Payable
     erp_version: int
     code: str
     message: str
@@ -122,7 +122,7 @@ class RegistrationFailed:
 Result = Registered | RegistrationFailed
 
 
-def record_outcome(invoice: Invoice, attempted: Intent, outcome: Outcome) -> tuple[Invoice, list[Result]]:
+def record_outcome(invoice: Payable, attempted: Intent, outcome: Outcome) -> tuple[Payable, list[Result]]:
     """The invoice after the provider answered `attempted`, and what to announce.
 
     `invoice` is the current one, which may have moved on while the provider was being
@@ -140,11 +140,10 @@ def record_outcome(invoice: Invoice, attempted: Intent, outcome: Outcome) -> tup
             )
             if state == invoice.provider:
                 return invoice, []
-            updated = replace(invoice, provider=state)
+            updated = invoice.holding(state)
             current = (
                 updated.payable_balance_minor == attempted.amount_minor
-                and updated.details is not None
-                and updated.details.currency == attempted.currency
+                and updated.currency == attempted.currency
             )
             announced: list[Result] = (
                 [Registered(updated, outcome.provider_invoice_id, updated.payable_balance_minor)]
@@ -154,28 +153,27 @@ def record_outcome(invoice: Invoice, attempted: Intent, outcome: Outcome) -> tup
             return updated, announced
         if (state.refusal, state.refused_version) == (outcome.code, attempted.erp_version):
             return invoice, []
-        state = replace(state, refusal=outcome.code, refused_version=attempted.erp_version)
-        updated = replace(invoice, provider=state)
+        updated = invoice.holding(replace(state, refusal=outcome.code, refused_version=attempted.erp_version))
         if attempted.erp_version != invoice.erp_version:
             return updated, []
         return updated, [RegistrationFailed(updated, attempted.erp_version, outcome.code, outcome.message)]
     # A withdrawal the provider refuses (it never knew the invoice, say) leaves nothing
     # registered either: the provider holds nothing we want collected.
-    return replace(invoice, provider=ProviderState()), []
+    return invoice.holding(ProviderState()), []
 
 
-def forget_refusal(invoice: Invoice) -> Invoice | None:
+def forget_refusal(invoice: Payable) -> Payable | None:
     """The invoice with the provider's permanent refusal forgotten (an operator says the
     provider may have been fixed); None when the provider has not refused it."""
     if invoice.provider.refused_version is None:
         return None
-    return replace(invoice, provider=replace(invoice.provider, refusal=None, refused_version=None))
+    return invoice.holding(replace(invoice.provider, refusal=None, refused_version=None))
 
 
 QueueChange = Intent | Literal["keep", "drop"]
 
 
-def after_answer(invoice: Invoice, asked: PendingRegistration, queued_revision: int | None) -> QueueChange:
+def after_answer(invoice: Payable, asked: PendingRegistration, queued_revision: int | None) -> QueueChange:
     """What becomes of the invoice's queued provider call once `invoice` (as it is after
     the answer to `asked`) is recorded: a call it still needs is queued, unless a newer
     intent replaced the one asked meanwhile; a queued call it no longer needs is dropped."""
@@ -185,6 +183,48 @@ def after_answer(invoice: Invoice, asked: PendingRegistration, queued_revision: 
     if queued_revision is None or queued_revision == asked.revision:
         return wanted  # the invoice moved on while the provider was being asked
     return "keep"
+
+
+Answer = tuple[PendingRegistration, Outcome]
+
+
+QueuedCall = tuple[Payable, Intent] | None  # None: no call is needed any more
+
+
+@dataclass(slots=True)
+class AnswersRecorded:
+    """What a batch of provider answers changes, for the unit of work to store at once."""
+
+    answered: dict[InvoiceKey, Payable] = field(default_factory=dict)  # what the provider holds
+    results: list[Result] = field(default_factory=list)  # to announce, in answer order
+    queue: dict[InvoiceKey, QueuedCall] = field(default_factory=dict)  # the call each now needs
+
+
+def record_answers(
+    answers: Sequence[Answer], invoices: Mapping[InvoiceKey, Payable], queued: Mapping[InvoiceKey, int]
+) -> AnswersRecorded:
+    """`record_outcome` and `after_answer` for a whole batch of answers: `invoices` as they
+    are now (the ERP may have changed them while the provider was being asked), `queued`
+    the revision of each invoice's queued call. Answers are recorded in order, each on
+    the invoice as the answers before it left it."""
+    recorded = AnswersRecorded()
+    current = dict(invoices)
+    for pending, outcome in answers:
+        key = pending.key
+        invoice = current.get(key)
+        if invoice is None:  # cannot happen: calls are only queued for stored invoices
+            recorded.queue[key] = None
+            continue
+        updated, results = record_outcome(invoice, pending.intent, outcome)
+        if updated is not invoice:
+            current[key] = recorded.answered[key] = updated
+        recorded.results += results
+        change = after_answer(updated, pending, queued.get(key))
+        if change == "drop":
+            recorded.queue[key] = None
+        elif change != "keep":
+            recorded.queue[key] = (updated, change)
+    return recorded
 
 
 def retry_delay(attempts: int, *, base: float = 0.5, cap: float = 60.0) -> float:
