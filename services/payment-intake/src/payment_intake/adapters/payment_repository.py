@@ -21,6 +21,8 @@ class PostgresPaymentRepository(PostgresPaymentQueues):
     ) -> bool:
         """Three statements; a unique index refusing a row undoes them all (a savepoint)."""
         allocations = [(p.payment_id, p.account_id, n, a) for p in opened for n, a in p.allocations]
+        if opened and self._queued is not None:
+            self._queued.checkouts = True
         try:
             async with self._conn.transaction():
                 if opened:
@@ -112,6 +114,12 @@ class PostgresPaymentRepository(PostgresPaymentQueues):
                 to is PaymentStatus.SUCCEEDED,
             )
 
+    async def checkouts_opened(self, opened: Sequence[tuple[UUID, str, str]]) -> None:
+        """`move(..., CHECKOUT_OPEN, checkout_id=, checkout_url=)` of many in one statement."""
+        if not opened:
+            return
+        await self._conn.execute(_CHECKOUTS_OPENED, *zip(*opened, strict=True))
+
     async def note_confirmation(
         self,
         payment_id: UUID,
@@ -183,6 +191,14 @@ INSERT INTO payments (payment_id, account_id, idempotency_key, scope, method, cu
 SELECT p, a, k, s, m, c, t, 'requested', e, r, now() + make_interval(secs => $10), now()
   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
               $8::uuid[], $9::uuid[]) AS n (p, a, k, s, m, c, t, e, r)
+"""
+_CHECKOUTS_OPENED = """
+UPDATE payments p SET status = 'checkout_open', updated_at = now(),
+       checkout_id = COALESCE(p.checkout_id, o.checkout_id),
+       checkout_url = COALESCE(o.checkout_url, p.checkout_url),
+       next_attempt_at = NULL
+  FROM unnest($1::uuid[], $2::text[], $3::text[]) AS o (payment_id, checkout_id, checkout_url)
+ WHERE p.payment_id = o.payment_id
 """
 _INSERT_ALLOCATIONS = """
 INSERT INTO payment_allocations (payment_id, account_id, invoice_number, amount_minor)
