@@ -54,7 +54,11 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
     provider = ProviderClient(settings.provider_url, timeout_s=settings.provider_timeout_s)
     unit = units(pool, registry, config, on_published=relay.wake)
     opener = CheckoutOpener(
-        unit, provider, lease_s=settings.checkout_lease_s, concurrency=settings.checkout_concurrency
+        unit,
+        provider,
+        lease_s=settings.checkout_lease_s,
+        concurrency=settings.checkout_concurrency,
+        gather_s=settings.checkout_gather_s,
     )
     expiry = ExpiryTimer(unit, interval_s=settings.expiry_interval_s)
     provider_worker = ProviderWorker(
