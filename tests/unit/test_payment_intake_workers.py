@@ -89,14 +89,13 @@ async def test_the_opener_retries_an_outage_later_and_fails_a_refusal() -> None:
     assert intake.store.payments[payment_id].end_reason == "checkout_refused:invalid_amount"
 
 
-async def test_the_opener_gathers_trickling_payments_into_one_round_but_never_waits_after_a_full_one() -> None:
+async def test_the_opener_gathers_trickling_payments_in_one_round_but_never_waits_after_a_full_one() -> None:
     intake, provider = FakeIntake(), Provider()
     opener = CheckoutOpener(intake.unit, provider, gather_s=0.3, batch_size=2)
     async with intake.unit() as uow:
-        await handle(
-            [m for n in ("INV-1", "INV-2", "INV-3") for m in (synced("C1", n, 100), registered("C1", n, 100))],
-            uow,
-        )
+        numbers = ("INV-1", "INV-2", "INV-3")
+        facts = [m for n in numbers for m in (synced("C1", n, 100), registered("C1", n, 100))]
+        await handle(facts, uow)
         await handle([pay_invoice("C1", "INV-1")], uow)
     assert await opener.run_once() == 1  # a first round does not wait
     async with intake.unit() as uow:
