@@ -10,14 +10,21 @@ import asyncpg
 
 from payment_intake.adapters.payment_rows import lock_payments, read_payments
 from payment_intake.adapters.queued_work import QueuedWork
+from payment_intake.adapters.serialized import Serialized
 from payment_intake.domain.payment import Payment
 from payment_intake.domain.provider import ClaimedCheckout
 
 
 class PostgresPaymentQueues:
-    def __init__(self, conn: asyncpg.Connection, queued: QueuedWork | None = None) -> None:
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        queued: QueuedWork | None = None,
+        serialized: Serialized | None = None,
+    ) -> None:
         self._conn = conn
         self._queued = queued
+        self._serialized = serialized if serialized is not None else Serialized()
 
     async def claim_to_open(self, *, batch_size: int, lease_s: float) -> list[Payment]:
         ids = await self._conn.fetch(_CLAIM_TO_OPEN, batch_size, lease_s)

@@ -3,7 +3,6 @@ workers' queues over them: payment_queues.py)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from uuid import UUID
 
@@ -29,7 +28,13 @@ class PostgresPaymentRepository(PostgresPaymentQueues):
         payments = [_payment_row(p) for p in opened]
         allocations = [(p.payment_id, p.account_id, n, a) for p in opened for n, a in p.allocations]
         answers = [
-            (a.account_id, a.key, a.stored.fingerprint, a.stored.outcome_type, json.dumps(a.stored.outcome))
+            (
+                a.account_id,
+                a.key,
+                a.stored.fingerprint,
+                a.stored.outcome_type,
+                *self._serialized.outcome(a.stored.outcome),
+            )
             for a in answered
         ]
         await self._conn.execute("SAVEPOINT pay_run")
@@ -39,7 +44,7 @@ class PostgresPaymentRepository(PostgresPaymentQueues):
                 *_columns(payments, 9),
                 float(ttl_s),
                 *_columns(allocations, 4),
-                *_columns(answers, 5),
+                *_columns(answers, 6),
             )
         except asyncpg.UniqueViolationError:
             await self._conn.execute("ROLLBACK TO SAVEPOINT pay_run")
@@ -185,7 +190,9 @@ def _payment_row(p: NewPayment) -> tuple[object, ...]:
 
 # A run's payments, their allocations and the answers under the commands' keys, in one
 # round trip. The allocations' foreign key is checked at the end of the statement, when
-# the payments of the first part are there.
+# the payments of the first part are there. An answer's outcome comes as its own JSON (o)
+# or as the answer's whole JSON (e, the bytes its outbox row carries): its event id and
+# payload are kept.
 _WRITE_RUN = """
 WITH payments_opened AS (
     INSERT INTO payments (payment_id, account_id, idempotency_key, scope, method, currency,
@@ -198,8 +205,10 @@ WITH payments_opened AS (
     SELECT * FROM unnest($11::uuid[], $12::text[], $13::text[], $14::bigint[])
 )
 INSERT INTO commands (account_id, idempotency_key, fingerprint, outcome_type, outcome)
-SELECT a, k, f, t, o::jsonb FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[])
-    AS n (a, k, f, t, o)
+SELECT a, k, f, t, COALESCE(o::jsonb, jsonb_build_object('event_id', e::jsonb -> 'event_id',
+                                                         'payload', e::jsonb -> 'payload'))
+  FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[])
+    AS n (a, k, f, t, o, e)
 """
 _CHECKOUTS_OPENED = """
 UPDATE payments p SET status = 'checkout_open', updated_at = now(),

@@ -17,9 +17,11 @@ from payment_intake.adapters.repositories import (
     PostgresInvoiceRepository,
     PostgresWebhookRepository,
 )
+from payment_intake.adapters.serialized import Serialized
 from payment_intake.unit_of_work import IntakeConfig, UnitOfWork
 from payments_shared.contracts import Envelope
 from payments_shared.messaging import Outbox, Transaction
+from payments_shared.messaging.outbox import OutgoingMessage
 from payments_shared.topics import TopicRegistry
 
 
@@ -27,15 +29,17 @@ class PostgresUnitOfWork:
     def __init__(self, tx: Transaction, config: IntakeConfig, queued: QueuedWork | None = None) -> None:
         queued = queued if queued is not None else QueuedWork()
         self._outbox = tx.outbox
+        self._serialized = Serialized()
         self.config = config
         self.invoices = PostgresInvoiceRepository(tx.connection)
-        self.commands = PostgresCommandRepository(tx.connection)
-        self.payments = PostgresPaymentRepository(tx.connection, queued)
+        self.commands = PostgresCommandRepository(tx.connection, self._serialized)
+        self.payments = PostgresPaymentRepository(tx.connection, queued, self._serialized)
         self.refunds = PostgresRefundRepository(tx.connection, queued)
         self.webhooks = PostgresWebhookRepository(tx.connection)
 
     def publish(self, message: Envelope) -> None:
-        self._outbox.publish(message)
+        topic = self._outbox.registry.for_message(message)
+        self._outbox.add(OutgoingMessage.of(topic, message, value=self._serialized.of(message).encode()))
 
 
 def unit_of_work_factory(
