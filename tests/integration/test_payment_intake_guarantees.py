@@ -13,8 +13,14 @@ from payment_intake_support import pay_invoice, running_intake, sign, until
 
 from payment_intake.adapters.payment_repository import PostgresPaymentRepository
 from payment_intake.adapters.schema import install
-from payment_intake.domain.commands import Answered, StoredCommand
+from payment_intake.adapters.unit_of_work import PostgresUnitOfWork
+from payment_intake.domain.commands import KEY_REUSED, Answered, StoredCommand
 from payment_intake.domain.payment import NewPayment
+from payment_intake.domain.policy import MerchantPolicies
+from payment_intake.messages import rejected, stored
+from payment_intake.unit_of_work import IntakeConfig
+from payments_shared.messaging import Outbox, Transaction
+from payments_shared.topics import TopicRegistry
 
 pytestmark = pytest.mark.integration
 
@@ -206,3 +212,39 @@ async def test_sandbox_duplicated_and_reordered_webhooks_have_one_effect(
         assert [e.type for e in events].count("payment.succeeded") == 1
         # succeeded arrived first (reordered), so the processing callback was late
         assert [e.type for e in events].count("payment.processing") == 0
+
+
+async def test_an_answer_kept_under_its_key_is_its_event_id_and_payload_as_published(database_url):
+    """The answer is serialized once: the outbox row's JSON, and the kept outcome taken from
+    it in the statement, are the same answer."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("CREATE SCHEMA payment_intake; SET search_path TO payment_intake")
+        await install(conn)
+        command = pay_invoice("A", "INV-1", key="k-1")
+        answer = rejected(command, "k-1", KEY_REUSED)
+        plain = {"event_id": "e-2", "payload": {"nested": [1, None, "x"]}}
+        outbox = Outbox(TopicRegistry("t."))
+        async with conn.transaction():
+            uow = PostgresUnitOfWork(
+                Transaction(conn, outbox), IntakeConfig(MerchantPolicies.preset("full-payment-portal"))
+            )
+            assert await uow.payments.write_run(
+                [],
+                [
+                    Answered("A", "k-1", stored("f1", answer)),
+                    Answered("A", "k-2", StoredCommand("f2", "t", plain)),
+                ],
+                ttl_s=60,
+            )
+            uow.publish(answer)
+        kept = await uow.commands.get_many([("A", "k-1"), ("A", "k-2")])
+        assert dict(kept[("A", "k-1")].outcome) == {
+            "event_id": str(answer.event_id),
+            "payload": answer.payload.model_dump(mode="json"),
+        }
+        assert kept[("A", "k-2")].outcome == plain
+        [row] = outbox.messages
+        assert json.loads(row.value) == json.loads(answer.model_dump_json())
+    finally:
+        await conn.close()

@@ -6,11 +6,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
+import pytest
 from fakes.payment_intake import Allocation, FakeIntake, Store
 from fakes.payment_intake_messages import cancel, pay_invoice, registered, synced
 
 from payment_intake.domain.payment import PaymentStatus
-from payment_intake.handlers import handle
+from payment_intake.handlers import CardNumberInEnvelope, handle, refuse_card_numbers_in_envelope
 from payment_intake.handlers.pay import on_pay
 from payments_shared.contracts import Envelope
 
@@ -150,3 +151,12 @@ async def test_a_customer_cancels_an_open_checkout_once() -> None:
     assert late.payload.reason_code == "cannot_cancel"
     [unknown] = await consume(intake, cancel("C2", payment_id))
     assert unknown.payload.reason_code == "unknown_payment"
+
+
+def test_a_card_number_in_a_command_header_is_named_by_field_never_by_value() -> None:
+    clean = pay_invoice("C1", "INV-1")
+    refuse_card_numbers_in_envelope(clean)
+    carded = clean.model_copy(update={"producer": "portal 4111 1111 1111 1111"})
+    with pytest.raises(CardNumberInEnvelope) as refused:
+        refuse_card_numbers_in_envelope(carded)
+    assert "producer" in str(refused.value) and "4111" not in str(refused.value)

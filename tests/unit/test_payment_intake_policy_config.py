@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from payment_intake.domain.billing import GuestDetails, billing_problems
+from payment_intake.domain.billing import GuestDetails, billing_problems, email_valid
 from payment_intake.domain.policy import (
     FULL_PAYMENT_PORTAL,
     PARTIAL_MULTI_PORTAL,
@@ -84,3 +84,13 @@ def test_valid_guest_billing_details_pass():
 )
 def test_invalid_guest_billing_details_name_the_field(changes, field):
     assert [p.field for p in billing_problems(_details(**changes), name_required=True)] == [field]
+
+
+def test_an_address_is_validated_once_and_its_verdict_stays_the_same():
+    email_valid.cache_clear()
+    for _ in range(3):
+        assert billing_problems(_details(email="payer@example.com"), name_required=True) == []
+        assert [p.field for p in billing_problems(_details(email="payer@"), name_required=True)] == ["email"]
+    info = email_valid.cache_info()
+    assert (info.misses, info.hits) == (2, 4)
+    assert info.maxsize is not None  # bounded: distinct addresses cannot grow it without end

@@ -3,6 +3,7 @@ checkout opener, the expiry timer and the provider worker (status sync, cancel, 
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -86,6 +87,26 @@ async def test_the_opener_retries_an_outage_later_and_fails_a_refusal() -> None:
     [failed] = intake.of_type("payment.failed")
     assert failed.payload.reason_code == "checkout_refused"
     assert intake.store.payments[payment_id].end_reason == "checkout_refused:invalid_amount"
+
+
+async def test_the_opener_gathers_trickling_payments_in_one_round_but_never_waits_after_a_full_one() -> None:
+    intake, provider = FakeIntake(), Provider()
+    opener = CheckoutOpener(intake.unit, provider, gather_s=0.3, batch_size=2)
+    async with intake.unit() as uow:
+        numbers = ("INV-1", "INV-2", "INV-3")
+        facts = [m for n in numbers for m in (synced("C1", n, 100), registered("C1", n, 100))]
+        await handle(facts, uow)
+        await handle([pay_invoice("C1", "INV-1")], uow)
+    assert await opener.run_once() == 1  # a first round does not wait
+    async with intake.unit() as uow:
+        await handle([pay_invoice("C1", "INV-2"), pay_invoice("C1", "INV-3")], uow)
+    started = time.monotonic()
+    assert await opener.run_once() == 2  # waited for the gather interval: both in one round
+    assert time.monotonic() - started >= 0.25
+    started = time.monotonic()
+    assert await opener.run_once() == 0  # the last round was full: no wait
+    assert time.monotonic() - started < 0.25
+    assert len(intake.of_type("payment.checkout_opened")) == 3
 
 
 async def test_the_expiry_timer_ends_payments_past_their_time_in_one_bulk_round() -> None:

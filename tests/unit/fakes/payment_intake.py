@@ -251,6 +251,11 @@ class FakePayments:
                 if a.payment_id == payment_id:
                     a.is_open, a.succeeded = False, to is PaymentStatus.SUCCEEDED
 
+    async def checkouts_opened(self, opened: Sequence[tuple[UUID, str, str]]) -> None:
+        for payment_id, checkout_id, url in opened:
+            to = PaymentStatus.CHECKOUT_OPEN
+            await self.move(payment_id, to, checkout_id=checkout_id, checkout_url=url)
+
     async def note_confirmation(
         self,
         payment_id: UUID,

@@ -4,8 +4,10 @@ policy owner."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from functools import partial
+from functools import cached_property, partial
+from typing import Any
 from uuid import UUID
 
 from payment_intake.domain.commands import StoredCommand
@@ -265,10 +267,31 @@ def cancelled_by_customer(command: Envelope, payment_id: UUID) -> PaymentCancell
     )
 
 
+class AnswerOutcome(Mapping[str, Any]):
+    """The outcome kept under a key, {"event_id": ..., "payload": ...}, from the answer
+    itself. Dumped only if read (a key repeated within a batch): the repository stores it
+    from the answer's one serialization, the one the outbox publishes."""
+
+    def __init__(self, answer: Envelope) -> None:
+        self.answer = answer
+
+    @cached_property
+    def _dumped(self) -> dict[str, Any]:
+        return {"event_id": str(self.answer.event_id), "payload": self.answer.payload.model_dump(mode="json")}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._dumped[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dumped)
+
+    def __len__(self) -> int:
+        return len(self._dumped)
+
+
 def stored(fingerprint: str, answer: Envelope) -> StoredCommand:
     """What is kept under the idempotency key: the first answer's event id and payload."""
-    outcome = {"event_id": str(answer.event_id), "payload": answer.payload.model_dump(mode="json")}
-    return StoredCommand(fingerprint, answer.type, outcome)
+    return StoredCommand(fingerprint, answer.type, AnswerOutcome(answer))
 
 
 _REPEATABLE: dict[str, type[Envelope]] = {

@@ -38,6 +38,8 @@ class PaymentIntakeSettings(CommonSettings):
     expiry_interval_s: float = Field(1.0, validation_alias=_env("PAYMENT_INTAKE_EXPIRY_INTERVAL_S"))
     checkout_lease_s: float = Field(15.0, validation_alias=_env("PAYMENT_INTAKE_CHECKOUT_LEASE_S"))
     checkout_concurrency: int = Field(16, validation_alias=_env("PAYMENT_INTAKE_CHECKOUT_CONCURRENCY"))
+    # A checkout opener round at most this often unless the last one was full (batching).
+    checkout_gather_s: float = Field(0.05, ge=0, validation_alias=_env("PAYMENT_INTAKE_CHECKOUT_GATHER_S"))
     provider_timeout_s: float = Field(5.0, validation_alias=_env("PAYMENT_INTAKE_PROVIDER_TIMEOUT_S"))
     # Overrides every policy's status_sync_after_s (tests and small deployments).
     status_sync_after_s: int | None = Field(

@@ -88,6 +88,10 @@ class PaymentRepository(Protocol):
         provider_payment_ref: str | None = None,
     ) -> None: ...
 
+    async def checkouts_opened(self, opened: Sequence[tuple[UUID, str, str]]) -> None:
+        """Payments whose checkout the provider opened, moved to checkout_open with the
+        checkout's (id, URL), all in one go (the checkout opener's rounds)."""
+
     async def note_confirmation(
         self,
         payment_id: UUID,

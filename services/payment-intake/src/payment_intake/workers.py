@@ -11,6 +11,8 @@ publishes.
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, TypeVar
@@ -78,6 +80,7 @@ class CheckoutOpener(Worker):
         concurrency: int = 16,
         batch_size: int = 200,
         idle_s: float = 0.5,
+        gather_s: float = 0.0,
     ) -> None:
         super().__init__(idle_s=idle_s)
         self._units = units
@@ -85,10 +88,21 @@ class CheckoutOpener(Worker):
         self._calls = ProviderCalls(concurrency)
         self._lease_s = lease_s
         self._batch_size = batch_size
+        self._gather_s = gather_s
+        self._last_round = -math.inf
 
     async def run_once(self) -> int:
+        # Rounds start at most every `gather_s` unless the last one was full: payments
+        # trickling in at a steady rate share a round (two transactions) instead of each
+        # costing its own, on the event loop the pay commands are answered on.
+        wait = self._last_round + self._gather_s - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last_round = time.monotonic()
         async with self._units() as uow:
             claimed = await uow.payments.claim_to_open(batch_size=self._batch_size, lease_s=self._lease_s)
+        if len(claimed) >= self._batch_size:
+            self._last_round = -math.inf
         if not claimed:
             return 0
         answers = await self._calls.ask(claimed, self._provider.open_checkout)

@@ -54,12 +54,13 @@ class OutgoingMessage:
     headers: dict[str, str]
 
     @classmethod
-    def of(cls, topic: Topic | str, message: Envelope) -> OutgoingMessage:
+    def of(cls, topic: Topic | str, message: Envelope, *, value: bytes | None = None) -> OutgoingMessage:
+        """`value`: the message's JSON when the caller has it already (serialized once)."""
         name = topic if isinstance(topic, str) else topic.name
         return cls(
             topic=name,
             key=message.key(),
-            value=message.model_dump_json().encode(),
+            value=message.model_dump_json().encode() if value is None else value,
             headers={"type": message.type, "event_id": str(message.event_id)},
         )
 

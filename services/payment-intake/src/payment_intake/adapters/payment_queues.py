@@ -9,13 +9,22 @@ from uuid import UUID
 import asyncpg
 
 from payment_intake.adapters.payment_rows import lock_payments, read_payments
+from payment_intake.adapters.queued_work import QueuedWork
+from payment_intake.adapters.serialized import Serialized
 from payment_intake.domain.payment import Payment
 from payment_intake.domain.provider import ClaimedCheckout
 
 
 class PostgresPaymentQueues:
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        queued: QueuedWork | None = None,
+        serialized: Serialized | None = None,
+    ) -> None:
         self._conn = conn
+        self._queued = queued
+        self._serialized = serialized if serialized is not None else Serialized()
 
     async def claim_to_open(self, *, batch_size: int, lease_s: float) -> list[Payment]:
         ids = await self._conn.fetch(_CLAIM_TO_OPEN, batch_size, lease_s)
@@ -63,6 +72,8 @@ class PostgresPaymentQueues:
         await self._set(payment_id, "sync_next_at = now() + make_interval(secs => $2)", float(delay_s))
 
     async def cancel_at_provider(self, payment_id: UUID) -> None:
+        if self._queued is not None:
+            self._queued.provider_calls = True
         await self._conn.execute(
             "UPDATE payments SET cancel_state = 'due', cancel_next_at = now()"
             " WHERE payment_id = $1 AND cancel_state IS NULL",

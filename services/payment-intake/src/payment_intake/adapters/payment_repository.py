@@ -3,7 +3,6 @@ workers' queues over them: payment_queues.py)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from uuid import UUID
 
@@ -19,35 +18,36 @@ class PostgresPaymentRepository(PostgresPaymentQueues):
     async def write_run(
         self, opened: Sequence[NewPayment], answered: Sequence[Answered], *, ttl_s: int
     ) -> bool:
-        """Three statements; a unique index refusing a row undoes them all (a savepoint)."""
+        """One statement after a savepoint; a unique index refusing a row undoes it all.
+
+        The savepoint is left for the commit to release (one round trip fewer); a later
+        run's savepoint of the same name nests inside it, and rolling back to the name
+        undoes the latest one only."""
+        if opened and self._queued is not None:
+            self._queued.checkouts = True
+        payments = [_payment_row(p) for p in opened]
         allocations = [(p.payment_id, p.account_id, n, a) for p in opened for n, a in p.allocations]
+        answers = [
+            (
+                a.account_id,
+                a.key,
+                a.stored.fingerprint,
+                a.stored.outcome_type,
+                *self._serialized.outcome(a.stored.outcome),
+            )
+            for a in answered
+        ]
+        await self._conn.execute("SAVEPOINT pay_run")
         try:
-            async with self._conn.transaction():
-                if opened:
-                    await self._conn.execute(
-                        _INSERT_PAYMENTS,
-                        *zip(*(_payment_row(p) for p in opened), strict=True),
-                        float(ttl_s),
-                    )
-                    await self._conn.execute(_INSERT_ALLOCATIONS, *zip(*allocations, strict=True))
-                if answered:
-                    await self._conn.execute(
-                        _INSERT_ANSWERS,
-                        *zip(
-                            *(
-                                (
-                                    a.account_id,
-                                    a.key,
-                                    a.stored.fingerprint,
-                                    a.stored.outcome_type,
-                                    json.dumps(a.stored.outcome),
-                                )
-                                for a in answered
-                            ),
-                            strict=True,
-                        ),
-                    )
+            await self._conn.execute(
+                _WRITE_RUN,
+                *_columns(payments, 9),
+                float(ttl_s),
+                *_columns(allocations, 4),
+                *_columns(answers, 6),
+            )
         except asyncpg.UniqueViolationError:
+            await self._conn.execute("ROLLBACK TO SAVEPOINT pay_run")
             return False
         return True
 
@@ -112,6 +112,12 @@ class PostgresPaymentRepository(PostgresPaymentQueues):
                 to is PaymentStatus.SUCCEEDED,
             )
 
+    async def checkouts_opened(self, opened: Sequence[tuple[UUID, str, str]]) -> None:
+        """`move(..., CHECKOUT_OPEN, checkout_id=, checkout_url=)` of many in one statement."""
+        if not opened:
+            return
+        await self._conn.execute(_CHECKOUTS_OPENED, *zip(*opened, strict=True))
+
     async def note_confirmation(
         self,
         payment_id: UUID,
@@ -163,6 +169,11 @@ class PostgresPaymentRepository(PostgresPaymentQueues):
         )
 
 
+def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
+    """Rows as the column arrays unnest() takes (empty arrays for no rows)."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
 def _payment_row(p: NewPayment) -> tuple[object, ...]:
     return (
         p.payment_id,
@@ -177,19 +188,33 @@ def _payment_row(p: NewPayment) -> tuple[object, ...]:
     )
 
 
-_INSERT_PAYMENTS = """
-INSERT INTO payments (payment_id, account_id, idempotency_key, scope, method, currency, total_minor,
-    status, command_event_id, correlation_id, expires_at, next_attempt_at)
-SELECT p, a, k, s, m, c, t, 'requested', e, r, now() + make_interval(secs => $10), now()
-  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
-              $8::uuid[], $9::uuid[]) AS n (p, a, k, s, m, c, t, e, r)
-"""
-_INSERT_ALLOCATIONS = """
-INSERT INTO payment_allocations (payment_id, account_id, invoice_number, amount_minor)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[])
-"""
-_INSERT_ANSWERS = """
+# A run's payments, their allocations and the answers under the commands' keys, in one
+# round trip. The allocations' foreign key is checked at the end of the statement, when
+# the payments of the first part are there. An answer's outcome comes as its own JSON (o)
+# or as the answer's whole JSON (e, the bytes its outbox row carries): its event id and
+# payload are kept.
+_WRITE_RUN = """
+WITH payments_opened AS (
+    INSERT INTO payments (payment_id, account_id, idempotency_key, scope, method, currency,
+        total_minor, status, command_event_id, correlation_id, expires_at, next_attempt_at)
+    SELECT p, a, k, s, m, c, t, 'requested', e, r, now() + make_interval(secs => $10), now()
+      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                  $7::bigint[], $8::uuid[], $9::uuid[]) AS n (p, a, k, s, m, c, t, e, r)
+), allocations AS (
+    INSERT INTO payment_allocations (payment_id, account_id, invoice_number, amount_minor)
+    SELECT * FROM unnest($11::uuid[], $12::text[], $13::text[], $14::bigint[])
+)
 INSERT INTO commands (account_id, idempotency_key, fingerprint, outcome_type, outcome)
-SELECT a, k, f, t, o::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-    AS n (a, k, f, t, o)
+SELECT a, k, f, t, COALESCE(o::jsonb, jsonb_build_object('event_id', e::jsonb -> 'event_id',
+                                                         'payload', e::jsonb -> 'payload'))
+  FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[])
+    AS n (a, k, f, t, o, e)
+"""
+_CHECKOUTS_OPENED = """
+UPDATE payments p SET status = 'checkout_open', updated_at = now(),
+       checkout_id = COALESCE(p.checkout_id, o.checkout_id),
+       checkout_url = COALESCE(o.checkout_url, p.checkout_url),
+       next_attempt_at = NULL
+  FROM unnest($1::uuid[], $2::text[], $3::text[]) AS o (payment_id, checkout_id, checkout_url)
+ WHERE p.payment_id = o.payment_id
 """

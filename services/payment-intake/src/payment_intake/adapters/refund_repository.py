@@ -6,6 +6,7 @@ from uuid import UUID
 
 import asyncpg
 
+from payment_intake.adapters.queued_work import QueuedWork
 from payment_intake.domain.refunds import Refund
 
 _SELECT = """
@@ -31,8 +32,14 @@ def _refund(row: asyncpg.Record) -> Refund:
 
 
 class PostgresRefundRepository:
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, queued: QueuedWork | None = None) -> None:
         self._conn = conn
+        self._queued = queued
+
+    def _provider_called_for(self) -> None:
+        """The provider worker has a refund to submit once this commits."""
+        if self._queued is not None:
+            self._queued.provider_calls = True
 
     async def request(
         self,
@@ -46,6 +53,7 @@ class PostgresRefundRepository:
         requested_by: str,
     ) -> bool:
         """Store a refund to make; False when the payment already has one."""
+        self._provider_called_for()
         return bool(
             await self._conn.fetchval(
                 """
@@ -66,6 +74,7 @@ class PostgresRefundRepository:
 
     async def reopen_failed(self, payment_id: UUID, refund_id: UUID, requested_by: str) -> bool:
         """Ask again for a refund that failed, under a new id (a provider refuses a reused one)."""
+        self._provider_called_for()
         return bool(
             await self._conn.fetchval(
                 """

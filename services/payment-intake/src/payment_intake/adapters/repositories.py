@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from payment_intake.adapters.serialized import Serialized
 from payment_intake.domain.commands import Answered, StoredCommand
 from payment_intake.domain.intake import AccountView, InvoiceFacts
 from payment_intake.unit_of_work import InvoiceVersion
@@ -175,8 +176,9 @@ SELECT a, NULL, NULL, 0, NULL, false, '', false, 0, false
 class PostgresCommandRepository:
     """Idempotency keys and the first answer given to each (per account)."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, serialized: Serialized | None = None) -> None:
         self._conn = conn
+        self._serialized = serialized if serialized is not None else Serialized()
 
     async def get_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredCommand]:
         if not keys:
@@ -199,12 +201,13 @@ class PostgresCommandRepository:
         stored = answered.stored
         await self._conn.execute(
             "INSERT INTO commands (account_id, idempotency_key, fingerprint, outcome_type, outcome)"
-            " VALUES ($1, $2, $3, $4, $5::jsonb)",
+            " VALUES ($1, $2, $3, $4, COALESCE($5::jsonb, jsonb_build_object("
+            "'event_id', $6::jsonb -> 'event_id', 'payload', $6::jsonb -> 'payload')))",
             answered.account_id,
             answered.key,
             stored.fingerprint,
             stored.outcome_type,
-            json.dumps(stored.outcome),
+            *self._serialized.outcome(stored.outcome),
         )
 
 

@@ -10,37 +10,46 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import asyncpg
 
 from payment_intake.adapters.payment_repository import PostgresPaymentRepository
+from payment_intake.adapters.queued_work import QueuedWork
 from payment_intake.adapters.refund_repository import PostgresRefundRepository
 from payment_intake.adapters.repositories import (
     PostgresCommandRepository,
     PostgresInvoiceRepository,
     PostgresWebhookRepository,
 )
+from payment_intake.adapters.serialized import Serialized
 from payment_intake.unit_of_work import IntakeConfig, UnitOfWork
 from payments_shared.contracts import Envelope
 from payments_shared.messaging import Outbox, Transaction
+from payments_shared.messaging.outbox import OutgoingMessage
 from payments_shared.topics import TopicRegistry
 
 
 class PostgresUnitOfWork:
-    def __init__(self, tx: Transaction, config: IntakeConfig) -> None:
+    def __init__(self, tx: Transaction, config: IntakeConfig, queued: QueuedWork | None = None) -> None:
+        queued = queued if queued is not None else QueuedWork()
         self._outbox = tx.outbox
+        self._serialized = Serialized()
         self.config = config
         self.invoices = PostgresInvoiceRepository(tx.connection)
-        self.commands = PostgresCommandRepository(tx.connection)
-        self.payments = PostgresPaymentRepository(tx.connection)
-        self.refunds = PostgresRefundRepository(tx.connection)
+        self.commands = PostgresCommandRepository(tx.connection, self._serialized)
+        self.payments = PostgresPaymentRepository(tx.connection, queued, self._serialized)
+        self.refunds = PostgresRefundRepository(tx.connection, queued)
         self.webhooks = PostgresWebhookRepository(tx.connection)
 
     def publish(self, message: Envelope) -> None:
-        self._outbox.publish(message)
+        topic = self._outbox.registry.for_message(message)
+        self._outbox.add(OutgoingMessage.of(topic, message, value=self._serialized.of(message).encode()))
 
 
-def unit_of_work_factory(config: IntakeConfig) -> Callable[[Transaction], UnitOfWork]:
-    """The consumer's: a unit of work on the transaction of each batch."""
+def unit_of_work_factory(
+    config: IntakeConfig, queued: QueuedWork | None = None
+) -> Callable[[Transaction], UnitOfWork]:
+    """The consumer's: a unit of work on the transaction of each batch (noting in `queued`
+    the work it leaves for the workers)."""
 
     def make(tx: Transaction) -> UnitOfWork:
-        return PostgresUnitOfWork(tx, config)
+        return PostgresUnitOfWork(tx, config, queued)
 
     return make
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -63,12 +64,24 @@ def _text(value: str | None, name: str, *, required: bool, max_len: int) -> Bill
     return None
 
 
+# The payer's address is validated once per process, not once per command: the same
+# payer pays many invoices, and a validation costs ~100 µs of CPU (email_validator's
+# IDNA and Unicode checks). Safe to remember: with deliverability off, the verdict is a
+# pure function of the string (no DNS, no clock, library options fixed at import), and
+# only the verdict is kept. Bounded, so a flood of distinct addresses cannot grow it.
+@lru_cache(maxsize=8192)
+def email_valid(email: str) -> bool:
+    try:
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
 def billing_problems(details: GuestDetails, *, name_required: bool) -> list[BillingProblem]:
     """Every problem with the billing details, in form order (empty when all is well)."""
     problems: list[BillingProblem] = []
-    try:
-        validate_email(details.email, check_deliverability=False)
-    except EmailNotValidError:
+    if not email_valid(details.email):
         problems.append(BillingProblem("email", "Enter a valid email address."))
     for name, value, required, max_len in (
         ("street", details.street, True, 200),

@@ -43,7 +43,7 @@ class StoredCommand:
 
     fingerprint: str
     outcome_type: str
-    outcome: dict[str, Any]  # {"event_id": ..., "payload": ...} of the answer
+    outcome: Mapping[str, Any]  # {"event_id": ..., "payload": ...} of the answer
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from payment_intake.adapters.merchant_file import watched_policies
 from payment_intake.adapters.provider import ProviderClient
+from payment_intake.adapters.queued_work import QueuedWork
 from payment_intake.adapters.schema import install
 from payment_intake.adapters.unit_of_work import unit_of_work_factory, units
 from payment_intake.entrypoints.http import callback_router
@@ -53,7 +54,11 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
     provider = ProviderClient(settings.provider_url, timeout_s=settings.provider_timeout_s)
     unit = units(pool, registry, config, on_published=relay.wake)
     opener = CheckoutOpener(
-        unit, provider, lease_s=settings.checkout_lease_s, concurrency=settings.checkout_concurrency
+        unit,
+        provider,
+        lease_s=settings.checkout_lease_s,
+        concurrency=settings.checkout_concurrency,
+        gather_s=settings.checkout_gather_s,
     )
     expiry = ExpiryTimer(unit, interval_s=settings.expiry_interval_s)
     provider_worker = ProviderWorker(
@@ -66,10 +71,15 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
         refund_query_after_s=settings.refund_query_after_s,
     )
 
+    queued = QueuedWork()
+
     def committed() -> None:
         relay.wake()
-        opener.wake()
-        provider_worker.wake()
+        checkouts, provider_calls = queued.take()
+        if checkouts:
+            opener.wake()
+        if provider_calls:
+            provider_worker.wake()
 
     consumer = TransactionalConsumer(
         service=SERVICE,
@@ -78,7 +88,7 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
         topics=[registry.payments_commands, registry.payments_callbacks, registry.invoices],
         pool=pool,
         bootstrap=settings.kafka_bootstrap,
-        handle=consuming(unit_of_work_factory(config)),
+        handle=consuming(unit_of_work_factory(config, queued)),
         on_commit=committed,
         batch_size=settings.consumer_batch_size,
         # Deployments (and test runs) sharing a cluster must not share a consumer group.

@@ -4,6 +4,7 @@ like any message, with the events they publish."""
 from __future__ import annotations
 
 import logging
+from uuid import UUID
 
 from payment_intake.domain.payment import Happening, Payment, PaymentStatus, apply
 from payment_intake.domain.provider import OpenedCheckout, ProviderRefused, backoff_s
@@ -20,12 +21,14 @@ async def record_checkouts(uow: UnitOfWork, answers: list[tuple[Payment, OpenAns
     current = {
         p.payment_id: p for p in await uow.payments.get_many_for_update([c.payment_id for c, _ in answers])
     }
+    opened: list[tuple[UUID, str, str]] = []
     for claimed, answer in answers:
         payment = current.get(claimed.payment_id)
         if payment is None:
             continue
         if isinstance(answer, OpenedCheckout):
-            await _opened(uow, payment, answer)
+            if await _opened(uow, payment, answer):
+                opened.append((payment.payment_id, answer.checkout_id, answer.url))
         elif isinstance(answer, ProviderRefused):
             await _refused(uow, payment, answer)
         else:
@@ -35,22 +38,24 @@ async def record_checkouts(uow: UnitOfWork, answers: list[tuple[Payment, OpenAns
                 extra={**about(payment), "retry_in_s": delay, "error": repr(answer)},
             )
             await uow.payments.open_later(payment.payment_id, delay)
+    # One statement for the round: the opener's transaction is short, whatever its size.
+    await uow.payments.checkouts_opened(opened)
 
 
-async def _opened(uow: UnitOfWork, payment: Payment, checkout: OpenedCheckout) -> None:
+async def _opened(uow: UnitOfWork, payment: Payment, checkout: OpenedCheckout) -> bool:
+    """Whether the payment moves to checkout_open (announced here, stored by the caller)."""
     to = apply(payment.status, Happening.CHECKOUT_OPENED).to
     if to is None:
         # A callback, the customer or the timer got there first; keep the checkout id.
         await uow.payments.keep_checkout_id(payment.payment_id, checkout.checkout_id)
-        return
-    await uow.payments.move(
-        payment.payment_id, to, checkout_id=checkout.checkout_id, checkout_url=checkout.url
-    )
+        return False
+    assert to is PaymentStatus.CHECKOUT_OPEN
     log.info("checkout opened", extra={**about(payment), "checkout_id": checkout.checkout_id})
     expires_at = min(checkout.expires_at, payment.expires_at)
     uow.publish(
         checkout_opened(payment, checkout_id=checkout.checkout_id, url=checkout.url, expires_at=expires_at)
     )
+    return True
 
 
 async def _refused(uow: UnitOfWork, payment: Payment, refused: ProviderRefused) -> None:
