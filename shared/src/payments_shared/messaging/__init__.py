@@ -13,7 +13,7 @@ from .dead_letter import Position, dead_letter
 from .outbox import Outbox, OutboxRelay
 from .partitioner import partition_for
 from .schema import install_messaging_tables
-from .transient import TransientError, is_transient
+from .transient import TransientError, is_transient, tried_a_few_times
 
 __all__ = [
     "BatchHandler",
@@ -29,4 +29,5 @@ __all__ = [
     "is_transient",
     "offsets",
     "partition_for",
+    "tried_a_few_times",
 ]

@@ -1,24 +1,19 @@
 """The provider port over HTTP (the sandbox provider's API, batched).
 
-Quick blips (a dropped connection, one 503) are retried here with tenacity; when the
+Quick blips (a dropped connection, one 503) are retried here (`tried_a_few_times`); when the
 provider stays away a `ProviderUnavailable` (a TransientError) tells the worker to
 reschedule the calls with backoff.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 from pydantic_core import to_json
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from invoice_sync.domain.registration import (
     Accepted,
@@ -27,7 +22,7 @@ from invoice_sync.domain.registration import (
     RegistrationRequest,
     WithdrawalRequest,
 )
-from payments_shared.messaging import TransientError
+from payments_shared.messaging import TransientError, tried_a_few_times
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +78,11 @@ class HttpProvider:
         outcomes: list[Outcome] = []
         for start in range(0, len(items), self._batch_size):
             chunk = items[start : start + self._batch_size]
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(ProviderUnavailable),
-                stop=stop_after_attempt(self._quick_attempts),
-                wait=wait_exponential_jitter(multiplier=0.05, max=0.5),
-                reraise=True,
-            ):
-                with attempt:
-                    outcomes += await self._call(path, chunk)
+            outcomes += await tried_a_few_times(
+                functools.partial(self._call, path, chunk),
+                attempts=self._quick_attempts,
+                on=ProviderUnavailable,
+            )
         return outcomes
 
     async def _call(self, path: str, chunk: list[dict[str, Any]]) -> list[Outcome]:

@@ -1,10 +1,9 @@
 """The provider port's HTTP adapter: open hosted checkout and payer-portal sessions.
 
 Quick blips (a 5xx, a timeout, a reset connection) are retried here a few times, with
-exponential backoff and jitter; what outlasts that is a TransientError the worker
-reschedules with backoff. A 4xx is the provider refusing: permanent. The retry loop is
-written out rather than tenacity's: its machinery cost about 45 µs of CPU per call, on
-every call (a checkout per payment), for the rare retry.
+exponential backoff and jitter (`tried_a_few_times`, shared with invoice-sync); what
+outlasts that is a TransientError the worker reschedules with backoff. A 4xx is the
+provider refusing: permanent.
 
 aiohttp rather than httpx: one checkout costs about a quarter of the CPU (httpx's
 connection pool and anyio layers were most of the service's CPU under load), and the
@@ -13,9 +12,7 @@ checkout opener shares its process with the pay-command consumer.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -24,7 +21,7 @@ import aiohttp
 
 from payment_intake.domain.payment import Payment
 from payment_intake.domain.provider import CheckoutState, OpenedCheckout, ProviderRefused, RefundState
-from payments_shared.messaging import TransientError
+from payments_shared.messaging import TransientError, tried_a_few_times
 
 
 class ProviderClient:
@@ -89,16 +86,7 @@ class ProviderClient:
         return await self._retrying(lambda: self._post(path, body, method=method))
 
     async def _retrying(self, call: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-        """`call` up to `attempts` times while it raises TransientError; waits of 50 ms
-        doubling, plus up to 1 s of jitter, each at most 0.5 s (the last error is raised)."""
-        for attempt in range(1, self._attempts + 1):
-            try:
-                return await call()
-            except TransientError:
-                if attempt >= self._attempts:
-                    raise
-            await asyncio.sleep(min(0.05 * 2 ** (attempt - 1) + random.uniform(0, 1), 0.5))
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await tried_a_few_times(call, attempts=self._attempts)
 
     async def _post(
         self, path: str, body: dict[str, object] | None, *, method: str = "POST"
