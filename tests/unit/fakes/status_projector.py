@@ -67,8 +67,7 @@ class FakeUnitOfWork:
         self.payments[payment.payment_id] = payment
 
     def account_policy(self, policy: AccountPolicy) -> None:
-        current = self.policies.get(policy.account_id)
-        if current is None or policy.at >= current.at:
+        if policy.replaces(self.policies.get(policy.account_id)):
             self.policies[policy.account_id] = policy
 
     def saw(self, at: datetime) -> None:

@@ -112,8 +112,7 @@ class PostgresUnitOfWork:
         self._dirty_payments[payment.payment_id] = payment
 
     def account_policy(self, policy: AccountPolicy) -> None:
-        current = self._account_policies.get(policy.account_id)
-        if current is None or policy.at >= current.at:
+        if policy.replaces(self._account_policies.get(policy.account_id)):
             self._account_policies[policy.account_id] = policy
 
     def saw(self, at: datetime) -> None:

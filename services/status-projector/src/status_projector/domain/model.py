@@ -110,6 +110,10 @@ class AccountPolicy:
     message: str | None
     at: datetime
 
+    def replaces(self, other: AccountPolicy | None) -> bool:
+        """The newest word on the account wins; a repeat of the same word changes nothing."""
+        return other is None or self.at >= other.at
+
 
 @dataclass
 class Invoice:
