@@ -259,6 +259,7 @@ def markdown(meta: dict[str, Any], figures: dict[str, dict[str, Any]]) -> str:
         for name, rss in rss_rows:
             provider = _fmt(rss["provider"]) if "provider" in rss else ""
             lines.append(f"| {name} | {_fmt(rss.get('service', 0))} | {provider} |")
+    lines += _scale_out(figures) + _scale_curve(figures)
     lines += [
         "",
         "Goals (issue 14):",
@@ -274,6 +275,55 @@ def markdown(meta: dict[str, Any], figures: dict[str, dict[str, Any]]) -> str:
     if notes:
         lines += ["", *notes]
     return "\n".join(lines) + "\n"
+
+
+def _scale_out(figures: dict[str, dict[str, Any]]) -> list[str]:
+    """The projector with 1, 2, 4 instances in one group: rate, speed-up, speed-up per instance."""
+    counts = sorted(int(n.rsplit("_", 1)[1]) for n in figures if n.startswith("projector.throughput_"))
+    if len(counts) < 2:
+        return []
+    lines = [
+        "",
+        "Scale-out, status-projector (one consumer group, partitions: the largest count, at least 4):",
+        "",
+        "| instances | events/s (median) | speed-up vs 1 (median of per-run ratios) | per instance |",
+        "|---|---|---|---|",
+    ]
+    for count in counts:
+        rate = figures[f"projector.throughput_{count}"]["median"]
+        speedup = 1.0 if count == 1 else figures.get(f"projector.speedup_{count}_vs_1", {}).get("median")
+        cells = ["", ""] if speedup is None else [f"{speedup:.2f}x", f"{speedup / count:.2f}x"]
+        lines.append(f"| {count} | {_fmt(rate)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _scale_curve(figures: dict[str, dict[str, Any]]) -> list[str]:
+    """The rebuild over growing event counts: does the projector slow as the read model grows?"""
+    points = sorted(
+        (int(n.split(".")[1]), f)
+        for n, f in figures.items()
+        if n.startswith("scale.") and n.endswith("rebuild_s")
+    )
+    if not points:
+        return []
+    lines = [
+        "",
+        "Scale curve, `status-projector-ops rebuild` over N events (fresh database each run; the "
+        "1,000,000 point is the main runs' rebuild when they ran at that size):",
+        "",
+        "| events | seconds (median) | runs | events/s | CPU µs/event service | postgres |",
+        "|---|---|---|---|---|---|",
+    ]
+    for events, f in points:
+        cpu = f.get("cpu_us_per_message", {})
+        cells = [_fmt(cpu[p]["median"]) if p in cpu else "" for p in ("service", "postgres")]
+        runs = ", ".join(_fmt(v) for v in f["values"])
+        lines.append(
+            f"| {events:,} | {_fmt(f['median'])} | {runs} | {_fmt(events / f['median'])} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return lines
 
 
 def write(directory: Path, meta: dict[str, Any], figures: dict[str, dict[str, Any]]) -> tuple[Path, Path]:
