@@ -134,6 +134,19 @@ class Services:
             [str(BIN / name)], env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
         )
         self.running[key] = process
+        profiles = os.environ.get("BENCH_PROFILE_DIR")
+        if profiles and name != "sandbox-provider":
+            # A profiling run, not one to quote: py-spy's sampling costs the service CPU.
+            # It ends by itself when the service exits.
+            out = Path(profiles) / f"{key}-{process.pid}.txt"
+            subprocess.Popen(
+                [
+                    *("py-spy", "record", "--pid", str(process.pid), "--rate", "100", "--format", "raw"),
+                    *("--nonblocking", "--output", str(out)),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         return process
 
     async def ready(self, key: str, port: int, timeout: float = 90) -> None:

@@ -76,6 +76,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--tiny", action="store_true", help="seconds-long sizes (the short test in make test)"
     )
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy every service process into this directory (slows them: a run to read, not to quote)",
+    )
     args = parser.parse_args(argv)
     if args.tiny:
         for key, value in TINY.items():
@@ -176,6 +181,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if state_dir is not None:
         os.environ["PAYMENTS_STATE_DIR"] = str(state_dir)
     os.environ["PAYMENTS_SANDBOX"] = "1"
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        os.environ["BENCH_PROFILE_DIR"] = str(args.profile.resolve())
     meta: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%MZ"),
         "machine": machine(),
