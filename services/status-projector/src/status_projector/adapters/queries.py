@@ -8,8 +8,6 @@ from typing import Any
 
 import asyncpg
 
-from payments_shared.messaging.offsets import stored_offsets
-
 from .schema import VersionTables
 
 _INVOICE_FIELDS = """
@@ -39,16 +37,19 @@ class ReadModelQueries:
         self.pool = pool
 
     async def snapshot(self, conn: asyncpg.Connection) -> Snapshot:
-        row = await conn.fetchrow(
+        # One round trip (every request starts here), and the version, its newest event
+        # and its offsets read in one statement's snapshot.
+        rows = await conn.fetch(
             """
-            SELECT a.version, v.consumer, v.last_event_at
+            SELECT a.version, v.last_event_at, o.topic, o.partition, o.next_offset
             FROM active_projection a JOIN projection_versions v USING (version)
+            LEFT JOIN consumer_offsets o ON o.consumer = v.consumer
             """
         )
-        if row is None:
+        if not rows:
             raise LookupError("no active read-model version")
-        offsets = await stored_offsets(conn, row["consumer"])
-        return Snapshot(row["version"], row["last_event_at"], offsets)
+        offsets = {(r["topic"], r["partition"]): r["next_offset"] for r in rows if r["topic"] is not None}
+        return Snapshot(rows[0]["version"], rows[0]["last_event_at"], offsets)
 
     async def invoice(
         self, conn: asyncpg.Connection, snap: Snapshot, account_id: str, invoice_number: str

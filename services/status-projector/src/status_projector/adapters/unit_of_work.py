@@ -34,6 +34,9 @@ _EVENT_TYPES = tuple(
 _ANY_EVENT: TypeAdapter[Envelope] = TypeAdapter(
     Annotated[typing.Union[_EVENT_TYPES], Field(discriminator="type")]  # type: ignore[arg-type]  # noqa: UP007
 )
+# Parked messages kept decoded, at most: an event another instance unparks (its invoice
+# arrives on a partition this one does not own) never comes back for its entry here.
+DECODED_KEPT = 5_000
 
 
 class PostgresUnitOfWork:
@@ -121,6 +124,8 @@ class PostgresUnitOfWork:
 
     def park(self, message: Envelope, position: Position, why: Park) -> None:
         topic, partition, offset = position
+        if len(self._decoded) >= DECODED_KEPT:
+            self._decoded.clear()  # the parked table stays the truth; these decode again
         self._decoded[message.event_id] = message
         self._parked[message.event_id] = ParkedEvent(
             event_id=message.event_id,

@@ -13,12 +13,14 @@ from payments_shared.service import ServiceHost, collect_garbage_less_often, run
 from status_projector.adapters.schema import install
 from status_projector.domain.access import PortalKeys
 from status_projector.entrypoints.http import build_app
+from status_projector.entrypoints.memory import map_large_blocks_apart
 from status_projector.entrypoints.merchants import follow_merchant_file, with_merchant_routes
 from status_projector.settings import SCHEMA, SERVICE, ProjectorSettings, portal_keys
 from status_projector.workers import LiveProjection, collector_allocations
 
 
 async def serve(settings: ProjectorSettings, keys: PortalKeys) -> None:
+    map_large_blocks_apart()
     retention = RetentionSettings()
     registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     collect_garbage_less_often(collector_allocations(settings.batch_size))
