@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -20,6 +20,7 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 from prometheus_client import Counter, Gauge
+from pydantic_core import from_json, to_json
 
 from payments_shared.contracts import Envelope
 from payments_shared.kafka import client_options
@@ -46,8 +47,10 @@ SET_ASIDE = Counter(
 BACKLOG = Gauge("outbox_backlog", "Outbox messages in the last fetch (0 when caught up)", ["service"])
 
 
-@dataclass(frozen=True)
-class OutgoingMessage:
+class OutgoingMessage(NamedTuple):
+    """A named tuple rather than a frozen dataclass: one is built per message published,
+    and a frozen dataclass sets each field through object.__setattr__."""
+
     topic: str
     key: bytes | None
     value: bytes
@@ -85,9 +88,11 @@ class Outbox:
     async def write(self, conn: asyncpg.Connection) -> int:
         if not self.messages:
             return 0
+        # pydantic_core's JSON, not the json module's: a row or two per document, and
+        # json.dumps of the headers alone was about 4% of invoice-sync's CPU.
         await conn.copy_records_to_table(
             "outbox",
-            records=[(m.topic, m.key, m.value, json.dumps(m.headers)) for m in self.messages],
+            records=[(m.topic, m.key, m.value, to_json(m.headers).decode()) for m in self.messages],
             columns=["topic", "key", "value", "headers"],
         )
         written = len(self.messages)
@@ -280,10 +285,13 @@ class OutboxRelay:
         so a message lands where any other producer would put it.
         """
         by_partition: dict[tuple[str, int], list[asyncpg.Record]] = {}
+        counts: dict[str, int] = {}
         for row in rows:
-            partitions = await self._partition_count(producer, row["topic"])
-            partition = partition_for(row["key"], partitions)
-            by_partition.setdefault((row["topic"], partition), []).append(row)
+            topic = row["topic"]
+            partitions = counts.get(topic)
+            if partitions is None:
+                partitions = counts[topic] = await self._partition_count(producer, topic)
+            by_partition.setdefault((topic, partition_for(row["key"], partitions)), []).append(row)
         sends: list[tuple[list[int], Awaitable[asyncio.Future[object]]]] = []
         for (topic, partition), members in by_partition.items():
             batch = producer.create_batch()
@@ -293,7 +301,7 @@ class OutboxRelay:
                     "key": row["key"],
                     "value": row["value"],
                     "timestamp": None,
-                    "headers": [(k, v.encode()) for k, v in json.loads(row["headers"]).items()],
+                    "headers": [(k, v.encode()) for k, v in from_json(row["headers"]).items()],
                 }
                 if batch.append(**record) is None:
                     sends.append((ids, producer.send_batch(batch, topic, partition=partition)))
