@@ -121,3 +121,16 @@ def test_a_hex_identifier_is_an_identifier_even_when_its_digits_pass_luhn() -> N
     assert not contains_card_number(webhook_id)
     assert not contains_card_number("digest 3a4111111111111111")
     assert contains_card_number("msg 4111111111111111 ab")  # standing alone, it is a card number
+
+
+def test_the_quick_answers_keep_the_edges() -> None:
+    # 13 characters: the shortest text that can be a card number, alone or in a document.
+    assert contains_card_number("4222222222222")
+    assert not contains_card_number("422222222222")
+    assert card_number_fields({"a": "B-12", "b": {"c": ["4222222222222", "x"]}}) == ["b.c[0]"]
+    # 36 characters that are not a UUID are scanned like any other text.
+    text = "card 4111 1111 1111 1111 on file ok."
+    assert len(text) == 36 and contains_card_number(text)
+    assert not contains_card_number("d70ccf56-bc9d-43d6-90c5-bfe2213388b8")
+    # Digits spread among other characters still count towards the 13.
+    assert contains_card_number("4-1-1-1 1-1-1-1 1-1-1-1 1-1-1-1")

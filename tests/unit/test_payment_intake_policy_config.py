@@ -94,3 +94,31 @@ def test_an_address_is_validated_once_and_its_verdict_stays_the_same():
     info = email_valid.cache_info()
     assert (info.misses, info.hits) == (2, 4)
     assert info.maxsize is not None  # bounded: distinct addresses cannot grow it without end
+
+
+def test_the_reloading_policies_answer_every_question_from_the_current_merchant_file(tmp_path):
+    import json
+    import time
+
+    from payment_intake.adapters.merchant_file import ReloadingPolicies
+    from payments_shared.merchants import WatchedMerchantFile
+
+    path = tmp_path / "merchants.json"
+    path.write_text(
+        json.dumps({"merchants": {"acme": {"policy": "full-payment-portal", "accounts": ["C1"]}}})
+    )
+    policies = ReloadingPolicies(
+        WatchedMerchantFile(path, lambda f: MerchantPolicies.from_config(f.raw), interval_s=0.0)
+    )
+    assert policies.accepts("C1") and not policies.accepts("C2")
+    assert policies.for_account("C1") is FULL_PAYMENT_PORTAL
+    assert policies.remittance_for("C1") is None
+    assert [p.name for p in policies.all()] == ["full-payment-portal", "full-payment-portal"]
+    time.sleep(0.01)
+    path.write_text(
+        json.dumps({"merchants": {"acme": {"policy": "partial-multi-portal", "accounts": ["C1", "C2"]}}})
+    )
+    assert policies.accepts("C2")
+    assert policies.for_account("C2") is PARTIAL_MULTI_PORTAL
+    assert [p.name for p in policies.all()] == ["full-payment-portal", "partial-multi-portal"]
+    assert policies.with_status_sync_after(7).for_account("C2").status_sync_after_s == 7

@@ -41,6 +41,14 @@ class PaymentIntakeSettings(CommonSettings):
     # A checkout opener round at most this often unless the last one was full (batching).
     checkout_gather_s: float = Field(0.05, ge=0, validation_alias=_env("PAYMENT_INTAKE_CHECKOUT_GATHER_S"))
     provider_timeout_s: float = Field(5.0, validation_alias=_env("PAYMENT_INTAKE_PROVIDER_TIMEOUT_S"))
+    # The consumer's fetch: the broker answers once this many bytes are there or this
+    # many ms have passed (aiokafka's defaults: 1 byte, 500 ms).
+    consumer_fetch_min_bytes: int = Field(
+        1, ge=1, validation_alias=_env("PAYMENT_INTAKE_CONSUMER_FETCH_MIN_BYTES")
+    )
+    consumer_fetch_wait_ms: int = Field(
+        500, ge=0, validation_alias=_env("PAYMENT_INTAKE_CONSUMER_FETCH_WAIT_MS")
+    )
     # Overrides every policy's status_sync_after_s (tests and small deployments).
     status_sync_after_s: int | None = Field(
         None, gt=0, validation_alias=_env("PAYMENT_INTAKE_STATUS_SYNC_AFTER_S")

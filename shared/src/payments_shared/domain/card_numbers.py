@@ -17,7 +17,9 @@ from typing import Any
 _SEPARATORS = "\\s.\\-\u2010\u2011\u2012\u2013\u2014\u2212"  # whitespace, dot, dashes
 _RUN = re.compile(rf"(?<!\d)\d+(?:[{_SEPARATORS}]{{1,4}}\d+)*")
 _GROUP = re.compile(r"\d+")
-_ENOUGH_DIGITS = re.compile(r"(?:\D*\d){13}")
+# Possessive: giving back non-digits never lets the next \d match, so no backtracking.
+_ENOUGH_DIGITS = re.compile(r"(?:\D*+\d){13}")
+_UUID_LENGTH = 36
 # About 1 in 400 random UUIDs holds 13+ digits across its dashes that pass Luhn
 # ("034-1766-4131-9635"); a UUID is an identifier (every envelope carries three), and
 # nobody writes a card number in its 8-4-4-4-12 hex shape.
@@ -29,6 +31,7 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _HEX_ID = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{16,}(?![0-9A-Za-z])")
 REDACTED = "[redacted card number]"
 MIN_DIGITS, MAX_DIGITS = 13, 19
+_CONTAINERS = (dict, list, tuple)  # a tuple of types: isinstance on a union is slower
 
 
 def passes_luhn(digits: str) -> bool:
@@ -46,7 +49,11 @@ def passes_luhn(digits: str) -> bool:
 def _spans(text: str) -> Iterator[tuple[int, int]]:
     """(start, end) of each card number, left to right, never overlapping."""
     # Most text has fewer than 13 digits or is one UUID: answered without the full scan.
-    if len(text) < MIN_DIGITS or _ENOUGH_DIGITS.match(text) is None or _UUID.fullmatch(text):
+    if (
+        len(text) < MIN_DIGITS
+        or (len(text) == _UUID_LENGTH and _UUID.fullmatch(text))
+        or _ENOUGH_DIGITS.match(text) is None
+    ):
         return
     uuids = [m.span() for m in _UUID.finditer(text)] if "-" in text else []
     uuids += [m.span() for m in _HEX_ID.finditer(text) if not m.group().isdigit()]
@@ -81,6 +88,8 @@ def _longest_card_from(groups: list[tuple[int, int, str]], first: int) -> int | 
 
 
 def contains_card_number(text: str) -> bool:
+    if len(text) < MIN_DIGITS:  # most fields: answered without starting the scan
+        return False
     return next(_spans(text), None) is not None
 
 
@@ -109,8 +118,9 @@ def _collect(value: Any, texts: list[str]) -> None:
     items = value.values() if isinstance(value, dict) else value
     for item in items:
         if type(item) is str:
-            texts.append(item)
-        elif isinstance(item, dict | list | tuple):
+            if len(item) >= MIN_DIGITS:  # shorter text cannot hold a card number
+                texts.append(item)
+        elif isinstance(item, _CONTAINERS):
             _collect(item, texts)
 
 

@@ -114,6 +114,8 @@ class TransactionalConsumer:
         batch_size: int = 500,
         group_id: str | None = None,
         dedupe: bool = True,
+        fetch_min_bytes: int = 1,
+        fetch_max_wait_ms: int = 500,
     ) -> None:
         self.service = service
         self.name = name
@@ -128,6 +130,11 @@ class TransactionalConsumer:
         self._on_commit = on_commit or (lambda: None)
         self._batch_size = batch_size
         self._dedupe = dedupe
+        # aiokafka's defaults (answer with the first byte, long poll when idle). A larger
+        # fetch_min_bytes with a short wait lets a low steady rate arrive in batches of a
+        # few milliseconds instead of one record each: every batch costs a transaction.
+        self._fetch_min_bytes = fetch_min_bytes
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         # The topic prefix in the group: deployments (and test runs) sharing a cluster
         # must not join one group, or they rebalance each other all the time.
         self._group_id = group_id or f"{service}.{registry.prefix}{name}"
@@ -160,6 +167,8 @@ class TransactionalConsumer:
             max_poll_records=self._batch_size,
             fetch_max_bytes=16 * 1024 * 1024,
             max_partition_fetch_bytes=1024 * 1024,  # interleave partitions during catch-up
+            fetch_min_bytes=self._fetch_min_bytes,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
             **consumer_options(),
         )
         self._consumer = consumer

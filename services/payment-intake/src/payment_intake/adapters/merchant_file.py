@@ -4,21 +4,37 @@ second, without a restart. A file that stops parsing keeps the last good policie
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
-from payment_intake.domain.policy import MerchantPolicies
+from payment_intake.domain.policy import MerchantPolicies, PaymentPolicy
 from payment_intake.settings import PaymentIntakeSettings
+from payments_shared.contracts.remittance import RemittanceDetails
 from payments_shared.merchants import MerchantFile, WatchedMerchantFile
 
 
 class ReloadingPolicies:
-    """Stands in for MerchantPolicies: every attribute is the current file's."""
+    """Stands in for MerchantPolicies: each question is answered by the current file's.
+
+    Plain methods rather than `__getattr__`: they are asked several times per pay
+    command, and a missed attribute lookup plus getattr costs more than a call."""
 
     def __init__(self, watch: WatchedMerchantFile[MerchantPolicies]) -> None:
         self._watch = watch
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._watch.current(), name)
+    def accepts(self, account_id: str) -> bool:
+        return self._watch.current().accepts(account_id)
+
+    def remittance_for(self, account_id: str) -> RemittanceDetails | None:
+        return self._watch.current().remittance_for(account_id)
+
+    def for_account(self, account_id: str) -> PaymentPolicy:
+        return self._watch.current().for_account(account_id)
+
+    def all(self) -> list[PaymentPolicy]:
+        return self._watch.current().all()
+
+    def with_status_sync_after(self, seconds: int) -> MerchantPolicies:
+        return self._watch.current().with_status_sync_after(seconds)
 
 
 def watched_policies(settings: PaymentIntakeSettings) -> MerchantPolicies:

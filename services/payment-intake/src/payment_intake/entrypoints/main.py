@@ -91,6 +91,8 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
         handle=consuming(unit_of_work_factory(config, queued)),
         on_commit=committed,
         batch_size=settings.consumer_batch_size,
+        fetch_min_bytes=settings.consumer_fetch_min_bytes,
+        fetch_max_wait_ms=settings.consumer_fetch_wait_ms,
         # Deployments (and test runs) sharing a cluster must not share a consumer group.
         group_id=f"{settings.topic_prefix}{SERVICE}.intake",
     )

@@ -65,8 +65,14 @@ class CardNumberInEnvelope(ValueError):
 
 
 def refuse_card_numbers_in_envelope(message: Envelope) -> None:
-    # The header's text fields, read off the model (no dump): ids and times are typed.
-    header = {name: value for name, value in message if name != "payload" and isinstance(value, str)}
+    # The header's text fields, read off the model's __dict__ (no dump, and not through the
+    # model's __iter__, which costs several times more; envelopes forbid extra fields):
+    # ids and times are typed.
+    header = {
+        name: value
+        for name, value in message.__dict__.items()
+        if name != "payload" and isinstance(value, str)
+    }
     where = card_number_fields(header)
     if where:
         raise CardNumberInEnvelope(f"something that looks like a card number in {', '.join(where)}")
