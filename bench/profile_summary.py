@@ -3,6 +3,7 @@ raw (collapsed) stacks per process; this prints, per file, the functions with th
 samples on the stack (inclusive) and at the top of it (self), as shares of all samples.
 
     .venv/bin/python bench/profile_summary.py DIR [--top 25] [--match status-projector]
+        [--under TransactionalConsumer]   # shares of the samples whose stack holds such a frame
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def frames_of(line: str) -> tuple[list[str], int]:
     return names, int(count)
 
 
-def summarise(path: Path, top: int) -> str:
+def summarise(path: Path, top: int, under: str = "") -> str:
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0
@@ -32,6 +33,8 @@ def summarise(path: Path, top: int) -> str:
         if not line.strip():
             continue
         names, count = frames_of(line)
+        if under and not any(name.startswith(under) for name in names):
+            continue
         total += count
         own[names[-1]] += count
         for name in set(names):
@@ -56,10 +59,11 @@ def main() -> None:
     parser.add_argument("directory", type=Path)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--match", default="")
+    parser.add_argument("--under", default="", help="only stacks holding a frame that starts with this")
     args = parser.parse_args()
     for path in sorted(args.directory.glob("*.txt")):
         if args.match in path.name:
-            print(summarise(path, args.top))
+            print(summarise(path, args.top, args.under))
 
 
 if __name__ == "__main__":
