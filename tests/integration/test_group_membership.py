@@ -4,6 +4,12 @@ A member must join each rebalance with one JoinGroup request. aiokafka 0.14 send
 per listed assignor, each with different metadata; the broker restarts the rebalance
 for each, and after a broker restart two static members were seen ping-ponging like
 that for minutes while one of them never got a partition back.
+
+A member must also get the same partition numbers of every topic it reads: the topics
+are keyed by account with one partition count, and an account's invoices and payment
+events projected by two instances park each other's work. The sticky assignor, with a
+second member joining a running one, handed one all of the first topic and the other all
+of the second.
 """
 
 from __future__ import annotations
@@ -26,13 +32,15 @@ pytestmark = pytest.mark.integration
 class Member(ConsumerRebalanceListener):  # type: ignore[misc]
     """A consumer built with the services' group options that counts its accepted joins."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str, instance: str) -> None:
+    def __init__(self, bootstrap: str, group: str, topic: str | list[str], instance: str) -> None:
         settings = MembershipSettings(PAYMENTS_INSTANCE_ID=instance)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
             **consumer_options(settings),
         )
-        self.topic = topic
+        self.topics = [topic] if isinstance(topic, str) else topic
         self.joined: Counter[str] = Counter()
         self.assignments: list[set[TopicPartition]] = []
         client = self.consumer._client
@@ -56,7 +64,7 @@ class Member(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def start(self) -> None:
         await self.consumer.start()
-        self.consumer.subscribe([self.topic], listener=self)
+        self.consumer.subscribe(self.topics, listener=self)
 
     async def poll(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
@@ -89,12 +97,48 @@ async def test_each_member_sends_one_join_per_rebalance_and_the_group_settles(
 
         for member in (first, second):
             assert member.joined["JoinGroupRequest"] == len(member.assignments), (
-                member.joined, member.assignments,
+                member.joined,
+                member.assignments,
             )
         assert len(first.assignments) == 2 and len(second.assignments) == 1
         assert first.assignments[-1] | second.assignments[-1] == {
             TopicPartition(topic, p) for p in range(topics.erp_invoices.partitions)
         }
+    finally:
+        stopping.set()
+        await asyncio.gather(*pollers, return_exceptions=True)
+        for member in (first, second):
+            await member.consumer.stop()
+
+
+async def test_a_member_gets_the_same_partitions_of_every_topic_it_reads(
+    kafka_bootstrap: str, topics: TopicRegistry
+) -> None:
+    group = f"membership-{uuid.uuid4().hex[:8]}"
+    read = [topics.invoices.name, topics.payments_events.name]
+    assert topics.invoices.partitions == topics.payments_events.partitions
+    first = Member(kafka_bootstrap, group, read, "svc-0")
+    second = Member(kafka_bootstrap, group, read, "svc-1")
+    stopping = asyncio.Event()
+    pollers: list[asyncio.Task[None]] = []
+    try:
+        # As in a rollout or the bench: one member alone owns everything, then another joins.
+        await first.start()
+        pollers.append(asyncio.create_task(first.poll(stopping)))
+        await eventually(lambda: asyncio.sleep(0, first.assignments), bool, what="first member assigned")
+        await second.start()
+        pollers.append(asyncio.create_task(second.poll(stopping)))
+        await eventually(lambda: asyncio.sleep(0, second.assignments), bool, what="second member assigned")
+        await eventually(
+            lambda: asyncio.sleep(0, len(first.assignments)), lambda n: n >= 2, what="first re-assigned"
+        )
+        for member in (first, second):
+            owned = member.assignments[-1]
+            numbers = {t: sorted(tp.partition for tp in owned if tp.topic == t) for t in read}
+            assert numbers[read[0]], numbers  # a share of each topic, not all of one
+            assert numbers[read[0]] == numbers[read[1]], numbers
+        assert not first.assignments[-1] & second.assignments[-1]
+        assert len(first.assignments[-1] | second.assignments[-1]) == 2 * topics.invoices.partitions
     finally:
         stopping.set()
         await asyncio.gather(*pollers, return_exceptions=True)

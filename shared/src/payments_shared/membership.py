@@ -1,4 +1,4 @@
-"""How a service's consumers sit in their groups: static membership, the sticky
+"""How a service's consumers sit in their groups: static membership, the range
 assignor, session and heartbeat times (argued in docs/decisions.md)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -33,12 +33,16 @@ def consumer_options(settings: MembershipSettings | None = None) -> dict[str, An
     settings = settings or MembershipSettings()
     return {
         "group_instance_id": settings.instance_id,
-        # Sticky keeps each member's partitions across a rebalance. Exactly one assignor:
-        # aiokafka 0.14 sends one JoinGroup per listed assignor, each with different
-        # metadata, and the broker restarts the rebalance for every one of them; after a
-        # broker restart two members could ping-pong like that for minutes
-        # (aio-libs/aiokafka#1168, docs/decisions.md).
-        "partition_assignment_strategy": (StickyPartitionAssignor,),
+        # Range gives a member the same partition numbers of every topic it reads, and
+        # every topic is keyed by account with one partition count, so an account's
+        # invoices, commands and payment events meet in one instance. Sticky did not:
+        # a member joining one already running got all of one topic and none of the
+        # other (docs/decisions.md, "Range assignor, and only it").
+        # Exactly one assignor: aiokafka 0.14 sends one JoinGroup per listed assignor,
+        # each with different metadata, and the broker restarts the rebalance for every
+        # one of them; after a broker restart two members could ping-pong like that for
+        # minutes (aio-libs/aiokafka#1168).
+        "partition_assignment_strategy": (RangePartitionAssignor,),
         "session_timeout_ms": settings.session_timeout_ms,
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
         "rebalance_timeout_ms": settings.rebalance_timeout_ms,
