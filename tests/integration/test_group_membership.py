@@ -15,8 +15,10 @@ of the second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -71,13 +73,13 @@ class Member(ConsumerRebalanceListener):  # type: ignore[misc]
             await self.consumer.getmany(timeout_ms=100)
 
 
-async def test_each_member_sends_one_join_per_rebalance_and_the_group_settles(
-    kafka_bootstrap: str, topics: TopicRegistry
-) -> None:
+@contextlib.asynccontextmanager
+async def in_turn(bootstrap: str, read: str | list[str]) -> AsyncIterator[tuple[Member, Member]]:
+    """Two members of one new group: the first alone until it owns everything, then the
+    second joins (a rollout, a scale-up, the bench); both polling until the test ends."""
     group = f"membership-{uuid.uuid4().hex[:8]}"
-    topic = topics.erp_invoices.name
-    first = Member(kafka_bootstrap, group, topic, "svc-0")
-    second = Member(kafka_bootstrap, group, topic, "svc-1")
+    first = Member(bootstrap, group, read, "svc-0")
+    second = Member(bootstrap, group, read, "svc-1")
     stopping = asyncio.Event()
     pollers: list[asyncio.Task[None]] = []
     try:
@@ -86,6 +88,19 @@ async def test_each_member_sends_one_join_per_rebalance_and_the_group_settles(
         await eventually(lambda: asyncio.sleep(0, first.assignments), bool, what="first member assigned")
         await second.start()
         pollers.append(asyncio.create_task(second.poll(stopping)))
+        yield first, second
+    finally:
+        stopping.set()
+        await asyncio.gather(*pollers, return_exceptions=True)
+        for member in (first, second):
+            await member.consumer.stop()
+
+
+async def test_each_member_sends_one_join_per_rebalance_and_the_group_settles(
+    kafka_bootstrap: str, topics: TopicRegistry
+) -> None:
+    topic = topics.erp_invoices.name
+    async with in_turn(kafka_bootstrap, topic) as (first, second):
 
         def shared(_: object) -> bool:
             mine = first.assignments[-1] if first.assignments else set()
@@ -104,30 +119,14 @@ async def test_each_member_sends_one_join_per_rebalance_and_the_group_settles(
         assert first.assignments[-1] | second.assignments[-1] == {
             TopicPartition(topic, p) for p in range(topics.erp_invoices.partitions)
         }
-    finally:
-        stopping.set()
-        await asyncio.gather(*pollers, return_exceptions=True)
-        for member in (first, second):
-            await member.consumer.stop()
 
 
 async def test_a_member_gets_the_same_partitions_of_every_topic_it_reads(
     kafka_bootstrap: str, topics: TopicRegistry
 ) -> None:
-    group = f"membership-{uuid.uuid4().hex[:8]}"
     read = [topics.invoices.name, topics.payments_events.name]
     assert topics.invoices.partitions == topics.payments_events.partitions
-    first = Member(kafka_bootstrap, group, read, "svc-0")
-    second = Member(kafka_bootstrap, group, read, "svc-1")
-    stopping = asyncio.Event()
-    pollers: list[asyncio.Task[None]] = []
-    try:
-        # As in a rollout or the bench: one member alone owns everything, then another joins.
-        await first.start()
-        pollers.append(asyncio.create_task(first.poll(stopping)))
-        await eventually(lambda: asyncio.sleep(0, first.assignments), bool, what="first member assigned")
-        await second.start()
-        pollers.append(asyncio.create_task(second.poll(stopping)))
+    async with in_turn(kafka_bootstrap, read) as (first, second):
         await eventually(lambda: asyncio.sleep(0, second.assignments), bool, what="second member assigned")
         await eventually(
             lambda: asyncio.sleep(0, len(first.assignments)), lambda n: n >= 2, what="first re-assigned"
@@ -139,8 +138,3 @@ async def test_a_member_gets_the_same_partitions_of_every_topic_it_reads(
             assert numbers[read[0]] == numbers[read[1]], numbers
         assert not first.assignments[-1] & second.assignments[-1]
         assert len(first.assignments[-1] | second.assignments[-1]) == 2 * topics.invoices.partitions
-    finally:
-        stopping.set()
-        await asyncio.gather(*pollers, return_exceptions=True)
-        for member in (first, second):
-            await member.consumer.stop()
