@@ -10,9 +10,9 @@ TOOLS_BIN := $(or $(PAYMENTS_CACHE_DIR),$(HOME)/.cache/payments-infra)/bin
 HELM_VERSION := v3.22.0
 HELM := $(TOOLS_BIN)/helm
 export PAYMENTS_HELM := $(HELM)
-# mypy --strict covers every package: the shared block, each service, the client, and
+# mypy --strict covers every package: the published language, the platform, each service, the client, and
 # deploy/ (the runtime, the process launcher, the demo), which is on the path as scripts.
-TYPED_PACKAGES := shared/src/payments_shared \
+TYPED_PACKAGES := shared/contracts/src/payments_contracts shared/platform/src/payments_platform \
 	$(wildcard services/*/src/*/__init__.py) \
 	clients/python/src/payments_portal_client \
 	deploy/runtime deploy/processes.py deploy/system.py deploy/demo.py
@@ -31,12 +31,12 @@ help:
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml uv.lock shared/pyproject.toml clients/python/pyproject.toml $(wildcard services/*/pyproject.toml)
+$(VENV)/.installed: pyproject.toml uv.lock $(wildcard shared/*/pyproject.toml) clients/python/pyproject.toml $(wildcard services/*/pyproject.toml)
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
 	uv sync --frozen --all-packages --compile-bytecode
 	@# Our own packages are editable installs, outside what uv compiles; with
 	@# PYTHONDONTWRITEBYTECODE set, every start would compile them again.
-	$(BIN)/python -m compileall -q shared/src $(wildcard services/*/src)
+	$(BIN)/python -m compileall -q $(wildcard shared/*/src) $(wildcard services/*/src)
 	@touch $@
 
 helm: $(HELM)
@@ -74,7 +74,7 @@ typecheck: install
 # Kafka and PostgreSQL come from PAYMENTS_KAFKA_BOOTSTRAP / PAYMENTS_DATABASE_URL when
 # set, else testcontainers when Docker answers, else fresh local ones for this run.
 test: install lint imports typecheck helm
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests clients/python/tests
 
 test-unit: install helm
 	$(BIN)/pytest tests/unit

@@ -20,7 +20,7 @@ from anchors import Records, all_anchors, produce_batched
 from common import Scratch, Services, committed, meter
 from procs import OBSERVER
 
-from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
+from payments_contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
 
 
 def documents(n: int, accounts: int) -> Records:

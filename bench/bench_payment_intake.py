@@ -35,20 +35,20 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from anchors import all_anchors
 from common import Scratch, Services, meter
 
-from payments_shared.contracts.invoices import (
+from payments_contracts.invoices import (
     InvoiceRegistered,
     InvoiceRegisteredPayload,
     InvoiceSynced,
     InvoiceSyncedPayload,
 )
-from payments_shared.contracts.payments import (
+from payments_contracts.money import Money
+from payments_contracts.payments import (
     BillingAddress,
     GuestCheckout,
     PayInvoice,
     PayInvoicePayload,
 )
-from payments_shared.domain.money import Money
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
 
 METHOD = GuestCheckout(
     billing_address=BillingAddress(

@@ -33,7 +33,7 @@ from anchors import Records, all_anchors, produce_batched
 from common import BIN, SANDBOX_MERCHANT, Scratch, Services, committed, free_port, merchant_file, meter
 from procs import OBSERVER
 
-from payments_shared.sandbox import demo_api_key
+from payments_platform.sandbox import demo_api_key
 
 INVOICES_PER_ACCOUNT = 1000
 EVENTS_PER_INVOICE = 5

@@ -22,7 +22,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from anchors import until_writable
 from procs import Group, Meter, PostgresPids, kafka_pid
 
-from payments_shared.topics import TopicRegistry, ensure_topics
+from payments_contracts.topics import TopicRegistry
+from payments_platform.topic_admin import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -28,17 +28,18 @@ import httpx  # noqa: E402
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
 from demo.invoices import DEMO, documents  # noqa: E402
-from payments_shared.contracts.payments import (  # noqa: E402
+from payments_contracts.money import Money  # noqa: E402
+from payments_contracts.payments import (  # noqa: E402
     BillingAddress,
     GuestCheckout,
     PayInvoice,
     PayInvoicePayload,
 )
-from payments_shared.domain.money import Money  # noqa: E402
-from payments_shared.kafka import client_options  # noqa: E402
-from payments_shared.merchants import load_merchant_file  # noqa: E402
-from payments_shared.sandbox import demo_api_key  # noqa: E402
-from payments_shared.topics import TopicRegistry, ensure_topics  # noqa: E402
+from payments_contracts.topics import TopicRegistry  # noqa: E402
+from payments_platform.kafka import client_options  # noqa: E402
+from payments_platform.merchants import load_merchant_file  # noqa: E402
+from payments_platform.sandbox import demo_api_key  # noqa: E402
+from payments_platform.topic_admin import ensure_topics  # noqa: E402
 from system import System, fresh_infrastructure, stop_infrastructure  # noqa: E402
 
 MERCHANTS = load_merchant_file(MERCHANT_FILE)

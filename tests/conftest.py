@@ -16,7 +16,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from database_tools import fresh_database
-from payments_shared.topics import TopicRegistry, ensure_topics
+from payments_contracts.topics import TopicRegistry
+from payments_platform.topic_admin import ensure_topics
 
 
 @pytest.fixture(scope="session")

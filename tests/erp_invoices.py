@@ -10,7 +10,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
+from payments_contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
 
 
 def erp_document(

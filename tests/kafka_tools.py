@@ -10,7 +10,7 @@ from typing import TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from payments_shared.contracts import Envelope
+from payments_contracts import Envelope
 
 T = TypeVar("T")
 

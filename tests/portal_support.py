@@ -13,7 +13,8 @@ from typing import Any
 import yaml
 
 from database_tools import fresh_database
-from payments_shared.topics import TopicRegistry, ensure_topics
+from payments_contracts.topics import TopicRegistry
+from payments_platform.topic_admin import ensure_topics
 from system import System, free_port
 
 

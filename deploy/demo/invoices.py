@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted, ErpPostedPayment
+from payments_contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted, ErpPostedPayment
 
 # (account, invoice, order, PO, total, open amount, billing country, what it shows)
 # fmt: off

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import BrowserContext, Page, async_playwright
 
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
 from portal_support import BROWSER_MERCHANTS as MERCHANTS
 from portal_support import running_system
 from system import System

@@ -17,11 +17,11 @@ from playwright.async_api import Page, expect
 
 import erp_invoices
 from kafka_tools import eventually, produce
+from payments_contracts.erp import ErpInvoiceUpserted
+from payments_contracts.topics import TopicRegistry
+from payments_platform.sandbox import demo_api_key
 from payments_portal_client import PayerPortal
 from payments_portal_client import commands as build
-from payments_shared.contracts.erp import ErpInvoiceUpserted
-from payments_shared.sandbox import demo_api_key
-from payments_shared.topics import TopicRegistry
 from portal_support import BROWSER_MERCHANTS
 from system import System
 

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from payment_intake_support import guest
 
 from infra import load_runtime
-from payments_shared.contracts import Envelope
-from payments_shared.contracts.erp import (
+from payments_contracts import Envelope
+from payments_contracts.erp import (
     ErpAccountSnapshot,
     ErpAccountSnapshotPayload,
     ErpInvoiceCancelled,
@@ -40,8 +40,8 @@ from payments_shared.contracts.erp import (
     ErpInvoiceUpserted,
     ErpPostedPayment,
 )
-from payments_shared.contracts.payments import PayInvoice, PayInvoicePayload
-from payments_shared.topics import TopicRegistry
+from payments_contracts.payments import PayInvoice, PayInvoicePayload
+from payments_contracts.topics import TopicRegistry
 from processes import Process
 from system import DEFAULT_SECRET, free_port, sandbox_merchant_file
 
@@ -339,7 +339,7 @@ class Load:
 
 
 def _now() -> Any:
-    from payments_shared.contracts import utc_now
+    from payments_contracts import utc_now
 
     return utc_now()
 

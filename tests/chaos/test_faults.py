@@ -46,8 +46,9 @@ from fault_harness import (
     table,
 )
 
-from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
-from payments_shared.topics import TopicRegistry, ensure_topics
+from payments_contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
+from payments_contracts.topics import TopicRegistry
+from payments_platform.topic_admin import ensure_topics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600 if FULL else 900)]
 

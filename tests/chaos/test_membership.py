@@ -42,9 +42,10 @@ import pytest
 
 import infra
 from kafka_tools import produce, read_all
-from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
-from payments_shared.membership import MembershipSettings
-from payments_shared.topics import TopicRegistry, ensure_topics
+from payments_contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
+from payments_contracts.topics import TopicRegistry
+from payments_platform.membership import MembershipSettings
+from payments_platform.topic_admin import ensure_topics
 from system import System, free_port, http_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

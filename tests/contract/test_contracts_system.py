@@ -35,8 +35,8 @@ from contract.documents import (
     topic_of_type,
 )
 from kafka_tools import eventually, produce, read_all
-from payments_shared.sandbox import demo_api_key
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
+from payments_platform.sandbox import demo_api_key
 from system import DEFAULT_SECRET, System, free_port
 
 pytestmark = pytest.mark.timeout(300)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
 from system import System, free_port
 
 E2E_MERCHANT = "e2e-merchant"

@@ -28,8 +28,8 @@ from standardwebhooks.webhooks import Webhook
 
 from erp_invoices import erp_document
 from kafka_tools import eventually, produce, read_all
-from payments_shared.contracts import Envelope
-from payments_shared.contracts.erp import (
+from payments_contracts import Envelope
+from payments_contracts.erp import (
     ErpAccountSnapshot,
     ErpAccountSnapshotPayload,
     ErpInvoiceCancelled,
@@ -38,7 +38,7 @@ from payments_shared.contracts.erp import (
     ErpInvoiceUpserted,
     ErpPostedPayment,
 )
-from payments_shared.contracts.payments import (
+from payments_contracts.payments import (
     BillingAddress,
     CancelCheckout,
     CancelCheckoutPayload,
@@ -52,8 +52,8 @@ from payments_shared.contracts.payments import (
     PaySelectedInvoicesPayload,
     SelectedInvoice,
 )
-from payments_shared.sandbox import SANDBOX_WEBHOOK_SECRET, demo_api_key
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
+from payments_platform.sandbox import SANDBOX_WEBHOOK_SECRET, demo_api_key
 from system import System
 
 pytestmark = pytest.mark.e2e

@@ -10,8 +10,8 @@ import pytest
 
 from erp_invoices import erp_invoice
 from kafka_tools import eventually, produce, read_all
-from payments_shared.contracts.erp import ErpInvoiceUpserted
-from payments_shared.topics import TopicRegistry
+from payments_contracts.erp import ErpInvoiceUpserted
+from payments_contracts.topics import TopicRegistry
 from system import System
 
 pytestmark = pytest.mark.e2e

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 import infra
-from payments_shared.topics import TopicRegistry, ensure_topics
+from payments_contracts.topics import TopicRegistry
+from payments_platform.topic_admin import ensure_topics
 from system import System, free_port, http_json
 
 pytestmark = pytest.mark.e2e

@@ -30,9 +30,9 @@ from test_walking_skeleton import (
 )
 
 from kafka_tools import eventually, produce
-from payments_shared.contracts.payments import CancelCheckout, CancelCheckoutPayload
-from payments_shared.sandbox import demo_api_key
-from payments_shared.topics import TopicRegistry
+from payments_contracts.payments import CancelCheckout, CancelCheckoutPayload
+from payments_contracts.topics import TopicRegistry
+from payments_platform.sandbox import demo_api_key
 from system import System
 
 pytestmark = pytest.mark.e2e

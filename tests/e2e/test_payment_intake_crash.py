@@ -28,7 +28,8 @@ from payment_intake_support import (
     until,
 )
 
-from payments_shared.topics import TopicRegistry, ensure_topics
+from payments_contracts.topics import TopicRegistry
+from payments_platform.topic_admin import ensure_topics
 
 pytestmark = pytest.mark.e2e
 

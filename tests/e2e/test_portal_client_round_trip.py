@@ -22,6 +22,8 @@ import pytest
 from demo_portal.domain.portal import sandbox_demo_key
 from erp_invoices import erp_invoice
 from kafka_tools import eventually, produce
+from payments_contracts.erp import ErpInvoiceUpserted
+from payments_contracts.topics import TopicRegistry
 from payments_portal_client import (
     Accepted,
     BillingAddress,
@@ -38,8 +40,6 @@ from payments_portal_client import (
     RemittanceDetails,
 )
 from payments_portal_client.read_model import PayStatus
-from payments_shared.contracts.erp import ErpInvoiceUpserted
-from payments_shared.topics import TopicRegistry
 from portal_support import running_system
 from system import System
 

@@ -22,8 +22,9 @@ from processes import Process
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from payment_intake_support import EventLog, free_port, pay_invoice, registered, synced, until
 
-from payments_shared.contracts.payments import CancelCheckout, CancelCheckoutPayload, CardOnline
-from payments_shared.topics import TopicRegistry, ensure_topics
+from payments_contracts.payments import CancelCheckout, CancelCheckoutPayload, CardOnline
+from payments_contracts.topics import TopicRegistry
+from payments_platform.topic_admin import ensure_topics
 
 pytestmark = pytest.mark.e2e
 

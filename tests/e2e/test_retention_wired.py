@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from erp_invoices import erp_invoice
 from kafka_tools import eventually, produce
-from payments_shared.contracts.payments import PayerPortal, PayInvoice, PayInvoicePayload
-from payments_shared.topics import TopicRegistry
+from payments_contracts.payments import PayerPortal, PayInvoice, PayInvoicePayload
+from payments_contracts.topics import TopicRegistry
 from system import System, free_port
 
 pytestmark = pytest.mark.e2e

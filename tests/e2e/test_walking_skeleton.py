@@ -19,15 +19,15 @@ import pytest
 
 from erp_invoices import erp_invoice
 from kafka_tools import eventually, produce, read_all
-from payments_shared.contracts.erp import ErpInvoiceUpserted
-from payments_shared.contracts.payments import (
+from payments_contracts.erp import ErpInvoiceUpserted
+from payments_contracts.payments import (
     BillingAddress,
     GuestCheckout,
     PayInvoice,
     PayInvoicePayload,
 )
-from payments_shared.sandbox import demo_api_key
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
+from payments_platform.sandbox import demo_api_key
 from system import System
 
 pytestmark = pytest.mark.e2e

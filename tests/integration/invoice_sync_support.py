@@ -25,11 +25,11 @@ from invoice_sync.entrypoints.main import handle_batch
 from invoice_sync.settings import SCHEMA, SERVICE
 from invoice_sync.workers import RegistrationWorker
 from kafka_tools import read_all
-from payments_shared.contracts import Envelope, InvoiceEvent
-from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
-from payments_shared.database import open_pool
-from payments_shared.messaging import OutboxRelay, TransactionalConsumer
-from payments_shared.topics import TopicRegistry
+from payments_contracts import Envelope, InvoiceEvent
+from payments_contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
+from payments_contracts.topics import TopicRegistry
+from payments_platform.database import open_pool
+from payments_platform.messaging import OutboxRelay, TransactionalConsumer
 from sandbox_provider.entrypoints.http import build_app
 from sandbox_provider.settings import SandboxSettings
 from system import free_port

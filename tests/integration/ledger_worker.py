@@ -16,11 +16,11 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from payments_shared.contracts.invoices import InvoiceSynced, InvoiceSyncedPayload
-from payments_shared.database import open_pool
-from payments_shared.domain.money import Money
-from payments_shared.messaging import Delivery, OutboxRelay, Transaction, TransactionalConsumer
-from payments_shared.topics import TopicRegistry
+from payments_contracts.invoices import InvoiceSynced, InvoiceSyncedPayload
+from payments_contracts.money import Money
+from payments_contracts.topics import TopicRegistry
+from payments_platform.database import open_pool
+from payments_platform.messaging import Delivery, OutboxRelay, Transaction, TransactionalConsumer
 
 CRASH_POINT = os.environ.get("CRASH_POINT", "")
 CRASH_ON_BATCH = int(os.environ.get("CRASH_ON_BATCH", "0"))

@@ -21,8 +21,8 @@ from standardwebhooks.webhooks import Webhook
 
 from payment_intake.entrypoints.main import Parts, build_parts
 from payment_intake.settings import PaymentIntakeSettings
-from payments_shared.contracts import Envelope, PaymentEvent
-from payments_shared.contracts.invoices import (
+from payments_contracts import Envelope, PaymentEvent
+from payments_contracts.invoices import (
     InvoiceClosed,
     InvoiceClosedPayload,
     InvoiceRegistered,
@@ -31,7 +31,8 @@ from payments_shared.contracts.invoices import (
     InvoiceSyncedPayload,
     PostedPayment,
 )
-from payments_shared.contracts.payments import (
+from payments_contracts.money import Money
+from payments_contracts.payments import (
     BillingAddress,
     GuestCheckout,
     PayAccountBalance,
@@ -43,10 +44,9 @@ from payments_shared.contracts.payments import (
     PaySelectedInvoicesPayload,
     SelectedInvoice,
 )
-from payments_shared.domain.money import Money
-from payments_shared.http_limits import server_limits
-from payments_shared.sandbox import SANDBOX_WEBHOOK_SECRET
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
+from payments_platform.http_limits import server_limits
+from payments_platform.sandbox import SANDBOX_WEBHOOK_SECRET
 from sandbox_provider.entrypoints.http import build_app as build_sandbox
 from sandbox_provider.settings import SandboxSettings
 from system import free_port
@@ -443,7 +443,7 @@ async def fresh_database(postgres_url: str) -> AsyncIterator[str]:
 
 
 async def fresh_topics(kafka_bootstrap: str) -> TopicRegistry:
-    from payments_shared.topics import ensure_topics
+    from payments_platform.topic_admin import ensure_topics
 
     registry = TopicRegistry(prefix=f"t{uuid.uuid4().hex[:8]}.")
     await ensure_topics(kafka_bootstrap, registry)

@@ -12,15 +12,16 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from payments_shared.contracts import Envelope
-from payments_shared.contracts.invoices import (
+from payments_contracts import Envelope
+from payments_contracts.invoices import (
     InvoiceRegistered,
     InvoiceRegisteredPayload,
     InvoiceSynced,
     InvoiceSyncedPayload,
     PostedPayment,
 )
-from payments_shared.contracts.payments import (
+from payments_contracts.money import Money
+from payments_contracts.payments import (
     Allocation,
     CheckoutOpened,
     CheckoutOpenedPayload,
@@ -35,9 +36,8 @@ from payments_shared.contracts.payments import (
     PaymentSucceeded,
     PaymentSucceededPayload,
 )
-from payments_shared.database import open_pool
-from payments_shared.domain.money import Money
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
+from payments_platform.database import open_pool
 from status_projector.adapters.schema import VersionTables, install
 from status_projector.domain.access import MerchantKeys, PortalKeys, digest_of
 from status_projector.entrypoints.http import build_app

@@ -22,10 +22,10 @@ import pytest
 
 from erp_invoices import erp_invoice
 from kafka_tools import eventually, produce, read_all
-from payments_shared.contracts.erp import ErpInvoiceUpserted
-from payments_shared.database import open_pool
-from payments_shared.messaging import Delivery, Transaction, TransactionalConsumer
-from payments_shared.topics import TopicRegistry
+from payments_contracts.erp import ErpInvoiceUpserted
+from payments_contracts.topics import TopicRegistry
+from payments_platform.database import open_pool
+from payments_platform.messaging import Delivery, Transaction, TransactionalConsumer
 from processes import Process
 
 pytestmark = pytest.mark.integration

@@ -13,10 +13,10 @@ import pytest
 from test_consume_outbox_block import Worker, effects, stream, wait_for_effects
 
 from kafka_tools import eventually, produce, read_all
-from payments_shared.database import open_pool
-from payments_shared.messaging import OutboxRelay
-from payments_shared.messaging.dead_letter import MAX_BODY_BYTES
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
+from payments_platform.database import open_pool
+from payments_platform.messaging import OutboxRelay
+from payments_platform.messaging.dead_letter import MAX_BODY_BYTES
 
 pytestmark = pytest.mark.integration
 

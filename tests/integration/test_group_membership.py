@@ -25,8 +25,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from kafka_tools import eventually
-from payments_shared.membership import MembershipSettings, consumer_options
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
+from payments_platform.membership import MembershipSettings, consumer_options
 
 pytestmark = pytest.mark.integration
 

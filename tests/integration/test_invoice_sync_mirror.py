@@ -20,13 +20,13 @@ from invoice_sync_support import (
 )
 
 from kafka_tools import eventually, produce, read_all
-from payments_shared.contracts.erp import (
+from payments_contracts.erp import (
     ErpAccountSnapshot,
     ErpAccountSnapshotPayload,
     ErpInvoiceCancelled,
     ErpInvoiceCancelledPayload,
 )
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from invoice_sync_support import (
 
 from invoice_sync import ops
 from kafka_tools import eventually, produce
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
 
 pytestmark = pytest.mark.integration
 

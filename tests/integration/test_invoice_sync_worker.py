@@ -22,11 +22,11 @@ from invoice_sync.domain.registration import (
 from invoice_sync.entrypoints.main import handle_batch
 from invoice_sync.settings import SCHEMA
 from invoice_sync.workers import RegistrationWorker
-from payments_shared.contracts import Envelope, InvoiceEvent
-from payments_shared.contracts.erp import ErpInvoiceUpserted
-from payments_shared.database import open_pool
-from payments_shared.messaging import Delivery, Outbox, Transaction
-from payments_shared.topics import TopicRegistry
+from payments_contracts import Envelope, InvoiceEvent
+from payments_contracts.erp import ErpInvoiceUpserted
+from payments_contracts.topics import TopicRegistry
+from payments_platform.database import open_pool
+from payments_platform.messaging import Delivery, Outbox, Transaction
 
 pytestmark = pytest.mark.integration
 

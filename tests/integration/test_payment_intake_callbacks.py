@@ -22,7 +22,7 @@ from payment_intake_support import (
 )
 
 from kafka_tools import eventually, read_all
-from payments_shared.contracts.payments import (
+from payments_contracts.payments import (
     BillingAddress,
     CancelCheckout,
     CancelCheckoutPayload,

@@ -19,8 +19,8 @@ from payment_intake.domain.payment import NewPayment
 from payment_intake.domain.policy import MerchantPolicies
 from payment_intake.messages import rejected, stored
 from payment_intake.unit_of_work import IntakeConfig
-from payments_shared.messaging import Outbox, Transaction
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
+from payments_platform.messaging import Outbox, Transaction
 
 pytestmark = pytest.mark.integration
 

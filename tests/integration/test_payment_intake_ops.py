@@ -16,7 +16,7 @@ from payment_intake_support import Intake, fresh_database, fresh_topics, pay_inv
 from prometheus_client import REGISTRY
 
 from payment_intake import ops as ops_module
-from payments_shared.contracts.payments import CancelCheckout, CancelCheckoutPayload, CardOnline
+from payments_contracts.payments import CancelCheckout, CancelCheckoutPayload, CardOnline
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from payment_intake_support import (
     until,
 )
 
-from payments_shared.contracts.payments import CancelCheckout, CancelCheckoutPayload, CardOnline
+from payments_contracts.payments import CancelCheckout, CancelCheckoutPayload, CardOnline
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from payment_intake_support import Intake, pay_invoice, running_intake, sign, until
 
 from payment_intake.retention import IntakeRetentionSettings, pruner
-from payments_shared.retention import PRUNED
+from payments_platform.retention import PRUNED
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from payment_intake_support import (
     until,
 )
 
-from payments_shared.contracts.payments import CardOnline, PayerPortal, Remittance
+from payments_contracts.payments import CardOnline, PayerPortal, Remittance
 
 pytestmark = pytest.mark.integration
 

@@ -36,7 +36,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from status_projector_support import Clock, account_story, publish
 
-from payments_shared.sandbox import demo_api_key
+from payments_platform.sandbox import demo_api_key
 from status_projector.domain.access import digest_of, new_api_key
 from status_projector.entrypoints.http import encode_cursor
 from status_projector.entrypoints.openapi import DOCUMENT

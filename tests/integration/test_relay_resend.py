@@ -15,11 +15,11 @@ import asyncpg
 import pytest
 
 from kafka_tools import eventually, read_all
-from payments_shared.contracts.invoices import InvoiceRegistered, InvoiceRegisteredPayload
-from payments_shared.database import open_pool
-from payments_shared.domain.money import Money
-from payments_shared.messaging import Delivery, Outbox, OutboxRelay, Transaction, TransactionalConsumer
-from payments_shared.topics import TopicRegistry
+from payments_contracts.invoices import InvoiceRegistered, InvoiceRegisteredPayload
+from payments_contracts.money import Money
+from payments_contracts.topics import TopicRegistry
+from payments_platform.database import open_pool
+from payments_platform.messaging import Delivery, Outbox, OutboxRelay, Transaction, TransactionalConsumer
 
 pytestmark = pytest.mark.integration
 

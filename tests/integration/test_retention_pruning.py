@@ -12,12 +12,12 @@ import asyncpg
 import pytest
 
 from kafka_tools import eventually, produce
-from payments_shared.contracts import Envelope
-from payments_shared.contracts.invoices import InvoiceClosed, InvoiceClosedPayload
-from payments_shared.database import open_pool
-from payments_shared.messaging import Delivery, Transaction, TransactionalConsumer
-from payments_shared.retention import PRUNED, Pruner, Retained, RetentionSettings, messaging_tables
-from payments_shared.topics import TopicRegistry
+from payments_contracts import Envelope
+from payments_contracts.invoices import InvoiceClosed, InvoiceClosedPayload
+from payments_contracts.topics import TopicRegistry
+from payments_platform.database import open_pool
+from payments_platform.messaging import Delivery, Transaction, TransactionalConsumer
+from payments_platform.retention import PRUNED, Pruner, Retained, RetentionSettings, messaging_tables
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from status_projector_support import (
     synced,
 )
 
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
 from status_projector.entrypoints.http import AccountSummary, InvoiceOut, InvoicePage
 
 pytestmark = pytest.mark.integration

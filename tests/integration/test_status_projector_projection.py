@@ -26,8 +26,9 @@ from status_projector_support import (
 )
 
 from database_tools import fresh_database
-from payments_shared.messaging import Delivery, Transaction
-from payments_shared.topics import TopicRegistry, ensure_topics
+from payments_contracts.topics import TopicRegistry
+from payments_platform.messaging import Delivery, Transaction
+from payments_platform.topic_admin import ensure_topics
 from status_projector import ops
 from status_projector.adapters.schema import VersionTables
 from status_projector.workers import input_topics, kafka_offsets, projecting, projection_consumer, run_until

@@ -19,7 +19,7 @@ from status_projector_support import (
     requested,
 )
 
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
 from status_projector import ops
 from status_projector.entrypoints.http import InvoiceOut
 from status_projector.workers import LiveProjection

@@ -25,7 +25,7 @@ from status_projector_support import (
     usd,
 )
 
-from payments_shared.contracts.payments import (
+from payments_contracts.payments import (
     AccountBalancePaymentChanged,
     AccountBalancePaymentChangedPayload,
     PaymentRefunded,
@@ -33,7 +33,7 @@ from payments_shared.contracts.payments import (
     RefundedPayload,
     RefundRequestedPayload,
 )
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
 from status_projector import ops
 from status_projector.adapters.schema import VersionTables
 from status_projector.entrypoints.http import AccountSummary, InvoiceOut

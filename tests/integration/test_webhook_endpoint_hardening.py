@@ -27,9 +27,9 @@ import pytest
 from payment_intake_support import fresh_database, fresh_topics, sign
 
 from kafka_tools import eventually, read_all
-from payments_shared.http_limits import HEAD_TIMEOUT_S
-from payments_shared.sandbox import SANDBOX_WEBHOOK_SECRET
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
+from payments_platform.http_limits import HEAD_TIMEOUT_S
+from payments_platform.sandbox import SANDBOX_WEBHOOK_SECRET
 from system import System, free_port
 
 pytestmark = pytest.mark.integration

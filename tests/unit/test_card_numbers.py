@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from payments_shared.domain.card_numbers import (
+from payments_contracts.card_numbers import (
     REDACTED,
     card_number_fields,
     contains_card_number,

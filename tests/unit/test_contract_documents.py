@@ -17,13 +17,13 @@ from payment_intake.domain.intake import Accepted
 from payment_intake.domain.policy import MerchantPolicies
 from payment_intake.domain.rejections import Reason
 from payment_intake.domain.remittance import answer_remittance, details_for
-from payments_shared.contracts import ErpInvoiceMessage, PaymentCommand
-from payments_shared.contracts.examples import EXAMPLES
-from payments_shared.contracts.reasons import RejectionReason
-from payments_shared.contracts.remittance import RemittanceDetails
-from payments_shared.merchants import WatchedMerchantFile
-from payments_shared.messaging.dead_letter import Position, dead_letter
-from payments_shared.topics import SERVICE_CHANNELS
+from payments_contracts import ErpInvoiceMessage, PaymentCommand
+from payments_contracts.examples import EXAMPLES
+from payments_contracts.reasons import RejectionReason
+from payments_contracts.remittance import RemittanceDetails
+from payments_contracts.topics import SERVICE_CHANNELS
+from payments_platform.merchants import WatchedMerchantFile
+from payments_platform.messaging.dead_letter import Position, dead_letter
 
 DECODERS = {
     "erp.invoices": TypeAdapter(ErpInvoiceMessage),

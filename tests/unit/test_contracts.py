@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from payments_shared.contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
-from payments_shared.contracts.generate import drift, generated_files
-from payments_shared.contracts.invoices import InvoiceClosed, InvoiceClosedPayload
-from payments_shared.topics import TopicRegistry
+from payments_contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
+from payments_contracts.invoices import InvoiceClosed, InvoiceClosedPayload
+from payments_contracts.topics import TopicRegistry
+from payments_platform.documents import drift, generated_files
 
 ROOT = Path(__file__).resolve().parents[2]
 

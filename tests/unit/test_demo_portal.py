@@ -18,8 +18,8 @@ from demo_portal.domain.pay_column import (
 )
 from demo_portal.domain.portal import Style, portals_from_config
 from demo_portal.entrypoints.asyncapi import DOCUMENT, render
+from payments_contracts.money import Money
 from payments_portal_client.read_model import InvoiceOut
-from payments_shared.domain.money import Money
 
 
 def invoice(
@@ -138,8 +138,8 @@ def test_outcomes_become_what_the_page_does_next() -> None:
     import uuid
 
     from demo_portal.handlers import answer
+    from payments_contracts.payments import Allocation
     from payments_portal_client import Accepted, Rejected, RemittanceDetails
-    from payments_shared.contracts.payments import Allocation
 
     usd = Money(amount_minor=50000, currency="USD")
     accepted = answer(

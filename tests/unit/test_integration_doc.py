@@ -14,8 +14,8 @@ from contract.documents import dead_letter_problems, doc_blocks, doc_messages, m
 from pydantic import TypeAdapter
 
 from payment_intake.domain.policy import MerchantPolicies
-from payments_shared.contracts import ErpInvoiceMessage, PaymentCommand, PaymentEvent
-from payments_shared.merchants import parse_merchant_file
+from payments_contracts import ErpInvoiceMessage, PaymentCommand, PaymentEvent
+from payments_platform.merchants import parse_merchant_file
 
 DECODER = TypeAdapter(ErpInvoiceMessage | PaymentCommand | PaymentEvent)
 

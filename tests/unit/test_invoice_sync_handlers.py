@@ -23,8 +23,8 @@ from invoice_sync.domain.registration import (
 from invoice_sync.handlers import apply_batch, on_provider_answers
 from invoice_sync.unit_of_work import UnitOfWork
 from invoice_sync.workers import RegistrationWorker
-from payments_shared.contracts import Envelope
-from payments_shared.contracts.erp import (
+from payments_contracts import Envelope
+from payments_contracts.erp import (
     ErpAccountSnapshot,
     ErpAccountSnapshotPayload,
     ErpInvoiceCancelled,
@@ -32,7 +32,7 @@ from payments_shared.contracts.erp import (
     ErpInvoiceDocument,
     ErpInvoiceUpserted,
 )
-from payments_shared.messaging import Delivery
+from payments_platform.messaging import Delivery
 
 
 def document(

@@ -12,7 +12,7 @@ from invoice_sync.domain.mirror import BalanceChanged, Closed, Synced
 from invoice_sync.domain.model import Invoice, InvoiceDetails, PostedPayment, ProviderState
 from invoice_sync.domain.registration import Registered, RegistrationFailed
 from invoice_sync.messages import Cause, Event, happened, new_event_id, registration_result
-from payments_shared.contracts import Envelope, InvoiceEvent
+from payments_contracts import Envelope, InvoiceEvent
 
 EVENTS: TypeAdapter[Envelope] = TypeAdapter(InvoiceEvent)
 

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from invoice_sync.domain.normalise import InvalidErpDocument, normalise, to_minor
-from payments_shared.contracts.erp import ErpInvoiceDocument, ErpPostedPayment
-from payments_shared.domain.money import CURRENCY_EXPONENTS
+from payments_contracts.erp import ErpInvoiceDocument, ErpPostedPayment
+from payments_contracts.money import CURRENCY_EXPONENTS
 
 
 def doc(**changes: Any) -> ErpInvoiceDocument:

@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import ValidationError
 
-from payments_shared.kafka import KafkaSecurity
+from payments_platform.kafka import KafkaSecurity
 
 
 def test_local_runtime_stays_plaintext() -> None:

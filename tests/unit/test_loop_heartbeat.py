@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from payments_shared.health import LoopHeartbeat
+from payments_platform.health import LoopHeartbeat
 
 
 async def test_a_blocked_loop_is_not_alive_and_the_watchdog_logs_where(
@@ -21,7 +21,7 @@ async def test_a_blocked_loop_is_not_alive_and_the_watchdog_logs_where(
         await asyncio.sleep(0.2)
         assert heartbeat.alive()
 
-        with caplog.at_level(logging.ERROR, logger="payments_shared.health"):
+        with caplog.at_level(logging.ERROR, logger="payments_platform.health"):
             time.sleep(1.0)  # synchronous work on the loop: nothing else runs meanwhile
             assert not heartbeat.alive()
             assert heartbeat.figures()["since_tick_s"] >= 0.4

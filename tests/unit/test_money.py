@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from payments_shared.domain.money import (
+from payments_contracts.money import (
     CurrencyMismatch,
     Money,
     TooManyDecimals,

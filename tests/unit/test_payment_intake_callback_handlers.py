@@ -11,7 +11,7 @@ from fakes.payment_intake_messages import callback, pay_invoice, registered, syn
 from payment_intake.domain.payment import PaymentStatus
 from payment_intake.handlers import handle
 from payment_intake.handlers.callbacks import receive_callback
-from payments_shared.contracts import Envelope
+from payments_contracts import Envelope
 
 
 async def consume(intake: FakeIntake, *messages: Envelope) -> list[Envelope]:

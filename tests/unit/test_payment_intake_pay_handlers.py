@@ -13,7 +13,7 @@ from fakes.payment_intake_messages import cancel, pay_invoice, registered, synce
 from payment_intake.domain.payment import PaymentStatus
 from payment_intake.handlers import CardNumberInEnvelope, handle, refuse_card_numbers_in_envelope
 from payment_intake.handlers.pay import on_pay
-from payments_shared.contracts import Envelope
+from payments_contracts import Envelope
 
 
 async def intake_with_invoices(*numbers: str, account: str = "C1", minor: int = 10_000) -> FakeIntake:

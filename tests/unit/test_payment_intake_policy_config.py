@@ -101,7 +101,7 @@ def test_the_reloading_policies_answer_every_question_from_the_current_merchant_
     import time
 
     from payment_intake.adapters.merchant_file import ReloadingPolicies
-    from payments_shared.merchants import WatchedMerchantFile
+    from payments_platform.merchants import WatchedMerchantFile
 
     path = tmp_path / "merchants.json"
     path.write_text(

@@ -8,7 +8,7 @@ import pytest
 
 from payment_intake.adapters.provider import ProviderClient
 from payment_intake.domain.provider import ProviderRefused
-from payments_shared.messaging import TransientError
+from payments_platform.messaging import TransientError
 
 
 class Answers:

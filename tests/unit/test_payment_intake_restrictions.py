@@ -23,9 +23,9 @@ from payment_intake.domain.policy import FULL_PAYMENT_PORTAL, PARTIAL_MULTI_PORT
 from payment_intake.domain.rejections import Reason, Rejection
 from payment_intake.handlers.invoices import on_invoice_synced
 from payment_intake.unit_of_work import IntakeConfig
-from payments_shared.contracts.invoices import InvoiceSynced, InvoiceSyncedPayload
-from payments_shared.contracts.payments import AccountBalancePaymentChanged, InvoiceRestrictionChanged
-from payments_shared.domain.money import Money
+from payments_contracts.invoices import InvoiceSynced, InvoiceSyncedPayload
+from payments_contracts.money import Money
+from payments_contracts.payments import AccountBalancePaymentChanged, InvoiceRestrictionChanged
 
 
 def _synced(number: str, country: str, version: int, account: str = "C300") -> InvoiceSynced:

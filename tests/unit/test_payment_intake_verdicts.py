@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from payment_intake.domain.payment import Happening, Payment, PaymentStatus, ProviderWord
-from payments_shared.domain.money import Money
+from payments_contracts.money import Money
 
 
 def payment(status: PaymentStatus, *, flag_reason: str | None = None) -> Payment:

@@ -14,7 +14,7 @@ from payment_intake.domain.payment import Payment, PaymentStatus
 from payment_intake.domain.provider import CheckoutState, OpenedCheckout, ProviderRefused, RefundState
 from payment_intake.handlers import handle
 from payment_intake.workers import CheckoutOpener, ExpiryTimer, ProviderWorker
-from payments_shared.messaging import TransientError
+from payments_platform.messaging import TransientError
 
 
 class Provider:

@@ -3,8 +3,8 @@
 import pytest
 
 from payment_intake.settings import PaymentIntakeSettings
-from payments_shared.merchants import parse_merchant_file
-from payments_shared.sandbox import SANDBOX_WEBHOOK_SECRET, UnsafeConfiguration, demo_api_key
+from payments_platform.merchants import parse_merchant_file
+from payments_platform.sandbox import SANDBOX_WEBHOOK_SECRET, UnsafeConfiguration, demo_api_key
 from status_projector.domain.access import MerchantKeys, PortalKeys, digest_of, new_api_key
 from status_projector.settings import portal_keys
 

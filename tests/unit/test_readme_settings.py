@@ -12,10 +12,10 @@ from pydantic_settings import BaseSettings
 from demo_portal.settings import DemoPortalSettings
 from invoice_sync.settings import InvoiceSyncSettings
 from payment_intake.settings import PaymentIntakeSettings
-from payments_shared.kafka import KafkaSecurity
-from payments_shared.membership import MembershipSettings
-from payments_shared.retention import RetentionSettings
-from payments_shared.settings import CommonSettings
+from payments_platform.kafka import KafkaSecurity
+from payments_platform.membership import MembershipSettings
+from payments_platform.retention import RetentionSettings
+from payments_platform.settings import CommonSettings
 from sandbox_provider.settings import SandboxSettings
 from status_projector.settings import ProjectorSettings
 

@@ -8,15 +8,15 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from payment_intake.retention import IntakeRetentionSettings, retained
-from payments_shared.contracts.generate import asyncapi
-from payments_shared.messaging.dead_letter import MAX_BODY_BYTES
-from payments_shared.retention import Pruner, Retained, RetentionSettings, Window, messaging_tables
-from payments_shared.topics import (
+from payments_contracts.topics import (
     DEAD_LETTER_RETENTION_MS,
     PAYMENTS_COMMANDS,
     SERVICE_CHANNELS,
     TopicRegistry,
 )
+from payments_platform.documents import asyncapi
+from payments_platform.messaging.dead_letter import MAX_BODY_BYTES
+from payments_platform.retention import Pruner, Retained, RetentionSettings, Window, messaging_tables
 
 WINDOW = TypeAdapter(Window)
 DAY = timedelta(days=1)

@@ -18,8 +18,8 @@ from integration.status_projector_support import (
     synced,
 )
 
-from payments_shared.contracts import Envelope
-from payments_shared.messaging import Delivery
+from payments_contracts import Envelope
+from payments_platform.messaging import Delivery
 from status_projector.domain.model import invoice_key
 from status_projector.domain.status import PaymentState, PayStatus
 from status_projector.handlers import apply_batch

@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 from integration.status_projector_support import Clock, requested
 
-from payments_shared.messaging import Transaction
+from payments_platform.messaging import Transaction
 from status_projector.adapters import unit_of_work
 from status_projector.adapters.schema import VersionTables
 from status_projector.adapters.unit_of_work import PostgresUnitOfWork

@@ -32,8 +32,8 @@ from integration.status_projector_support import (
     usd,
 )
 
-from payments_shared.contracts import Envelope
-from payments_shared.contracts.invoices import (
+from payments_contracts import Envelope
+from payments_contracts.invoices import (
     InvoiceBalanceChanged,
     InvoiceBalanceChangedPayload,
     InvoiceClosed,
@@ -41,7 +41,7 @@ from payments_shared.contracts.invoices import (
     InvoiceRegistrationFailed,
     InvoiceRegistrationFailedPayload,
 )
-from payments_shared.contracts.payments import (
+from payments_contracts.payments import (
     AccountBalancePaymentChanged,
     AccountBalancePaymentChangedPayload,
     PaymentCancelled,
@@ -58,7 +58,7 @@ from payments_shared.contracts.payments import (
     RefundFailedPayload,
     RefundRequestedPayload,
 )
-from payments_shared.messaging import Delivery
+from payments_platform.messaging import Delivery
 from status_projector.handlers import apply_batch
 
 ACC = "ACC-1"

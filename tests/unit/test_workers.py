@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from payments_shared.messaging import TransientError
-from payments_shared.workers import ROUND_FAILURES, Worker
+from payments_platform.messaging import TransientError
+from payments_platform.workers import ROUND_FAILURES, Worker
 
 
 class Scripted(Worker):
@@ -80,10 +80,10 @@ async def test_stopping_ends_a_rest_at_once() -> None:
 async def test_a_failed_round_is_logged_once_counted_and_retried(caplog: pytest.LogCaptureFixture) -> None:
     before = ROUND_FAILURES.labels("scripted worker")._value.get()
     worker = Scripted([RuntimeError("bug"), TransientError("provider down"), 2])
-    with caplog.at_level(logging.WARNING, logger="payments_shared.workers"):
+    with caplog.at_level(logging.WARNING, logger="payments_platform.workers"):
         await run_until_finished(worker)
     assert worker.rounds == 4
-    failures = [r for r in caplog.records if r.name == "payments_shared.workers"]
+    failures = [r for r in caplog.records if r.name == "payments_platform.workers"]
     assert [(r.levelno, r.getMessage()) for r in failures] == [
         (logging.ERROR, "scripted worker failed; retrying"),
         (logging.WARNING, "scripted worker interrupted; retrying"),

@@ -13,7 +13,7 @@ from invoice_sync.domain.model import Invoice, InvoiceKey, Payable
 from invoice_sync.domain.normalise import InvalidErpDocument
 from invoice_sync.domain.registration import Intent, PendingRegistration, QueuedCall
 from invoice_sync.messages import Event
-from payments_shared.messaging import Delivery
+from payments_platform.messaging import Delivery
 
 
 class FakeInvoices:

@@ -23,7 +23,7 @@ from payment_intake.domain.policy import MerchantPolicies
 from payment_intake.domain.provider import ClaimedCheckout
 from payment_intake.domain.refunds import OPEN_REFUND, Refund
 from payment_intake.unit_of_work import IntakeConfig, InvoiceVersion, UnitOfWork
-from payments_shared.contracts import Envelope
+from payments_contracts import Envelope
 
 
 @dataclass

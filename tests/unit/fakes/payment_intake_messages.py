@@ -6,13 +6,14 @@ import uuid
 from datetime import UTC, date, datetime
 from uuid import UUID
 
-from payments_shared.contracts.invoices import (
+from payments_contracts.invoices import (
     InvoiceRegistered,
     InvoiceRegisteredPayload,
     InvoiceSynced,
     InvoiceSyncedPayload,
 )
-from payments_shared.contracts.payments import (
+from payments_contracts.money import Money
+from payments_contracts.payments import (
     BillingAddress,
     CancelCheckout,
     CancelCheckoutPayload,
@@ -22,7 +23,6 @@ from payments_shared.contracts.payments import (
     ProviderCallbackPayload,
     ProviderCallbackReceived,
 )
-from payments_shared.domain.money import Money
 
 
 def usd(minor: int) -> Money:

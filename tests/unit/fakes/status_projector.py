@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from payments_shared.contracts import Envelope
+from payments_contracts import Envelope
 from status_projector.domain.model import (
     AccountPolicy,
     Invoice,

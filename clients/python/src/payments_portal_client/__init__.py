@@ -1,13 +1,13 @@
 """Typed client for portal backends: pay commands and their outcomes, and pay status."""
 
-from payments_shared.contracts.payments import (
+from payments_contracts.money import Money
+from payments_contracts.payments import (
     BillingAddress,
     CardOnline,
     GuestCheckout,
     PayerPortal,
     Remittance,
 )
-from payments_shared.domain.money import Money
 
 from .client import OutcomeTimeout, PayOutcome, PortalClient
 from .outcomes import Accepted, Correlator, Ended, Outcome, Rejected, RemittanceDetails

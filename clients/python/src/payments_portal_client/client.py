@@ -19,10 +19,10 @@ from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from payments_shared.contracts.envelope import Envelope
-from payments_shared.contracts.payments import PaymentMethod
-from payments_shared.domain.money import Money
-from payments_shared.topics import TopicRegistry
+from payments_contracts.envelope import Envelope
+from payments_contracts.money import Money
+from payments_contracts.payments import PaymentMethod
+from payments_contracts.topics import TopicRegistry
 
 from . import commands
 from .outcomes import Accepted, Correlator, Ended, Outcome, Rejected, RemittanceDetails

@@ -6,7 +6,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from payments_shared.contracts.payments import (
+from payments_contracts.money import Money
+from payments_contracts.payments import (
     CancelCheckout,
     CancelCheckoutPayload,
     PayAccountBalance,
@@ -18,7 +19,6 @@ from payments_shared.contracts.payments import (
     PaySelectedInvoicesPayload,
     SelectedInvoice,
 )
-from payments_shared.domain.money import Money
 
 DEFAULT_PRODUCER = "portal-backend"
 

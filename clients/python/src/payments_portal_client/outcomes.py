@@ -15,8 +15,9 @@ from uuid import UUID
 
 from pydantic import TypeAdapter
 
-from payments_shared.contracts.envelope import Envelope
-from payments_shared.contracts.payments import (
+from payments_contracts.envelope import Envelope
+from payments_contracts.money import Money
+from payments_contracts.payments import (
     Allocation,
     CheckoutOpened,
     PaymentCancelled,
@@ -27,8 +28,7 @@ from payments_shared.contracts.payments import (
     PaymentRequested,
     RemittanceInstructions,
 )
-from payments_shared.contracts.remittance import RemittanceDetails as MerchantRemittance
-from payments_shared.domain.money import Money
+from payments_contracts.remittance import RemittanceDetails as MerchantRemittance
 
 # payment-intake answers remittance (check, ACH, wire) with its details, not a payment.
 OFFLINE_REMITTANCE = "offline_remittance"

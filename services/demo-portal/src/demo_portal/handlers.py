@@ -8,6 +8,15 @@ from dataclasses import dataclass, field
 from typing import Literal
 from uuid import UUID
 
+from payments_contracts.money import Money
+from payments_contracts.payments import (
+    BillingAddress,
+    CardOnline,
+    GuestCheckout,
+    PayerPortal,
+    PaymentMethod,
+    Remittance,
+)
 from payments_portal_client import (
     Accepted,
     Ended,
@@ -20,15 +29,6 @@ from payments_portal_client import (
 )
 from payments_portal_client import commands as build
 from payments_portal_client.read_model import AccountSummary, InvoiceOut
-from payments_shared.contracts.payments import (
-    BillingAddress,
-    CardOnline,
-    GuestCheckout,
-    PayerPortal,
-    PaymentMethod,
-    Remittance,
-)
-from payments_shared.domain.money import Money
 
 from .domain.pay_column import BadAmount, before_dialog, parse_amount
 from .domain.portal import Merchant, Portals

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field
 
-from payments_shared.settings import CommonSettings
+from payments_platform.settings import CommonSettings
 
 SERVICE = "demo-portal"
 

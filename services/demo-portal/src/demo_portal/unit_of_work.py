@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from payments_contracts.envelope import Envelope
 from payments_portal_client import Outcome
-from payments_shared.contracts.envelope import Envelope
 
 
 class CommandChannel(Protocol):

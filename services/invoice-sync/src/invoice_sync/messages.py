@@ -28,8 +28,8 @@ from invoice_sync.domain.mirror import BalanceChanged, Closed, Happening, Synced
 from invoice_sync.domain.model import Invoice, Payable
 from invoice_sync.domain.registration import Registered, RegistrationFailed, Result
 from invoice_sync.settings import SERVICE
-from payments_shared.contracts import Envelope, utc_now
-from payments_shared.messaging.outbox import OutgoingMessage
+from payments_contracts import Envelope, utc_now
+from payments_platform.messaging.outbox import OutgoingMessage
 
 
 @dataclass(frozen=True, slots=True)

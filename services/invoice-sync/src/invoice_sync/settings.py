@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field
 
-from payments_shared.settings import CommonSettings
+from payments_platform.settings import CommonSettings
 
 SERVICE = "invoice-sync"
 SCHEMA = "invoice_sync"

@@ -28,8 +28,8 @@ from invoice_sync.domain.registration import (
 )
 from invoice_sync.handlers import on_provider_answers
 from invoice_sync.unit_of_work import UnitOfWork
-from payments_shared.messaging import is_transient
-from payments_shared.workers import Worker
+from payments_platform.messaging import is_transient
+from payments_platform.workers import Worker
 
 log = logging.getLogger(__name__)
 

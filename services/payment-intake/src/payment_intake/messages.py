@@ -17,8 +17,10 @@ from payment_intake.domain.refunds import Refund
 from payment_intake.domain.rejections import Rejection
 from payment_intake.domain.remittance import RemittanceAnswer
 from payment_intake.settings import SERVICE
-from payments_shared.contracts import Envelope
-from payments_shared.contracts.payments import (
+from payments_contracts import Envelope
+from payments_contracts.card_numbers import redact_card_numbers
+from payments_contracts.money import Money
+from payments_contracts.payments import (
     AccountBalancePaymentChanged,
     AccountBalancePaymentChangedPayload,
     Allocation,
@@ -49,8 +51,6 @@ from payments_shared.contracts.payments import (
     RemittanceInstructions,
     RemittanceInstructionsPayload,
 )
-from payments_shared.domain.card_numbers import redact_card_numbers
-from payments_shared.domain.money import Money
 
 _ENDED: dict[PaymentStatus, type[PaymentFailed | PaymentCancelled | PaymentExpired]] = {
     PaymentStatus.FAILED: PaymentFailed,

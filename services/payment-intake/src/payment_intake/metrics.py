@@ -1,4 +1,4 @@
-"""payment-intake's own gauges, sampled with the shared ones (payments_shared.ops_metrics)."""
+"""payment-intake's own gauges, sampled with the shared ones (payments_platform.ops_metrics)."""
 
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ from payment_intake.handlers.refunds import refund_by_operator
 from payment_intake.settings import PaymentIntakeSettings, load_policies
 from payment_intake.unit_of_work import IntakeConfig, UnitsOfWork
 from payment_intake.workers import ProviderWorker
-from payments_shared.ops import PartitionLag, partition_lag
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
+from payments_platform.ops import PartitionLag, partition_lag
 
 CONSUMER = "intake"
 

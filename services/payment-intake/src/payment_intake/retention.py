@@ -11,7 +11,7 @@ from pydantic import Field
 
 from payment_intake.domain.payment import OPEN
 from payment_intake.settings import SERVICE
-from payments_shared.retention import Pruner, Retained, RetentionSettings, Window
+from payments_platform.retention import Pruner, Retained, RetentionSettings, Window
 
 _OPEN_STATUSES = ", ".join(f"'{status.value}'" for status in sorted(OPEN))
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 
 from payment_intake.domain.policy import MerchantPolicies
-from payments_shared.merchants import load_merchant_file
-from payments_shared.sandbox import SANDBOX_WEBHOOK_SECRET, UnsafeConfiguration
-from payments_shared.settings import CommonSettings
+from payments_platform.merchants import load_merchant_file
+from payments_platform.sandbox import SANDBOX_WEBHOOK_SECRET, UnsafeConfiguration
+from payments_platform.settings import CommonSettings
 
 SERVICE = "payment-intake"
 SCHEMA = "payment_intake"

@@ -15,7 +15,7 @@ from payment_intake.domain.payment import NewPayment, Payment, PaymentStatus
 from payment_intake.domain.policy import MerchantPolicies
 from payment_intake.domain.provider import ClaimedCheckout
 from payment_intake.domain.refunds import Refund
-from payments_shared.contracts import Envelope
+from payments_contracts import Envelope
 
 
 @dataclass(frozen=True)

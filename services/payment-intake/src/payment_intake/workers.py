@@ -30,7 +30,7 @@ from payment_intake.domain.refunds import Refund
 from payment_intake.handlers.checkouts import expire_due, record_checkouts
 from payment_intake.handlers.provider_answers import Answer, record_cancel, record_refund, record_sync
 from payment_intake.unit_of_work import IntakeConfig, UnitsOfWork
-from payments_shared.workers import Worker
+from payments_platform.workers import Worker
 
 T = TypeVar("T")
 Item = TypeVar("Item")

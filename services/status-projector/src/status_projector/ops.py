@@ -14,11 +14,11 @@ from datetime import datetime
 
 import asyncpg
 
-from payments_shared import ops as shared_ops
-from payments_shared.messaging import offsets
-from payments_shared.messaging.offsets import stored_offsets
-from payments_shared.ops import Redriven
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
+from payments_platform import ops as shared_ops
+from payments_platform.messaging import offsets
+from payments_platform.messaging.offsets import stored_offsets
+from payments_platform.ops import Redriven
 
 from .adapters.repositories import parked_reasons
 from .adapters.schema import (
@@ -224,7 +224,7 @@ async def redrive_dead_letters(
     progress: Progress | None = None,
     on_message: Callable[[dict[str, str]], None] | None = None,
 ) -> Redriven:
-    """Publish dead letters of `topic` back to their source topic (payments_shared.ops)."""
+    """Publish dead letters of `topic` back to their source topic (payments_platform.ops)."""
     return await shared_ops.redrive_dead_letters(
         bootstrap,
         registry,

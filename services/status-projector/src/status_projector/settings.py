@@ -6,9 +6,9 @@ from pathlib import Path
 
 from pydantic import AliasChoices, Field
 
-from payments_shared.merchants import MerchantFile, load_merchant_file
-from payments_shared.sandbox import UnsafeConfiguration, demo_api_key
-from payments_shared.settings import CommonSettings
+from payments_platform.merchants import MerchantFile, load_merchant_file
+from payments_platform.sandbox import UnsafeConfiguration, demo_api_key
+from payments_platform.settings import CommonSettings
 from status_projector.domain.access import MerchantKeys, PortalKeys, digest_of
 
 SERVICE = "status-projector"

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Protocol
 
-from payments_shared.contracts import Envelope
+from payments_contracts import Envelope
 
 from .domain.model import AccountPolicy, Invoice, Park, ParkedEvent, Payment
 

@@ -22,11 +22,17 @@ from collections.abc import Callable, Sequence
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from payments_shared.contracts import Envelope
-from payments_shared.kafka import client_options
-from payments_shared.messaging import BatchHandler, Delivery, Transaction, TransactionalConsumer, is_transient
-from payments_shared.messaging.offsets import Partition, stored_offsets
-from payments_shared.topics import Topic, TopicRegistry
+from payments_contracts import Envelope
+from payments_contracts.topics import Topic, TopicRegistry
+from payments_platform.kafka import client_options
+from payments_platform.messaging import (
+    BatchHandler,
+    Delivery,
+    Transaction,
+    TransactionalConsumer,
+    is_transient,
+)
+from payments_platform.messaging.offsets import Partition, stored_offsets
 
 from .adapters.schema import VersionTables, active_version
 from .adapters.unit_of_work import PostgresUnitOfWork

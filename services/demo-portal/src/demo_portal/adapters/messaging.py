@@ -19,10 +19,10 @@ from faststream.middlewares import AckPolicy
 from faststream.specification import AsyncAPI
 
 from demo_portal.settings import SERVICE
+from payments_contracts.envelope import Envelope
+from payments_contracts.payments import PaymentCommand, PaymentEvent
+from payments_contracts.topics import TopicRegistry
 from payments_portal_client import Correlator, Outcome, OutcomeTimeout
-from payments_shared.contracts.envelope import Envelope
-from payments_shared.contracts.payments import PaymentCommand, PaymentEvent
-from payments_shared.topics import TopicRegistry
 
 
 @dataclass

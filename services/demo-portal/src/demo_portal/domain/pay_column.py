@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+from payments_contracts.money import Money, TooManyDecimals
 from payments_portal_client.read_model import InvoiceOut, NotPayableReason, PayStatus
-from payments_shared.domain.money import Money, TooManyDecimals
 
 from .portal import Style
 

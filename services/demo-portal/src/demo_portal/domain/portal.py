@@ -42,7 +42,7 @@ class Portals:
 
 def sandbox_demo_key(merchant: str) -> str:
     """The read-API key the status-projector accepts for `merchant` with PAYMENTS_SANDBOX=1
-    (the same rule as payments_shared.sandbox.demo_api_key, printed by `make run`)."""
+    (the same rule as payments_platform.sandbox.demo_api_key, printed by `make run`)."""
     return f"sandbox_key_{merchant}"
 
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from demo_portal.adapters.messaging import messaging, specification
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
 
 # Apart from contracts/asyncapi/, which payments-contracts generates and owns.
 DOCUMENT = Path(__file__).resolve().parents[5] / "contracts" / "faststream" / "demo-portal.yaml"

@@ -16,10 +16,10 @@ from demo_portal import handlers
 from demo_portal.domain.pay_column import Cell, PayCell, pay_cell, show_money
 from demo_portal.domain.portal import Merchant, Style
 from demo_portal.handlers import Portal, UnknownAccount
+from payments_contracts.money import Money
+from payments_contracts.payments import BillingAddress
 from payments_portal_client import NotFound
 from payments_portal_client.read_model import AccountSummary, InvoiceOut
-from payments_shared.contracts.payments import BillingAddress
-from payments_shared.domain.money import Money
 
 HERE = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=HERE / "templates")

@@ -21,8 +21,8 @@ from demo_portal.domain.portal import Portals, portals_from_config
 from demo_portal.entrypoints.http import build_routes
 from demo_portal.handlers import Portal
 from demo_portal.settings import SERVICE, DemoPortalSettings
-from payments_shared.observability import configure_logging
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
+from payments_platform.observability import configure_logging
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from invoice_sync.domain.registration import (
     RegistrationRequest,
     WithdrawalRequest,
 )
-from payments_shared.messaging import TransientError, tried_a_few_times
+from payments_platform.messaging import TransientError, tried_a_few_times
 
 log = logging.getLogger(__name__)
 

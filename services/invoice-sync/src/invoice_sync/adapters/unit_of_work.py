@@ -11,9 +11,9 @@ import asyncpg
 from invoice_sync.domain.normalise import InvalidErpDocument
 from invoice_sync.messages import Event
 from invoice_sync.settings import SERVICE
-from payments_shared.contracts import utc_now
-from payments_shared.messaging import Delivery, Outbox, Position, Transaction, dead_letter
-from payments_shared.topics import TopicRegistry
+from payments_contracts import utc_now
+from payments_contracts.topics import TopicRegistry
+from payments_platform.messaging import Delivery, Outbox, Position, Transaction, dead_letter
 
 from .registrations import RegistrationQueue
 from .repositories import InvoiceRepository, SnapshotRepository

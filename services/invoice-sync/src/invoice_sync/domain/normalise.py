@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from payments_shared.contracts.erp import ErpInvoiceDocument
-from payments_shared.domain.money import CURRENCY_EXPONENTS
+from payments_contracts.erp import ErpInvoiceDocument
+from payments_contracts.money import CURRENCY_EXPONENTS
 
 from .model import InvoiceDetails, PostedPayment
 

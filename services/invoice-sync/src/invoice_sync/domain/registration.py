@@ -95,7 +95,7 @@ Outcome = Accepted | Refused
 class ProviderPort(Protocol):
     """The payment provider's invoice registration API.
 
-    Implementations raise `payments_shared.messaging.TransientError` when the provider
+    Implementations raise `payments_platform.messaging.TransientError` when the provider
     cannot answer now (down, overloaded, timed out): the work is retried later.
     """
 

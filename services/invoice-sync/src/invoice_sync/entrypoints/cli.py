@@ -18,11 +18,11 @@ from invoice_sync import ops
 from invoice_sync.adapters.schema import install
 from invoice_sync.adapters.unit_of_work import UnitsOfWork
 from invoice_sync.settings import ERP_CONSUMER, SCHEMA, SERVICE, InvoiceSyncSettings
-from payments_shared import ops as shared_ops
-from payments_shared.cli import console, progress, run, show, show_lag
-from payments_shared.database import open_pool
-from payments_shared.observability import configure_logging
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
+from payments_platform import ops as shared_ops
+from payments_platform.cli import console, progress, run, show, show_lag
+from payments_platform.database import open_pool
+from payments_platform.observability import configure_logging
 
 app = typer.Typer(help="Operate invoice-sync: provider registrations.", no_args_is_help=True)
 T = TypeVar("T")

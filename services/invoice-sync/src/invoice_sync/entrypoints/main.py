@@ -11,11 +11,11 @@ from invoice_sync.entrypoints.http import build_app
 from invoice_sync.handlers import apply_batch
 from invoice_sync.settings import ERP_CONSUMER, SCHEMA, SERVICE, InvoiceSyncSettings
 from invoice_sync.workers import RegistrationWorker
-from payments_shared.health import BrokerProbe
-from payments_shared.messaging import Delivery, OutboxRelay, Transaction, TransactionalConsumer
-from payments_shared.ops_metrics import OpsGauges
-from payments_shared.retention import Pruner, RetentionSettings
-from payments_shared.service import ServiceHost, run_service, start_up
+from payments_platform.health import BrokerProbe
+from payments_platform.messaging import Delivery, OutboxRelay, Transaction, TransactionalConsumer
+from payments_platform.ops_metrics import OpsGauges
+from payments_platform.retention import Pruner, RetentionSettings
+from payments_platform.service import ServiceHost, run_service, start_up
 
 
 async def handle_batch(deliveries: Sequence[Delivery], tx: Transaction) -> None:

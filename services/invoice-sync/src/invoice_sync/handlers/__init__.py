@@ -16,10 +16,10 @@ from typing import Any
 
 from invoice_sync.domain.normalise import InvalidErpDocument
 from invoice_sync.unit_of_work import UnitOfWork
-from payments_shared.contracts import Envelope
-from payments_shared.contracts.erp import ErpAccountSnapshot, ErpInvoiceCancelled, ErpInvoiceUpserted
-from payments_shared.domain.card_numbers import redact_card_numbers
-from payments_shared.messaging import Delivery
+from payments_contracts import Envelope
+from payments_contracts.card_numbers import redact_card_numbers
+from payments_contracts.erp import ErpAccountSnapshot, ErpInvoiceCancelled, ErpInvoiceUpserted
+from payments_platform.messaging import Delivery
 
 from .erp import on_account_snapshot, on_invoice_cancelled, on_invoice_upserted, refuse_card_numbers
 from .registrations import on_provider_answers

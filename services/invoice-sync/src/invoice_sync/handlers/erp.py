@@ -16,9 +16,9 @@ from invoice_sync.domain.normalise import InvalidErpDocument, normalise
 from invoice_sync.domain.registration import intent_for
 from invoice_sync.messages import Cause, happened
 from invoice_sync.unit_of_work import UnitOfWork
-from payments_shared.contracts import Envelope
-from payments_shared.contracts.erp import ErpAccountSnapshot, ErpInvoiceCancelled, ErpInvoiceUpserted
-from payments_shared.domain.card_numbers import card_number_fields
+from payments_contracts import Envelope
+from payments_contracts.card_numbers import card_number_fields
+from payments_contracts.erp import ErpAccountSnapshot, ErpInvoiceCancelled, ErpInvoiceUpserted
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from typing import cast
 
 from payment_intake.domain.policy import MerchantPolicies, PaymentPolicy
 from payment_intake.settings import PaymentIntakeSettings
-from payments_shared.contracts.remittance import RemittanceDetails
-from payments_shared.merchants import MerchantFile, WatchedMerchantFile
+from payments_contracts.remittance import RemittanceDetails
+from payments_platform.merchants import MerchantFile, WatchedMerchantFile
 
 
 class ReloadingPolicies:

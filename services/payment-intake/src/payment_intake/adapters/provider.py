@@ -21,7 +21,7 @@ import aiohttp
 
 from payment_intake.domain.payment import Payment
 from payment_intake.domain.provider import CheckoutState, OpenedCheckout, ProviderRefused, RefundState
-from payments_shared.messaging import TransientError, tried_a_few_times
+from payments_platform.messaging import TransientError, tried_a_few_times
 
 
 class ProviderClient:

@@ -8,7 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from payment_intake.messages import AnswerOutcome
-from payments_shared.contracts import Envelope
+from payments_contracts import Envelope
 
 
 class Serialized:

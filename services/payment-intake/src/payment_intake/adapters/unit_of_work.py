@@ -19,10 +19,10 @@ from payment_intake.adapters.repositories import (
 )
 from payment_intake.adapters.serialized import Serialized
 from payment_intake.unit_of_work import IntakeConfig, UnitOfWork
-from payments_shared.contracts import Envelope
-from payments_shared.messaging import Outbox, Transaction
-from payments_shared.messaging.outbox import OutgoingMessage
-from payments_shared.topics import TopicRegistry
+from payments_contracts import Envelope
+from payments_contracts.topics import TopicRegistry
+from payments_platform.messaging import Outbox, Transaction
+from payments_platform.messaging.outbox import OutgoingMessage
 
 
 class PostgresUnitOfWork:

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from payments_shared.contracts.remittance import RemittanceChannel
-from payments_shared.domain.card_numbers import redact_card_numbers
-from payments_shared.domain.money import Money
+from payments_contracts.card_numbers import redact_card_numbers
+from payments_contracts.money import Money
+from payments_contracts.remittance import RemittanceChannel
 
 from .intake import CARD_NUMBER_REJECTION, Accepted, AccountView, PayRequest, decide
 from .payment import NewPayment

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 # The one detector every input goes through lives in shared/.
-from payments_shared.domain.card_numbers import card_number_fields as card_number_fields
+from payments_contracts.card_numbers import card_number_fields as card_number_fields
 
 from .billing import GuestDetails, billing_problems
 from .policy import PaymentPolicy

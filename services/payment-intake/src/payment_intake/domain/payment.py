@@ -22,7 +22,7 @@ from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
-from payments_shared.domain.money import Money
+from payments_contracts.money import Money
 
 
 class PaymentStatus(StrEnum):

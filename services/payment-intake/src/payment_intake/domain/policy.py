@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from payments_shared.contracts.remittance import RemittanceDetails
+from payments_contracts.remittance import RemittanceDetails
 
 METHOD_KINDS: frozenset[str] = frozenset({"guest_checkout", "payer_portal", "card", "remittance"})
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from payments_shared.domain.money import Money
+from payments_contracts.money import Money
 
 from .payment import Happening, Payment, PaymentStatus, ProviderWord
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from payments_shared.contracts.remittance import CheckDetails, RemittanceChannel, RemittanceDetails
+from payments_contracts.remittance import CheckDetails, RemittanceChannel, RemittanceDetails
 
 from .intake import Accepted
 from .policy import PaymentPolicy

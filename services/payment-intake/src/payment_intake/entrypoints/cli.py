@@ -21,11 +21,11 @@ from payment_intake import ops
 from payment_intake.adapters.schema import install
 from payment_intake.domain.refunds import NotRefundable
 from payment_intake.settings import SCHEMA, SERVICE, PaymentIntakeSettings
-from payments_shared import ops as shared_ops
-from payments_shared.cli import console, progress, run, show, show_lag
-from payments_shared.database import open_pool
-from payments_shared.observability import configure_logging
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
+from payments_platform import ops as shared_ops
+from payments_platform.cli import console, progress, run, show, show_lag
+from payments_platform.database import open_pool
+from payments_platform.observability import configure_logging
 
 app = typer.Typer(
     help="Operate payment-intake: stuck, flagged and refundable payments.", no_args_is_help=True

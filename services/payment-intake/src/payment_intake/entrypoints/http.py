@@ -28,14 +28,14 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from payment_intake.handlers.callbacks import receive_callback
 from payment_intake.settings import SERVICE
 from payment_intake.unit_of_work import UnitsOfWork
-from payments_shared.contracts.payments import (
+from payments_contracts.card_numbers import contains_card_number, redact_card_numbers
+from payments_contracts.money import Money
+from payments_contracts.payments import (
     ProviderCallbackPayload,
     ProviderCallbackReceived,
     ProviderEvent,
 )
-from payments_shared.domain.card_numbers import contains_card_number, redact_card_numbers
-from payments_shared.domain.money import Money
-from payments_shared.messaging import is_transient
+from payments_platform.messaging import is_transient
 
 log = logging.getLogger(__name__)
 

@@ -20,13 +20,13 @@ from payment_intake.retention import IntakeRetentionSettings, pruner
 from payment_intake.settings import SCHEMA, SERVICE, PaymentIntakeSettings, load_policies
 from payment_intake.unit_of_work import IntakeConfig
 from payment_intake.workers import CheckoutOpener, ExpiryTimer, ProviderWorker
-from payments_shared.health import BrokerProbe
-from payments_shared.http_limits import BodyLimit
-from payments_shared.messaging import OutboxRelay, TransactionalConsumer
-from payments_shared.ops_metrics import OpsGauges
-from payments_shared.sandbox import UnsafeConfiguration
-from payments_shared.service import ServiceHost, run_service, start_up
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
+from payments_platform.health import BrokerProbe
+from payments_platform.http_limits import BodyLimit
+from payments_platform.messaging import OutboxRelay, TransactionalConsumer
+from payments_platform.ops_metrics import OpsGauges
+from payments_platform.sandbox import UnsafeConfiguration
+from payments_platform.service import ServiceHost, run_service, start_up
 
 
 @dataclass

@@ -22,23 +22,23 @@ from payment_intake.handlers.invoices import (
 )
 from payment_intake.handlers.pay import on_pay
 from payment_intake.unit_of_work import UnitOfWork
-from payments_shared.contracts import Envelope
-from payments_shared.contracts.invoices import (
+from payments_contracts import Envelope
+from payments_contracts.invoices import (
     InvoiceClosed,
     InvoiceRegistered,
     InvoiceRegistrationFailed,
     InvoiceSynced,
 )
-from payments_shared.contracts.payments import (
+from payments_contracts.payments import (
     CancelCheckout,
     PayAccountBalance,
     PayInvoice,
     PaySelectedInvoices,
     ProviderCallbackReceived,
 )
-from payments_shared.messaging import Transaction
-from payments_shared.messaging.consumer import BatchHandler, Delivery
-from payments_shared.observability import about
+from payments_platform.messaging import Transaction
+from payments_platform.messaging.consumer import BatchHandler, Delivery
+from payments_platform.observability import about
 
 Handler = Callable[[Any, UnitOfWork], Awaitable[None]]
 RunHandler = Callable[[Sequence[Any], UnitOfWork], Awaitable[None]]

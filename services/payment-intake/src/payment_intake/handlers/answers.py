@@ -11,8 +11,8 @@ from payment_intake.domain.commands import KEY_REUSED, Answered, StoredCommand, 
 from payment_intake.domain.intake import card_number_fields
 from payment_intake.messages import rejected, repeated, stored
 from payment_intake.unit_of_work import UnitOfWork
-from payments_shared.contracts import Envelope
-from payments_shared.domain.card_numbers import redact_document
+from payments_contracts import Envelope
+from payments_contracts.card_numbers import redact_document
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from payment_intake.domain.payment import Happening, Payment, ProviderWord
 from payment_intake.handlers.refunds import flag_money, settle_refund
 from payment_intake.messages import flagged, transition_outcome
 from payment_intake.unit_of_work import UnitOfWork
-from payments_shared.contracts.payments import ProviderCallbackReceived
+from payments_contracts.payments import ProviderCallbackReceived
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from payment_intake.domain.rejections import Reason, Rejection
 from payment_intake.handlers.answers import answer_once, answered_before, keyed
 from payment_intake.messages import cancelled_by_customer, rejected
 from payment_intake.unit_of_work import UnitOfWork
-from payments_shared.contracts.payments import CancelCheckout
+from payments_contracts.payments import CancelCheckout
 
 UNKNOWN_PAYMENT = Rejection(Reason.UNKNOWN_PAYMENT, "We could not find this payment.")
 

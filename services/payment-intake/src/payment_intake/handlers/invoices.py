@@ -7,7 +7,7 @@ from payment_intake.domain.intake import country_restriction
 from payment_intake.domain.rejections import Reason, Rejection
 from payment_intake.messages import account_balance_payment_changed, restriction_changed
 from payment_intake.unit_of_work import InvoiceVersion, UnitOfWork
-from payments_shared.contracts.invoices import (
+from payments_contracts.invoices import (
     InvoiceClosed,
     InvoiceRegistered,
     InvoiceRegistrationFailed,

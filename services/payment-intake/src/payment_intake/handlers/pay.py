@@ -25,8 +25,8 @@ from payment_intake.domain.remittance import RemittanceAnswer
 from payment_intake.handlers.answers import Keyed, again, answer_once, keyed, record
 from payment_intake.messages import rejected, remittance_instructions, requested
 from payment_intake.unit_of_work import UnitOfWork
-from payments_shared.contracts import Envelope
-from payments_shared.contracts.payments import (
+from payments_contracts import Envelope
+from payments_contracts.payments import (
     BillingAddress,
     CardOnline,
     GuestCheckout,
@@ -35,8 +35,8 @@ from payments_shared.contracts.payments import (
     PaySelectedInvoices,
     Remittance,
 )
-from payments_shared.messaging import TransientError
-from payments_shared.observability import about
+from payments_platform.messaging import TransientError
+from payments_platform.observability import about
 
 log = logging.getLogger(__name__)
 

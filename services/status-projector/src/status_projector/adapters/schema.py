@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from payments_shared.messaging import offsets
+from payments_platform.messaging import offsets
 from status_projector.settings import SCHEMA
 
 from .rows import INVOICE_DDL

@@ -11,8 +11,8 @@ from typing import Annotated
 
 from pydantic import Field, TypeAdapter
 
-from payments_shared.contracts import Envelope, InvoiceEvent, PaymentEvent
-from payments_shared.messaging import Transaction
+from payments_contracts import Envelope, InvoiceEvent, PaymentEvent
+from payments_platform.messaging import Transaction
 from status_projector.domain.model import (
     AccountPolicy,
     Invoice,

@@ -18,12 +18,12 @@ from typing import Annotated, TypeVar
 import typer
 from rich.table import Table
 
-from payments_shared.cli import console
-from payments_shared.cli import progress as _progress
-from payments_shared.database import open_pool
-from payments_shared.observability import configure_logging
-from payments_shared.service import collect_garbage_less_often
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
+from payments_platform.cli import console
+from payments_platform.cli import progress as _progress
+from payments_platform.database import open_pool
+from payments_platform.observability import configure_logging
+from payments_platform.service import collect_garbage_less_often
 from status_projector import ops
 from status_projector.adapters.schema import install
 from status_projector.settings import SCHEMA, SERVICE, ProjectorSettings

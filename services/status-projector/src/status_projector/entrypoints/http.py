@@ -25,7 +25,7 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator
 
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
 from status_projector.adapters.queries import ReadModelQueries
 from status_projector.domain.access import PortalKeys, Tenant
 from status_projector.domain.status import (

@@ -4,12 +4,12 @@ every other service."""
 
 from __future__ import annotations
 
-from payments_shared.health import BrokerProbe
-from payments_shared.messaging import OutboxRelay
-from payments_shared.ops_metrics import OpsGauges
-from payments_shared.retention import Pruner, RetentionSettings
-from payments_shared.sandbox import UnsafeConfiguration
-from payments_shared.service import ServiceHost, collect_garbage_less_often, run_service, start_up
+from payments_platform.health import BrokerProbe
+from payments_platform.messaging import OutboxRelay
+from payments_platform.ops_metrics import OpsGauges
+from payments_platform.retention import Pruner, RetentionSettings
+from payments_platform.sandbox import UnsafeConfiguration
+from payments_platform.service import ServiceHost, collect_garbage_less_often, run_service, start_up
 from status_projector.adapters.schema import install
 from status_projector.domain.access import PortalKeys
 from status_projector.entrypoints.http import build_app

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request, Response
 
-from payments_shared.contracts.remittance import AccountRemittance, RemittanceDetails
-from payments_shared.merchants import MerchantFile, WatchedMerchantFile
+from payments_contracts.remittance import AccountRemittance, RemittanceDetails
+from payments_platform.merchants import MerchantFile, WatchedMerchantFile
 from status_projector.domain.access import PortalKeys
 from status_projector.entrypoints.http import NOT_FOUND, AccountId, Caller
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi.openapi.utils import get_openapi
 
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
 from status_projector.domain.access import PortalKeys
 from status_projector.entrypoints.http import build_app
 from status_projector.entrypoints.merchants import with_merchant_routes

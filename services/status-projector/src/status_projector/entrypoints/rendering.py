@@ -13,8 +13,8 @@ import asyncpg
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
-from payments_shared.messaging import partition_for
-from payments_shared.topics import Topic
+from payments_contracts.topics import Topic
+from payments_platform.messaging import partition_for
 from status_projector.adapters.queries import Snapshot
 from status_projector.domain.status import (
     pay_button,

@@ -12,15 +12,15 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from payments_shared.contracts import Envelope, InvoiceEvent
-from payments_shared.contracts.invoices import (
+from payments_contracts import Envelope, InvoiceEvent
+from payments_contracts.invoices import (
     InvoiceBalanceChanged,
     InvoiceClosed,
     InvoiceRegistered,
     InvoiceRegistrationFailed,
     InvoiceSynced,
 )
-from payments_shared.contracts.payments import (
+from payments_contracts.payments import (
     AccountBalancePaymentChanged,
     CheckoutOpened,
     InvoiceRestrictionChanged,
@@ -36,7 +36,7 @@ from payments_shared.contracts.payments import (
     PaymentRequested,
     PaymentSucceeded,
 )
-from payments_shared.messaging import Delivery
+from payments_platform.messaging import Delivery
 from status_projector.domain.model import Park
 from status_projector.domain.status import PaymentState
 from status_projector.unit_of_work import InvoiceKey, Position, UnitOfWork

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from payments_shared.contracts.invoices import (
+from payments_contracts.invoices import (
     InvoiceBalanceChanged,
     InvoiceClosed,
     InvoiceRegistered,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from payments_shared.contracts import Envelope
-from payments_shared.contracts.payments import (
+from payments_contracts import Envelope
+from payments_contracts.payments import (
     AccountBalancePaymentChanged,
     CheckoutOpened,
     InvoiceRestrictionChanged,

@@ -29,10 +29,10 @@ class CommonSettings(BaseSettings):
     # Install the topics and this service's schema, then exit (the deployment's set-up Job).
     setup_only: bool = Field(False, validation_alias=_env("PAYMENTS_SETUP_ONLY"))
     db_pool_size: int = Field(8, validation_alias=_env("PAYMENTS_DB_POOL_SIZE"))
-    # How often the lag / outbox-depth gauges are sampled (payments_shared.ops_metrics).
+    # How often the lag / outbox-depth gauges are sampled (payments_platform.ops_metrics).
     metrics_interval_s: float = Field(15.0, gt=0, validation_alias=_env("PAYMENTS_METRICS_INTERVAL_S"))
     sandbox: bool = Field(
         False,
         validation_alias=_env("PAYMENTS_SANDBOX"),
-        description="Accept the sandbox's published credentials (payments_shared.sandbox)",
+        description="Accept the sandbox's published credentials (payments_platform.sandbox)",
     )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from payments_shared.domain.card_numbers import redact_card_numbers
+from payments_contracts.card_numbers import redact_card_numbers
 
 from .outbox import OutgoingMessage
 

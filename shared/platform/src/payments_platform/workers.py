@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import Counter
 
-from payments_shared.messaging import is_transient
+from payments_platform.messaging import is_transient
 
 log = logging.getLogger(__name__)
 

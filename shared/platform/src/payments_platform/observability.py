@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import structlog
 
-from payments_shared.contracts import Envelope
+from payments_contracts import Envelope
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:

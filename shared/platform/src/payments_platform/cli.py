@@ -20,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from payments_shared.ops import PartitionLag
+from payments_platform.ops import PartitionLag
 
 console = Console()
 T = TypeVar("T")

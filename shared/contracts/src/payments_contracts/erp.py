@@ -72,7 +72,9 @@ class ErpInvoiceDocument(Payload):
     po_number: str | None = None
     invoice_date: date
     due_date: date
-    currency: str = Field(min_length=3, max_length=3, description="ISO 4217 code; it fixes the amounts' exponent")
+    currency: str = Field(
+        min_length=3, max_length=3, description="ISO 4217 code; it fixes the amounts' exponent"
+    )
     total: DecimalAmount
     open_amount: DecimalAmount
     status: Literal["open", "closed", "cancelled"] = "open"

@@ -34,7 +34,7 @@ from typing import Any, Generic, TypeVar
 
 import yaml
 
-from .contracts.remittance import RemittanceDetails
+from payments_contracts.remittance import RemittanceDetails
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -9,6 +9,7 @@ Codes are only ever added: events are kept forever and rebuilds read old ones.
 from __future__ import annotations
 
 from enum import StrEnum
+
 from pydantic import GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
@@ -165,7 +166,10 @@ class PaymentEndReason(ReasonCode):
         "customer_cancelled",
         "payment.cancelled: 'The checkout was cancelled. The invoice can be paid again.'",
     )
-    CHECKOUT_CANCELLED = ("checkout_cancelled", "payment.cancelled: the provider reported the checkout cancelled.")
+    CHECKOUT_CANCELLED = (
+        "checkout_cancelled",
+        "payment.cancelled: the provider reported the checkout cancelled.",
+    )
     CANCELLED = ("cancelled", "payment.cancelled: ended as cancelled without a more precise code.")
     CHECKOUT_EXPIRED = (
         "checkout_expired",

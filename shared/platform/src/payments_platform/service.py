@@ -17,6 +17,8 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
+from payments_contracts.topics import TopicRegistry
+
 from .database import open_pool
 from .health import BrokerProbe, LoopHeartbeat
 from .http_limits import server_limits
@@ -24,7 +26,7 @@ from .messaging import OutboxRelay, TransactionalConsumer
 from .messaging.transient import retrying
 from .observability import configure_logging
 from .settings import CommonSettings
-from .topics import TopicRegistry, ensure_topics
+from .topic_admin import ensure_topics
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS outbox_unpublishable (
     reason        text        NOT NULL,
     set_aside_at  timestamptz NOT NULL DEFAULT now()
 );
--- Retention (payments_shared.retention) deletes the oldest rows of these in batches.
+-- Retention (payments_platform.retention) deletes the oldest rows of these in batches.
 CREATE INDEX IF NOT EXISTS processed_events_age ON processed_events (processed_at);
 CREATE INDEX IF NOT EXISTS outbox_unpublishable_age ON outbox_unpublishable (set_aside_at);
 """

@@ -22,9 +22,9 @@ from aiokafka.errors import (
 from prometheus_client import Counter, Gauge
 from pydantic_core import from_json, to_json
 
-from payments_shared.contracts import Envelope
-from payments_shared.kafka import client_options
-from payments_shared.topics import Topic, TopicRegistry
+from payments_contracts import Envelope
+from payments_contracts.topics import Topic, TopicRegistry
+from payments_platform.kafka import client_options
 
 from .partitioner import partition_for
 from .transient import is_transient, retrying

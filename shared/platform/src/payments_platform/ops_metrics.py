@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from prometheus_client import Gauge
 
-from payments_shared.ops import partition_lag
-from payments_shared.workers import run_rounds
+from payments_platform.ops import partition_lag
+from payments_platform.workers import run_rounds
 
 log = logging.getLogger(__name__)
 

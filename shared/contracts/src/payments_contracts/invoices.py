@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from payments_shared.domain.money import Money
+from payments_contracts.money import Money
 
 from .envelope import Envelope, InvoiceNumber, Payload
 from .erp import CountryCode

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from payments_shared.kafka import client_options
-from payments_shared.topics import TopicRegistry
+from payments_contracts.topics import TopicRegistry
+from payments_platform.kafka import client_options
 
 Progress = Callable[[int, int], None]
 

@@ -14,9 +14,9 @@ import yaml
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from payments_shared.contracts.examples import EXAMPLES
-from payments_shared.contracts.webhooks import ProviderWebhook, WebhookAccepted, WebhookRefused
-from payments_shared.topics import DEAD_LETTER_POLICY, SERVICE_CHANNELS, TOPICS, Topic
+from payments_contracts.examples import EXAMPLES
+from payments_contracts.topics import DEAD_LETTER_POLICY, SERVICE_CHANNELS, TOPICS, Topic
+from payments_contracts.webhooks import ProviderWebhook, WebhookAccepted, WebhookRefused
 
 VERSION = "1.0.0"
 
@@ -121,8 +121,14 @@ DEAD_LETTER_HEADERS: dict[str, Any] = {
             "pattern": "^[0-9]+$",
             "description": "Size of the redacted body before any truncation",
         },
-        "dlq.body.sha256": {"type": "string", "description": "Digest of the whole redacted body, when truncated"},
-        "dlq.body.truncated": {"const": "true", "description": "Present when only the first 256 KiB are kept"},
+        "dlq.body.sha256": {
+            "type": "string",
+            "description": "Digest of the whole redacted body, when truncated",
+        },
+        "dlq.body.truncated": {
+            "const": "true",
+            "description": "Present when only the first 256 KiB are kept",
+        },
     },
 }
 
@@ -276,7 +282,9 @@ def webhook_openapi() -> dict[str, Any]:
                         "200": {
                             "description": "accepted, duplicate or ignored",
                             "content": {
-                                "application/json": {"schema": {"$ref": "#/components/schemas/WebhookAccepted"}}
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/WebhookAccepted"}
+                                }
                             },
                         },
                         "400": refused("bad_timestamp (missing, not an integer, outside 5 minutes) or "

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from payments_shared.domain.money import Money
+from payments_contracts.money import Money
 
 from .envelope import Envelope, InvoiceNumber, Payload
 from .reasons import AccountBalanceReason, FlagReason, PaymentEndReason, RejectionReason, RestrictionReason

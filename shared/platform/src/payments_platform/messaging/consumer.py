@@ -17,10 +17,10 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
-from payments_shared.contracts import Envelope
-from payments_shared.kafka import client_options
-from payments_shared.membership import consumer_options, leave_group_on_stop
-from payments_shared.topics import Topic, TopicRegistry
+from payments_contracts import Envelope
+from payments_contracts.topics import Topic, TopicRegistry
+from payments_platform.kafka import client_options
+from payments_platform.membership import consumer_options, leave_group_on_stop
 
 from .dead_letter import Position, dead_letter
 from .outbox import Outbox

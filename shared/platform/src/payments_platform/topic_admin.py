@@ -1,0 +1,86 @@
+"""Applying the topic registry to a cluster: create what is missing, align configs and
+partition counts, wait for leaders. The registry itself (names, shapes, retention) is
+part of the published language in payments_contracts.topics."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
+
+from payments_contracts.topics import TopicRegistry
+
+from .kafka import client_options
+from .settings import CommonSettings
+
+
+async def ensure_topics(bootstrap: str, registry: TopicRegistry) -> list[str]:
+    """Create missing topics and align configs and partition counts. Safe to repeat."""
+    admin = AIOKafkaAdminClient(**client_options(bootstrap), client_id="topic-registry")
+    await admin.start()
+    changed: list[str] = []
+    try:
+        existing = set(await admin.list_topics())
+        wanted = registry.desired()
+        missing = [
+            NewTopic(name, partitions, 1, topic_configs=configs)
+            for name, (partitions, configs) in wanted.items()
+            if name not in existing
+        ]
+        if missing:
+            # Another service may create them first; configs are aligned below either way.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+            changed += [t.name for t in missing]
+        present = [name for name in wanted if name in existing]
+        if present:
+            described = await admin.describe_topics(present)
+            grow = {
+                d["topic"]: NewPartitions(wanted[d["topic"]][0])
+                for d in described
+                if len(d["partitions"]) < wanted[d["topic"]][0]
+            }
+            if grow:
+                await admin.create_partitions(grow)
+                changed += list(grow)
+            await admin.alter_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name, configs=wanted[name][1]) for name in present]
+            )
+        if changed:
+            await _until_leaders_elected(admin, list(wanted))
+    finally:
+        await admin.close()
+    return changed
+
+
+
+async def _until_leaders_elected(admin: Any, names: list[str], timeout_s: float = 30.0) -> None:
+    """New partitions refuse writes until they have a leader; wait for that, not a sleep."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described = await admin.describe_topics(names)
+        if all(
+            d["error_code"] == 0 and d["partitions"] and all(p["leader"] >= 0 for p in d["partitions"])
+            for d in described
+        ):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"topic partitions without a leader after {timeout_s}s")
+        await asyncio.sleep(0.05)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Apply the topic registry to a Kafka cluster")
+    parser.add_argument("--bootstrap", default=None, help="defaults to PAYMENTS_KAFKA_BOOTSTRAP")
+    args = parser.parse_args()
+    settings = CommonSettings()
+    registry = TopicRegistry(settings.topic_prefix, settings.topic_partitions)
+    changed = asyncio.run(ensure_topics(args.bootstrap or settings.kafka_bootstrap, registry))
+    for name, (partitions, configs) in registry.desired().items():
+        mark = "created/updated" if name in changed else "ok"
+        print(f"{name:28} partitions={partitions} {configs} [{mark}]")
