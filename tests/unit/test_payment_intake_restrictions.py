@@ -1,7 +1,7 @@
 """payment-intake announces when the merchant policy starts or stops restricting an invoice
 (seed 003: customers in distributor countries pay through their distributor).
 
-The handler runs against the in-memory unit of work (tests/unit/fakes), whose invoice
+The handler runs against the in-memory unit of work (tests/fakes), whose invoice
 repository keeps the property the SQL has: a stale ERP version changes nothing.
 """
 

@@ -1,6 +1,6 @@
 """What handlers and workers work through: the repositories of one transaction and what
 it publishes. adapters/unit_of_work.py implements it on PostgreSQL; the handler unit
-tests use an in-memory fake (tests/unit/fakes/invoice_sync.py)."""
+tests use an in-memory fake (tests/fakes/invoice_sync.py)."""
 
 from __future__ import annotations
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncpg
 from prometheus_client import Gauge
 
+from payment_intake.adapters.payment_rows import sql_in
+from payment_intake.domain.payment import OPEN
+
 OLDEST_OPEN = Gauge(
     "payment_intake_oldest_open_payment_age_seconds",
     "Seconds since the least recently changed open payment (requested, checkout open, processing) last moved",
@@ -17,9 +20,9 @@ REFUNDABLE = Gauge(
 async def sample_payments(pool: asyncpg.Pool) -> None:
     """The payment gauges operators alert on (docs/operations.md)."""
     row = await pool.fetchrow(
-        """
+        f"""
         SELECT COALESCE((SELECT extract(epoch FROM now() - min(updated_at)) FROM payments
-                          WHERE status IN ('requested', 'checkout_open', 'processing')), 0) AS oldest,
+                          WHERE status IN ({sql_in(OPEN)})), 0) AS oldest,
                (SELECT count(*) FROM payments p LEFT JOIN refunds r USING (payment_id)
                  WHERE p.flag_reason IS NOT NULL AND (r.status IS NULL OR r.status = 'failed')) AS refundable
         """

@@ -9,8 +9,10 @@ from uuid import UUID
 
 import asyncpg
 
+from payment_intake.adapters.payment_rows import sql_in
 from payment_intake.adapters.provider import ProviderClient
 from payment_intake.adapters.unit_of_work import units
+from payment_intake.domain.payment import AWAITING_PROVIDER, OPEN
 from payment_intake.handlers.refunds import refund_by_operator
 from payment_intake.settings import PaymentIntakeSettings, load_policies
 from payment_intake.unit_of_work import IntakeConfig, UnitsOfWork
@@ -46,12 +48,12 @@ async def stuck(pool: asyncpg.Pool, older_than_s: float) -> list[asyncpg.Record]
     """Open payments that have not moved for `older_than_s`."""
     return list(
         await pool.fetch(
-            """
+            f"""
         SELECT payment_id, account_id, status, checkout_id,
                round(extract(epoch FROM now() - updated_at))::bigint AS age_s,
                sync_attempts, sync_next_at, flag_reason
           FROM payments
-         WHERE status IN ('requested', 'checkout_open', 'processing')
+         WHERE status IN ({sql_in(OPEN)})
            AND updated_at <= now() - make_interval(secs => $1)
          ORDER BY updated_at
         """,
@@ -85,7 +87,7 @@ async def refundable(pool: asyncpg.Pool) -> list[asyncpg.Record]:
 async def open_payments(pool: asyncpg.Pool) -> list[UUID]:
     """Every payment status sync could settle now."""
     rows = await pool.fetch(
-        "SELECT payment_id FROM payments WHERE status IN ('checkout_open', 'processing')"
+        f"SELECT payment_id FROM payments WHERE status IN ({sql_in(AWAITING_PROVIDER)})"
         " AND checkout_id IS NOT NULL AND flag_reason IS NULL ORDER BY updated_at"
     )
     return [r["payment_id"] for r in rows]

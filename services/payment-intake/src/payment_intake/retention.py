@@ -9,18 +9,17 @@ from datetime import timedelta
 import asyncpg
 from pydantic import Field
 
+from payment_intake.adapters.payment_rows import sql_in
 from payment_intake.domain.payment import OPEN
 from payment_intake.settings import SERVICE
 from payments_platform.retention import Pruner, Retained, RetentionSettings, Window
-
-_OPEN_STATUSES = ", ".join(f"'{status.value}'" for status in sorted(OPEN))
 
 # However old, a key whose payment is still open keeps its answer: a repeat must be told
 # about that payment, not judged afresh.
 KEY_OF_AN_OPEN_PAYMENT = f"""
 EXISTS (SELECT 1 FROM payments p
          WHERE p.account_id = r.account_id AND p.idempotency_key = r.idempotency_key
-           AND p.status IN ({_OPEN_STATUSES}))
+           AND p.status IN ({sql_in(OPEN)}))
 """
 
 

@@ -111,7 +111,12 @@ class PaymentRepository(Protocol):
         self, payment_id: UUID | None, webhook_id: str, provider_event: str, verdict: str, note: str
     ) -> None: ...
 
-    # The workers' queues: each claim leases what it returns for `lease_s`.
+
+class CheckoutQueues(Protocol):
+    """The work the background workers do for payments: checkouts to open, to expire, to
+    ask the provider about (status sync) and to cancel at the provider. Each claim leases
+    what it returns for `lease_s`, so a crashed worker's claims come back by themselves."""
+
     async def claim_to_open(self, *, batch_size: int, lease_s: float) -> list[Payment]: ...
 
     async def open_later(self, payment_id: UUID, delay_s: float) -> None: ...
@@ -182,6 +187,9 @@ class UnitOfWork(Protocol):
 
     @property
     def payments(self) -> PaymentRepository: ...
+
+    @property
+    def checkouts(self) -> CheckoutQueues: ...
 
     @property
     def refunds(self) -> RefundRepository: ...

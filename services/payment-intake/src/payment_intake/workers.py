@@ -100,7 +100,7 @@ class CheckoutOpener(Worker):
             await asyncio.sleep(wait)
         self._last_round = time.monotonic()
         async with self._units() as uow:
-            claimed = await uow.payments.claim_to_open(batch_size=self._batch_size, lease_s=self._lease_s)
+            claimed = await uow.checkouts.claim_to_open(batch_size=self._batch_size, lease_s=self._lease_s)
         if len(claimed) >= self._batch_size:
             self._last_round = -math.inf
         if not claimed:
@@ -166,7 +166,7 @@ class ProviderWorker(Worker):
         """One round of status sync: due payments, or exactly `payment_ids` now (ops)."""
         least = min(p.status_sync_after_s for p in self._config.policies.all())
         async with self._units() as uow:
-            claimed = await uow.payments.claim_to_sync(
+            claimed = await uow.checkouts.claim_to_sync(
                 batch_size=self._batch_size,
                 older_than_s=least,
                 lease_s=self._lease_s,
@@ -174,7 +174,7 @@ class ProviderWorker(Worker):
             )
             due = [c for c in claimed if payment_ids is not None or self._past_threshold(c)]
             if len(due) < len(claimed):
-                await uow.payments.sync_at(
+                await uow.checkouts.sync_at(
                     [(c.payment_id, self._threshold_s(c.account_id)) for c in claimed if c not in due]
                 )
         if not due:
@@ -190,7 +190,7 @@ class ProviderWorker(Worker):
 
     async def cancel(self) -> int:
         async with self._units() as uow:
-            claimed = await uow.payments.claim_to_cancel(batch_size=self._batch_size, lease_s=self._lease_s)
+            claimed = await uow.checkouts.claim_to_cancel(batch_size=self._batch_size, lease_s=self._lease_s)
         if not claimed:
             return 0
         answers = await self._calls.ask(claimed, lambda c: self._provider.cancel_checkout(c.checkout_id))

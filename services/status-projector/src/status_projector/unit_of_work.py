@@ -1,6 +1,6 @@
 """What the projection handlers work through: the read model a batch touches, in memory,
 and the events it parks. adapters/unit_of_work.py implements it on one version's
-tables; the handler unit tests use an in-memory fake (tests/unit/fakes/status_projector.py)."""
+tables; the handler unit tests use an in-memory fake (tests/fakes/status_projector.py)."""
 
 from __future__ import annotations
 

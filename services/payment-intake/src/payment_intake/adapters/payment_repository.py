@@ -1,5 +1,5 @@
-"""The PostgreSQL repository of payments, their allocations and callback log (the
-workers' queues over them: payment_queues.py)."""
+"""The PostgreSQL repository of the payment aggregate: payments, their allocations and
+callback log (the checkout work queues over the same rows: checkout_queues.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,19 @@ from uuid import UUID
 
 import asyncpg
 
-from payment_intake.adapters.payment_queues import PostgresPaymentQueues
-from payment_intake.adapters.payment_rows import lock_payments, read_payments
+from payment_intake.adapters.payment_rows import lock_payments, read_payments, update_payment
+from payment_intake.adapters.queued_work import QueuedWork
+from payment_intake.adapters.serialized import Serialized
 from payment_intake.domain.commands import Answered
 from payment_intake.domain.payment import OPEN, NewPayment, Payment, PaymentStatus
 
 
-class PostgresPaymentRepository(PostgresPaymentQueues):
+class PostgresPaymentRepository:
+    def __init__(self, conn: asyncpg.Connection, queued: QueuedWork, serialized: Serialized) -> None:
+        self._conn = conn
+        self._queued = queued
+        self._serialized = serialized
+
     async def write_run(
         self, opened: Sequence[NewPayment], answered: Sequence[Answered], *, ttl_s: int
     ) -> bool:
@@ -23,7 +29,7 @@ class PostgresPaymentRepository(PostgresPaymentQueues):
         The savepoint is left for the commit to release (one round trip fewer); a later
         run's savepoint of the same name nests inside it, and rolling back to the name
         undoes the latest one only."""
-        if opened and self._queued is not None:
+        if opened:
             self._queued.checkouts = True
         payments = [_payment_row(p) for p in opened]
         allocations = [(p.payment_id, p.account_id, n, a) for p in opened for n, a in p.allocations]
@@ -139,10 +145,10 @@ class PostgresPaymentRepository(PostgresPaymentQueues):
         )
 
     async def keep_checkout_id(self, payment_id: UUID, checkout_id: str) -> None:
-        await self._set(payment_id, "checkout_id = COALESCE(checkout_id, $2)", checkout_id)
+        await update_payment(self._conn, payment_id, "checkout_id = COALESCE(checkout_id, $2)", checkout_id)
 
     async def flag(self, payment_id: UUID, reason: str) -> None:
-        await self._set(payment_id, "flag_reason = $2", reason)
+        await update_payment(self._conn, payment_id, "flag_reason = $2", reason)
 
     async def invoices_paid_by_others(self, payment: Payment) -> bool:
         return bool(

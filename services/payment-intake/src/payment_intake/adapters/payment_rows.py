@@ -10,6 +10,20 @@ import asyncpg
 from payment_intake.domain.payment import Payment, PaymentStatus
 
 
+def sql_in(statuses: frozenset[PaymentStatus]) -> str:
+    """The statuses as an SQL list: every query selects by the domain's sets, never a copy."""
+    return ", ".join(f"'{status.value}'" for status in sorted(statuses))
+
+
+async def update_payment(
+    conn: asyncpg.Connection, payment_id: UUID, assignments: str, value: object, where: str = "true"
+) -> None:
+    """One payment's columns set (`assignments` with $2 for `value`), if `where` holds."""
+    await conn.execute(
+        f"UPDATE payments SET {assignments} WHERE payment_id = $1 AND {where}", payment_id, value
+    )
+
+
 async def read_payments(conn: asyncpg.Connection, payment_ids: Sequence[UUID]) -> list[Payment]:
     return [payment_of(r) for r in await conn.fetch(_READ, list(payment_ids))]
 

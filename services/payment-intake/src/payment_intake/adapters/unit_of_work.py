@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import asyncpg
 
+from payment_intake.adapters.checkout_queues import PostgresCheckoutQueues
 from payment_intake.adapters.payment_repository import PostgresPaymentRepository
 from payment_intake.adapters.queued_work import QueuedWork
 from payment_intake.adapters.refund_repository import PostgresRefundRepository
@@ -34,6 +35,7 @@ class PostgresUnitOfWork:
         self.invoices = PostgresInvoiceRepository(tx.connection)
         self.commands = PostgresCommandRepository(tx.connection, self._serialized)
         self.payments = PostgresPaymentRepository(tx.connection, queued, self._serialized)
+        self.checkouts = PostgresCheckoutQueues(tx.connection, queued)
         self.refunds = PostgresRefundRepository(tx.connection, queued)
         self.webhooks = PostgresWebhookRepository(tx.connection)
 

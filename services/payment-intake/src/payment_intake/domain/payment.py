@@ -45,6 +45,10 @@ class PaymentStatus(StrEnum):
 
 
 OPEN = frozenset({PaymentStatus.REQUESTED, PaymentStatus.CHECKOUT_OPEN, PaymentStatus.PROCESSING})
+# Its hosted page may still be used, so the checkout's time limit applies.
+EXPIRABLE = frozenset({PaymentStatus.REQUESTED, PaymentStatus.CHECKOUT_OPEN})
+# The provider holds a checkout whose outcome we do not know yet: status sync asks about it.
+AWAITING_PROVIDER = frozenset({PaymentStatus.CHECKOUT_OPEN, PaymentStatus.PROCESSING})
 
 
 class Happening(StrEnum):

@@ -33,5 +33,5 @@ async def on_cancel_checkout(command: CancelCheckout, uow: UnitOfWork) -> None:
         await answer_once(uow, cancel, rejected(command, cancel.key, too_late))
         return
     await uow.payments.move(payment.payment_id, PaymentStatus.CANCELLED, reason="customer_cancelled")
-    await uow.payments.cancel_at_provider(payment.payment_id)
+    await uow.checkouts.cancel_at_provider(payment.payment_id)
     await answer_once(uow, cancel, cancelled_by_customer(command, payment.payment_id))

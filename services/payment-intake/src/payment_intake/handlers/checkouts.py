@@ -37,7 +37,7 @@ async def record_checkouts(uow: UnitOfWork, answers: list[tuple[Payment, OpenAns
                 "checkout not opened; retrying later",
                 extra={**about(payment), "retry_in_s": delay, "error": repr(answer)},
             )
-            await uow.payments.open_later(payment.payment_id, delay)
+            await uow.checkouts.open_later(payment.payment_id, delay)
     # One statement for the round: the opener's transaction is short, whatever its size.
     await uow.payments.checkouts_opened(opened)
 
@@ -77,12 +77,12 @@ async def _refused(uow: UnitOfWork, payment: Payment, refused: ProviderRefused) 
 
 async def expire_due(uow: UnitOfWork, *, batch_size: int) -> int:
     """End the payments whose checkout was not completed in time; how many were due."""
-    due = await uow.payments.expiring(batch_size=batch_size)
+    due = await uow.checkouts.expiring(batch_size=batch_size)
     for payment in due:
         if apply(payment.status, Happening.EXPIRED).to is not PaymentStatus.EXPIRED:
             continue
         await uow.payments.move(payment.payment_id, PaymentStatus.EXPIRED, reason="checkout_expired")
-        await uow.payments.cancel_at_provider(payment.payment_id)
+        await uow.checkouts.cancel_at_provider(payment.payment_id)
         uow.publish(
             transition_outcome(payment, PaymentStatus.EXPIRED, cause=None, reason_code="checkout_expired")
         )

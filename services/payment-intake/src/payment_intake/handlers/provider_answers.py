@@ -51,7 +51,7 @@ async def record_sync(
     if isinstance(answer, Exception):
         SYNCED.labels("error").inc()
         log.warning("status sync failed; retrying later", extra={**about(payment), "error": repr(answer)})
-        await uow.payments.sync_later(payment.payment_id, backoff_s(claimed.attempts))
+        await uow.checkouts.sync_later(payment.payment_id, backoff_s(claimed.attempts))
         return
     words = words_for(payment, answer)
     SYNCED.labels(answer.status).inc()
@@ -61,7 +61,7 @@ async def record_sync(
         assert current is not None
         await provider_said(uow, current, word, cause=None, source="status-sync")
     if not words:  # still open at the provider: ask again a threshold later
-        await uow.payments.sync_later(payment.payment_id, threshold_s)
+        await uow.checkouts.sync_later(payment.payment_id, threshold_s)
 
 
 async def record_cancel(
@@ -71,7 +71,7 @@ async def record_cancel(
         isinstance(answer, ProviderRefused) and answer.code == "unknown_checkout"
     ):
         CANCELS.labels("cancelled").inc()
-        await uow.payments.cancel_done(claimed.payment_id, "done")
+        await uow.checkouts.cancel_done(claimed.payment_id, "done")
         return
     if isinstance(answer, ProviderRefused) and answer.code == "checkout_completed":
         state = CheckoutState.of(
@@ -80,11 +80,11 @@ async def record_cancel(
         payment = await uow.payments.get_for_update(claimed.payment_id)
         if state.status != "succeeded" or payment is None:
             # Money is moving; ask again later, when it has landed (or not).
-            await uow.payments.cancel_later(claimed.payment_id, threshold_s)
+            await uow.checkouts.cancel_later(claimed.payment_id, threshold_s)
             return
         CANCELS.labels("too_late").inc()
         log.warning("checkout completed before our cancel reached the provider", extra=about(payment))
-        await uow.payments.cancel_done(claimed.payment_id, "too_late")
+        await uow.checkouts.cancel_done(claimed.payment_id, "too_late")
         await provider_said(uow, payment, succeeded_word(payment, state), cause=None, source="cancel")
         return
     if isinstance(answer, ProviderRefused):
@@ -93,10 +93,10 @@ async def record_cancel(
             "the provider refused to cancel",
             extra={"payment_id": str(claimed.payment_id), "code": answer.code},
         )
-        await uow.payments.cancel_done(claimed.payment_id, "refused")
+        await uow.checkouts.cancel_done(claimed.payment_id, "refused")
         return
     CANCELS.labels("error").inc()
-    await uow.payments.cancel_later(claimed.payment_id, backoff_s(claimed.attempts))
+    await uow.checkouts.cancel_later(claimed.payment_id, backoff_s(claimed.attempts))
 
 
 async def record_refund(

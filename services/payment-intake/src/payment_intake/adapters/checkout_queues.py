@@ -1,5 +1,6 @@
-"""The workers' queues over `payments`: each claim leases what it returns (a crashed
-process's claims come back when the lease runs out)."""
+"""The checkout work queues over `payments` (checkouts to open, to expire, to ask the
+provider about, to cancel at the provider): each claim leases what it returns, so a
+crashed process's claims come back when the lease runs out."""
 
 from __future__ import annotations
 
@@ -8,41 +9,35 @@ from uuid import UUID
 
 import asyncpg
 
-from payment_intake.adapters.payment_rows import lock_payments, read_payments
+from payment_intake.adapters.payment_rows import lock_payments, read_payments, sql_in, update_payment
 from payment_intake.adapters.queued_work import QueuedWork
-from payment_intake.adapters.serialized import Serialized
-from payment_intake.domain.payment import Payment
+from payment_intake.domain.payment import AWAITING_PROVIDER, EXPIRABLE, Payment, PaymentStatus
 from payment_intake.domain.provider import ClaimedCheckout
 
 
-class PostgresPaymentQueues:
-    def __init__(
-        self,
-        conn: asyncpg.Connection,
-        queued: QueuedWork | None = None,
-        serialized: Serialized | None = None,
-    ) -> None:
+class PostgresCheckoutQueues:
+    def __init__(self, conn: asyncpg.Connection, queued: QueuedWork | None = None) -> None:
         self._conn = conn
         self._queued = queued
-        self._serialized = serialized if serialized is not None else Serialized()
 
     async def claim_to_open(self, *, batch_size: int, lease_s: float) -> list[Payment]:
         ids = await self._conn.fetch(_CLAIM_TO_OPEN, batch_size, lease_s)
         return await lock_payments(self._conn, [r["payment_id"] for r in ids]) if ids else []
 
     async def open_later(self, payment_id: UUID, delay_s: float) -> None:
-        await self._set(
+        await update_payment(
+            self._conn,
             payment_id,
-            "next_attempt_at = now() + make_interval(secs => $2)",
+            f"next_attempt_at = {_IN_SECONDS}",
             float(delay_s),
-            "status = 'requested'",
+            f"status = '{PaymentStatus.REQUESTED.value}'",
         )
 
     async def expiring(self, *, batch_size: int) -> list[Payment]:
         due = await self._conn.fetch(
-            """
+            f"""
             SELECT payment_id FROM payments
-             WHERE status IN ('requested', 'checkout_open') AND expires_at <= now()
+             WHERE status IN ({sql_in(EXPIRABLE)}) AND expires_at <= now()
              ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED
             """,
             batch_size,
@@ -69,7 +64,7 @@ class PostgresPaymentQueues:
         )
 
     async def sync_later(self, payment_id: UUID, delay_s: float) -> None:
-        await self._set(payment_id, "sync_next_at = now() + make_interval(secs => $2)", float(delay_s))
+        await update_payment(self._conn, payment_id, f"sync_next_at = {_IN_SECONDS}", float(delay_s))
 
     async def cancel_at_provider(self, payment_id: UUID) -> None:
         if self._queued is not None:
@@ -84,36 +79,32 @@ class PostgresPaymentQueues:
         return [_claimed(r) for r in await self._conn.fetch(_CLAIM_TO_CANCEL, batch_size, lease_s)]
 
     async def cancel_done(self, payment_id: UUID, state: str) -> None:
-        await self._set(payment_id, "cancel_state = $2, cancel_next_at = NULL", state)
+        await update_payment(self._conn, payment_id, "cancel_state = $2, cancel_next_at = NULL", state)
 
     async def cancel_later(self, payment_id: UUID, delay_s: float) -> None:
-        await self._set(payment_id, "cancel_next_at = now() + make_interval(secs => $2)", float(delay_s))
-
-    async def _set(self, payment_id: UUID, assignments: str, value: object, where: str = "true") -> None:
-        await self._conn.execute(
-            f"UPDATE payments SET {assignments} WHERE payment_id = $1 AND {where}", payment_id, value
-        )
+        await update_payment(self._conn, payment_id, f"cancel_next_at = {_IN_SECONDS}", float(delay_s))
 
 
 def _claimed(r: asyncpg.Record) -> ClaimedCheckout:
     return ClaimedCheckout(r["payment_id"], r["account_id"], r["checkout_id"], r["updated_at"], r["attempts"])
 
 
-_CLAIM_TO_OPEN = """
+_IN_SECONDS = "now() + make_interval(secs => $2)"
+_CLAIM_TO_OPEN = f"""
 UPDATE payments SET next_attempt_at = now() + make_interval(secs => $2),
        open_attempts = open_attempts + 1
  WHERE payment_id IN (
     SELECT payment_id FROM payments
-     WHERE next_attempt_at <= now() AND status = 'requested'
+     WHERE next_attempt_at <= now() AND status = '{PaymentStatus.REQUESTED.value}'
      ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
 RETURNING payment_id
 """
 # The least threshold of any policy selects candidates ($2); each payment's own policy
 # decides (the provider worker).
-_CLAIM_TO_SYNC = """
+_CLAIM_TO_SYNC = f"""
 WITH due AS (
     SELECT payment_id FROM payments
-     WHERE status IN ('checkout_open', 'processing') AND checkout_id IS NOT NULL
+     WHERE status IN ({sql_in(AWAITING_PROVIDER)}) AND checkout_id IS NOT NULL
        AND flag_reason IS NULL
        AND CASE WHEN $4::uuid[] IS NULL
                 THEN updated_at <= now() - make_interval(secs => $2)

@@ -215,10 +215,6 @@ class FakePayments:
     async def get_many_for_update(self, payment_ids: Sequence[UUID]) -> list[Payment]:
         return [self.s.payment(i) for i in sorted(payment_ids) if i in self.s.payments]
 
-    def _change(self, payment_id: UUID, **values: Any) -> None:
-        row = self.s.payments[payment_id]
-        row.payment = replace(row.payment, **values)
-
     async def move(
         self,
         payment_id: UUID,
@@ -233,7 +229,8 @@ class FakePayments:
     ) -> None:
         row = self.s.payments[payment_id]
         p = row.payment
-        self._change(
+        _change(
+            self.s,
             payment_id,
             status=to,
             updated_at=self.s.now,
@@ -265,7 +262,8 @@ class FakePayments:
         provider_payment_ref: str | None,
     ) -> None:
         p = self.s.payment(payment_id)
-        self._change(
+        _change(
+            self.s,
             payment_id,
             confirmed_minor=confirmed_minor,
             confirmed_currency=confirmed_currency,
@@ -274,10 +272,10 @@ class FakePayments:
         )
 
     async def keep_checkout_id(self, payment_id: UUID, checkout_id: str) -> None:
-        self._change(payment_id, checkout_id=self.s.payment(payment_id).checkout_id or checkout_id)
+        _change(self.s, payment_id, checkout_id=self.s.payment(payment_id).checkout_id or checkout_id)
 
     async def flag(self, payment_id: UUID, reason: str) -> None:
-        self._change(payment_id, flag_reason=reason)
+        _change(self.s, payment_id, flag_reason=reason)
 
     async def invoices_paid_by_others(self, payment: Payment) -> bool:
         numbers = {n for n, _ in payment.allocations}
@@ -294,6 +292,11 @@ class FakePayments:
     ) -> None:
         self.s.callback_log.append((payment_id, webhook_id, provider_event, verdict, note))
 
+
+class FakeCheckoutQueues:
+    def __init__(self, store: Store) -> None:
+        self.s = store
+
     async def claim_to_open(self, *, batch_size: int, lease_s: float) -> list[Payment]:
         due = [
             r
@@ -304,7 +307,7 @@ class FakePayments:
         ][:batch_size]
         for r in due:
             r.next_attempt_at = self.s.later(lease_s)
-            self._change(r.payment.payment_id, open_attempts=r.payment.open_attempts + 1)
+            _change(self.s, r.payment.payment_id, open_attempts=r.payment.open_attempts + 1)
         return [r.payment for r in due]
 
     async def open_later(self, payment_id: UUID, delay_s: float) -> None:
@@ -371,6 +374,11 @@ class FakePayments:
 
     async def cancel_later(self, payment_id: UUID, delay_s: float) -> None:
         self.s.payments[payment_id].cancel_next_at = self.s.later(delay_s)
+
+
+def _change(store: Store, payment_id: UUID, **values: Any) -> None:
+    row = store.payments[payment_id]
+    row.payment = replace(row.payment, **values)
 
 
 def _claimed(row: PaymentRow, attempts: int) -> ClaimedCheckout:
@@ -481,6 +489,7 @@ class FakeUnitOfWork:
         self.invoices = FakeInvoices(store)
         self.commands = FakeCommands(store)
         self.payments = FakePayments(store)
+        self.checkouts = FakeCheckoutQueues(store)
         self.refunds = FakeRefunds(store)
         self.webhooks = FakeWebhooks(store)
         self.published: list[Envelope] = []
