@@ -149,7 +149,7 @@ class FakeUnitOfWork:
         self.registrations = FakeRegistrations()
         self._pending: list[dict[str, Any]] = []
 
-    def emit(self, event: Event) -> None:
+    def publish(self, event: Event) -> None:
         self._pending.append(json.loads(event.body))
 
     def reject(self, delivery: Delivery, error: InvalidErpDocument) -> None:

@@ -16,10 +16,10 @@ from status_projector.domain.model import (
     invoice_key,
     payment_key,
 )
-from status_projector.unit_of_work import InvoiceKey, Position
+from status_projector.projection_batch import InvoiceKey, Position
 
 
-class FakeUnitOfWork:
+class FakeProjectionBatch:
     """One read model kept across batches; each batch ends with `commit`."""
 
     def __init__(self) -> None:

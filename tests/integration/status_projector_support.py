@@ -41,8 +41,8 @@ from payments_platform.database import open_pool
 from status_projector.adapters.schema import VersionTables, install
 from status_projector.domain.access import MerchantKeys, PortalKeys, digest_of
 from status_projector.entrypoints.http import build_app
+from status_projector.projections import input_topics, kafka_offsets, projection_consumer, run_until
 from status_projector.settings import SCHEMA
-from status_projector.workers import input_topics, kafka_offsets, projection_consumer, run_until
 
 PRODUCER = "test"
 BASE = datetime(2025, 1, 1, tzinfo=UTC)

@@ -31,7 +31,13 @@ from payments_platform.messaging import Delivery, Transaction
 from payments_platform.topic_admin import ensure_topics
 from status_projector import ops
 from status_projector.adapters.schema import VersionTables
-from status_projector.workers import input_topics, kafka_offsets, projecting, projection_consumer, run_until
+from status_projector.projections import (
+    input_topics,
+    kafka_offsets,
+    projecting,
+    projection_consumer,
+    run_until,
+)
 
 pytestmark = pytest.mark.integration
 

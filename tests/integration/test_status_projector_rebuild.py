@@ -22,7 +22,7 @@ from status_projector_support import (
 from payments_contracts.topics import TopicRegistry
 from status_projector import ops
 from status_projector.entrypoints.http import InvoiceOut
-from status_projector.workers import LiveProjection
+from status_projector.projections import LiveProjection
 
 pytestmark = pytest.mark.integration
 

@@ -10,28 +10,28 @@ import pytest
 from integration.status_projector_support import Clock, requested
 
 from payments_platform.messaging import Transaction
-from status_projector.adapters import unit_of_work
+from status_projector.adapters import projection_batch
+from status_projector.adapters.projection_batch import PostgresProjectionBatch
 from status_projector.adapters.schema import VersionTables
-from status_projector.adapters.unit_of_work import PostgresUnitOfWork
 from status_projector.domain.model import Park
 
 
 def test_decoded_parked_messages_stay_bounded_and_evicted_ones_decode_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(unit_of_work, "DECODED_KEPT", 3)
+    monkeypatch.setattr(projection_batch, "DECODED_KEPT", 3)
     decoded: dict[object, Any] = {}
     # Parking reads and writes nothing in the database until commit.
-    uow = PostgresUnitOfWork(Transaction(cast(Any, None), cast(Any, None)), VersionTables(1), decoded)
+    batch = PostgresProjectionBatch(Transaction(cast(Any, None), cast(Any, None)), VersionTables(1), decoded)
     clock = Clock()
     messages = [requested(clock, "ACC-1", uuid.uuid4(), [(f"INV-{n}", 100)]) for n in range(7)]
     for offset, message in enumerate(messages):
-        uow.park(
+        batch.park(
             message, ("payments.events", 0, offset), Park("unknown invoice", f"invoice:ACC-1/INV-{offset}")
         )
         assert len(decoded) <= 3
 
-    parked = sorted(uow._parked.values(), key=lambda e: e.position)
+    parked = sorted(batch._parked.values(), key=lambda e: e.position)
     assert [e.event_id for e in parked] == [m.event_id for m in messages]
-    assert uow.parked_message(parked[-1]) is messages[-1]  # still kept: no decode
-    assert uow.parked_message(parked[0]) == messages[0]  # dropped: decoded from its JSON
+    assert batch.parked_message(parked[-1]) is messages[-1]  # still kept: no decode
+    assert batch.parked_message(parked[0]) == messages[0]  # dropped: decoded from its JSON

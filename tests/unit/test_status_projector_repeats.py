@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from fakes.status_projector import FakeUnitOfWork
+from fakes.status_projector import FakeProjectionBatch
 from integration.status_projector_support import (
     PRODUCER,
     Clock,
@@ -186,16 +186,16 @@ def story() -> list[Envelope]:
 
 async def project(events: Sequence[Envelope], batch_size: int = 1) -> dict[str, Any]:
     """The read model after `events`, delivered in batches of `batch_size` (one partition)."""
-    uow = FakeUnitOfWork()
+    batch = FakeProjectionBatch()
     deliveries = [Delivery("events", 0, n, m) for n, m in enumerate(events)]
     for start in range(0, len(deliveries), batch_size):
-        await apply_batch(deliveries[start : start + batch_size], uow)
+        await apply_batch(deliveries[start : start + batch_size], batch)
     return {
-        "invoices": {k: dataclasses.asdict(v) for k, v in uow.invoices.items()},
-        "payments": {k: dataclasses.asdict(v) for k, v in uow.payments.items()},
-        "policies": dict(uow.policies),
-        "parked": sorted((str(e.event_id), e.waits_for, e.reason) for e in uow.parked.values()),
-        "last_event_at": uow.last_event_at,
+        "invoices": {k: dataclasses.asdict(v) for k, v in batch.invoices.items()},
+        "payments": {k: dataclasses.asdict(v) for k, v in batch.payments.items()},
+        "policies": dict(batch.policies),
+        "parked": sorted((str(e.event_id), e.waits_for, e.reason) for e in batch.parked.values()),
+        "last_event_at": batch.last_event_at,
     }
 
 

@@ -30,10 +30,10 @@ from payments_portal_client import (
 from payments_portal_client import commands as build
 from payments_portal_client.read_model import AccountSummary, InvoiceOut
 
+from .command_channel import CommandChannel
 from .domain.pay_column import BadAmount, before_dialog, parse_amount
 from .domain.portal import Merchant, Portals
 from .settings import SERVICE
-from .unit_of_work import CommandChannel
 
 
 class UnknownAccount(LookupError):

@@ -77,7 +77,7 @@ class UnitOfWork(Protocol):
     def now(self) -> datetime:
         """One moment for the whole unit: what it publishes happened at once."""
 
-    def emit(self, event: Event) -> None: ...
+    def publish(self, event: Event) -> None: ...
 
     def reject(self, delivery: Delivery, error: InvalidErpDocument) -> None:
         """Dead-letter a document that can never be applied; the batch goes on."""

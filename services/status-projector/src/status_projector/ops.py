@@ -33,7 +33,7 @@ from .adapters.schema import (
     versions_besides,
 )
 from .settings import SERVICE
-from .workers import Progress, input_topics, kafka_offsets, projection_consumer, run_until
+from .projections import Progress, input_topics, kafka_offsets, projection_consumer, run_until
 
 log = logging.getLogger(__name__)
 

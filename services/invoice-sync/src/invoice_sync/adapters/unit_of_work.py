@@ -35,7 +35,7 @@ class PostgresUnitOfWork:
         """On a consumer's batch transaction."""
         return cls(tx.connection, tx.outbox, writes_outbox=False)
 
-    def emit(self, event: Event) -> None:
+    def publish(self, event: Event) -> None:
         self._outbox.add(event.outgoing(self._invoices_topic))
 
     def reject(self, delivery: Delivery, error: InvalidErpDocument) -> None:

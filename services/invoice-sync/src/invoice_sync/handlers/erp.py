@@ -38,7 +38,7 @@ def _store(uow: UnitOfWork, invoice: Invoice) -> None:
 
 def _publish_all(uow: UnitOfWork, happenings: list[mirror.Happening], cause: Cause) -> None:
     for happening in happenings:
-        uow.emit(happened(happening, cause, uow.now))
+        uow.publish(happened(happening, cause, uow.now))
 
 
 async def on_invoice_upserted(message: ErpInvoiceUpserted, uow: UnitOfWork) -> None:

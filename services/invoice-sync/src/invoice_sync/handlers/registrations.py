@@ -22,4 +22,4 @@ async def on_provider_answers(answers: Sequence[Answer], uow: UnitOfWork) -> Non
     uow.invoices.put_provider_states(recorded.answered.values())
     uow.registrations.update(recorded.queue)
     for result in recorded.results:
-        uow.emit(registration_result(result, uow.now))
+        uow.publish(registration_result(result, uow.now))

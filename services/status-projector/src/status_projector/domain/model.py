@@ -8,7 +8,7 @@ order than the live projection did, and must end with the same rows).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime
 
 from .status import InvoiceFacts, NotPayableReason, PaymentState, PayStatus, Standing, standing
@@ -115,6 +115,26 @@ class AccountPolicy:
         return other is None or self.at >= other.at
 
 
+@dataclass(frozen=True)
+class ErpFacts:
+    """What one ERP version states of an invoice (an `invoice.synced`)."""
+
+    erp_version: int
+    currency: str
+    order_number: str | None
+    po_number: str | None
+    invoice_date: date
+    due_date: date
+    total_minor: int
+    open_amount_minor: int
+    erp_status: str
+    billing_country: str
+    posted_refs: list[str]
+
+
+_ERP_FIELDS = tuple(f.name for f in fields(ErpFacts))
+
+
 @dataclass
 class Invoice:
     account_id: str
@@ -150,6 +170,31 @@ class Invoice:
     @property
     def key(self) -> tuple[str, str]:
         return (self.account_id, self.invoice_number)
+
+    @classmethod
+    def from_erp(cls, account_id: str, invoice_number: str, facts: ErpFacts) -> Invoice:
+        return cls(
+            account_id=account_id,
+            invoice_number=invoice_number,
+            **{name: getattr(facts, name) for name in _ERP_FIELDS},
+        )
+
+    def take_erp_facts(self, facts: ErpFacts) -> bool:
+        """The newer ERP version wins. The same version applies again (invoice-sync states
+        a version once more when an account snapshot reopens the invoice); an older one
+        changes nothing (False)."""
+        if facts.erp_version < self.erp_version:
+            return False
+        for name in _ERP_FIELDS:
+            setattr(self, name, getattr(facts, name))
+        return True
+
+    def take_open_amount(self, erp_version: int, open_amount_minor: int) -> bool:
+        """A balance change of the ERP, under the same version rule as its other facts."""
+        if erp_version < self.erp_version:
+            return False
+        self.open_amount_minor, self.erp_version = open_amount_minor, erp_version
+        return True
 
     def touched(self, at: datetime) -> None:
         if self.last_event_at is None or at > self.last_event_at:

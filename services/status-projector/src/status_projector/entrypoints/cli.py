@@ -26,8 +26,8 @@ from payments_platform.observability import configure_logging
 from payments_platform.service import collect_garbage_less_often
 from status_projector import ops
 from status_projector.adapters.schema import install
+from status_projector.projections import collector_allocations
 from status_projector.settings import SCHEMA, SERVICE, ProjectorSettings
-from status_projector.workers import collector_allocations
 
 app = typer.Typer(help="Operate the status-projector read model.", no_args_is_help=True)
 T = TypeVar("T")

@@ -15,8 +15,8 @@ from status_projector.domain.access import PortalKeys
 from status_projector.entrypoints.http import build_app
 from status_projector.entrypoints.memory import map_large_blocks_apart
 from status_projector.entrypoints.merchants import follow_merchant_file, with_merchant_routes
+from status_projector.projections import LiveProjection, collector_allocations
 from status_projector.settings import SCHEMA, SERVICE, ProjectorSettings, portal_keys
-from status_projector.workers import LiveProjection, collector_allocations
 
 
 async def serve(settings: ProjectorSettings, keys: PortalKeys) -> None:

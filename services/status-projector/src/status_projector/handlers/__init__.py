@@ -39,7 +39,7 @@ from payments_contracts.payments import (
 from payments_platform.messaging import Delivery
 from status_projector.domain.model import Park
 from status_projector.domain.status import PaymentState
-from status_projector.unit_of_work import InvoiceKey, Position, UnitOfWork
+from status_projector.projection_batch import InvoiceKey, Position, ProjectionBatch
 
 from .invoices import (
     on_invoice_balance_changed,
@@ -106,43 +106,43 @@ def needs(message: Envelope, keys: set[InvoiceKey], payments: set[str]) -> None:
             payments.add(str(payment_id))
 
 
-async def _load_for(uow: UnitOfWork, messages: Sequence[Envelope]) -> None:
+async def _load_for(batch: ProjectionBatch, messages: Sequence[Envelope]) -> None:
     keys: set[InvoiceKey] = set()
     payments: set[str] = set()
     for message in messages:
         needs(message, keys, payments)
-    await uow.load(keys, payments)
+    await batch.load(keys, payments)
 
 
-def apply(message: Envelope, position: Position, uow: UnitOfWork) -> bool:
+def apply(message: Envelope, position: Position, batch: ProjectionBatch) -> bool:
     """Apply one event; False when it was parked."""
     handler = HANDLERS.get(type(message))
     if handler is None:
         return True
     try:
-        handler(message, uow)
+        handler(message, batch)
     except Park as why:
-        uow.park(message, position, why)
+        batch.park(message, position, why)
         return False
-    uow.saw(message.occurred_at)
+    batch.saw(message.occurred_at)
     return True
 
 
-async def retry_parked(uow: UnitOfWork) -> None:
+async def retry_parked(batch: ProjectionBatch) -> None:
     """Apply parked events whose invoice or payment appeared, until nothing more moves."""
-    while keys := uow.appeared():
-        waiting = await uow.parked_for(keys)
+    while keys := batch.appeared():
+        waiting = await batch.parked_for(keys)
         if not waiting:
             continue
-        messages = [uow.parked_message(e) for e in waiting]
-        await _load_for(uow, messages)
+        messages = [batch.parked_message(e) for e in waiting]
+        await _load_for(batch, messages)
         for event, message in zip(waiting, messages, strict=True):
-            if apply(message, event.position, uow):
-                uow.unpark(event)
+            if apply(message, event.position, batch):
+                batch.unpark(event)
 
 
-async def apply_batch(deliveries: Sequence[Delivery], uow: UnitOfWork) -> None:
-    """Apply a batch of events in `uow`, retry what they unblock, and commit.
+async def apply_batch(deliveries: Sequence[Delivery], batch: ProjectionBatch) -> None:
+    """Apply the events delivered, retry what they unblock, and commit.
 
     The topics have no order between them; invoice events first within a batch means
     fewer payment events park only to be retried a moment later. The order inside
@@ -150,12 +150,12 @@ async def apply_batch(deliveries: Sequence[Delivery], uow: UnitOfWork) -> None:
     """
     invoices = _INVOICE_EVENTS
     ordered = sorted(deliveries, key=lambda d: type(d.message) not in invoices)
-    await _load_for(uow, [d.message for d in ordered])
+    await _load_for(batch, [d.message for d in ordered])
     for d in ordered:
-        apply(d.message, (d.topic, d.partition, d.offset), uow)
-    await retry_parked(uow)
+        apply(d.message, (d.topic, d.partition, d.offset), batch)
+    await retry_parked(batch)
     # Once per changed invoice and batch, not per event: balance and pay status follow
     # from the facts the events left.
-    for invoice in uow.changed_invoices():
+    for invoice in batch.changed_invoices():
         invoice.refresh()
-    await uow.commit()
+    await batch.commit()

@@ -34,8 +34,8 @@ from payments_platform.messaging import (
 )
 from payments_platform.messaging.offsets import Partition, stored_offsets
 
+from .adapters.projection_batch import PostgresProjectionBatch
 from .adapters.schema import VersionTables, active_version
-from .adapters.unit_of_work import PostgresUnitOfWork
 from .handlers import apply_batch
 from .settings import SERVICE
 
@@ -73,7 +73,7 @@ def projecting(tables: VersionTables, *, bulk: bool = False) -> BatchHandler:
     decoded: dict[object, Envelope] = {}
 
     async def handle(deliveries: Sequence[Delivery], tx: Transaction) -> None:
-        await apply_batch(deliveries, await PostgresUnitOfWork.begin(tx, tables, decoded, bulk=bulk))
+        await apply_batch(deliveries, await PostgresProjectionBatch.begin(tx, tables, decoded, bulk=bulk))
 
     return handle
 

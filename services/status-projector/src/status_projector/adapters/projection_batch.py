@@ -1,4 +1,4 @@
-"""The unit of work on one version of the read model: the affected invoices and payments
+"""A projection batch on one version of the read model: the affected invoices and payments
 are read in bulk at the start, changed in memory by the handlers, and written back in
 bulk (a few round trips per batch, not per event) in the batch's transaction."""
 
@@ -22,7 +22,7 @@ from status_projector.domain.model import (
     invoice_key,
     payment_key,
 )
-from status_projector.unit_of_work import InvoiceKey, Position
+from status_projector.projection_batch import InvoiceKey, Position
 
 from .repositories import ReadModelStore
 from .schema import VersionTables
@@ -39,7 +39,7 @@ _ANY_EVENT: TypeAdapter[Envelope] = TypeAdapter(
 DECODED_KEPT = 5_000
 
 
-class PostgresUnitOfWork:
+class PostgresProjectionBatch:
     def __init__(
         self, tx: Transaction, tables: VersionTables, decoded: dict[object, Envelope] | None = None
     ) -> None:
@@ -60,11 +60,11 @@ class PostgresUnitOfWork:
     @classmethod
     async def begin(
         cls, tx: Transaction, tables: VersionTables, decoded: dict[object, Envelope], *, bulk: bool
-    ) -> PostgresUnitOfWork:
+    ) -> PostgresProjectionBatch:
         """On a consumer's batch transaction, holding the version's batch lock."""
-        uow = cls(tx, tables, decoded)
-        await uow._store.lock(bulk=bulk)
-        return uow
+        batch = cls(tx, tables, decoded)
+        await batch._store.lock(bulk=bulk)
+        return batch
 
     async def load(self, invoice_keys: Iterable[InvoiceKey], payment_ids: Iterable[str]) -> None:
         wanted_payments = {p for p in payment_ids if p not in self._payments}

@@ -1,6 +1,9 @@
-"""What the projection handlers work through: the read model a batch touches, in memory,
-and the events it parks. adapters/unit_of_work.py implements it on one version's
-tables; the handler unit tests use an in-memory fake (tests/fakes/status_projector.py)."""
+"""What the projection handlers work through: the rows of the read model a batch of
+events touches, held in memory (an identity map, not repositories: a projection decides
+nothing it must load piecemeal), and the events it parks until what they wait for
+appears. The projector publishes nothing, so this is not a unit of work.
+adapters/projection_batch.py implements it on one version's tables; the handler unit
+tests use an in-memory fake (tests/fakes/status_projector.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ InvoiceKey = tuple[str, str]
 Position = tuple[str, int, int]  # topic, partition, offset
 
 
-class UnitOfWork(Protocol):
+class ProjectionBatch(Protocol):
     async def load(self, invoice_keys: Iterable[InvoiceKey], payment_ids: Iterable[str]) -> None:
         """Read what the coming events touch (and each payment's invoices) not in memory yet."""
 
