@@ -56,7 +56,7 @@ topics: install up
 
 contracts: install
 	$(BIN)/payments-contracts --out contracts
-	$(BIN)/status-projector-ops openapi --out contracts/openapi/status-projector.json
+	$(BIN)/status-projector-ops openapi
 	$(BIN)/python -m sandbox_provider.entrypoints.openapi
 	$(BIN)/python -m payments_portal_client.generate
 	$(BIN)/python -m demo_portal.entrypoints.asyncapi

@@ -74,7 +74,7 @@ async def test_payment_events_before_their_invoice_are_parked_then_applied(
         await project_to_end(pool, topics, kafka_bootstrap)
         row = await invoice_row(pool, "A1", "INV-1")
         assert row is not None
-        assert (row["pay_status"], row["current_payment_state"]) == ("pending", "checkout_opened")
+        assert (row["pay_status"], row["current_payment_state"]) == ("pending", "checkout_open")
         assert (await dump(pool, 1))["parked"] == []
 
         await publish(kafka_bootstrap, topics, [succeeded(clock, "A1", pay, [("INV-1", 10_000)])])

@@ -57,7 +57,7 @@ def test_registration_failure_is_its_own_reason() -> None:
 
 
 @pytest.mark.parametrize(
-    "state", [PaymentState.REQUESTED, PaymentState.CHECKOUT_OPENED, PaymentState.PROCESSING]
+    "state", [PaymentState.REQUESTED, PaymentState.CHECKOUT_OPEN, PaymentState.PROCESSING]
 )
 def test_open_checkout_or_processing_payment_makes_it_pending(state: PaymentState) -> None:
     assert standing(OPEN._replace(current_payment_state=state)).pay_status is PayStatus.PENDING
@@ -163,9 +163,9 @@ def test_no_pay_button_anywhere_without_provider() -> None:
 @pytest.mark.parametrize(
     ("current", "new", "expected"),
     [
-        (PaymentState.REQUESTED, PaymentState.CHECKOUT_OPENED, Transition.APPLY),
-        (PaymentState.CHECKOUT_OPENED, PaymentState.SUCCEEDED, Transition.APPLY),
-        (PaymentState.PROCESSING, PaymentState.CHECKOUT_OPENED, Transition.NO_OP),
+        (PaymentState.REQUESTED, PaymentState.CHECKOUT_OPEN, Transition.APPLY),
+        (PaymentState.CHECKOUT_OPEN, PaymentState.SUCCEEDED, Transition.APPLY),
+        (PaymentState.PROCESSING, PaymentState.CHECKOUT_OPEN, Transition.NO_OP),
         (PaymentState.SUCCEEDED, PaymentState.SUCCEEDED, Transition.NO_OP),
         (PaymentState.EXPIRED, PaymentState.SUCCEEDED, Transition.APPLY),
         (PaymentState.SUCCEEDED, PaymentState.FAILED, Transition.IMPOSSIBLE),

@@ -110,7 +110,7 @@ class PayStatus(StrEnum):
 
 class PaymentState(StrEnum):
     requested = 'requested'
-    checkout_opened = 'checkout_opened'
+    checkout_open = 'checkout_open'
     processing = 'processing'
     succeeded = 'succeeded'
     failed = 'failed'

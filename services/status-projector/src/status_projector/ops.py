@@ -32,8 +32,8 @@ from .adapters.schema import (
     next_version,
     versions_besides,
 )
-from .settings import SERVICE
 from .projections import Progress, input_topics, kafka_offsets, projection_consumer, run_until
+from .settings import SERVICE
 
 log = logging.getLogger(__name__)
 

@@ -67,10 +67,6 @@ class Money(BaseModel):
     currency: CurrencyCode
 
     @classmethod
-    def zero(cls, currency: str) -> Self:
-        return cls(amount_minor=0, currency=currency)
-
-    @classmethod
     def from_decimal(cls, amount: Decimal, currency: str) -> Self:
         """Convert a major-unit decimal ("1250.00") exactly, refusing extra precision."""
         exponent = currency_exponent(currency)
@@ -105,9 +101,6 @@ class Money(BaseModel):
     def __le__(self, other: Money) -> bool:
         self._same_currency(other)
         return self.amount_minor <= other.amount_minor
-
-    def is_positive(self) -> bool:
-        return self.amount_minor > 0
 
     def __str__(self) -> str:
         return f"{self.to_decimal()} {self.currency}"

@@ -1,5 +1,8 @@
-"""Generate the committed JSON Schemas (one per message) and AsyncAPI documents (one per
-service) from the pydantic contracts. `--check` fails when the committed files drift."""
+"""The committed documents other teams build against, generated from code: the JSON
+Schemas (one per message) and AsyncAPI documents (one per service) of the contracts
+here, and `CommittedDocument`, the one writer and drift check every service's own
+document (OpenAPI of an HTTP API, FastStream's AsyncAPI) goes through. `--check` fails
+when a committed file drifts from the code."""
 
 from __future__ import annotations
 
@@ -7,10 +10,14 @@ import argparse
 import difflib
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
@@ -19,6 +26,46 @@ from payments_contracts.topics import DEAD_LETTER_POLICY, SERVICE_CHANNELS, TOPI
 from payments_contracts.webhooks import ProviderWebhook, WebhookAccepted, WebhookRefused
 
 VERSION = "1.0.0"
+# Editable installs only: the documents are committed beside the code they come from.
+CONTRACTS = Path(__file__).resolve().parents[4] / "contracts"
+
+
+@dataclass(frozen=True)
+class CommittedDocument:
+    """One generated document committed under contracts/: `make contracts` writes it,
+    a unit test fails when it drifts from the code that renders it."""
+
+    path: Path
+    render: Callable[[], str]
+    regenerate: str  # the command that writes it, for the drift message
+
+    def is_stale(self, target: Path | None = None) -> bool:
+        target = target or self.path
+        return not target.exists() or target.read_text() != self.render()
+
+    def write(self, target: Path | None = None) -> Path:
+        target = target or self.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(self.render())
+        return target
+
+    def main(self, argv: list[str] | None = None) -> None:
+        parser = argparse.ArgumentParser(description=f"Write (or --check) {self.path.name}")
+        parser.add_argument("--check", action="store_true", help="exit 1 when the committed file is stale")
+        if parser.parse_args(argv).check:
+            if self.is_stale():
+                print(f"{self.path} is stale; run {self.regenerate}", file=sys.stderr)
+                raise SystemExit(1)
+            return
+        print(f"wrote {self.write()}")
+
+
+def openapi_json(app: FastAPI) -> str:
+    """An app's OpenAPI document as committed: stable key order, one trailing newline."""
+    document = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 AT_LEAST_ONCE = (
     "Delivery is at least once: a message can appear more than once with the same event_id "

@@ -23,6 +23,3 @@ def demo_api_key(merchant: str) -> str:
     """The published read-API key of a merchant in sandbox mode (printed by `make run`)."""
     return f"{_DEMO_KEY_PREFIX}{merchant}"
 
-
-def is_demo_api_key(key: str) -> bool:
-    return key.startswith(_DEMO_KEY_PREFIX)

@@ -1,6 +1,6 @@
-"""Write (or `--check`) the committed OpenAPI document of the sandbox provider: the
-provider API our services call (registration, checkouts, status query, cancel, refunds)
-and the `/sandbox/*` controls tests and people use.
+"""The committed OpenAPI document of the sandbox provider: the provider API our services
+call (registration, checkouts, status query, cancel, refunds) and the `/sandbox/*`
+controls tests and people use.
 
 .venv/bin/python -m sandbox_provider.entrypoints.openapi          # regenerate
 .venv/bin/python -m sandbox_provider.entrypoints.openapi --check  # fail if stale
@@ -8,43 +8,27 @@ and the `/sandbox/*` controls tests and people use.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
-from fastapi.openapi.utils import get_openapi
-
+from payments_platform.documents import CONTRACTS, CommittedDocument, openapi_json
 from sandbox_provider.entrypoints.http import build_app
 from sandbox_provider.settings import SandboxSettings
 
-DOCUMENT = Path(__file__).resolve().parents[5] / "contracts" / "openapi" / "sandbox-provider.json"
+
+def render() -> str:
+    app, _ = build_app(SandboxSettings())
+    return openapi_json(app)
 
 
 def document() -> dict[str, Any]:
-    app, _ = build_app(SandboxSettings())
-    return get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    parsed: dict[str, Any] = json.loads(render())
+    return parsed
 
 
-def render() -> str:
-    return json.dumps(document(), indent=2, sort_keys=True) + "\n"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="exit 1 when the committed file is stale")
-    args = parser.parse_args()
-    wanted = render()
-    if args.check:
-        if not DOCUMENT.exists() or DOCUMENT.read_text() != wanted:
-            print(f"{DOCUMENT} is stale; run python -m sandbox_provider.entrypoints.openapi", file=sys.stderr)
-            sys.exit(1)
-        return
-    DOCUMENT.parent.mkdir(parents=True, exist_ok=True)
-    DOCUMENT.write_text(wanted)
-    print(f"wrote {DOCUMENT}")
-
+DOCUMENT = CommittedDocument(
+    CONTRACTS / "openapi" / "sandbox-provider.json", render, "python -m sandbox_provider.entrypoints.openapi"
+)
 
 if __name__ == "__main__":
-    main()
+    DOCUMENT.main()

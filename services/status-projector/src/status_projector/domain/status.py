@@ -41,25 +41,29 @@ class NotPayableReason(StrEnum):
 
 
 class PaymentState(StrEnum):
+    """A payment's state, spelled as payment-intake spells its status (the event that
+    enters a state is named in the past tense: `payment.checkout_opened`)."""
+
     REQUESTED = "requested"
-    CHECKOUT_OPENED = "checkout_opened"
+    CHECKOUT_OPEN = "checkout_open"
     PROCESSING = "processing"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
 
+    @classmethod
+    def _missing_(cls, value: object) -> PaymentState | None:
+        # Rows written before the one spelling read back until the next rebuild.
+        return cls.CHECKOUT_OPEN if value == "checkout_opened" else None
+
     @property
     def active(self) -> bool:
         """A checkout is open or money is moving: the invoice is `pending`."""
         return self in _ACTIVE
 
-    @property
-    def ended_without_money(self) -> bool:
-        return self in _ENDED
 
-
-_ACTIVE = frozenset({PaymentState.REQUESTED, PaymentState.CHECKOUT_OPENED, PaymentState.PROCESSING})
+_ACTIVE = frozenset({PaymentState.REQUESTED, PaymentState.CHECKOUT_OPEN, PaymentState.PROCESSING})
 _ENDED = frozenset({PaymentState.FAILED, PaymentState.CANCELLED, PaymentState.EXPIRED})
 
 PAY_BUTTON_STATUSES = frozenset({PayStatus.PAYABLE, PayStatus.PARTIALLY_PAID})
@@ -147,7 +151,7 @@ def account_pay_button(balance_minor: int, *, provider_configured: bool) -> bool
 
 _RANK = {
     PaymentState.REQUESTED: 0,
-    PaymentState.CHECKOUT_OPENED: 1,
+    PaymentState.CHECKOUT_OPEN: 1,
     PaymentState.PROCESSING: 2,
     PaymentState.SUCCEEDED: 3,
     PaymentState.FAILED: 3,

@@ -162,18 +162,15 @@ def openapi(
     """Generate the read-model API's OpenAPI document (committed; a unit test checks it)."""
     from pathlib import Path
 
-    from status_projector.entrypoints.openapi import DOCUMENT, render
+    from status_projector.entrypoints.openapi import DOCUMENT
 
-    target = Path(out) if out else DOCUMENT
-    wanted = render()
+    target = Path(out) if out else None
     if check:
-        if not target.exists() or target.read_text() != wanted:
-            console.print(f"{target} is stale; run status-projector-ops openapi")
+        if DOCUMENT.is_stale(target):
+            console.print(f"{target or DOCUMENT.path} is stale; run status-projector-ops openapi")
             raise typer.Exit(1)
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(wanted)
-    console.print(f"wrote {target}")
+    console.print(f"wrote {DOCUMENT.write(target)}")
 
 
 @app.command("new-api-key")

@@ -105,7 +105,7 @@ def _payment_moved(
 
 
 def on_checkout_opened(message: CheckoutOpened, batch: ProjectionBatch) -> None:
-    _payment_moved(message, str(message.payload.payment_id), PaymentState.CHECKOUT_OPENED, batch)
+    _payment_moved(message, str(message.payload.payment_id), PaymentState.CHECKOUT_OPEN, batch)
 
 
 def on_payment_processing(message: PaymentProcessing, batch: ProjectionBatch) -> None:
