@@ -27,7 +27,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from payment_intake_support import guest
+from message_builders import guest
 
 from infra import load_runtime
 from payments_contracts import Envelope

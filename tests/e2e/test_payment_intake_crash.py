@@ -19,14 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from processes import Process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from payment_intake_support import (
-    EventLog,
-    free_port,
-    pay_invoice,
-    registered,
-    synced,
-    until,
-)
+from message_builders import pay_invoice, registered, synced
+from payment_intake_support import EventLog, free_port, until
 
 from payments_contracts.topics import TopicRegistry
 from payments_platform.topic_admin import ensure_topics

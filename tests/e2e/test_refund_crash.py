@@ -20,7 +20,8 @@ from test_payment_intake_crash import BIN, _new_database, _up
 from processes import Process
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from payment_intake_support import EventLog, free_port, pay_invoice, registered, synced, until
+from message_builders import pay_invoice, registered, synced
+from payment_intake_support import EventLog, free_port, until
 
 from payments_contracts.payments import CancelCheckout, CancelCheckoutPayload, CardOnline
 from payments_contracts.topics import TopicRegistry

@@ -10,40 +10,19 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from message_builders import registered, synced
 from pydantic import TypeAdapter
 from standardwebhooks.webhooks import Webhook
 
 from payment_intake.entrypoints.main import Parts, build_parts
 from payment_intake.settings import PaymentIntakeSettings
 from payments_contracts import Envelope, PaymentEvent
-from payments_contracts.invoices import (
-    InvoiceClosed,
-    InvoiceClosedPayload,
-    InvoiceRegistered,
-    InvoiceRegisteredPayload,
-    InvoiceSynced,
-    InvoiceSyncedPayload,
-    PostedPayment,
-)
-from payments_contracts.money import Money
-from payments_contracts.payments import (
-    BillingAddress,
-    GuestCheckout,
-    PayAccountBalance,
-    PayAccountBalancePayload,
-    PayerPortal,
-    PayInvoice,
-    PayInvoicePayload,
-    PaySelectedInvoices,
-    PaySelectedInvoicesPayload,
-    SelectedInvoice,
-)
 from payments_contracts.topics import TopicRegistry
 from payments_platform.http_limits import server_limits
 from payments_platform.sandbox import SANDBOX_WEBHOOK_SECRET
@@ -52,113 +31,6 @@ from sandbox_provider.settings import SandboxSettings
 from system import free_port
 
 EVENTS = TypeAdapter(PaymentEvent)
-
-
-def usd(minor: int) -> Money:
-    return Money(amount_minor=minor, currency="USD")
-
-
-def guest() -> GuestCheckout:
-    return GuestCheckout(
-        billing_address=BillingAddress(
-            email="ap@example.com",
-            street="1 Main St",
-            country="US",
-            postal_code="10001",
-            phone_country_code="+1",
-            phone_number="212 555 0100",
-        ),
-        name_on_card="Pat Payer",
-    )
-
-
-def synced(
-    account: str,
-    number: str,
-    open_minor: int,
-    *,
-    version: int = 1,
-    country: str = "US",
-    status: str = "open",
-    posted: list[tuple[str, int]] | None = None,
-    total_minor: int | None = None,
-) -> InvoiceSynced:
-    return InvoiceSynced.originating(
-        producer="test",
-        account_id=account,
-        payload=InvoiceSyncedPayload(
-            invoice_number=number,
-            erp_version=version,
-            order_number=None,
-            po_number=None,
-            invoice_date=date(2026, 4, 1),
-            due_date=date(2026, 5, 1),
-            total=usd(total_minor if total_minor is not None else max(open_minor, 1)),
-            open_amount=usd(open_minor),
-            erp_status=status,  # type: ignore[arg-type]
-            billing_country=country,
-            posted_payments=[PostedPayment(reference=r, amount=usd(a)) for r, a in posted or []],
-        ),
-    )
-
-
-def registered(account: str, number: str, minor: int, *, version: int = 1) -> InvoiceRegistered:
-    return InvoiceRegistered.originating(
-        producer="test",
-        account_id=account,
-        payload=InvoiceRegisteredPayload(
-            invoice_number=number, erp_version=version, provider_invoice_id=f"inv_{number}", amount=usd(minor)
-        ),
-    )
-
-
-def closed(account: str, number: str, *, version: int = 2) -> InvoiceClosed:
-    return InvoiceClosed.originating(
-        producer="test",
-        account_id=account,
-        payload=InvoiceClosedPayload(invoice_number=number, erp_version=version, reason="cancelled"),
-    )
-
-
-def pay_invoice(
-    account: str, number: str, *, key: str | None = None, amount: int | None = None, method: Any = None
-) -> PayInvoice:
-    return PayInvoice.originating(
-        producer="portal",
-        account_id=account,
-        payload=PayInvoicePayload(
-            idempotency_key=key or str(uuid.uuid4()),
-            invoice_number=number,
-            amount=None if amount is None else usd(amount),
-            method=method or guest(),
-        ),
-    )
-
-
-def pay_selected(
-    account: str, items: list[tuple[str, int | None]], *, key: str | None = None, method: Any = None
-) -> PaySelectedInvoices:
-    return PaySelectedInvoices.originating(
-        producer="portal",
-        account_id=account,
-        payload=PaySelectedInvoicesPayload(
-            idempotency_key=key or str(uuid.uuid4()),
-            invoices=[
-                SelectedInvoice(invoice_number=n, amount=None if a is None else usd(a)) for n, a in items
-            ],
-            method=method or guest(),
-        ),
-    )
-
-
-def pay_balance(account: str, *, key: str | None = None, method: Any = None) -> PayAccountBalance:
-    return PayAccountBalance.originating(
-        producer="portal",
-        account_id=account,
-        payload=PayAccountBalancePayload(
-            idempotency_key=key or str(uuid.uuid4()), method=method or PayerPortal()
-        ),
-    )
 
 
 async def until(check: Callable[[], Any], *, timeout: float = 20.0, what: str = "condition") -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
+from message_builders import usd
 
 from payments_contracts import Envelope
 from payments_contracts.invoices import (
@@ -20,7 +21,6 @@ from payments_contracts.invoices import (
     InvoiceSyncedPayload,
     PostedPayment,
 )
-from payments_contracts.money import Money
 from payments_contracts.payments import (
     Allocation,
     CheckoutOpened,
@@ -57,10 +57,6 @@ class Clock:
     def tick(self) -> datetime:
         self.now += timedelta(seconds=1)
         return self.now
-
-
-def usd(minor: int) -> Money:
-    return Money(amount_minor=minor, currency="USD")
 
 
 def synced(

@@ -9,17 +9,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
-from payment_intake_support import (
-    Intake,
-    fresh_database,
-    fresh_topics,
-    guest,
-    pay_invoice,
-    running_intake,
-    sign,
-    synced,
-    until,
-)
+from message_builders import guest, pay_invoice, synced
+from payment_intake_support import Intake, fresh_database, fresh_topics, running_intake, sign, until
 
 from kafka_tools import eventually, read_all
 from payments_contracts.payments import (

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from payment_intake_support import pay_invoice, running_intake
+from message_builders import pay_invoice
+from payment_intake_support import running_intake
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,8 @@ import uuid
 
 import asyncpg
 import pytest
-from payment_intake_support import pay_invoice, running_intake, sign, until
+from message_builders import pay_invoice
+from payment_intake_support import running_intake, sign, until
 
 from payment_intake.adapters.payment_repository import PostgresPaymentRepository
 from payment_intake.adapters.schema import install

@@ -12,7 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from payment_intake_support import Intake, fresh_database, fresh_topics, pay_invoice, running_intake
+from message_builders import pay_invoice
+from payment_intake_support import Intake, fresh_database, fresh_topics, running_intake
 from prometheus_client import REGISTRY
 
 from payment_intake import ops as ops_module

@@ -9,14 +9,8 @@ import time
 import uuid
 
 import pytest
-from payment_intake_support import (
-    Intake,
-    fresh_database,
-    fresh_topics,
-    pay_invoice,
-    running_intake,
-    until,
-)
+from message_builders import pay_invoice
+from payment_intake_support import Intake, fresh_database, fresh_topics, running_intake, until
 
 from payments_contracts.payments import CancelCheckout, CancelCheckoutPayload, CardOnline
 

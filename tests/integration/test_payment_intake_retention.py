@@ -8,7 +8,8 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from payment_intake_support import Intake, pay_invoice, running_intake, sign, until
+from message_builders import pay_invoice
+from payment_intake_support import Intake, running_intake, sign, until
 
 from payment_intake.retention import IntakeRetentionSettings, pruner
 from payments_platform.retention import PRUNED

@@ -8,17 +8,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from payment_intake_support import (
-    Intake,
-    fresh_database,
-    fresh_topics,
-    pay_balance,
-    pay_invoice,
-    pay_selected,
-    running_intake,
-    synced,
-    until,
-)
+from message_builders import pay_balance, pay_invoice, pay_selected, synced
+from payment_intake_support import Intake, fresh_database, fresh_topics, running_intake, until
 
 from payments_contracts.payments import CardOnline, PayerPortal, Remittance
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from fakes.payment_intake import FakeIntake
-from fakes.payment_intake_messages import callback, pay_invoice, registered, synced
+from message_builders import callback, pay_invoice, registered, synced
 
 from payment_intake.domain.payment import PaymentStatus
 from payment_intake.handlers import handle

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 from fakes.payment_intake import Allocation, FakeIntake, Store
-from fakes.payment_intake_messages import cancel, pay_invoice, registered, synced
+from message_builders import cancel, pay_invoice, registered, synced
 
 from payment_intake.domain.payment import PaymentStatus
 from payment_intake.handlers import CardNumberInEnvelope, handle, refuse_card_numbers_in_envelope

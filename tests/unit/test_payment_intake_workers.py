@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from fakes.payment_intake import FakeIntake
-from fakes.payment_intake_messages import callback, cancel, pay_invoice, registered, synced
+from message_builders import callback, cancel, pay_invoice, registered, synced
 
 from payment_intake.domain.payment import Payment, PaymentStatus
 from payment_intake.domain.provider import CheckoutState, OpenedCheckout, ProviderRefused, RefundState
