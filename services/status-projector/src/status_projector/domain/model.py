@@ -115,7 +115,7 @@ class AccountPolicy:
         return other is None or self.at >= other.at
 
 
-@dataclass(frozen=True)
+@dataclass(kw_only=True)
 class ErpFacts:
     """What one ERP version states of an invoice (an `invoice.synced`)."""
 
@@ -129,27 +129,19 @@ class ErpFacts:
     open_amount_minor: int
     erp_status: str
     billing_country: str
-    posted_refs: list[str]
+    posted_refs: list[str] = field(default_factory=list)
 
 
 _ERP_FIELDS = tuple(f.name for f in fields(ErpFacts))
 
 
-@dataclass
-class Invoice:
+@dataclass(kw_only=True)
+class Invoice(ErpFacts):
+    """An invoice of the read model: the ERP's facts, and what payments and the provider
+    made of them."""
+
     account_id: str
     invoice_number: str
-    currency: str
-    order_number: str | None
-    po_number: str | None
-    invoice_date: date
-    due_date: date
-    total_minor: int
-    open_amount_minor: int
-    erp_status: str
-    erp_version: int
-    billing_country: str
-    posted_refs: list[str] = field(default_factory=list)
     registration: str | None = None  # registered | failed
     registration_version: int = -1
     closed_reason: str | None = None
