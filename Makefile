@@ -94,7 +94,7 @@ run: install
 	$(BIN)/python deploy/run_demo.py --state-dir $(STATE)
 
 # The sandbox provider and the three services, without the demo, honouring
-# PAYMENTS_MERCHANT_CONFIG and every other setting in the environment (README).
+# PAYMENTS_MERCHANT_CONFIG and every other setting in the environment (docs/settings.md).
 services: install
 	@if [ -z "$$PAYMENTS_KAFKA_BOOTSTRAP" ] && [ ! -f $(STATE)/env ]; then $(MAKE) up; fi
 	$(BIN)/python deploy/services.py --state-dir $(STATE)
