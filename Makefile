@@ -15,7 +15,7 @@ export PAYMENTS_HELM := $(HELM)
 TYPED_PACKAGES := shared/contracts/src/payments_contracts shared/platform/src/payments_platform \
 	$(wildcard services/*/src/*/__init__.py) \
 	clients/python/src/payments_portal_client \
-	deploy/runtime deploy/processes.py deploy/system.py deploy/demo.py
+	deploy/runtime deploy/processes.py deploy/system.py deploy/run_demo.py
 
 .PHONY: help install helm up down topics contracts lint imports typecheck test test-unit test-integration test-e2e chaos run services bench clean
 
@@ -91,10 +91,10 @@ chaos: install
 	PAYMENTS_CHAOS=full $(BIN)/pytest tests/chaos -s
 
 run: install
-	$(BIN)/python deploy/demo.py --state-dir $(STATE)
+	$(BIN)/python deploy/run_demo.py --state-dir $(STATE)
 
 # The sandbox provider and the three services, without the demo, honouring
-# PAYMENTS_MERCHANT_CONFIG and every other setting in the environment (README).
+# PAYMENTS_MERCHANT_CONFIG and every other setting in the environment (docs/settings.md).
 services: install
 	@if [ -z "$$PAYMENTS_KAFKA_BOOTSTRAP" ] && [ ! -f $(STATE)/env ]; then $(MAKE) up; fi
 	$(BIN)/python deploy/services.py --state-dir $(STATE)

@@ -1,6 +1,6 @@
 """Start the whole system as OS processes: the sandbox provider and the three services.
 
-Used by `make run` (deploy/demo.py) and by the end-to-end tests, so both run the
+Used by `make run` (deploy/run_demo.py) and by the end-to-end tests, so both run the
 services exactly the same way. Standard library only.
 """
 

@@ -5,7 +5,7 @@ every figure has the median of the runs present, CPU per message was measured fo
 process found by pid, anchors ran and the ratios are the figure over its anchor.
 
 Two projector instances as well as one (the group stall that once kept this at one is
-fixed: see "Range assignor, and only it" in docs/decisions.md), and a two-point scale curve:
+fixed: see docs/decisions/0042-range-assignor.md), and a two-point scale curve:
 one point rebuilt on its own, the other the main runs' rebuild at the same size."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ PostgreSQL): typed outcomes of every command kind, typed reads with the portal's
 and the round trip from command to first outcome.
 
 `PORTAL_CLIENT_ROUNDS` sets how many commands the round-trip measurement sends (the
-suite sends a short run; the figure in the README is from 1,000).
+suite sends a short run; the figure in clients/python/README.md is from 1,000).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 idempotency key of a payment that is still open.
 
 status-projector writes no dedupe record of its own (its rules make a repeat harmless,
-decisions.md "The projector keeps no dedupe record"); its pruner is shown wired on a row
+docs/decisions/0035-projector-no-dedupe-record.md); its pruner is shown wired on a row
 an earlier release left behind."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every rule of both seed portals, and DESIGN.md's check order, on the pure decision."""
+"""Every rule of both seed portals, and the check order of docs/product.md, on the pure decision."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pay status rules of the read model (DESIGN.md section 6)."""
+"""Pay status rules of the read model (docs/product.md, "Pay status")."""
 
 from __future__ import annotations
 

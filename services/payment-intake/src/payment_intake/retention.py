@@ -1,4 +1,4 @@
-"""payment-intake's own records kept for a window (docs/decisions.md, "Retention windows"):
+"""payment-intake's own records kept for a window (docs/decisions/0007-retention-windows.md):
 each idempotency key with the first answer given to it (`commands`) and each provider
 webhook id accepted (`webhooks_received`)."""
 

@@ -1,8 +1,8 @@
 """payment-intake's background workers: the checkout opener, the expiry timer and the
 provider worker (status sync, cancel at the provider, refunds).
 
-Provider calls never run inside a transaction (docs/decisions.md, "Provider calls
-never run inside the consume transaction"): a round claims due work with a lease (a
+Provider calls never run inside a transaction
+(docs/decisions/0004-provider-calls-outside-consume-transaction.md): a round claims due work with a lease (a
 crashed process's claims come back when it runs out), calls the provider, then records
 every answer of the round through a handler in one unit of work, with the events it
 publishes.

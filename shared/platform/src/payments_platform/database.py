@@ -22,7 +22,7 @@ async def open_pool(
     """Create the schema and its tables (idempotent), then a pool bound to it.
 
     Every commit waits for the WAL flush, the read model's included (see
-    docs/decisions.md, "Durable commits for the read model too").
+    docs/decisions/0026-durable-commits-no-offset-past-gap.md).
     """
     async for attempt in retrying(f"connect {schema}", until=until):
         with attempt:

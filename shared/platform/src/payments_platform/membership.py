@@ -1,5 +1,6 @@
 """How a service's consumers sit in their groups: static membership, the range
-assignor, session and heartbeat times (argued in docs/decisions.md)."""
+assignor, session and heartbeat times (argued in docs/decisions/0014-static-membership-session-heartbeat.md
+and docs/decisions/0042-range-assignor.md)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def consumer_options(settings: MembershipSettings | None = None) -> dict[str, An
         # every topic is keyed by account with one partition count, so an account's
         # invoices, commands and payment events meet in one instance. Sticky did not:
         # a member joining one already running got all of one topic and none of the
-        # other (docs/decisions.md, "Range assignor, and only it").
+        # other (docs/decisions/0042-range-assignor.md).
         # Exactly one assignor: aiokafka 0.14 sends one JoinGroup per listed assignor,
         # each with different metadata, and the broker restarts the rebalance for every
         # one of them; after a broker restart two members could ping-pong like that for

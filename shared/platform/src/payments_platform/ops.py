@@ -1,7 +1,7 @@
 """Operator actions every service offers: per-partition lag and re-driving dead letters.
 
 Lag is measured against the offsets a consumer stored in its own database (the truth:
-DESIGN.md section 4), not Kafka's committed offsets.
+docs/product.md, "No lost and no doubled effects"), not Kafka's committed offsets.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Retention: every dedupe and idempotency record is kept for a stated window, then pruned
-in the background (DESIGN.md section 9, "Bounded"). The windows and why each is long
-enough are in docs/decisions.md, "Retention windows".
+in the background (docs/product.md, "Bounded records"). The windows and why each is long
+enough are in docs/decisions/0007-retention-windows.md.
 
 The pruner deletes in small batches, each its own short statement that picks rows by
 `ctid` and skips rows another pruner holds, so it never holds long locks and two

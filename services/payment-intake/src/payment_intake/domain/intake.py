@@ -1,7 +1,7 @@
 """Judge a pay command against the invoice facts and the merchant's policy.
 
-The checks run in the order DESIGN.md section 5 gives, and the first failing check
-decides the rejection (naming every invoice that fails it):
+The checks run in the order docs/product.md gives ("The order of checks"), and the first
+failing check decides the rejection (naming every invoice that fails it):
 
 1. account known, every invoice on it (and each selected once); the command's shape
    allowed by the policy (several invoices, account balance);
@@ -48,7 +48,8 @@ class InvoiceFacts:
 
     @property
     def balance_minor(self) -> int:
-        """ERP open amount minus our succeeded payments the ERP has not posted yet (DESIGN 6)."""
+        """ERP open amount minus our succeeded payments the ERP has not posted yet
+        (docs/product.md, "Pay status")."""
         return max(0, self.open_amount_minor - self.unposted_succeeded_minor)
 
     @property

@@ -1,4 +1,4 @@
-"""The merchant payment policy (DESIGN.md section 5): what a portal lets its customers do.
+"""The merchant payment policy (docs/product.md, "Payment policy"): what a portal lets its customers do.
 
 A policy is data. The two seed portals ship as presets; a deployment picks a default
 preset and may map merchants (and the accounts that belong to them) to other presets

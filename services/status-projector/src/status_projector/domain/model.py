@@ -231,7 +231,7 @@ class Invoice(ErpFacts):
             self.current_payment_at = at
 
     def refresh(self) -> None:
-        """Recompute balance and pay status from the facts (DESIGN.md section 6)."""
+        """Recompute balance and pay status from the facts (docs/product.md, "Pay status")."""
         closed = self.closed_reason if self.closed_version >= self.erp_version else None
         result: Standing = standing(
             InvoiceFacts(

@@ -1,4 +1,4 @@
-"""Pay status rules (DESIGN.md section 6): the balance an invoice shows and what the
+"""Pay status rules (docs/product.md, "Pay status"): the balance an invoice shows and what the
 portal may do with it.
 
 The balance is the ERP's open amount minus the payments that succeeded with us but

@@ -1,4 +1,4 @@
-"""The transactional consume/outbox building block (DESIGN.md section 4).
+"""The transactional consume/outbox building block (docs/product.md, "No lost and no doubled effects").
 
 A consumer takes a batch from Kafka and, in one PostgreSQL transaction, records the
 offsets it consumed and the event ids it applied, applies the domain change and

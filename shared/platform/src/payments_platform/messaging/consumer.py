@@ -133,7 +133,7 @@ class TransactionalConsumer:
         # aiokafka's defaults (answer with the first byte, long poll when idle). A larger
         # fetch_min_bytes with a short wait was meant to gather a low steady rate into
         # bigger batches; measured at 500/s it did not change CPU per record, so every
-        # service keeps the defaults (docs/decisions.md, "fetch wait stays").
+        # service keeps the defaults (docs/decisions/0041-fetch-wait-default.md).
         self._fetch_min_bytes = fetch_min_bytes
         self._fetch_max_wait_ms = fetch_max_wait_ms
         # The topic prefix in the group: deployments (and test runs) sharing a cluster
