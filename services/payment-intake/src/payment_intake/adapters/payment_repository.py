@@ -16,10 +16,15 @@ from payment_intake.domain.payment import OPEN, NewPayment, Payment, PaymentStat
 
 
 class PostgresPaymentRepository:
-    def __init__(self, conn: asyncpg.Connection, queued: QueuedWork, serialized: Serialized) -> None:
+    def __init__(
+        self,
+        conn: asyncpg.Connection,
+        queued: QueuedWork | None = None,
+        serialized: Serialized | None = None,
+    ) -> None:
         self._conn = conn
         self._queued = queued
-        self._serialized = serialized
+        self._serialized = serialized if serialized is not None else Serialized()
 
     async def write_run(
         self, opened: Sequence[NewPayment], answered: Sequence[Answered], *, ttl_s: int
@@ -29,7 +34,7 @@ class PostgresPaymentRepository:
         The savepoint is left for the commit to release (one round trip fewer); a later
         run's savepoint of the same name nests inside it, and rolling back to the name
         undoes the latest one only."""
-        if opened:
+        if opened and self._queued is not None:
             self._queued.checkouts = True
         payments = [_payment_row(p) for p in opened]
         allocations = [(p.payment_id, p.account_id, n, a) for p in opened for n, a in p.allocations]
