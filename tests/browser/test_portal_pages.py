@@ -8,6 +8,7 @@ remittance details, and an account that must pay through its distributor.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
 
@@ -252,9 +253,7 @@ async def test_seed_003_two_invoices_paid_together_in_full_after_remittance_deta
 
     await dialog.get_by_label("ACH").check()
     await dialog.get_by_role("button", name="MAKE PAYMENT").click()
-    await expect(dialog.locator("#remittance")).to_contain_text(
-        "Pay 1680.00 USD to Accounts Receivable by ACH, quoting A-20078 INV-2101 INV-2102 as the remittance"
-    )
+    await expect(dialog.locator("#remittance")).to_contain_text("A-20078 INV-2101 INV-2102")
 
     await dialog.get_by_label("Credit card").check()
     await dialog.get_by_role("button", name="MAKE PAYMENT").click()
@@ -291,3 +290,63 @@ async def test_seed_003_an_account_in_a_distributor_country_is_sent_to_its_distr
     await expect(invoice.locator(".pay-cell")).to_contain_text("Not payable")
     await expect(invoice.locator(".pay-cell")).to_contain_text("contact your distributor")
     await expect(invoice.get_by_role("checkbox")).to_be_disabled()
+
+
+# --- issue 23: the detail views, account PAY, the dialog's layout and wording --------------
+
+
+Snap = Callable[[Page, str], Awaitable[None]]
+
+
+async def test_seed_003_remittance_details_in_portal_money_on_labelled_lines(
+    page: Page, portal_system: System, topics_of: TopicRegistry, snap: Snap
+) -> None:
+    await seeded(
+        portal_system,
+        topics_of,
+        "A-20083",
+        [("INV-2601", "980.00", "US"), ("INV-2602", "700.00", "US")],
+        until="payable",
+    )
+    await page.goto(f"{portal_system.url('demo-portal')}/accounts/A-20083")
+    await pay_selected(page, "INV-2601", "INV-2602")
+    await expect(page.locator("#selected-summary")).to_have_text("2 selected · balance $1,680.00")
+    dialog = page.locator("#selected-dialog")
+    await expect(dialog.locator("#sel-total")).to_have_text("$1,680.00")
+    remittance = dialog.locator("#remittance")
+
+    async def lines() -> dict[str, str]:
+        terms = await remittance.locator("dt").all_inner_texts()
+        values = await remittance.locator("dd").all_inner_texts()
+        return dict(zip(terms, values, strict=True))
+
+    await dialog.get_by_label("ACH").check()
+    await dialog.get_by_role("button", name="MAKE PAYMENT").click()
+    await expect(remittance.locator("dt").first).to_be_visible()
+    assert await lines() == {
+        "Amount": "$1,680.00",
+        "Reference": "A-20083 INV-2601 INV-2602",
+        "Bank": "First Demo Bank",
+        "Account name": "Northwind Labs Inc.",
+        "Account number": "000123456789",
+        "Routing number": "021000021",
+    }
+    await expect(remittance).not_to_contain_text("USD")
+    await snap(page, "ach")
+
+    await dialog.get_by_label("Wire").check()
+    await dialog.get_by_role("button", name="MAKE PAYMENT").click()
+    await expect(remittance.locator("dt", has_text="SWIFT/BIC")).to_be_visible()
+    assert (await lines())["SWIFT/BIC"] == "FDBKUS33"
+    await snap(page, "wire")
+
+    await dialog.get_by_label("Check").check()
+    await dialog.get_by_role("button", name="MAKE PAYMENT").click()
+    await expect(remittance.locator("dt", has_text="Payable to")).to_be_visible()
+    assert await lines() == {
+        "Amount": "$1,680.00",
+        "Reference": "A-20083 INV-2601 INV-2602",
+        "Payable to": "Northwind Labs Inc.",
+        "Mail to": "Northwind Labs Inc., Accounts Receivable\nPO Box 7701\nChicago, IL 60680\nUS",
+    }
+    await snap(page, "check")

@@ -8,17 +8,13 @@ from typing import Any
 
 import pytest
 
-from demo_portal.domain.pay_column import (
-    BadAmount,
-    Cell,
-    before_dialog,
-    parse_amount,
-    pay_cell,
-    show_money,
-)
+from demo_portal.domain.money import BadAmount, parse_amount, plain_amount, show_money, total_of
+from demo_portal.domain.pay_column import Cell, before_dialog, pay_cell
 from demo_portal.domain.portal import Style, portals_from_config
+from demo_portal.domain.remittance import remittance_view
 from demo_portal.entrypoints.asyncapi import DOCUMENT, render
 from payments_portal_client.read_model import InvoiceOut
+from payments_shared.contracts.remittance import RemittanceDetails as MerchantRemittance
 from payments_shared.domain.money import Money
 
 
@@ -104,12 +100,83 @@ def test_a_restricted_invoice_shows_the_policy_owners_message() -> None:
 
 def test_money_is_shown_and_read_as_the_seeds_write_it() -> None:
     assert show_money(125000, "USD") == "$1,250.00"
+    assert show_money(168000, "USD") == "$1,680.00"
     assert show_money(1999, "JPY") == "JPY 1,999"
+    assert show_money(1234567, "KWD") == "KWD 1,234.567"
+    assert plain_amount(125000, "USD") == "1250.00"
     assert parse_amount("1,250.00", "USD") == Money(amount_minor=125000, currency="USD")
     assert parse_amount(" $500 ", "USD") == Money(amount_minor=50000, currency="USD")
-    for bad in ("12.345", "abc", ""):
+    assert parse_amount("CA$20.5", "CAD") == Money(amount_minor=2050, currency="CAD")
+    for bad in ("12.345", "abc", "", "€5"):
         with pytest.raises(BadAmount):
             parse_amount(bad, "USD")
+
+
+def test_a_dialog_total_adds_minor_units_of_one_currency() -> None:
+    assert total_of([("980.00", "USD"), ("700.00", "USD")]) == Money(amount_minor=168000, currency="USD")
+    # 0.1 + 0.2 in floats is 0.30000000000000004; in cents it is 30.
+    assert total_of([("0.10", "USD"), ("0.20", "USD")]) == Money(amount_minor=30, currency="USD")
+    with pytest.raises(BadAmount, match="one currency"):
+        total_of([("1.00", "USD"), ("1.00", "EUR")])
+    with pytest.raises(BadAmount):
+        total_of([])
+
+
+REMITTANCE = MerchantRemittance.model_validate(
+    {
+        "check": {
+            "payee": "Northwind Labs Inc.",
+            "mailing_address": {
+                "name": "Northwind Labs Inc., Accounts Receivable",
+                "line1": "PO Box 7701",
+                "city": "Chicago",
+                "region": "IL",
+                "postal_code": "60680",
+                "country": "US",
+            },
+        },
+        "wire": {
+            "bank_name": "First Demo Bank",
+            "account_name": "Northwind Labs Inc.",
+            "account_number": "000123456789",
+            "swift_bic": "FDBKUS33",
+            "iban": "DE89370400440532013000",
+        },
+    }
+)
+
+
+def test_remittance_details_are_labelled_lines_in_the_portals_money() -> None:
+    amount = Money(amount_minor=168000, currency="USD")
+    wire = remittance_view("wire", amount, "A-1 INV-1 INV-2", REMITTANCE, "Pay 1680.00 USD ...")
+    assert wire.title == "Remittance details (wire)"
+    assert wire.lines == (
+        ("Amount", "$1,680.00"),
+        ("Reference", "A-1 INV-1 INV-2"),
+        ("Bank", "First Demo Bank"),
+        ("Account name", "Northwind Labs Inc."),
+        ("Account number", "000123456789"),
+        ("SWIFT/BIC", "FDBKUS33"),
+        ("IBAN", "DE89370400440532013000"),
+    )
+    assert wire.note is None
+    check = remittance_view("check", amount, "A-1 INV-1", REMITTANCE, "...")
+    assert check.lines[2:] == (
+        ("Payable to", "Northwind Labs Inc."),
+        ("Mail to", "Northwind Labs Inc., Accounts Receivable\nPO Box 7701\nChicago, IL 60680\nUS"),
+    )
+
+
+def test_remittance_with_only_a_payee_asks_it_for_the_bank_details() -> None:
+    payee_only = MerchantRemittance.model_validate({"check": {"payee": "Accounts Receivable"}})
+    amount = Money(amount_minor=50000, currency="USD")
+    ach = remittance_view("ach", amount, "A-1 INV-1", payee_only, "Pay 500.00 USD ...")
+    assert ach.title == "Remittance details (ACH)"
+    assert ach.lines[-1] == ("Pay to", "Accounts Receivable")
+    assert ach.note == "Ask Accounts Receivable for the bank details."
+    # An answer without structured details (an older payment-intake): its message only.
+    bare = remittance_view(None, None, None, None, "Pay 500.00 USD to ...")
+    assert (bare.lines, bare.note) == ((), "Pay 500.00 USD to ...")
 
 
 def test_each_merchant_gets_the_page_its_policy_needs() -> None:

@@ -30,8 +30,10 @@ from payments_shared.contracts.payments import (
 )
 from payments_shared.domain.money import Money
 
-from .domain.pay_column import BadAmount, before_dialog, parse_amount
+from .domain.money import BadAmount, parse_amount
+from .domain.pay_column import before_dialog
 from .domain.portal import Merchant, Portals
+from .domain.remittance import RemittanceView, remittance_view
 from .settings import SERVICE
 from .unit_of_work import CommandChannel
 
@@ -66,6 +68,7 @@ class Answer:
     checkout_url: str | None = None
     payment_id: str | None = None
     invoice_numbers: tuple[str, ...] = ()
+    remittance: RemittanceView | None = None
 
 
 @dataclass
@@ -184,7 +187,10 @@ def answer(outcome: Outcome) -> Answer:
             invoice_numbers=tuple(a.invoice_number for a in outcome.allocations),
         )
     if isinstance(outcome, RemittanceDetails):
-        return Answer("remittance", outcome.message, invoice_numbers=outcome.invoice_numbers)
+        view = remittance_view(
+            outcome.channel, outcome.amount, outcome.reference, outcome.details, outcome.message
+        )
+        return Answer("remittance", outcome.message, invoice_numbers=outcome.invoice_numbers, remittance=view)
     if isinstance(outcome, Rejected):
         return Answer(
             "rejected", outcome.message, outcome.reason_code, invoice_numbers=outcome.invoice_numbers

@@ -5,11 +5,9 @@ payment against it is already pending)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from enum import StrEnum
 
 from payments_portal_client.read_model import InvoiceOut, NotPayableReason, PayStatus
-from payments_shared.domain.money import Money, TooManyDecimals
 
 from .portal import Style
 
@@ -90,26 +88,3 @@ def before_dialog(invoice: InvoiceOut) -> str | None:
     if not invoice.pay_button:
         return f"Invoice {number} cannot be paid online."
     return None
-
-
-SYMBOLS = {"USD": "$", "CAD": "CA$", "EUR": "€", "GBP": "£"}
-
-
-def show_money(amount_minor: int, currency: str) -> str:
-    """$1,250.00 (the seeds' way of writing amounts)."""
-    value = Money(amount_minor=amount_minor, currency=currency).to_decimal()
-    symbol = SYMBOLS.get(currency)
-    return f"{symbol}{value:,}" if symbol else f"{currency} {value:,}"
-
-
-class BadAmount(ValueError):
-    pass
-
-
-def parse_amount(text: str, currency: str) -> Money:
-    """A payment amount as a customer types it ("1,250.00", "$500")."""
-    cleaned = text.strip().replace(",", "").lstrip("$").strip()
-    try:
-        return Money.from_decimal(Decimal(cleaned), currency)
-    except (ArithmeticError, ValueError, TooManyDecimals):
-        raise BadAmount(f"Enter an amount like 500.00 (not {text!r}).") from None

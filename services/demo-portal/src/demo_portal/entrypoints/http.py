@@ -13,13 +13,13 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
 from demo_portal import handlers
-from demo_portal.domain.pay_column import Cell, PayCell, pay_cell, show_money
+from demo_portal.domain.money import BadAmount, plain_amount, show_money, total_of
+from demo_portal.domain.pay_column import Cell, PayCell, pay_cell
 from demo_portal.domain.portal import Merchant, Style
 from demo_portal.handlers import Portal, UnknownAccount
 from payments_portal_client import NotFound
 from payments_portal_client.read_model import AccountSummary, InvoiceOut
 from payments_shared.contracts.payments import BillingAddress
-from payments_shared.domain.money import Money
 
 HERE = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -44,18 +44,22 @@ class CancelIn(BaseModel):
     payment_id: UUID
 
 
+class AmountIn(BaseModel):
+    amount: str
+    currency: str
+
+
+class TotalIn(BaseModel):
+    amounts: list[AmountIn]
+
+
 def row(invoice: InvoiceOut, style: Style) -> dict[str, Any]:
     return {
         "invoice": invoice,
         "cell": pay_cell(invoice, style),
         "balance": show_money(invoice.balance.amount_minor, invoice.currency),
-        "balance_plain": _plain(invoice),
+        "balance_plain": plain_amount(invoice.balance.amount_minor, invoice.currency),
     }
-
-
-def _plain(invoice: InvoiceOut) -> str:
-    """The balance as the amount field shows it (1250.00)."""
-    return str(Money(amount_minor=invoice.balance.amount_minor, currency=invoice.currency).to_decimal())
 
 
 def row_json(invoice: InvoiceOut, style: Style) -> dict[str, Any]:
@@ -73,7 +77,17 @@ def row_json(invoice: InvoiceOut, style: Style) -> dict[str, Any]:
         "reason": cell.reason,
         "balance": rendered["balance"],
         "balance_plain": rendered["balance_plain"],
+        "currency": invoice.currency,
     }
+
+
+def answer_json(answer: handlers.Answer) -> dict[str, Any]:
+    """What the page does next; remittance details come rendered by the page's macro."""
+    body = {k: v for k, v in vars(answer).items() if k != "remittance"}
+    if answer.remittance is not None:
+        cells = templates.get_template("cells.html").module
+        body["remittance_html"] = str(cells.remittance(answer.remittance))  # type: ignore[attr-defined]
+    return body
 
 
 def build_routes(app: FastAPI, portal: Portal, poll_interval_ms: int) -> None:
@@ -168,17 +182,27 @@ def build_routes(app: FastAPI, portal: Portal, poll_interval_ms: int) -> None:
             channel=body.channel,
             selected=body.selected,
         )
-        return vars(await handlers.pay(portal, account_id, order))
+        return answer_json(await handlers.pay(portal, account_id, order))
 
     @app.post("/api/accounts/{account_id}/pay-balance")
     async def pay_balance(account_id: str) -> dict[str, Any]:
         merchant_or_404(account_id)
-        return vars(await handlers.pay_account_balance(portal, account_id))
+        return answer_json(await handlers.pay_account_balance(portal, account_id))
 
     @app.post("/api/accounts/{account_id}/cancel")
     async def cancel(account_id: str, body: CancelIn) -> dict[str, Any]:
         merchant_or_404(account_id)
-        return vars(await handlers.cancel(portal, account_id, body.payment_id))
+        return answer_json(await handlers.cancel(portal, account_id, body.payment_id))
+
+    @app.post("/api/accounts/{account_id}/total")
+    async def total(account_id: str, body: TotalIn) -> JSONResponse:
+        # The page adds no money itself: every amount it shows is formatted here.
+        merchant_or_404(account_id)
+        try:
+            amount = total_of((a.amount, a.currency) for a in body.amounts)
+        except BadAmount as bad:
+            return JSONResponse({"ok": False, "message": str(bad)}, status_code=422)
+        return JSONResponse({"ok": True, "text": show_money(amount.amount_minor, amount.currency)})
 
 
 def _balances(summary: AccountSummary | None) -> list[dict[str, Any]]:

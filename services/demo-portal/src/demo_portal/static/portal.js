@@ -33,14 +33,14 @@
     box.hidden = !message;
   }
 
-  // --- money, in cents, never floats --------------------------------------------------
-  function toCents(text) {
-    const [whole, frac = ""] = String(text).replace(/[$,\s]/g, "").split(".");
-    return Number(whole || "0") * 100 + Number((frac + "00").slice(0, 2));
-  }
-  function showCents(cents) {
-    const whole = Math.floor(cents / 100).toLocaleString("en-US");
-    return `$${whole}.${String(cents % 100).padStart(2, "0")}`;
+  // --- money: the page adds and formats none itself ---------------------------------------
+  // A total is asked of the server (one formatter, integer minor units); only the answer
+  // to the latest question is shown, so a slow early answer cannot overwrite a later one.
+  const asked = {};
+  async function showTotal(key, amounts, show) {
+    const n = (asked[key] = (asked[key] || 0) + 1);
+    const answer = amounts.length ? await api("/total", { amounts }) : { ok: false };
+    if (asked[key] === n) show(answer.ok ? answer.text : null);
   }
 
   // --- the poll ---------------------------------------------------------------------------
@@ -202,10 +202,16 @@
     if (!button) return;
     const boxes = selectedBoxes();
     button.disabled = boxes.length === 0;
-    const total = boxes.reduce((sum, b) => sum + toCents(b.dataset.balance), 0);
-    $("#selected-summary").textContent = boxes.length
-      ? `${boxes.length} selected · balance ${showCents(total)}`
-      : "Select unpaid or partially-paid invoices to pay.";
+    const summary = $("#selected-summary");
+    if (!boxes.length) {
+      asked.selection = (asked.selection || 0) + 1;
+      summary.textContent = "Select unpaid or partially-paid invoices to pay.";
+      return;
+    }
+    const amounts = boxes.map((b) => ({ amount: b.dataset.balance, currency: b.dataset.currency }));
+    showTotal("selection", amounts, (text) => {
+      summary.textContent = `${boxes.length} selected` + (text ? ` · balance ${text}` : "");
+    });
   }
 
   function selectedLines() {
@@ -216,11 +222,9 @@
   }
 
   function updateSelectedTotal() {
-    const several = state.lines.length > 1;
-    const total = several
-      ? state.lines.reduce((sum, l) => sum + toCents(l.balance), 0)
-      : toCents(selectedLines()[0].amount || "0");
-    $("#sel-total").textContent = showCents(total);
+    const typed = selectedLines();
+    const amounts = state.lines.map((l, i) => ({ amount: typed[i].amount ?? l.balance, currency: l.currency }));
+    showTotal("dialog", amounts, (text) => { $("#sel-total").textContent = text || "—"; });
   }
 
   async function onPaySelected() {
@@ -232,7 +236,9 @@
       notice(refused.message);
       return;
     }
-    state.lines = checks.map((c) => ({ invoice_number: c.invoice_number, balance: c.balance_plain, text: c.balance }));
+    state.lines = checks.map((c) => ({
+      invoice_number: c.invoice_number, balance: c.balance_plain, text: c.balance, currency: c.currency,
+    }));
     state.payment = null;
     state.done = false;
     const several = state.lines.length > 1;
@@ -280,10 +286,7 @@
       if (answer.outcome === "remittance") {
         dialogError(selectedDialog, "");
         const box = $("#remittance");
-        box.innerHTML = `<h3>Remittance details (${choice === "check" ? "check" : choice.toUpperCase()})</h3>`;
-        const p = document.createElement("p");
-        p.textContent = answer.message;
-        box.appendChild(p);
+        box.innerHTML = answer.remittance_html;
         box.hidden = false;
         return;
       }
