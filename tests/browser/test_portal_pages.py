@@ -298,6 +298,29 @@ async def test_seed_003_an_account_in_a_distributor_country_is_sent_to_its_distr
 Snap = Callable[[Page, str], Awaitable[None]]
 
 
+async def test_seed_003_the_card_frame_fits_inside_the_dialog(
+    page: Page, portal_system: System, topics_of: TopicRegistry, snap: Snap
+) -> None:
+    await seeded(portal_system, topics_of, "A-20081", [("INV-2401", "120.00", "US")], until="payable")
+    await page.goto(f"{portal_system.url('demo-portal')}/accounts/A-20081")
+    await pay_selected(page, "INV-2401")
+    dialog = page.locator("#selected-dialog")
+    await dialog.get_by_role("button", name="MAKE PAYMENT").click()
+    frame = page.locator("#sel-card-frame")
+    await expect(frame).to_be_visible()
+    await expect(page.frame_locator("#sel-card-frame").get_by_role("button", name="Pay Now")).to_be_visible()
+    await snap(page, "card-frame")
+
+    box = await dialog.bounding_box()
+    assert box is not None
+    for part in (frame, dialog.locator("table.pay-lines"), dialog.locator(".dialog-foot")):
+        inner = await part.bounding_box()
+        assert inner is not None
+        assert box["x"] < inner["x"] and inner["x"] + inner["width"] < box["x"] + box["width"], (box, inner)
+    overflow = await dialog.evaluate("d => d.scrollWidth - d.clientWidth")
+    assert overflow == 0, f"the dialog scrolls sideways by {overflow}px"
+
+
 async def test_seed_003_remittance_details_in_portal_money_on_labelled_lines(
     page: Page, portal_system: System, topics_of: TopicRegistry, snap: Snap
 ) -> None:
