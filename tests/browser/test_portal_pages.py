@@ -222,7 +222,7 @@ async def test_seed_003_a_partial_payment_leaves_the_invoice_partially_paid(
     await expect(dialog.locator("#sel-total")).to_have_text("$500.00")
     await dialog.get_by_role("button", name="MAKE PAYMENT").click()
     await pay_on_card_page(page)
-    await dialog.get_by_role("button", name="Cancel").click()
+    await dialog.get_by_role("button", name="Done").click()
 
     invoice = row(page, "INV-2001")
     await expect(invoice.locator(".pay-cell")).to_have_text("Pending")
@@ -258,7 +258,7 @@ async def test_seed_003_two_invoices_paid_together_in_full_after_remittance_deta
     await dialog.get_by_label("Credit card").check()
     await dialog.get_by_role("button", name="MAKE PAYMENT").click()
     await pay_on_card_page(page)
-    await dialog.get_by_role("button", name="Cancel").click()
+    await dialog.get_by_role("button", name="Done").click()
     for number in ("INV-2101", "INV-2102"):
         await expect(row(page, number).locator(".pay-cell")).to_have_text("Paid", timeout=30_000)
 
@@ -319,6 +319,24 @@ async def test_seed_003_the_card_frame_fits_inside_the_dialog(
         assert box["x"] < inner["x"] and inner["x"] + inner["width"] < box["x"] + box["width"], (box, inner)
     overflow = await dialog.evaluate("d => d.scrollWidth - d.clientWidth")
     assert overflow == 0, f"the dialog scrolls sideways by {overflow}px"
+
+
+async def test_seed_003_after_a_successful_payment_the_dialog_offers_done_not_cancel(
+    page: Page, portal_system: System, topics_of: TopicRegistry, snap: Snap
+) -> None:
+    await seeded(portal_system, topics_of, "A-20082", [("INV-2501", "75.00", "US")], until="payable")
+    await page.goto(f"{portal_system.url('demo-portal')}/accounts/A-20082")
+    await pay_selected(page, "INV-2501")
+    dialog = page.locator("#selected-dialog")
+    await expect(dialog.get_by_role("button", name="Cancel")).to_be_visible()
+    await dialog.get_by_role("button", name="MAKE PAYMENT").click()
+    await pay_on_card_page(page)
+    await expect(dialog.get_by_role("button", name="Cancel")).to_have_count(0)
+    await expect(dialog.get_by_role("button", name="Done")).to_be_visible()
+    await snap(page, "done")
+    await dialog.get_by_role("button", name="Done").click()
+    await expect(dialog).to_be_hidden()
+    await expect(row(page, "INV-2501").locator(".pay-cell")).to_have_text("Paid", timeout=30_000)
 
 
 async def test_seed_003_remittance_details_in_portal_money_on_labelled_lines(

@@ -27,6 +27,10 @@
 
   function clearNotice() { $("#notice").hidden = true; }
 
+  // Before an outcome the footer button gives up the payment; after it, there is nothing
+  // left to cancel and the button only closes the dialog.
+  function footLabel(dialog, label) { $("[data-action=close]", dialog).textContent = label; }
+
   function dialogError(dialog, message) {
     const box = $(".dialog-error", dialog);
     box.textContent = message || "";
@@ -108,6 +112,7 @@
     frame.hidden = true;
     frame.removeAttribute("src");
     dialogError(payDialog, "");
+    footLabel(payDialog, "Cancel");
     showTab("guest");
     payDialog.showModal();
   }
@@ -189,7 +194,7 @@
       payDialog.close();
       markPending([state.invoice]);
     });
-    $("[data-action=cancel]", payDialog).addEventListener("click", () => closeDialog(payDialog));
+    $("[data-action=close]", payDialog).addEventListener("click", () => closeDialog(payDialog));
   }
 
   // --- seed 003: PAY SELECTED and Make a Payment ------------------------------------------
@@ -265,6 +270,7 @@
     $("#remittance").hidden = true;
     $("#confirmation").hidden = true;
     dialogError(selectedDialog, "");
+    footLabel(selectedDialog, "Cancel");
     updateSelectedTotal();
     selectedDialog.showModal();
   }
@@ -304,7 +310,7 @@
       frame.src = answer.checkout_url;
       frame.hidden = false;
     });
-    $("[data-action=cancel]", selectedDialog).addEventListener("click", () => closeDialog(selectedDialog));
+    $("[data-action=close]", selectedDialog).addEventListener("click", () => closeDialog(selectedDialog));
   }
 
   // --- both: the provider's card page reports back, cancel, account PAY ---------------------
@@ -328,13 +334,16 @@
       } else {
         $("#sel-card-frame").hidden = true;
         $("#confirmation").hidden = false;
+        footLabel(selectedDialog, "Done");
         $$("input.select:checked").forEach((b) => { b.checked = false; });
+        updateSelection();
       }
       markPending(paid);
     } else if (data.status === "failed") {
       state.done = true;
       const dialog = payDialog || selectedDialog;
       dialogError(dialog, "Your card was declined. The invoice can be paid again.");
+      footLabel(dialog, "Close");
     }
   });
 
