@@ -298,6 +298,50 @@ async def test_seed_003_an_account_in_a_distributor_country_is_sent_to_its_distr
 Snap = Callable[[Page, str], Awaitable[None]]
 
 
+async def test_seed_000_the_invoice_detail_shows_one_pay_button(
+    page: Page, portal_system: System, topics_of: TopicRegistry, snap: Snap
+) -> None:
+    await seeded(portal_system, topics_of, "C-10047", [("INV-1501", "640.00", "US")], until="payable")
+    await page.goto(f"{portal_system.url('demo-portal')}/accounts/C-10047/invoices/INV-1501")
+    await expect(page.locator("section.detail .balance")).to_have_text("$640.00")
+    await expect(page.get_by_role("button", name="Pay", exact=True)).to_have_count(1)
+    await snap(page, "one-pay-button")
+    await page.get_by_role("button", name="Pay", exact=True).click()
+    dialog = page.locator("#pay-dialog")
+    await expect(dialog.locator("#dlg-invoice")).to_have_text("INV-1501")
+    await expect(dialog.locator("#dlg-balance")).to_have_text("$640.00")
+    await snap(page, "dialog-open")
+
+
+async def test_seed_003_make_a_payment_on_the_invoice_detail_pays_part_of_it(
+    page: Page, portal_system: System, topics_of: TopicRegistry, snap: Snap
+) -> None:
+    await seeded(portal_system, topics_of, "A-20080", [("INV-2301", "980.00", "US")], until="payable")
+    await page.goto(f"{portal_system.url('demo-portal')}/accounts/A-20080/invoices/INV-2301")
+    detail = page.locator("section.detail")
+    await expect(detail.locator(".balance")).to_have_text("$980.00")
+    await snap(page, "detail")
+    await detail.get_by_role("button", name="MAKE A PAYMENT").click()
+
+    # Seed 003: the amount due and the invoice number are pre-populated; a part may be paid.
+    dialog = page.locator("#selected-dialog")
+    await expect(dialog).to_be_visible()
+    amount = dialog.get_by_label("Payment amount for INV-2301")
+    await expect(amount).to_have_value("980.00")
+    await amount.fill("300.00")
+    await expect(dialog.locator("#sel-total")).to_have_text("$300.00")
+    await snap(page, "dialog-prefilled")
+    await dialog.get_by_role("button", name="MAKE PAYMENT").click()
+    await pay_on_card_page(page)
+    await snap(page, "confirmed")
+    await dialog.get_by_role("button", name="Done").click()
+
+    await expect(detail.locator(".status-cell")).to_have_text("Partially paid", timeout=30_000)
+    await expect(detail.locator(".balance")).to_have_text("$680.00")
+    await expect(detail.get_by_role("button", name="MAKE A PAYMENT")).to_be_visible()
+    await snap(page, "partially-paid")
+
+
 async def test_seed_003_the_card_frame_fits_inside_the_dialog(
     page: Page, portal_system: System, topics_of: TopicRegistry, snap: Snap
 ) -> None:

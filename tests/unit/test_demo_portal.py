@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from demo_portal.domain.money import BadAmount, parse_amount, plain_amount, show_money, total_of
-from demo_portal.domain.pay_column import Cell, before_dialog, pay_cell
+from demo_portal.domain.pay_column import Cell, before_dialog, detail_button, pay_cell
 from demo_portal.domain.portal import Style, portals_from_config
 from demo_portal.domain.remittance import remittance_view
 from demo_portal.entrypoints.asyncapi import DOCUMENT, render
@@ -24,22 +24,25 @@ def invoice(
     reason: str | None = None,
     button: bool = True,
     restriction: dict[str, Any] | None = None,
+    button_reason: str | None = None,
+    number: str = "INV-1001",
+    currency: str = "USD",
 ) -> InvoiceOut:
     return InvoiceOut.model_validate(
         {
             "account_id": "C-1",
-            "invoice_number": "INV-1001",
+            "invoice_number": number,
             "order_number": "SO-1",
             "po_number": "PO-1",
             "invoice_date": date(2026, 10, 1),
             "due_date": date(2026, 10, 31),
-            "currency": "USD",
-            "total": {"amount_minor": 125000, "currency": "USD"},
-            "balance": {"amount_minor": balance, "currency": "USD"},
+            "currency": currency,
+            "total": {"amount_minor": 125000, "currency": currency},
+            "balance": {"amount_minor": balance, "currency": currency},
             "pay_status": status,
             "not_payable_reason": reason,
             "pay_button": button,
-            "pay_button_reason": None,
+            "pay_button_reason": button_reason,
             "current_payment": None,
             "last_problem": None,
             "restriction": restriction,
@@ -96,6 +99,25 @@ def test_a_restricted_invoice_shows_the_policy_owners_message() -> None:
     shown = pay_cell(restricted, Style.PAY_SELECTED)
     assert (shown.cell, shown.reason) == (Cell.NOT_PAYABLE, message)
     assert before_dialog(restricted) == message
+
+
+def test_the_seed_000_detail_view_has_one_pay_button_while_a_balance_remains() -> None:
+    # Pending or not yet sent: the button shows, and the check before the dialog explains.
+    for status, reason in (("payable", None), ("pending", None), ("not_payable", "not_registered")):
+        shown = detail_button(invoice(status, reason=reason, button=False), Style.FULL_PAYMENT)
+        assert shown is not None and (shown.label, shown.action) == ("Pay", "pay"), status
+    assert detail_button(invoice("paid", balance=0, button=False), Style.FULL_PAYMENT) is None
+    unconfigured = invoice("payable", button=False, button_reason="provider_not_configured")
+    assert detail_button(unconfigured, Style.FULL_PAYMENT) is None
+
+
+def test_the_seed_003_detail_view_offers_make_a_payment_on_what_can_be_selected() -> None:
+    for status in ("payable", "partially_paid"):
+        shown = detail_button(invoice(status), Style.PAY_SELECTED)
+        assert shown is not None and (shown.label, shown.action) == ("MAKE A PAYMENT", "make-a-payment")
+    assert detail_button(invoice("pending", button=False), Style.PAY_SELECTED) is None
+    restricted = invoice("not_payable", reason="restricted", button=False)
+    assert detail_button(restricted, Style.PAY_SELECTED) is None
 
 
 def test_money_is_shown_and_read_as_the_seeds_write_it() -> None:

@@ -88,3 +88,21 @@ def before_dialog(invoice: InvoiceOut) -> str | None:
     if not invoice.pay_button:
         return f"Invoice {number} cannot be paid online."
     return None
+
+
+@dataclass(frozen=True)
+class DetailButton:
+    label: str
+    action: str  # "pay": the seed 000 Pay dialog; "make-a-payment": seed 003's Make a Payment
+
+
+def detail_button(invoice: InvoiceOut, style: Style) -> DetailButton | None:
+    """The one button of the invoice detail view, if it has one."""
+    if invoice.pay_button_reason == "provider_not_configured":
+        return None
+    if style == Style.FULL_PAYMENT:
+        # Seed 000: shown whenever a balance remains; the check before the dialog then
+        # says why an invoice cannot be paid (not sent yet, already pending).
+        return DetailButton("Pay", "pay") if invoice.balance.amount_minor > 0 else None
+    # Seed 003: MAKE A PAYMENT opens Make a Payment with this invoice and its amount due.
+    return DetailButton("MAKE A PAYMENT", "make-a-payment") if pay_cell(invoice, style).payable else None

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from demo_portal import handlers
 from demo_portal.domain.money import BadAmount, plain_amount, show_money, total_of
-from demo_portal.domain.pay_column import Cell, PayCell, pay_cell
+from demo_portal.domain.pay_column import Cell, PayCell, detail_button, pay_cell
 from demo_portal.domain.portal import Merchant, Style
 from demo_portal.handlers import Portal, UnknownAccount
 from payments_portal_client import NotFound
@@ -57,6 +57,7 @@ def row(invoice: InvoiceOut, style: Style) -> dict[str, Any]:
     return {
         "invoice": invoice,
         "cell": pay_cell(invoice, style),
+        "action": detail_button(invoice, style),
         "balance": show_money(invoice.balance.amount_minor, invoice.currency),
         "balance_plain": plain_amount(invoice.balance.amount_minor, invoice.currency),
     }
@@ -70,6 +71,8 @@ def row_json(invoice: InvoiceOut, style: Style) -> dict[str, Any]:
     return {
         "cell_html": str(cells.pay_cell(rendered, style == Style.PAY_SELECTED)),  # type: ignore[attr-defined]
         "select_html": str(cells.select_cell(rendered)),  # type: ignore[attr-defined]
+        "status_html": str(cells.status_badge(rendered)),  # type: ignore[attr-defined]
+        "action_html": str(cells.detail_action(rendered)),  # type: ignore[attr-defined]
         "invoice_number": invoice.invoice_number,
         "cell": cell.cell.value,
         "label": cell.label,
@@ -151,7 +154,6 @@ def build_routes(app: FastAPI, portal: Portal, poll_interval_ms: int) -> None:
             merchant=merchant,
             account_id=account_id,
             r=row(invoice, merchant.style),
-            pay_selected=merchant.style == Style.PAY_SELECTED,
         )
 
     @app.get("/api/accounts/{account_id}/rows")

@@ -48,6 +48,17 @@
   }
 
   // --- the poll ---------------------------------------------------------------------------
+  // Swaps in the server's rendering of a part only when it differs, so a button the
+  // customer is about to press (or a box they ticked) is not replaced by its own copy.
+  function renderInto(el, html) {
+    if (!el) return;
+    const next = el.cloneNode(false);
+    const t = document.createElement("template");
+    t.innerHTML = html;
+    next.append(t.content);
+    if (!next.isEqualNode(el)) el.replaceChildren(...next.childNodes);
+  }
+
   async function refresh() {
     let data;
     try {
@@ -57,12 +68,11 @@
     }
     for (const row of data.rows) {
       for (const el of $$(`[data-row="${CSS.escape(row.invoice_number)}"]`)) {
-        if (el.dataset.cell !== row.cell) {
-          $(".pay-cell", el).innerHTML = row.cell_html;
-          const select = $(".select-cell", el);
-          if (select) select.innerHTML = row.select_html;
-          el.dataset.cell = row.cell;
-        }
+        renderInto($(".pay-cell", el), row.cell_html);
+        renderInto($(".select-cell", el), row.select_html);
+        renderInto($(".status-cell", el), row.status_html);
+        renderInto($(".detail-action", el), row.action_html);
+        el.dataset.cell = row.cell;
         $$(".balance", el).forEach((b) => { b.textContent = row.balance; });
       }
     }
@@ -74,11 +84,13 @@
   }
 
   function markPending(numbers) {
+    const badge = '<span class="badge badge-pending">Pending</span>';
     for (const n of numbers) {
       for (const el of $$(`[data-row="${CSS.escape(n)}"]`)) {
-        $(".pay-cell", el).innerHTML = '<span class="badge badge-pending">Pending</span>';
-        const select = $(".select-cell", el);
-        if (select) select.innerHTML = '<input type="checkbox" disabled>';
+        renderInto($(".pay-cell", el), badge);
+        renderInto($(".status-cell", el), badge);
+        renderInto($(".detail-action", el), "");
+        renderInto($(".select-cell", el), '<input type="checkbox" disabled>');
         el.dataset.cell = "pending";
       }
     }
@@ -232,10 +244,10 @@
     showTotal("dialog", amounts, (text) => { $("#sel-total").textContent = text || "—"; });
   }
 
-  async function onPaySelected() {
+  // PAY SELECTED with the ticked invoices, or MAKE A PAYMENT on one invoice's detail view.
+  async function openMakePayment(numbers) {
     clearNotice();
-    const boxes = selectedBoxes();
-    const checks = await Promise.all(boxes.map((b) => api(`/invoices/${encodeURIComponent(b.dataset.invoice)}/check`)));
+    const checks = await Promise.all(numbers.map((n) => api(`/invoices/${encodeURIComponent(n)}/check`)));
     const refused = checks.find((c) => !c.ok);
     if (refused) {
       notice(refused.message);
@@ -364,7 +376,8 @@
     const button = e.target.closest("[data-action]");
     if (!button) return;
     if (button.dataset.action === "pay") onPay(button.dataset.invoice);
-    else if (button.dataset.action === "pay-selected") onPaySelected();
+    else if (button.dataset.action === "pay-selected") openMakePayment(selectedBoxes().map((b) => b.dataset.invoice));
+    else if (button.dataset.action === "make-a-payment") openMakePayment([button.dataset.invoice]);
     else if (button.dataset.action === "pay-balance") onPayBalance();
   });
 
