@@ -298,6 +298,80 @@ async def test_seed_003_an_account_in_a_distributor_country_is_sent_to_its_distr
 Snap = Callable[[Page, str], Awaitable[None]]
 
 
+async def test_seed_000_account_pay_hides_once_the_balance_is_paid_without_a_reload(
+    page: Page, portal_system: System, topics_of: TopicRegistry, snap: Snap
+) -> None:
+    await seeded(portal_system, topics_of, "C-10045", [("INV-1301", "200.00", "US")], until="payable")
+    await page.goto(f"{portal_system.url('demo-portal')}/accounts/C-10045")
+    account_pay = page.locator("#balance-card").get_by_role("button", name="PAY")
+    await expect(account_pay).to_be_visible()
+    await snap(page, "balance-with-pay")
+
+    async with page.context.expect_page() as opened:
+        await account_pay.click()
+    portal_tab = await opened.value
+    await expect(portal_tab.get_by_text("Payer portal")).to_be_visible()
+    await portal_tab.get_by_role("button", name="Pay with saved card").click()
+    await expect(portal_tab.get_by_text("Payment received")).to_be_visible()
+    await portal_tab.close()
+
+    # Seed 000: PAY shows only while the balance is above $0.00; no reload in between.
+    await expect(row(page, "INV-1301").locator(".pay-cell")).to_have_text("Paid", timeout=30_000)
+    await expect(page.locator("#balance-card .balance-value")).to_have_text("$0.00")
+    await expect(page.locator("#balance-card").get_by_role("button")).to_have_count(0)
+    await snap(page, "paid-no-pay")
+
+
+async def test_seed_000_account_pay_is_not_offered_while_an_invoice_is_pending_and_opens_no_blank_tab(
+    page: Page, portal_system: System, topics_of: TopicRegistry, snap: Snap
+) -> None:
+    portal = portal_system.url("demo-portal")
+    await seeded(
+        portal_system,
+        topics_of,
+        "C-10046",
+        [("INV-1401", "150.00", "US"), ("INV-1402", "80.00", "US")],
+        until="payable",
+    )
+    # A page that has not caught up: its poll fails, so it still offers PAY.
+    await page.route("**/api/accounts/C-10046/rows", lambda route: route.abort())
+    await page.goto(f"{portal}/accounts/C-10046")
+    account_pay = page.locator("#balance-card").get_by_role("button", name="PAY")
+    await expect(account_pay).to_be_visible()
+
+    elsewhere = build.pay_invoice("C-10046", "INV-1401", PayerPortal())
+    await produce(portal_system.kafka_bootstrap, topics_of.payments_commands.name, [elsewhere])
+    await eventually(
+        lambda: invoice_state(portal_system, "C-10046", "INV-1401"),
+        lambda s: s.get("pay_status") == "pending",
+        timeout=30,
+        interval=0.2,
+        what="INV-1401 pending",
+    )
+    opened: list[Page] = []
+
+    def on_page(tab: Page) -> None:
+        opened.append(tab)
+
+    page.context.on("page", on_page)
+    await account_pay.click()
+    refused = "A payment against invoice INV-1401 is already pending."
+    await expect(page.locator("#notice")).to_have_text(refused)
+    page.context.remove_listener("page", on_page)
+    assert opened == [], f"a tab was opened for a payment the portal refuses: {[p.url for p in opened]}"
+    await snap(page, "refused-without-a-tab")
+
+    # Once the page catches up it stops offering PAY, and a fresh page never offers it.
+    await page.unroute("**/api/accounts/C-10046/rows")
+    await expect(page.locator("#balance-card").get_by_role("button")).to_have_count(0)
+    await page.reload()
+    await expect(row(page, "INV-1401").locator(".pay-cell")).to_have_text("Pending")
+    await expect(page.locator("#balance-card .balance-value")).to_have_text("$230.00")
+    await expect(page.locator("#balance-card").get_by_role("button")).to_have_count(0)
+    await expect(page.locator("#balance-card .balance-note")).to_have_text(refused)
+    await snap(page, "pending-no-pay")
+
+
 async def test_seed_000_the_invoice_detail_shows_one_pay_button(
     page: Page, portal_system: System, topics_of: TopicRegistry, snap: Snap
 ) -> None:

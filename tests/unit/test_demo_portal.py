@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
+from demo_portal.domain.account import balances, refusal
 from demo_portal.domain.money import BadAmount, parse_amount, plain_amount, show_money, total_of
 from demo_portal.domain.pay_column import Cell, before_dialog, detail_button, pay_cell
 from demo_portal.domain.portal import Style, portals_from_config
 from demo_portal.domain.remittance import remittance_view
 from demo_portal.entrypoints.asyncapi import DOCUMENT, render
-from payments_portal_client.read_model import InvoiceOut
+from payments_portal_client.read_model import AccountSummary, InvoiceOut
 from payments_shared.contracts.remittance import RemittanceDetails as MerchantRemittance
 from payments_shared.domain.money import Money
 
@@ -118,6 +119,74 @@ def test_the_seed_003_detail_view_offers_make_a_payment_on_what_can_be_selected(
     assert detail_button(invoice("pending", button=False), Style.PAY_SELECTED) is None
     restricted = invoice("not_payable", reason="restricted", button=False)
     assert detail_button(restricted, Style.PAY_SELECTED) is None
+
+
+def summary(*owed: tuple[str, int, bool]) -> AccountSummary:
+    """The read model's account summary: (currency, balance, its PAY flag) per currency."""
+    return AccountSummary.model_validate(
+        {
+            "account_id": "C-1",
+            "balances": [
+                {
+                    "currency": currency,
+                    "balance": {"amount_minor": amount, "currency": currency},
+                    "pay_button": pay,
+                    "invoices": 1,
+                    "by_status": {},
+                }
+                for currency, amount, pay in owed
+            ],
+            "pay_button": any(pay for _, _, pay in owed),
+            "pay_button_reason": None,
+            "pay_button_message": None,
+            "freshness": {"version": 1, "event_time": None, "projection_event_time": None, "offsets": []},
+        }
+    )
+
+
+def test_account_pay_shows_while_the_read_model_offers_it_and_intake_would_take_it() -> None:
+    payable = [invoice("payable", number="INV-1"), invoice("payable", number="INV-2", balance=5000)]
+    [usd] = balances(summary(("USD", 130000, True)), payable, Style.FULL_PAYMENT)
+    assert (usd.text, usd.pay, usd.note) == ("$1,300.00", True, None)
+    assert refusal([usd], "USD") is None and refusal([usd], None) is None
+    # Paid down to $0.00: the read model's flag goes, and PAY with it.
+    [zero] = balances(summary(("USD", 0, False)), [], Style.FULL_PAYMENT)
+    assert (zero.text, zero.pay, zero.note) == ("$0.00", False, None)
+    assert refusal([zero], "USD") == "Your account has no balance to pay."
+    # Seed 003 has no account PAY, whatever the flag says.
+    [selected] = balances(summary(("USD", 130000, True)), payable, Style.PAY_SELECTED)
+    assert not selected.pay and refusal([selected], "USD") is not None
+
+
+def test_account_pay_is_held_back_while_an_invoice_is_pending_or_not_yet_sent() -> None:
+    owed = summary(("USD", 130000, True))
+    pending = [invoice("pending", number="INV-1", button=False), invoice("payable", number="INV-2")]
+    [usd] = balances(owed, pending, Style.FULL_PAYMENT)
+    assert (usd.pay, usd.note) == (False, "A payment against invoice INV-1 is already pending.")
+    assert refusal([usd], "USD") == "A payment against invoice INV-1 is already pending."
+    not_sent = [invoice("not_payable", reason="not_registered", number="INV-3", button=False)]
+    [usd] = balances(owed, not_sent, Style.FULL_PAYMENT)
+    assert (usd.pay, usd.note) == (
+        False,
+        "Invoice INV-3 has not been sent for payment processing yet. Please try again later.",
+    )
+    # A paid invoice (no balance) holds nothing back.
+    [usd] = balances(owed, [invoice("paid", balance=0, button=False)], Style.FULL_PAYMENT)
+    assert usd.pay
+
+
+def test_account_pay_is_per_currency() -> None:
+    owed = summary(("USD", 125000, True), ("CAD", 5000, True))
+    invoices = [
+        invoice("pending", number="INV-1", button=False),
+        invoice("payable", number="INV-C", currency="CAD"),
+    ]
+    usd, cad = balances(owed, invoices, Style.FULL_PAYMENT)
+    assert (usd.pay, cad.pay, cad.text) == (False, True, "CA$50.00")
+    assert refusal([usd, cad], "CAD") is None
+    assert refusal([usd, cad], "USD") == "A payment against invoice INV-1 is already pending."
+    several = "Your account has balances in several currencies: choose which one to pay."
+    assert refusal([usd, cad], None) == several
 
 
 def test_money_is_shown_and_read_as_the_seeds_write_it() -> None:

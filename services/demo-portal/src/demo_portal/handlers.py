@@ -30,6 +30,7 @@ from payments_shared.contracts.payments import (
 )
 from payments_shared.domain.money import Money
 
+from .domain.account import balances, refusal
 from .domain.money import BadAmount, parse_amount
 from .domain.pay_column import before_dialog
 from .domain.portal import Merchant, Portals
@@ -141,9 +142,16 @@ async def pay(portal: Portal, account_id: str, order: PayOrder) -> Answer:
     return await _send(portal, command)
 
 
-async def pay_account_balance(portal: Portal, account_id: str) -> Answer:
-    portal.merchant(account_id)
-    return await _send(portal, build.pay_account_balance(account_id, PayerPortal(), producer=SERVICE))
+async def pay_account_balance(portal: Portal, account_id: str, currency: str | None = None) -> Answer:
+    """Account PAY, checked against the read model first: a payment it shows would be
+    refused is never sent, so the page opens no payer-portal tab for it."""
+    merchant = portal.merchant(account_id)
+    invoices, summary = await account(portal, account_id)
+    refused = refusal(balances(summary, invoices, merchant.style), currency)
+    if refused is not None:
+        return Answer("rejected", refused, reason_code="account_pay_not_offered")
+    command = build.pay_account_balance(account_id, PayerPortal(), currency=currency, producer=SERVICE)
+    return await _send(portal, command)
 
 
 async def cancel(portal: Portal, account_id: str, payment_id: UUID) -> Answer:

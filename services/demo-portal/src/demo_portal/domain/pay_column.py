@@ -66,12 +66,18 @@ def pay_cell(invoice: InvoiceOut, style: Style) -> PayCell:
     return PayCell(Cell.NOT_PAYABLE, LABELS[Cell.NOT_PAYABLE], False, REASONS.get(reason) if reason else None)
 
 
-def not_sent_message(invoice_number: str) -> str:
-    return f"Invoice {invoice_number} has not been sent for payment processing yet. Please try again later."
+def not_sent_message(*numbers: str) -> str:
+    if len(numbers) == 1:
+        return f"Invoice {numbers[0]} has not been sent for payment processing yet. Please try again later."
+    return (
+        f"Invoices {', '.join(numbers)} have not been sent for payment processing yet."
+        " Please try again later."
+    )
 
 
-def pending_message(invoice_number: str) -> str:
-    return f"A payment against invoice {invoice_number} is already pending."
+def pending_message(*numbers: str) -> str:
+    invoices = f"invoice {numbers[0]}" if len(numbers) == 1 else f"invoices {', '.join(numbers)}"
+    return f"A payment against {invoices} is already pending."
 
 
 def before_dialog(invoice: InvoiceOut) -> str | None:

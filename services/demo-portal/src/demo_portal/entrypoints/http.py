@@ -13,12 +13,13 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
 from demo_portal import handlers
+from demo_portal.domain.account import balances
 from demo_portal.domain.money import BadAmount, plain_amount, show_money, total_of
 from demo_portal.domain.pay_column import Cell, PayCell, detail_button, pay_cell
 from demo_portal.domain.portal import Merchant, Style
 from demo_portal.handlers import Portal, UnknownAccount
 from payments_portal_client import NotFound
-from payments_portal_client.read_model import AccountSummary, InvoiceOut
+from payments_portal_client.read_model import InvoiceOut
 from payments_shared.contracts.payments import BillingAddress
 
 HERE = Path(__file__).resolve().parent.parent
@@ -42,6 +43,10 @@ class PayIn(BaseModel):
 
 class CancelIn(BaseModel):
     payment_id: UUID
+
+
+class PayBalanceIn(BaseModel):
+    currency: str | None = None
 
 
 class AmountIn(BaseModel):
@@ -130,8 +135,7 @@ def build_routes(app: FastAPI, portal: Portal, poll_interval_ms: int) -> None:
             merchant=merchant,
             account_id=account_id,
             rows=rows,
-            balances=_balances(summary),
-            account_pay=merchant.style == Style.FULL_PAYMENT and bool(summary and summary.pay_button),
+            balances=balances(summary, invoices, merchant.style),
             restricted=restricted,
             pay_selected=merchant.style == Style.PAY_SELECTED,
             Cell=Cell,
@@ -160,9 +164,11 @@ def build_routes(app: FastAPI, portal: Portal, poll_interval_ms: int) -> None:
     async def rows(account_id: str) -> dict[str, Any]:
         merchant = merchant_or_404(account_id)
         invoices, summary = await handlers.account(portal, account_id)
+        cells = templates.get_template("cells.html").module
+        shown = balances(summary, invoices, merchant.style)
         return {
             "rows": [row_json(i, merchant.style) for i in invoices],
-            "balances": [{"currency": b["currency"], "balance": b["text"]} for b in _balances(summary)],
+            "balance_card_html": str(cells.balance_card(shown)),  # type: ignore[attr-defined]
         }
 
     @app.post("/api/accounts/{account_id}/invoices/{invoice_number}/check")
@@ -187,9 +193,10 @@ def build_routes(app: FastAPI, portal: Portal, poll_interval_ms: int) -> None:
         return answer_json(await handlers.pay(portal, account_id, order))
 
     @app.post("/api/accounts/{account_id}/pay-balance")
-    async def pay_balance(account_id: str) -> dict[str, Any]:
+    async def pay_balance(account_id: str, body: PayBalanceIn | None = None) -> dict[str, Any]:
         merchant_or_404(account_id)
-        return answer_json(await handlers.pay_account_balance(portal, account_id))
+        currency = body.currency if body is not None else None
+        return answer_json(await handlers.pay_account_balance(portal, account_id, currency))
 
     @app.post("/api/accounts/{account_id}/cancel")
     async def cancel(account_id: str, body: CancelIn) -> dict[str, Any]:
@@ -206,11 +213,3 @@ def build_routes(app: FastAPI, portal: Portal, poll_interval_ms: int) -> None:
             return JSONResponse({"ok": False, "message": str(bad)}, status_code=422)
         return JSONResponse({"ok": True, "text": show_money(amount.amount_minor, amount.currency)})
 
-
-def _balances(summary: AccountSummary | None) -> list[dict[str, Any]]:
-    if summary is None:
-        return []
-    return [
-        {"currency": b.currency, "text": show_money(b.balance.amount_minor, b.currency), "pay": b.pay_button}
-        for b in summary.balances
-    ]

@@ -76,10 +76,7 @@
         $$(".balance", el).forEach((b) => { b.textContent = row.balance; });
       }
     }
-    for (const b of data.balances) {
-      const el = $(`.balance-value[data-currency="${b.currency}"]`);
-      if (el) el.textContent = b.balance;
-    }
+    renderInto($("#balance-card"), data.balance_card_html);
     updateSelection();
   }
 
@@ -194,14 +191,12 @@
       frame.hidden = false;
     });
     $("#open-portal").addEventListener("click", async () => {
-      const tab = window.open("", "_blank");
       const answer = await api("/pay", { invoices: [{ invoice_number: state.invoice }], method: "payer_portal" });
       if (answer.outcome !== "accepted" || !answer.checkout_url) {
-        if (tab) tab.close();
         dialogError(payDialog, answer.message || "The payer portal could not be opened.");
         return;
       }
-      if (tab) tab.location = answer.checkout_url; else window.open(answer.checkout_url, "_blank");
+      openPayerPortal(answer.checkout_url);
       state.done = true;
       payDialog.close();
       markPending([state.invoice]);
@@ -359,16 +354,29 @@
     }
   });
 
-  async function onPayBalance() {
+  // The payer portal's tab opens only once its address is known: a tab opened before the
+  // answer would flash open and shut for every payment the service refuses. A browser
+  // that blocks so late a window.open gets a link to press instead.
+  function openPayerPortal(url) {
+    if (window.open(url, "_blank")) return;
+    const link = document.createElement("a");
+    link.href = url;
+    link.target = "_blank";
+    link.textContent = "Open the payer portal";
+    const box = $("#notice");
+    box.replaceChildren("Your browser kept the payer portal from opening in a new tab. ", link);
+    box.hidden = false;
+  }
+
+  async function onPayBalance(currency) {
     clearNotice();
-    const tab = window.open("", "_blank");
-    const answer = await api("/pay-balance");
+    const answer = await api("/pay-balance", { currency });
     if (answer.outcome !== "accepted" || !answer.checkout_url) {
-      if (tab) tab.close();
       notice(answer.message || "The payer portal could not be opened.");
+      refresh();
       return;
     }
-    if (tab) tab.location = answer.checkout_url; else window.open(answer.checkout_url, "_blank");
+    openPayerPortal(answer.checkout_url);
     markPending(answer.invoice_numbers);
   }
 
@@ -378,7 +386,7 @@
     if (button.dataset.action === "pay") onPay(button.dataset.invoice);
     else if (button.dataset.action === "pay-selected") openMakePayment(selectedBoxes().map((b) => b.dataset.invoice));
     else if (button.dataset.action === "make-a-payment") openMakePayment([button.dataset.invoice]);
-    else if (button.dataset.action === "pay-balance") onPayBalance();
+    else if (button.dataset.action === "pay-balance") onPayBalance(button.dataset.currency);
   });
 
   if (payDialog) wirePayDialog();
