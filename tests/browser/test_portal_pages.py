@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Page, expect
+from prometheus_client.parser import text_string_to_metric_families
 
 import erp_invoices
 from kafka_tools import eventually, produce
@@ -509,3 +510,25 @@ async def test_seed_003_remittance_details_in_portal_money_on_labelled_lines(
         "Mail to": "Northwind Labs Inc., Accounts Receivable\nPO Box 7701\nChicago, IL 60680\nUS",
     }
     await snap(page, "check")
+
+
+async def test_the_portal_serves_prometheus_metrics_and_a_favicon(
+    page: Page, portal_system: System, snap: Snap
+) -> None:
+    portal = portal_system.url("demo-portal")
+    async with httpx.AsyncClient(base_url=portal) as client:
+        metrics = await client.get("/metrics")
+        assert metrics.status_code == 200, metrics.status_code
+        assert metrics.headers["content-type"].startswith("text/plain"), metrics.headers
+        families = {f.name for f in text_string_to_metric_families(metrics.text)}
+        assert {"demo_portal_commands", "demo_portal_outcome_seconds"} <= families, sorted(families)
+        favicon = await client.get("/favicon.ico")
+        assert favicon.status_code == 200, favicon.status_code
+        assert favicon.headers["content-type"].startswith("image/"), favicon.headers
+
+    await page.goto(f"{portal}/accounts/C-10042")
+    icon = await page.locator("link[rel=icon]").get_attribute("href")
+    assert icon is not None, "the page links no icon"
+    linked = await page.request.get(f"{portal}{icon}" if icon.startswith("/") else icon)
+    assert linked.status == 200 and linked.headers["content-type"].startswith("image/"), linked.headers
+    await snap(page, "page-with-icon")
