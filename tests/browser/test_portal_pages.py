@@ -2,8 +2,12 @@
 
 Seed 000: the USD 1,250.00 invoice paid by guest checkout (Pay, Guest Checkout, billing
 address, card page, Pay Now, Pending, Paid), and the two errors that keep the dialog
-shut. Seed 003: a partial payment, two invoices paid together, the above-balance error,
-remittance details, and an account that must pay through its distributor.
+shut; account PAY, gone at $0.00 without a reload and held back (no tab opened) while an
+invoice is pending; one Pay button on the invoice detail. Seed 003: a partial payment,
+two invoices paid together, the above-balance error, remittance details on labelled
+lines, MAKE A PAYMENT on the invoice detail, the card frame inside the dialog, Done after
+paying, and an account that must pay through its distributor. And the portal's /metrics
+and icon. Each checked state is kept as a screenshot in .artifacts/screenshots/.
 """
 
 from __future__ import annotations
