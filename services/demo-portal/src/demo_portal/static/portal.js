@@ -40,11 +40,29 @@
   // --- money: the page adds and formats none itself ---------------------------------------
   // A total is asked of the server (one formatter, integer minor units); only the answer
   // to the latest question is shown, so a slow early answer cannot overwrite a later one.
+  // The poll re-checks the selection every few seconds: the same amounts are not asked again.
   const asked = {};
+  const shownFor = {};
   async function showTotal(key, amounts, show) {
+    const question = JSON.stringify(amounts);
+    if (shownFor[key] === question) return;
     const n = (asked[key] = (asked[key] || 0) + 1);
-    const answer = amounts.length ? await api("/total", { amounts }) : { ok: false };
-    if (asked[key] === n) show(answer.ok ? answer.text : null);
+    shownFor[key] = null;
+    let answer = null;
+    try {
+      answer = amounts.length ? await api("/total", { amounts }) : { ok: false };
+    } catch (err) {
+      answer = null;
+    }
+    if (asked[key] !== n) return;
+    // A question that got no answer (network) is asked again by the next change or poll.
+    shownFor[key] = answer ? question : null;
+    show(answer && answer.ok ? answer.text : null);
+  }
+
+  function forgetTotal(key) {
+    asked[key] = (asked[key] || 0) + 1;
+    shownFor[key] = null;
   }
 
   // --- the poll ---------------------------------------------------------------------------
@@ -216,7 +234,7 @@
     button.disabled = boxes.length === 0;
     const summary = $("#selected-summary");
     if (!boxes.length) {
-      asked.selection = (asked.selection || 0) + 1;
+      forgetTotal("selection");
       summary.textContent = "Select unpaid or partially-paid invoices to pay.";
       return;
     }
@@ -278,6 +296,7 @@
     $("#confirmation").hidden = true;
     dialogError(selectedDialog, "");
     footLabel(selectedDialog, "Cancel");
+    forgetTotal("dialog");
     updateSelectedTotal();
     selectedDialog.showModal();
   }
