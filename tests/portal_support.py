@@ -65,11 +65,47 @@ BROWSER_MERCHANTS = {
     "merchants": {
         "contoso-supply": {
             "policy": "full-payment-portal",
-            "accounts": ["C-10042", "C-10043", "C-10044"],
+            "accounts": ["C-10042", "C-10043", "C-10044", "C-10045", "C-10046", "C-10047"],
         },
         "northwind-labs": {
             "policy": "partial-multi-portal",
-            "accounts": ["A-20077", "A-20078", "A-20079", "A-30011"],
+            "accounts": [
+                "A-20077",
+                "A-20078",
+                "A-20079",
+                "A-20080",
+                "A-20081",
+                "A-20082",
+                "A-20083",
+                "A-30011",
+            ],
+            # The demo merchant file's details, so the page shows each channel's lines.
+            "remittance": {
+                "check": {
+                    "payee": "Northwind Labs Inc.",
+                    "mailing_address": {
+                        "name": "Northwind Labs Inc., Accounts Receivable",
+                        "line1": "PO Box 7701",
+                        "city": "Chicago",
+                        "region": "IL",
+                        "postal_code": "60680",
+                        "country": "US",
+                    },
+                },
+                "ach": {
+                    "bank_name": "First Demo Bank",
+                    "account_name": "Northwind Labs Inc.",
+                    "account_number": "000123456789",
+                    "routing_number": "021000021",
+                },
+                "wire": {
+                    "bank_name": "First Demo Bank",
+                    "account_name": "Northwind Labs Inc.",
+                    "account_number": "000123456789",
+                    "routing_number": "021000021",
+                    "swift_bic": "FDBKUS33",
+                },
+            },
         },
     },
 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -88,3 +88,17 @@ async def page(browser_context: BrowserContext, request: pytest.FixtureRequest) 
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         await tab.screenshot(path=SCREENSHOTS / f"{request.node.name}.png", full_page=True)
         await tab.close()
+
+
+Snap = Callable[[Page, str], Awaitable[None]]
+
+
+@pytest.fixture
+def snap(request: pytest.FixtureRequest) -> Snap:
+    """Keeps a screenshot of one checked state, named after the test and the state."""
+
+    async def take(tab: Page, state: str) -> None:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await tab.screenshot(path=SCREENSHOTS / f"{request.node.name}--{state}.png", full_page=True)
+
+    return take

@@ -31,8 +31,11 @@ from payments_portal_client import commands as build
 from payments_portal_client.read_model import AccountSummary, InvoiceOut
 
 from .command_channel import CommandChannel
-from .domain.pay_column import BadAmount, before_dialog, parse_amount
+from .domain.account import balances, refusal
+from .domain.money import BadAmount, parse_amount
+from .domain.pay_column import before_dialog
 from .domain.portal import Merchant, Portals
+from .domain.remittance import RemittanceView, remittance_view
 from .settings import SERVICE
 
 
@@ -66,6 +69,7 @@ class Answer:
     checkout_url: str | None = None
     payment_id: str | None = None
     invoice_numbers: tuple[str, ...] = ()
+    remittance: RemittanceView | None = None
 
 
 @dataclass
@@ -138,9 +142,16 @@ async def pay(portal: Portal, account_id: str, order: PayOrder) -> Answer:
     return await _send(portal, command)
 
 
-async def pay_account_balance(portal: Portal, account_id: str) -> Answer:
-    portal.merchant(account_id)
-    return await _send(portal, build.pay_account_balance(account_id, PayerPortal(), producer=SERVICE))
+async def pay_account_balance(portal: Portal, account_id: str, currency: str | None = None) -> Answer:
+    """Account PAY, checked against the read model first: a payment it shows would be
+    refused is never sent, so the page opens no payer-portal tab for it."""
+    merchant = portal.merchant(account_id)
+    invoices, summary = await account(portal, account_id)
+    refused = refusal(balances(summary, invoices, merchant.style), currency)
+    if refused is not None:
+        return Answer("rejected", refused, reason_code="account_pay_not_offered")
+    command = build.pay_account_balance(account_id, PayerPortal(), currency=currency, producer=SERVICE)
+    return await _send(portal, command)
 
 
 async def cancel(portal: Portal, account_id: str, payment_id: UUID) -> Answer:
@@ -184,7 +195,10 @@ def answer(outcome: Outcome) -> Answer:
             invoice_numbers=tuple(a.invoice_number for a in outcome.allocations),
         )
     if isinstance(outcome, RemittanceDetails):
-        return Answer("remittance", outcome.message, invoice_numbers=outcome.invoice_numbers)
+        view = remittance_view(
+            outcome.channel, outcome.amount, outcome.reference, outcome.details, outcome.message
+        )
+        return Answer("remittance", outcome.message, invoice_numbers=outcome.invoice_numbers, remittance=view)
     if isinstance(outcome, Rejected):
         return Answer(
             "rejected", outcome.message, outcome.reason_code, invoice_numbers=outcome.invoice_numbers

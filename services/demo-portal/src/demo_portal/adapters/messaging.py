@@ -11,18 +11,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
 from faststream.specification import AsyncAPI
+from prometheus_client import Counter, Histogram
 
 from demo_portal.settings import SERVICE
 from payments_contracts.envelope import Envelope
 from payments_contracts.payments import PaymentCommand, PaymentEvent
 from payments_contracts.topics import TopicRegistry
 from payments_portal_client import Correlator, Outcome, OutcomeTimeout
+
+COMMANDS = Counter(
+    "demo_portal_commands_total",
+    "Pay and cancel commands sent, by command type and the outcome that answered it",
+    ["command", "outcome"],
+)
+OUTCOME_SECONDS = Histogram(
+    "demo_portal_outcome_seconds",
+    "From publishing a command to its outcome (the checkout open, for an online payment)",
+    ["command"],
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0),
+)
 
 
 @dataclass
@@ -45,13 +59,18 @@ class Messaging:
 
     async def send(self, command: Envelope, *, until_checkout: bool, timeout_s: float) -> Outcome:
         future = self.correlator.expect(command.event_id, until_checkout=until_checkout)
+        started = time.monotonic()
         try:
             await self.publisher.publish(command.model_dump(mode="json"), key=command.key())
-            return await asyncio.wait_for(future, timeout_s)
+            outcome = await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
+            COMMANDS.labels(command.type, "timeout").inc()
             raise OutcomeTimeout(command.event_id, command.payload.idempotency_key) from None
         finally:
             self.correlator.forget(command.event_id)
+        OUTCOME_SECONDS.labels(command.type).observe(time.monotonic() - started)
+        COMMANDS.labels(command.type, type(outcome).__name__.lower()).inc()
+        return outcome
 
 
 def messaging(bootstrap: str, topics: TopicRegistry) -> Messaging:

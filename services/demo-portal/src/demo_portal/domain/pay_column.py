@@ -5,10 +5,8 @@ payment against it is already pending)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from enum import StrEnum
 
-from payments_contracts.money import Money, TooManyDecimals
 from payments_portal_client.read_model import InvoiceOut, NotPayableReason, PayStatus
 
 from .portal import Style
@@ -68,12 +66,18 @@ def pay_cell(invoice: InvoiceOut, style: Style) -> PayCell:
     return PayCell(Cell.NOT_PAYABLE, LABELS[Cell.NOT_PAYABLE], False, REASONS.get(reason) if reason else None)
 
 
-def not_sent_message(invoice_number: str) -> str:
-    return f"Invoice {invoice_number} has not been sent for payment processing yet. Please try again later."
+def not_sent_message(*numbers: str) -> str:
+    if len(numbers) == 1:
+        return f"Invoice {numbers[0]} has not been sent for payment processing yet. Please try again later."
+    return (
+        f"Invoices {', '.join(numbers)} have not been sent for payment processing yet."
+        " Please try again later."
+    )
 
 
-def pending_message(invoice_number: str) -> str:
-    return f"A payment against invoice {invoice_number} is already pending."
+def pending_message(*numbers: str) -> str:
+    invoices = f"invoice {numbers[0]}" if len(numbers) == 1 else f"invoices {', '.join(numbers)}"
+    return f"A payment against {invoices} is already pending."
 
 
 def before_dialog(invoice: InvoiceOut) -> str | None:
@@ -92,24 +96,19 @@ def before_dialog(invoice: InvoiceOut) -> str | None:
     return None
 
 
-SYMBOLS = {"USD": "$", "CAD": "CA$", "EUR": "€", "GBP": "£"}
+@dataclass(frozen=True)
+class DetailButton:
+    label: str
+    action: str  # "pay": the seed 000 Pay dialog; "make-a-payment": seed 003's Make a Payment
 
 
-def show_money(amount_minor: int, currency: str) -> str:
-    """$1,250.00 (the seeds' way of writing amounts)."""
-    value = Money(amount_minor=amount_minor, currency=currency).to_decimal()
-    symbol = SYMBOLS.get(currency)
-    return f"{symbol}{value:,}" if symbol else f"{currency} {value:,}"
-
-
-class BadAmount(ValueError):
-    pass
-
-
-def parse_amount(text: str, currency: str) -> Money:
-    """A payment amount as a customer types it ("1,250.00", "$500")."""
-    cleaned = text.strip().replace(",", "").lstrip("$").strip()
-    try:
-        return Money.from_decimal(Decimal(cleaned), currency)
-    except (ArithmeticError, ValueError, TooManyDecimals):
-        raise BadAmount(f"Enter an amount like 500.00 (not {text!r}).") from None
+def detail_button(invoice: InvoiceOut, style: Style) -> DetailButton | None:
+    """The one button of the invoice detail view, if it has one."""
+    if invoice.pay_button_reason == "provider_not_configured":
+        return None
+    if style == Style.FULL_PAYMENT:
+        # Seed 000: shown whenever a balance remains; the check before the dialog then
+        # says why an invoice cannot be paid (not sent yet, already pending).
+        return DetailButton("Pay", "pay") if invoice.balance.amount_minor > 0 else None
+    # Seed 003: MAKE A PAYMENT opens Make a Payment with this invoice and its amount due.
+    return DetailButton("MAKE A PAYMENT", "make-a-payment") if pay_cell(invoice, style).payable else None

@@ -7,19 +7,20 @@ from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 
 from demo_portal import handlers
-from demo_portal.domain.pay_column import Cell, PayCell, pay_cell, show_money
+from demo_portal.domain.account import balances
+from demo_portal.domain.money import BadAmount, plain_amount, show_money, total_of
+from demo_portal.domain.pay_column import Cell, PayCell, detail_button, pay_cell
 from demo_portal.domain.portal import Merchant, Style
 from demo_portal.handlers import Portal, UnknownAccount
-from payments_contracts.money import Money
 from payments_contracts.payments import BillingAddress
 from payments_portal_client import NotFound
-from payments_portal_client.read_model import AccountSummary, InvoiceOut
+from payments_portal_client.read_model import InvoiceOut
 
 HERE = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -44,18 +45,27 @@ class CancelIn(BaseModel):
     payment_id: UUID
 
 
+class PayBalanceIn(BaseModel):
+    currency: str | None = None
+
+
+class AmountIn(BaseModel):
+    amount: str
+    currency: str
+
+
+class TotalIn(BaseModel):
+    amounts: list[AmountIn]
+
+
 def row(invoice: InvoiceOut, style: Style) -> dict[str, Any]:
     return {
         "invoice": invoice,
         "cell": pay_cell(invoice, style),
+        "action": detail_button(invoice, style),
         "balance": show_money(invoice.balance.amount_minor, invoice.currency),
-        "balance_plain": _plain(invoice),
+        "balance_plain": plain_amount(invoice.balance.amount_minor, invoice.currency),
     }
-
-
-def _plain(invoice: InvoiceOut) -> str:
-    """The balance as the amount field shows it (1250.00)."""
-    return str(Money(amount_minor=invoice.balance.amount_minor, currency=invoice.currency).to_decimal())
 
 
 def row_json(invoice: InvoiceOut, style: Style) -> dict[str, Any]:
@@ -66,6 +76,8 @@ def row_json(invoice: InvoiceOut, style: Style) -> dict[str, Any]:
     return {
         "cell_html": str(cells.pay_cell(rendered, style == Style.PAY_SELECTED)),  # type: ignore[attr-defined]
         "select_html": str(cells.select_cell(rendered)),  # type: ignore[attr-defined]
+        "status_html": str(cells.status_badge(rendered)),  # type: ignore[attr-defined]
+        "action_html": str(cells.detail_action(rendered)),  # type: ignore[attr-defined]
         "invoice_number": invoice.invoice_number,
         "cell": cell.cell.value,
         "label": cell.label,
@@ -73,7 +85,17 @@ def row_json(invoice: InvoiceOut, style: Style) -> dict[str, Any]:
         "reason": cell.reason,
         "balance": rendered["balance"],
         "balance_plain": rendered["balance_plain"],
+        "currency": invoice.currency,
     }
+
+
+def answer_json(answer: handlers.Answer) -> dict[str, Any]:
+    """What the page does next; remittance details come rendered by the page's macro."""
+    body = {k: v for k, v in vars(answer).items() if k != "remittance"}
+    if answer.remittance is not None:
+        cells = templates.get_template("cells.html").module
+        body["remittance_html"] = str(cells.remittance(answer.remittance))  # type: ignore[attr-defined]
+    return body
 
 
 def build_routes(app: FastAPI, portal: Portal, poll_interval_ms: int) -> None:
@@ -91,6 +113,11 @@ def build_routes(app: FastAPI, portal: Portal, poll_interval_ms: int) -> None:
             template,
             {"portals": portal.portals, "poll_interval_ms": poll_interval_ms, **context},
         )
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        # Browsers ask for /favicon.ico on pages that link no icon (and some always do).
+        return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml")
 
     @app.get("/", include_in_schema=False)
     async def home() -> Response:
@@ -113,8 +140,7 @@ def build_routes(app: FastAPI, portal: Portal, poll_interval_ms: int) -> None:
             merchant=merchant,
             account_id=account_id,
             rows=rows,
-            balances=_balances(summary),
-            account_pay=merchant.style == Style.FULL_PAYMENT and bool(summary and summary.pay_button),
+            balances=balances(summary, invoices, merchant.style),
             restricted=restricted,
             pay_selected=merchant.style == Style.PAY_SELECTED,
             Cell=Cell,
@@ -137,16 +163,17 @@ def build_routes(app: FastAPI, portal: Portal, poll_interval_ms: int) -> None:
             merchant=merchant,
             account_id=account_id,
             r=row(invoice, merchant.style),
-            pay_selected=merchant.style == Style.PAY_SELECTED,
         )
 
     @app.get("/api/accounts/{account_id}/rows")
     async def rows(account_id: str) -> dict[str, Any]:
         merchant = merchant_or_404(account_id)
         invoices, summary = await handlers.account(portal, account_id)
+        cells = templates.get_template("cells.html").module
+        shown = balances(summary, invoices, merchant.style)
         return {
             "rows": [row_json(i, merchant.style) for i in invoices],
-            "balances": [{"currency": b["currency"], "balance": b["text"]} for b in _balances(summary)],
+            "balance_card_html": str(cells.balance_card(shown)),  # type: ignore[attr-defined]
         }
 
     @app.post("/api/accounts/{account_id}/invoices/{invoice_number}/check")
@@ -168,23 +195,26 @@ def build_routes(app: FastAPI, portal: Portal, poll_interval_ms: int) -> None:
             channel=body.channel,
             selected=body.selected,
         )
-        return vars(await handlers.pay(portal, account_id, order))
+        return answer_json(await handlers.pay(portal, account_id, order))
 
     @app.post("/api/accounts/{account_id}/pay-balance")
-    async def pay_balance(account_id: str) -> dict[str, Any]:
+    async def pay_balance(account_id: str, body: PayBalanceIn | None = None) -> dict[str, Any]:
         merchant_or_404(account_id)
-        return vars(await handlers.pay_account_balance(portal, account_id))
+        currency = body.currency if body is not None else None
+        return answer_json(await handlers.pay_account_balance(portal, account_id, currency))
 
     @app.post("/api/accounts/{account_id}/cancel")
     async def cancel(account_id: str, body: CancelIn) -> dict[str, Any]:
         merchant_or_404(account_id)
-        return vars(await handlers.cancel(portal, account_id, body.payment_id))
+        return answer_json(await handlers.cancel(portal, account_id, body.payment_id))
 
+    @app.post("/api/accounts/{account_id}/total")
+    async def total(account_id: str, body: TotalIn) -> JSONResponse:
+        # The page adds no money itself: every amount it shows is formatted here.
+        merchant_or_404(account_id)
+        try:
+            amount = total_of((a.amount, a.currency) for a in body.amounts)
+        except BadAmount as bad:
+            return JSONResponse({"ok": False, "message": str(bad)}, status_code=422)
+        return JSONResponse({"ok": True, "text": show_money(amount.amount_minor, amount.currency)})
 
-def _balances(summary: AccountSummary | None) -> list[dict[str, Any]]:
-    if summary is None:
-        return []
-    return [
-        {"currency": b.currency, "text": show_money(b.balance.amount_minor, b.currency), "pay": b.pay_button}
-        for b in summary.balances
-    ]

@@ -12,9 +12,10 @@ from typing import Any
 
 import uvicorn
 import yaml
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from faststream_fastapi import FastStreamAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from demo_portal.adapters.messaging import Messaging, messaging, specification
 from demo_portal.domain.portal import Portals, portals_from_config
@@ -66,6 +67,10 @@ def build_app(settings: DemoPortalSettings) -> tuple[FastStreamAPI, Messaging]:
             "outcomes": await wiring.outcomes_ready(),
         }
         return JSONResponse(checks, status_code=200 if all(checks.values()) else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     build_routes(app, portal, settings.poll_interval_ms)
     asgi = FastStreamAPI(

@@ -27,23 +27,56 @@
 
   function clearNotice() { $("#notice").hidden = true; }
 
+  // Before an outcome the footer button gives up the payment; after it, there is nothing
+  // left to cancel and the button only closes the dialog.
+  function footLabel(dialog, label) { $("[data-action=close]", dialog).textContent = label; }
+
   function dialogError(dialog, message) {
     const box = $(".dialog-error", dialog);
     box.textContent = message || "";
     box.hidden = !message;
   }
 
-  // --- money, in cents, never floats --------------------------------------------------
-  function toCents(text) {
-    const [whole, frac = ""] = String(text).replace(/[$,\s]/g, "").split(".");
-    return Number(whole || "0") * 100 + Number((frac + "00").slice(0, 2));
+  // --- money: the page adds and formats none itself ---------------------------------------
+  // A total is asked of the server (one formatter, integer minor units); only the answer
+  // to the latest question is shown, so a slow early answer cannot overwrite a later one.
+  // The poll re-checks the selection every few seconds: the same amounts are not asked again.
+  const asked = {};
+  const shownFor = {};
+  async function showTotal(key, amounts, show) {
+    const question = JSON.stringify(amounts);
+    if (shownFor[key] === question) return;
+    const n = (asked[key] = (asked[key] || 0) + 1);
+    shownFor[key] = null;
+    let answer = null;
+    try {
+      answer = amounts.length ? await api("/total", { amounts }) : { ok: false };
+    } catch (err) {
+      answer = null;
+    }
+    if (asked[key] !== n) return;
+    // A question that got no answer (network) is asked again by the next change or poll.
+    shownFor[key] = answer ? question : null;
+    show(answer && answer.ok ? answer.text : null);
   }
-  function showCents(cents) {
-    const whole = Math.floor(cents / 100).toLocaleString("en-US");
-    return `$${whole}.${String(cents % 100).padStart(2, "0")}`;
+
+  function forgetTotal(key) {
+    asked[key] = (asked[key] || 0) + 1;
+    shownFor[key] = null;
   }
 
   // --- the poll ---------------------------------------------------------------------------
+  // Swaps in the server's rendering of a part only when it differs, so a button the
+  // customer is about to press (or a box they ticked) is not replaced by its own copy.
+  function renderInto(el, html) {
+    if (!el) return;
+    const next = el.cloneNode(false);
+    const t = document.createElement("template");
+    t.innerHTML = html;
+    next.append(t.content);
+    if (!next.isEqualNode(el)) el.replaceChildren(...next.childNodes);
+  }
+
   async function refresh() {
     let data;
     try {
@@ -53,28 +86,26 @@
     }
     for (const row of data.rows) {
       for (const el of $$(`[data-row="${CSS.escape(row.invoice_number)}"]`)) {
-        if (el.dataset.cell !== row.cell) {
-          $(".pay-cell", el).innerHTML = row.cell_html;
-          const select = $(".select-cell", el);
-          if (select) select.innerHTML = row.select_html;
-          el.dataset.cell = row.cell;
-        }
+        renderInto($(".pay-cell", el), row.cell_html);
+        renderInto($(".select-cell", el), row.select_html);
+        renderInto($(".status-cell", el), row.status_html);
+        renderInto($(".detail-action", el), row.action_html);
+        el.dataset.cell = row.cell;
         $$(".balance", el).forEach((b) => { b.textContent = row.balance; });
       }
     }
-    for (const b of data.balances) {
-      const el = $(`.balance-value[data-currency="${b.currency}"]`);
-      if (el) el.textContent = b.balance;
-    }
+    renderInto($("#balance-card"), data.balance_card_html);
     updateSelection();
   }
 
   function markPending(numbers) {
+    const badge = '<span class="badge badge-pending">Pending</span>';
     for (const n of numbers) {
       for (const el of $$(`[data-row="${CSS.escape(n)}"]`)) {
-        $(".pay-cell", el).innerHTML = '<span class="badge badge-pending">Pending</span>';
-        const select = $(".select-cell", el);
-        if (select) select.innerHTML = '<input type="checkbox" disabled>';
+        renderInto($(".pay-cell", el), badge);
+        renderInto($(".status-cell", el), badge);
+        renderInto($(".detail-action", el), "");
+        renderInto($(".select-cell", el), '<input type="checkbox" disabled>');
         el.dataset.cell = "pending";
       }
     }
@@ -108,6 +139,7 @@
     frame.hidden = true;
     frame.removeAttribute("src");
     dialogError(payDialog, "");
+    footLabel(payDialog, "Cancel");
     showTab("guest");
     payDialog.showModal();
   }
@@ -177,19 +209,17 @@
       frame.hidden = false;
     });
     $("#open-portal").addEventListener("click", async () => {
-      const tab = window.open("", "_blank");
       const answer = await api("/pay", { invoices: [{ invoice_number: state.invoice }], method: "payer_portal" });
       if (answer.outcome !== "accepted" || !answer.checkout_url) {
-        if (tab) tab.close();
         dialogError(payDialog, answer.message || "The payer portal could not be opened.");
         return;
       }
-      if (tab) tab.location = answer.checkout_url; else window.open(answer.checkout_url, "_blank");
+      openPayerPortal(answer.checkout_url);
       state.done = true;
       payDialog.close();
       markPending([state.invoice]);
     });
-    $("[data-action=cancel]", payDialog).addEventListener("click", () => closeDialog(payDialog));
+    $("[data-action=close]", payDialog).addEventListener("click", () => closeDialog(payDialog));
   }
 
   // --- seed 003: PAY SELECTED and Make a Payment ------------------------------------------
@@ -202,10 +232,16 @@
     if (!button) return;
     const boxes = selectedBoxes();
     button.disabled = boxes.length === 0;
-    const total = boxes.reduce((sum, b) => sum + toCents(b.dataset.balance), 0);
-    $("#selected-summary").textContent = boxes.length
-      ? `${boxes.length} selected · balance ${showCents(total)}`
-      : "Select unpaid or partially-paid invoices to pay.";
+    const summary = $("#selected-summary");
+    if (!boxes.length) {
+      forgetTotal("selection");
+      summary.textContent = "Select unpaid or partially-paid invoices to pay.";
+      return;
+    }
+    const amounts = boxes.map((b) => ({ amount: b.dataset.balance, currency: b.dataset.currency }));
+    showTotal("selection", amounts, (text) => {
+      summary.textContent = `${boxes.length} selected` + (text ? ` · balance ${text}` : "");
+    });
   }
 
   function selectedLines() {
@@ -216,23 +252,23 @@
   }
 
   function updateSelectedTotal() {
-    const several = state.lines.length > 1;
-    const total = several
-      ? state.lines.reduce((sum, l) => sum + toCents(l.balance), 0)
-      : toCents(selectedLines()[0].amount || "0");
-    $("#sel-total").textContent = showCents(total);
+    const typed = selectedLines();
+    const amounts = state.lines.map((l, i) => ({ amount: typed[i].amount ?? l.balance, currency: l.currency }));
+    showTotal("dialog", amounts, (text) => { $("#sel-total").textContent = text || "—"; });
   }
 
-  async function onPaySelected() {
+  // PAY SELECTED with the ticked invoices, or MAKE A PAYMENT on one invoice's detail view.
+  async function openMakePayment(numbers) {
     clearNotice();
-    const boxes = selectedBoxes();
-    const checks = await Promise.all(boxes.map((b) => api(`/invoices/${encodeURIComponent(b.dataset.invoice)}/check`)));
+    const checks = await Promise.all(numbers.map((n) => api(`/invoices/${encodeURIComponent(n)}/check`)));
     const refused = checks.find((c) => !c.ok);
     if (refused) {
       notice(refused.message);
       return;
     }
-    state.lines = checks.map((c) => ({ invoice_number: c.invoice_number, balance: c.balance_plain, text: c.balance }));
+    state.lines = checks.map((c) => ({
+      invoice_number: c.invoice_number, balance: c.balance_plain, text: c.balance, currency: c.currency,
+    }));
     state.payment = null;
     state.done = false;
     const several = state.lines.length > 1;
@@ -259,6 +295,8 @@
     $("#remittance").hidden = true;
     $("#confirmation").hidden = true;
     dialogError(selectedDialog, "");
+    footLabel(selectedDialog, "Cancel");
+    forgetTotal("dialog");
     updateSelectedTotal();
     selectedDialog.showModal();
   }
@@ -280,10 +318,7 @@
       if (answer.outcome === "remittance") {
         dialogError(selectedDialog, "");
         const box = $("#remittance");
-        box.innerHTML = `<h3>Remittance details (${choice === "check" ? "check" : choice.toUpperCase()})</h3>`;
-        const p = document.createElement("p");
-        p.textContent = answer.message;
-        box.appendChild(p);
+        box.innerHTML = answer.remittance_html;
         box.hidden = false;
         return;
       }
@@ -301,7 +336,7 @@
       frame.src = answer.checkout_url;
       frame.hidden = false;
     });
-    $("[data-action=cancel]", selectedDialog).addEventListener("click", () => closeDialog(selectedDialog));
+    $("[data-action=close]", selectedDialog).addEventListener("click", () => closeDialog(selectedDialog));
   }
 
   // --- both: the provider's card page reports back, cancel, account PAY ---------------------
@@ -325,26 +360,42 @@
       } else {
         $("#sel-card-frame").hidden = true;
         $("#confirmation").hidden = false;
+        footLabel(selectedDialog, "Done");
         $$("input.select:checked").forEach((b) => { b.checked = false; });
+        updateSelection();
       }
       markPending(paid);
     } else if (data.status === "failed") {
       state.done = true;
       const dialog = payDialog || selectedDialog;
       dialogError(dialog, "Your card was declined. The invoice can be paid again.");
+      footLabel(dialog, "Close");
     }
   });
 
-  async function onPayBalance() {
+  // The payer portal's tab opens only once its address is known: a tab opened before the
+  // answer would flash open and shut for every payment the service refuses. A browser
+  // that blocks so late a window.open gets a link to press instead.
+  function openPayerPortal(url) {
+    if (window.open(url, "_blank")) return;
+    const link = document.createElement("a");
+    link.href = url;
+    link.target = "_blank";
+    link.textContent = "Open the payer portal";
+    const box = $("#notice");
+    box.replaceChildren("Your browser kept the payer portal from opening in a new tab. ", link);
+    box.hidden = false;
+  }
+
+  async function onPayBalance(currency) {
     clearNotice();
-    const tab = window.open("", "_blank");
-    const answer = await api("/pay-balance");
+    const answer = await api("/pay-balance", { currency });
     if (answer.outcome !== "accepted" || !answer.checkout_url) {
-      if (tab) tab.close();
       notice(answer.message || "The payer portal could not be opened.");
+      refresh();
       return;
     }
-    if (tab) tab.location = answer.checkout_url; else window.open(answer.checkout_url, "_blank");
+    openPayerPortal(answer.checkout_url);
     markPending(answer.invoice_numbers);
   }
 
@@ -352,8 +403,9 @@
     const button = e.target.closest("[data-action]");
     if (!button) return;
     if (button.dataset.action === "pay") onPay(button.dataset.invoice);
-    else if (button.dataset.action === "pay-selected") onPaySelected();
-    else if (button.dataset.action === "pay-balance") onPayBalance();
+    else if (button.dataset.action === "pay-selected") openMakePayment(selectedBoxes().map((b) => b.dataset.invoice));
+    else if (button.dataset.action === "make-a-payment") openMakePayment([button.dataset.invoice]);
+    else if (button.dataset.action === "pay-balance") onPayBalance(button.dataset.currency);
   });
 
   if (payDialog) wirePayDialog();
