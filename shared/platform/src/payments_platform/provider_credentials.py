@@ -30,7 +30,7 @@ from payments_platform.merchants import MerchantEntry, MerchantFile
 from payments_platform.sandbox import UnsafeConfiguration
 
 # Published with the sandbox provider's Stripe mode: never a real key or secret.
-SANDBOX_STRIPE_SECRET_KEY = "sk_test_sandbox_published_demo_key"  # noqa: S105
+SANDBOX_STRIPE_SECRET_KEY = "sk_test_51SandboxPublishedDemoKeyNotReal"  # noqa: S105
 SANDBOX_STRIPE_WEBHOOK_SECRET = "whsec_sandbox_stripe_published_demo_secret"  # noqa: S105
 SANDBOX_RETURN_URL = "http://127.0.0.1:8050/"
 _PUBLISHED = {SANDBOX_STRIPE_SECRET_KEY, SANDBOX_STRIPE_WEBHOOK_SECRET}
