@@ -38,7 +38,9 @@ def stripe_mock_binary() -> Path:
         return Path(configured)
     gobin = infra.load_runtime().cache_root() / "bin"
     if not (gobin / "stripe-mock").is_file():
-        subprocess.run([_go(), "install", STRIPE_MOCK_MODULE], env={**os.environ, "GOBIN": str(gobin)}, check=True)
+        subprocess.run(
+            [_go(), "install", STRIPE_MOCK_MODULE], env={**os.environ, "GOBIN": str(gobin)}, check=True
+        )
     return gobin / "stripe-mock"
 
 
@@ -66,7 +68,9 @@ def running_stripe_mock(log: Path) -> Iterator[str]:
     port = _free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(stripe_mock_binary()), "-http-addr", f"127.0.0.1:{port}", "-https-addr", "127.0.0.1:"], stdout=out, stderr=subprocess.STDOUT
+            [str(stripe_mock_binary()), "-http-addr", f"127.0.0.1:{port}", "-https-addr", "127.0.0.1:"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         try:
             deadline = time.monotonic() + 30
