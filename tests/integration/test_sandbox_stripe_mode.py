@@ -20,7 +20,6 @@ import stripe
 import uvicorn
 from fastapi import FastAPI, Request
 from payment_intake_support import until
-from stripe_mock import stripe_openapi
 from test_stripe_connector import MERCHANT, payment
 
 from payment_intake.adapters.stripe_checkouts import StripeCheckouts
@@ -30,6 +29,7 @@ from payments_platform.provider_credentials import SANDBOX_STRIPE_SECRET_KEY, SA
 from runtime import free_port
 from sandbox_provider.entrypoints.http import build_app
 from sandbox_provider.settings import SandboxSettings
+from stripe_mock import stripe_openapi
 
 pytestmark = pytest.mark.integration
 
