@@ -10,6 +10,10 @@ TOOLS_BIN := $(or $(PAYMENTS_CACHE_DIR),$(HOME)/.cache/payments-infra)/bin
 HELM_VERSION := v3.22.0
 HELM := $(TOOLS_BIN)/helm
 export PAYMENTS_HELM := $(HELM)
+# Stripe's own mock server: the Stripe connectors' tests send every request to it.
+STRIPE_MOCK_VERSION := v0.203.0
+STRIPE_MOCK := $(TOOLS_BIN)/stripe-mock
+export PAYMENTS_STRIPE_MOCK := $(STRIPE_MOCK)
 # mypy --strict covers every package: the published language, the platform, each service, the client, and
 # deploy/ (the runtime, the process launcher, the demo), which is on the path as scripts.
 TYPED_PACKAGES := shared/contracts/src/payments_contracts shared/platform/src/payments_platform \
@@ -17,7 +21,7 @@ TYPED_PACKAGES := shared/contracts/src/payments_contracts shared/platform/src/pa
 	clients/python/src/payments_portal_client \
 	deploy/runtime deploy/processes.py deploy/system.py deploy/run_demo.py
 
-.PHONY: help install helm up down topics contracts lint imports typecheck test test-unit test-integration test-e2e chaos run services bench clean
+.PHONY: help install helm stripe-mock up down topics contracts lint imports typecheck test test-unit test-integration test-e2e chaos run services bench clean
 
 help:
 	@echo "make run     start Kafka, PostgreSQL, the services, the sandbox provider and the portal with demo data"
@@ -44,6 +48,12 @@ helm: $(HELM)
 $(HELM):
 	@command -v go >/dev/null 2>&1 || { echo "Go is needed to build Helm (go install)"; exit 1; }
 	GOBIN=$(TOOLS_BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+stripe-mock: $(STRIPE_MOCK)
+
+$(STRIPE_MOCK):
+	@command -v go >/dev/null 2>&1 || { echo "Go is needed to build stripe-mock (go install)"; exit 1; }
+	GOBIN=$(TOOLS_BIN) go install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION)
 
 up:
 	$(PYTHON) deploy/runtime up --state-dir $(STATE)
@@ -73,13 +83,13 @@ typecheck: install
 
 # Kafka and PostgreSQL come from PAYMENTS_KAFKA_BOOTSTRAP / PAYMENTS_DATABASE_URL when
 # set, else testcontainers when Docker answers, else fresh local ones for this run.
-test: install lint imports typecheck helm
+test: install lint imports typecheck helm stripe-mock
 	$(BIN)/pytest tests clients/python/tests
 
 test-unit: install helm
 	$(BIN)/pytest tests/unit
 
-test-integration: install
+test-integration: install stripe-mock
 	$(BIN)/pytest tests/integration
 
 test-e2e: install

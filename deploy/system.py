@@ -145,6 +145,9 @@ class System:
             **({"PAYMENTS_MERCHANT_CONFIG": str(self.merchant_config)} if self.merchant_config else {}),
             "PAYMENTS_PROVIDER_URL": self.url("sandbox-provider"),
             "PAYMENTS_PROVIDER_WEBHOOK_URL": f"{self.url('payment-intake')}/callbacks/provider",
+            # Stripe merchants (provider: stripe) talk to the sandbox's Stripe mode.
+            "PAYMENTS_STRIPE_API_BASE": f"{self.url('sandbox-provider')}/stripe",
+            "SANDBOX_PROVIDER_STRIPE_WEBHOOK_URL": f"{self.url('payment-intake')}/callbacks/stripe",
             "SANDBOX_PROVIDER_PORT": str(p["sandbox-provider"]),
             "SANDBOX_PROVIDER_PUBLIC_URL": self.url("sandbox-provider"),
             "INVOICE_SYNC_HTTP_PORT": str(p["invoice-sync"]),

@@ -65,3 +65,12 @@ async def topics(kafka_bootstrap: str) -> AsyncIterator[TopicRegistry]:
         warnings.warn(f"could not delete the test's topics: {exc!r}", stacklevel=1)
     finally:
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+def stripe_mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """stripe-mock's base URL (built from the Go module proxy if missing)."""
+    from stripe_mock import running_stripe_mock
+
+    with running_stripe_mock(tmp_path_factory.mktemp("stripe-mock") / "stripe-mock.log") as url:
+        yield url

@@ -43,7 +43,7 @@ from payments_contracts.erp import (
 from payments_contracts.payments import PayInvoice, PayInvoicePayload
 from payments_contracts.topics import TopicRegistry
 from processes import Process
-from system import DEFAULT_SECRET, free_port, sandbox_merchant_file
+from system import DEFAULT_SECRET, free_port
 
 FULL = os.environ.get("PAYMENTS_CHAOS") == "full"
 BIN = Path(sys.executable).parent
@@ -132,6 +132,35 @@ class Instance:
         return None if self.launched is None else self.launched.stop(timeout=45)
 
 
+STRIPE_ACCOUNTS = 2  # of every 5 accounts (CH-0000, CH-0002, CH-0005, CH-0007, ...)
+
+
+def on_stripe(account_index: int) -> bool:
+    return account_index % 5 in (0, 2)
+
+
+def chaos_merchant_file(directory: Path, accounts: int = 200) -> Path:
+    """Two fifths of the load's accounts with a merchant on the Stripe connector (the
+    sandbox's Stripe mode), the rest on the sandbox's own API by the default policy."""
+    import json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "merchants.json"
+    stripe_accounts = [f"CH-{a:04d}" for a in range(accounts) if on_stripe(a)]
+    path.write_text(
+        json.dumps(
+            {
+                "default": "full-payment-portal",
+                "merchants": {
+                    "sandbox-merchant": {"accounts": []},
+                    "chaos-stripe": {"accounts": stripe_accounts, "provider": "stripe"},
+                },
+            }
+        )
+    )
+    return path
+
+
 class Fleet:
     """Two instances of each service in their consumer groups, and the sandbox provider."""
 
@@ -152,10 +181,14 @@ class Fleet:
             "PAYMENTS_TOPIC_PREFIX": registry.prefix,
             "PAYMENTS_WEBHOOK_SECRET": DEFAULT_SECRET,
             "PAYMENTS_SANDBOX": "1",
-            "PAYMENTS_MERCHANT_CONFIG": str(sandbox_merchant_file(logs)),
+            "PAYMENTS_MERCHANT_CONFIG": str(chaos_merchant_file(logs)),
             "PAYMENTS_PROVIDER_URL": self.provider_url,
             "PAYMENTS_PROVIDER_WEBHOOK_URL": webhook,
             "SANDBOX_PROVIDER_WEBHOOK_URL": webhook,
+            "PAYMENTS_STRIPE_API_BASE": f"{self.provider_url}/stripe",
+            "SANDBOX_PROVIDER_STRIPE_WEBHOOK_URL": webhook.replace(
+                "/callbacks/provider", "/callbacks/stripe"
+            ),
             "SANDBOX_PROVIDER_PORT": str(self.provider_port),
             "SANDBOX_PROVIDER_PUBLIC_URL": self.provider_url,
             "PAYMENTS_LOG_LEVEL": "INFO",

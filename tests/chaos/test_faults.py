@@ -177,6 +177,7 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
         succeeded = Counter(e.payload.payment_id for e in events.values() if e.type == "payment.succeeded")
         checkouts = (await http.get(f"{fleet.provider_url}/sandbox/checkouts")).json()
         charged = {uuid.UUID(c["payment_id"]) for c in checkouts if c["status"] == "succeeded"}
+        through_stripe = {uuid.UUID(c["payment_id"]) for c in checkouts if c.get("provider") == "stripe"}
         # Money taken that the payment must not keep (late, twice, another amount) is refunded.
         refunded = {e.payload.payment_id for e in events.values() if e.type == "payment.refunded"}
         dlq_missing = await _dead_letters_missing(infra, registry, bad)
@@ -211,6 +212,7 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
                 ("canonical invoice events out", sum(len(ids) for t in invoices_out.values() for ids in t.values())),  # noqa: E501
                 ("payment events out", len(events)),
                 ("payments succeeded / refunded / charged by provider", f"{len(succeeded)} / {len(refunded)} / {len(charged)}"),  # noqa: E501
+                ("checkouts on the Stripe connector / charged there", f"{len(through_stripe)} / {len(charged & through_stripe)}"),  # noqa: E501
                 ("lost: documents / commands / dead letters", f"{len(doc_lost)} / {len(cmd_lost)} / {dlq_missing}"),  # noqa: E501
                 ("doubled: documents / commands / payments", f"{len(doc_doubled)} / {len(cmd_doubled)} / {sum(1 for n in succeeded.values() if n > 1)}"),  # noqa: E501
                 ("read model rows differing from a rebuild", f"{diff_invoices + diff_payments + diff_parked} of {len(live['invoices'])} invoices, {len(live['payments'])} payments"),  # noqa: E501
@@ -236,6 +238,7 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
         assert cmd_lost == [] and cmd_doubled == [], "a pay command was unanswered or answered twice"
         assert all(n == 1 for n in succeeded.values()), "a payment succeeded twice"
         assert charged == set(succeeded) | refunded, "what the provider charged differs from what we report"
+        assert charged & through_stripe, "no payment went through the Stripe connector"
         assert not set(succeeded) & refunded, "a payment both kept and refunded"
         assert dlq_missing == 0, "a bad record is missing from its dead-letter topic"
         assert diff_invoices == diff_payments == diff_parked == 0, (

@@ -200,6 +200,7 @@ async def running_intake(
     status_sync_after_s: int | None = None,
     refund_query_after_s: float = 60.0,
     webhook_secret: str | None = None,
+    stripe_api_base: str | None = None,
 ) -> AsyncIterator[Intake]:
     intake_port, sandbox_port = free_port(), free_port()
     sandbox_app, sender = build_sandbox(
@@ -210,6 +211,7 @@ async def running_intake(
                 # the field is read through its env alias only
                 "SANDBOX_PROVIDER_WEBHOOK_URL": f"http://127.0.0.1:{intake_port}/callbacks/provider",
                 "webhook_time_scale": 0.01,  # the Standard Webhooks schedule, 100 times faster
+                "stripe_webhook_url": f"http://127.0.0.1:{intake_port}/callbacks/stripe",
             }
         )
     )
@@ -228,6 +230,8 @@ async def running_intake(
         "PAYMENT_INTAKE_REFUND_QUERY_AFTER_S": refund_query_after_s,
         "PAYMENTS_SANDBOX": "1",
         "PAYMENTS_WEBHOOK_SECRET": webhook_secret,
+        # Stripe merchants' requests: stripe-mock, or the sandbox's Stripe mode.
+        "PAYMENTS_STRIPE_API_BASE": stripe_api_base or f"http://127.0.0.1:{sandbox_port}/stripe",
     }
     settings = PaymentIntakeSettings.model_validate({k: v for k, v in env.items() if v is not None})
     parts = await build_parts(settings)

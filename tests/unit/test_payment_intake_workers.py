@@ -11,7 +11,14 @@ from fakes.payment_intake import FakeIntake
 from message_builders import callback, cancel, pay_invoice, registered, synced
 
 from payment_intake.domain.payment import Payment, PaymentStatus
-from payment_intake.domain.provider import CheckoutState, OpenedCheckout, ProviderRefused, RefundState
+from payment_intake.domain.provider import (
+    CheckoutState,
+    ClaimedCheckout,
+    OpenedCheckout,
+    ProviderRefused,
+    RefundState,
+)
+from payment_intake.domain.refunds import Refund
 from payment_intake.handlers import handle
 from payment_intake.workers import CheckoutOpener, ExpiryTimer, ProviderWorker
 from payments_platform.messaging import TransientError
@@ -35,21 +42,22 @@ class Provider:
             f"cs_{payment.payment_id.hex[:8]}", "https://pay/x", datetime(2030, 1, 1, tzinfo=UTC)
         )
 
-    async def checkout_state(self, checkout_id: str) -> CheckoutState:
-        return CheckoutState(checkout_id, self.state, 10_000, "USD", "pi_9", None)
+    async def checkout_state(self, checkout: ClaimedCheckout) -> CheckoutState:
+        return CheckoutState(checkout.checkout_id, self.state, 10_000, "USD", "pi_9", None)
 
-    async def cancel_checkout(self, checkout_id: str) -> CheckoutState:
+    async def cancel_checkout(self, checkout: ClaimedCheckout) -> CheckoutState:
         if self.cancel_answer is not None:
             raise self.cancel_answer
-        return CheckoutState(checkout_id, "cancelled", None, None, None, None)
+        return CheckoutState(checkout.checkout_id, "cancelled", None, None, None, None)
 
-    async def refund(
-        self, *, refund_id: str, checkout_id: str, amount_minor: int, currency: str, reason: str
-    ) -> RefundState:
-        return RefundState(refund_id, "re_1", self.refund_status, None)
+    async def refund(self, refund: Refund) -> RefundState:
+        return RefundState(str(refund.refund_id), "re_1", self.refund_status, None)
 
-    async def refund_state(self, refund_id: str) -> RefundState:
-        return RefundState(refund_id, "re_1", self.refund_status, None)
+    async def refund_state(self, refund: Refund) -> RefundState:
+        return RefundState(str(refund.refund_id), "re_1", self.refund_status, None)
+
+    async def close(self) -> None:
+        return None
 
 
 async def a_payment(intake: FakeIntake) -> UUID:

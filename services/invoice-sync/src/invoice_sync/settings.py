@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field
 
 from payments_platform.settings import CommonSettings
@@ -30,3 +32,6 @@ class InvoiceSyncSettings(CommonSettings):
     registration_lease_s: float = Field(
         60.0, validation_alias=AliasChoices("INVOICE_SYNC_REGISTRATION_LEASE_S")
     )
+    # Which provider each merchant's accounts register with (`provider: sandbox | stripe`);
+    # without it every invoice goes to the sandbox provider (PAYMENTS_PROVIDER_URL).
+    merchant_config: Path | None = Field(None, validation_alias=AliasChoices("PAYMENTS_MERCHANT_CONFIG"))

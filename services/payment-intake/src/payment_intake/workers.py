@@ -15,17 +15,10 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import TypeVar
 from uuid import UUID
 
-from payment_intake.domain.payment import Payment
-from payment_intake.domain.provider import (
-    CheckoutState,
-    ClaimedCheckout,
-    OpenedCheckout,
-    ProviderRefused,
-    RefundState,
-)
+from payment_intake.domain.provider import ClaimedCheckout, ProviderPort, RefundState
 from payment_intake.domain.refunds import Refund
 from payment_intake.handlers.checkouts import expire_due, record_checkouts
 from payment_intake.handlers.provider_answers import Answer, record_cancel, record_refund, record_sync
@@ -34,20 +27,6 @@ from payments_platform.workers import Worker
 
 T = TypeVar("T")
 Item = TypeVar("Item")
-
-
-class Provider(Protocol):
-    async def open_checkout(self, payment: Payment) -> OpenedCheckout: ...
-
-    async def checkout_state(self, checkout_id: str) -> CheckoutState: ...
-
-    async def cancel_checkout(self, checkout_id: str) -> CheckoutState: ...
-
-    async def refund(
-        self, *, refund_id: str, checkout_id: str, amount_minor: int, currency: str, reason: str
-    ) -> RefundState: ...
-
-    async def refund_state(self, refund_id: str) -> RefundState: ...
 
 
 class ProviderCalls:
@@ -74,7 +53,7 @@ class CheckoutOpener(Worker):
     def __init__(
         self,
         units: UnitsOfWork,
-        provider: Provider,
+        provider: ProviderPort,
         *,
         lease_s: float = 15.0,
         concurrency: int = 16,
@@ -138,7 +117,7 @@ class ProviderWorker(Worker):
     def __init__(
         self,
         units: UnitsOfWork,
-        provider: Provider,
+        provider: ProviderPort,
         config: IntakeConfig,
         *,
         lease_s: float = 15.0,
@@ -179,7 +158,7 @@ class ProviderWorker(Worker):
                 )
         if not due:
             return 0
-        answers = await self._calls.ask(due, lambda c: self._provider.checkout_state(c.checkout_id))
+        answers = await self._calls.ask(due, self._provider.checkout_state)
         async with self._units() as uow:
             for c, answer in zip(due, answers, strict=True):
                 await record_sync(uow, c, answer, threshold_s=self._threshold_s(c.account_id))
@@ -193,7 +172,7 @@ class ProviderWorker(Worker):
             claimed = await uow.checkouts.claim_to_cancel(batch_size=self._batch_size, lease_s=self._lease_s)
         if not claimed:
             return 0
-        answers = await self._calls.ask(claimed, lambda c: self._provider.cancel_checkout(c.checkout_id))
+        answers = await self._calls.ask(claimed, self._provider.cancel_checkout)
         async with self._units() as uow:
             for c, answer in zip(claimed, answers, strict=True):
                 await record_cancel(uow, c, answer, threshold_s=self._threshold_s(c.account_id))
@@ -212,13 +191,5 @@ class ProviderWorker(Worker):
 
     async def _refund_call(self, refund: Refund) -> RefundState:
         if refund.status == "submitted":
-            return await self._provider.refund_state(str(refund.refund_id))
-        if refund.checkout_id is None:
-            raise ProviderRefused("no_checkout", "the payment has no checkout at the provider")
-        return await self._provider.refund(
-            refund_id=str(refund.refund_id),
-            checkout_id=refund.checkout_id,
-            amount_minor=refund.amount_minor,
-            currency=refund.currency,
-            reason=refund.reason_code,
-        )
+            return await self._provider.refund_state(refund)
+        return await self._provider.refund(refund)

@@ -36,6 +36,7 @@ class Checkout:
     captured_minor: int | None = None  # what the provider took, once it succeeded
     provider_payment_ref: str | None = None
     reason: str | None = None
+    provider: Literal["sandbox", "stripe"] = "sandbox"  # which API opened it (Stripe mode: /stripe)
 
     def view(self) -> dict[str, object]:
         """What the provider's query API answers about a checkout."""
@@ -116,11 +117,13 @@ class Ledger:
         method: str,
         invoices: list[dict[str, object]],
         ttl_s: int,
+        provider: Literal["sandbox", "stripe"] = "sandbox",
     ) -> Checkout:
         """Idempotent by payment id: the same payment gets the same checkout."""
         if payment_id in self.by_payment:
             return self.checkouts[self.by_payment[payment_id]]
         checkout = Checkout(
+            provider=provider,
             checkout_id=f"cs_{uuid.uuid4().hex[:20]}",
             payment_id=payment_id,
             account_id=account_id,

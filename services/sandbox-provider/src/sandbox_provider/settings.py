@@ -25,3 +25,7 @@ class SandboxSettings(BaseSettings):
     checkout_ttl_s: int = 900
     # How long a refund stays pending at the provider before it settles.
     refund_settle_s: float = 0.2
+    # Stripe mode (`/stripe/v1/...`): where its Stripe-format webhooks go, signed with
+    # Stripe's scheme under the published sandbox Stripe secret.
+    stripe_webhook_url: str = "http://127.0.0.1:8020/callbacks/stripe"
+    stripe_webhook_secret: str = "whsec_sandbox_stripe_published_demo_secret"  # noqa: S105

@@ -91,13 +91,18 @@ class WebhookSender:
         time_scale: float = 1.0,
     ) -> None:
         self._url = url
-        self._signer = Webhook(secret)
+        self._secret = secret
+        self._signer = self.signer(secret)
         self._schedule = schedule_s
         self._scale = time_scale
         self._client = httpx.AsyncClient(timeout=10.0)
         self._tasks: set[asyncio.Task[None]] = set()
         self.options = WebhookOptions()
         self.messages: dict[str, Message] = {}
+        self.companions: list[WebhookSender] = []  # closed with this one (Stripe mode's sender)
+
+    def signer(self, secret: str) -> Webhook | None:
+        return Webhook(secret)
 
     @property
     def delivered(self) -> list[dict[str, Any]]:
@@ -181,10 +186,12 @@ class WebhookSender:
             "content-type": "application/json",
             "webhook-id": msg_id,
             "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": self._signer.sign(msg_id, now, body),
+            "webhook-signature": self._signer.sign(msg_id, now, body) if self._signer else "",
         }
 
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await self._client.aclose()
+        for companion in self.companions:
+            await companion.close()

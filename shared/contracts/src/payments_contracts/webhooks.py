@@ -1,4 +1,5 @@
-"""The provider's webhook to payment-intake (`POST /callbacks/provider`) and its answers.
+"""The providers' webhooks to payment-intake (`POST /callbacks/provider`, the sandbox's;
+`POST /callbacks/stripe`, Stripe's) and their answers.
 
 Standard Webhooks: the body is signed with the shared secret (`webhook-id`,
 `webhook-timestamp`, `webhook-signature` headers). Rendered into
@@ -8,7 +9,7 @@ Standard Webhooks: the body is signed with the shared secret (`webhook-id`,
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,3 +64,30 @@ class WebhookErrorDetail(BaseModel):
 
 class WebhookRefused(BaseModel):
     error: WebhookErrorDetail
+
+
+class StripeEventData(BaseModel):
+    """`data` of a Stripe event: the object it is about (a Checkout Session or a Refund)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    object: dict[str, Any] = Field(
+        description="The Stripe object; ours carry metadata.payment_id and metadata.account_id "
+        "(refunds also refund_id and checkout_id). Without them the event is ignored."
+    )
+
+
+class StripeEvent(BaseModel):
+    """A Stripe event (docs/providers.md maps each handled type to ours). Handled:
+    checkout.session.completed, checkout.session.async_payment_succeeded,
+    checkout.session.async_payment_failed, checkout.session.expired, refund.created,
+    refund.updated, refund.failed; any other type is answered 200 `ignored`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(description="evt_...: the dedupe key", pattern="^evt_")
+    object: Literal["event"]
+    type: str
+    created: int = Field(description="Seconds since the epoch")
+    account: str | None = Field(None, description="Stripe Connect: the connected account it is from")
+    data: StripeEventData

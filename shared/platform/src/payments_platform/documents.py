@@ -23,7 +23,7 @@ from pydantic.json_schema import models_json_schema
 
 from payments_contracts.examples import EXAMPLES
 from payments_contracts.topics import DEAD_LETTER_POLICY, SERVICE_CHANNELS, TOPICS, Topic
-from payments_contracts.webhooks import ProviderWebhook, WebhookAccepted, WebhookRefused
+from payments_contracts.webhooks import ProviderWebhook, StripeEvent, WebhookAccepted, WebhookRefused
 
 VERSION = "1.0.0"
 # Editable installs only: the documents are committed beside the code they come from.
@@ -276,7 +276,7 @@ def asyncapi(service: str) -> dict[str, Any]:
 def webhook_openapi() -> dict[str, Any]:
     """payment-intake's HTTP contract: the provider's webhook endpoint."""
     _, defs = models_json_schema(
-        [(m, "validation") for m in (ProviderWebhook, WebhookAccepted, WebhookRefused)],
+        [(m, "validation") for m in (ProviderWebhook, StripeEvent, WebhookAccepted, WebhookRefused)],
         ref_template="#/components/schemas/{model}",
     )
 
@@ -347,7 +347,49 @@ def webhook_openapi() -> dict[str, Any]:
                         "503": refused("unavailable: the database is down; the provider retries"),
                     },
                 }
-            }
+            },
+            "/callbacks/stripe": {
+                "post": {
+                    "operationId": "stripe_callback",
+                    "summary": "Receive a Stripe event (every Stripe merchant's endpoint; docs/providers.md)",
+                    "parameters": [
+                        {
+                            **header,
+                            "name": "Stripe-Signature",
+                            "description": "t=<seconds>,v1=<hex HMAC-SHA256 of '<t>.<body>'> with the "
+                            "endpoint's signing secret (two live while rolling); refused beyond 5 minutes"
+                            " off",
+                        }
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/StripeEvent"}}
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "accepted, duplicate (this event id was accepted before) or "
+                            "ignored (a type or an object not ours)",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/WebhookAccepted"}
+                                }
+                            },
+                        },
+                        "400": refused("bad_timestamp (no t=, or outside 5 minutes) or invalid_body "
+                                       "(signed, but not a Stripe event); nothing stored"),
+                        "401": refused("bad_signature: no Stripe merchant's secret verifies it; "
+                                       "nothing stored"),
+                        "408": refused("request_timeout: the body did not arrive in time"),
+                        "409": refused("account_mismatch: the account is not of the merchant whose secret "
+                                       "signed it (or not from its connected account); nothing published"),
+                        "413": refused("payload_too_large: over PAYMENT_INTAKE_CALLBACK_MAX_BYTES"),
+                        "422": refused("card_number_in_input: a callback never carries a card number"),
+                        "503": refused("unavailable: the database is down; Stripe retries"),
+                    },
+                }
+            },
         },
         "components": {"schemas": defs.get("$defs", {})},
     }

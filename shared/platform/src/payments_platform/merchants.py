@@ -15,6 +15,10 @@ merchants:
       - sha256:9f86d081884c7d65...       # two during a rotation
     remittance:                          # check / ach / wire details (contracts.remittance)
       check: {payee: Acme Corp, mailing_address: {...}}
+    provider: stripe                     # sandbox (the default) or stripe: both services
+    stripe:                              # docs/providers.md; never a key in the clear here
+      credentials: env:ACME              # STRIPE_ACME_SECRET_KEY, ..._WEBHOOK_SECRETS, ..._ACCOUNT
+      return_url: https://portal.acme.example/invoices
 ```
 
 Both services read the file again when it changes (`WatchedMerchantFile`): adding an
@@ -46,6 +50,24 @@ class MerchantEntry:
     accounts: frozenset[str]
     api_keys: tuple[str, ...]
     remittance: RemittanceDetails | None = None
+    provider: str = "sandbox"
+    stripe: Mapping[str, Any] | None = None
+
+
+PROVIDERS = ("sandbox", "stripe")
+# What a Stripe credential looks like: kept out of the merchant file, which is
+# configuration people read, diff and paste into tickets.
+_CREDENTIAL_PREFIXES = ("sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_")
+
+
+def _clear_credentials(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.startswith(_CREDENTIAL_PREFIXES)
+    if isinstance(value, Mapping):
+        return any(_clear_credentials(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_clear_credentials(v) for v in value)
+    return False
 
 
 @dataclass(frozen=True)
@@ -58,6 +80,16 @@ class MerchantFile:
             if account_id in merchant.accounts:
                 return merchant.name
         return None
+
+    def provider_of(self, account_id: str) -> str:
+        """The provider that takes the account's money (an unlisted account: the sandbox's)."""
+        for merchant in self.merchants:
+            if account_id in merchant.accounts:
+                return merchant.provider
+        return "sandbox"
+
+    def entry(self, name: str) -> MerchantEntry | None:
+        return next((m for m in self.merchants if m.name == name), None)
 
 
 def parse_merchant_file(config: Mapping[str, Any]) -> MerchantFile:
@@ -80,7 +112,18 @@ def parse_merchant_file(config: Mapping[str, Any]) -> MerchantFile:
             details = None if remittance is None else RemittanceDetails.model_validate(remittance)
         except ValueError as exc:
             raise ValueError(f"merchant {name}: remittance: {exc}") from None
-        merchants.append(MerchantEntry(str(name), accounts, tuple(keys), details))
+        provider = str(spec.get("provider") or "sandbox")
+        if provider not in PROVIDERS:
+            raise ValueError(f"merchant {name}: provider is one of {list(PROVIDERS)}, not {provider!r}")
+        stripe = spec.get("stripe")
+        if stripe is not None and not isinstance(stripe, Mapping):
+            raise ValueError(f"merchant {name}: stripe is a mapping")
+        if _clear_credentials(spec):
+            raise ValueError(
+                f"merchant {name}: a Stripe key or signing secret in the merchant file; name where it"
+                " is instead (stripe.credentials: env:<NAME> or file:<path>, docs/providers.md)"
+            )
+        merchants.append(MerchantEntry(str(name), accounts, tuple(keys), details, provider, stripe))
     return MerchantFile(raw=config, merchants=tuple(merchants))
 
 

@@ -31,6 +31,9 @@ class CommonSettings(BaseSettings):
     db_pool_size: int = Field(8, validation_alias=_env("PAYMENTS_DB_POOL_SIZE"))
     # How often the lag / outbox-depth gauges are sampled (payments_platform.ops_metrics).
     metrics_interval_s: float = Field(15.0, gt=0, validation_alias=_env("PAYMENTS_METRICS_INTERVAL_S"))
+    # Where the Stripe connectors send their requests: Stripe itself, or in sandbox mode the
+    # sandbox provider's Stripe mode (`<sandbox>/stripe`), or stripe-mock in the tests.
+    stripe_api_base: str = Field("https://api.stripe.com", validation_alias=_env("PAYMENTS_STRIPE_API_BASE"))
     sandbox: bool = Field(
         False,
         validation_alias=_env("PAYMENTS_SANDBOX"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from invoice_sync.adapters.provider import HttpProvider
+from invoice_sync.adapters.providers import MerchantRegistrations
 from invoice_sync.adapters.schema import install
 from invoice_sync.adapters.unit_of_work import PostgresUnitOfWork, UnitsOfWork
 from invoice_sync.entrypoints.http import build_app
@@ -12,9 +13,11 @@ from invoice_sync.handlers import apply_batch
 from invoice_sync.settings import ERP_CONSUMER, SCHEMA, SERVICE, InvoiceSyncSettings
 from invoice_sync.workers import RegistrationWorker
 from payments_platform.health import BrokerProbe
+from payments_platform.merchants import MerchantFile, WatchedMerchantFile
 from payments_platform.messaging import Delivery, OutboxRelay, Transaction, TransactionalConsumer
 from payments_platform.ops_metrics import OpsGauges
 from payments_platform.retention import Pruner, RetentionSettings
+from payments_platform.sandbox import UnsafeConfiguration
 from payments_platform.service import ServiceHost, run_service, start_up
 
 
@@ -25,9 +28,18 @@ async def handle_batch(deliveries: Sequence[Delivery], tx: Transaction) -> None:
 
 async def serve(settings: InvoiceSyncSettings) -> None:
     retention = RetentionSettings()
+    merchant_file = None
+    if settings.merchant_config is not None:
+        merchant_file = WatchedMerchantFile[MerchantFile](settings.merchant_config, lambda f: f).current
+    provider = MerchantRegistrations(  # refuses to start on a Stripe merchant without usable credentials
+        HttpProvider(settings.provider_url, timeout_s=settings.provider_timeout_s),
+        merchant_file,
+        sandbox_mode=settings.sandbox,
+        stripe_api_base=settings.stripe_api_base,
+        timeout_s=settings.provider_timeout_s,
+    )
     registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
-    provider = HttpProvider(settings.provider_url, timeout_s=settings.provider_timeout_s)
     worker = RegistrationWorker(
         UnitsOfWork(pool, registry),
         provider,
@@ -73,4 +85,7 @@ async def serve(settings: InvoiceSyncSettings) -> None:
 
 def main() -> None:
     settings = InvoiceSyncSettings()
-    run_service(lambda: serve(settings))
+    try:
+        run_service(lambda: serve(settings))
+    except UnsafeConfiguration as exc:  # raised before anything starts
+        raise SystemExit(f"{SERVICE}: {exc}") from None

@@ -1,4 +1,5 @@
-"""The provider port's HTTP adapter: open hosted checkout and payer-portal sessions.
+"""The sandbox provider's connector (the provider port over its HTTP API): open hosted
+checkout and payer-portal sessions, status sync, cancel, refunds.
 
 Quick blips (a 5xx, a timeout, a reset connection) are retried here a few times, with
 exponential backoff and jitter (`tried_a_few_times`, shared with invoice-sync); what
@@ -20,7 +21,14 @@ from typing import Any
 import aiohttp
 
 from payment_intake.domain.payment import Payment
-from payment_intake.domain.provider import CheckoutState, OpenedCheckout, ProviderRefused, RefundState
+from payment_intake.domain.provider import (
+    CheckoutState,
+    ClaimedCheckout,
+    OpenedCheckout,
+    ProviderRefused,
+    RefundState,
+)
+from payment_intake.domain.refunds import Refund
 from payments_platform.messaging import TransientError, tried_a_few_times
 
 
@@ -58,29 +66,29 @@ class ProviderClient:
             expires_at=datetime.fromisoformat(data["expires_at"]),
         )
 
-    async def checkout_state(self, checkout_id: str) -> CheckoutState:
+    async def checkout_state(self, checkout: ClaimedCheckout) -> CheckoutState:
         """Status sync; ProviderRefused `unknown_checkout` when the provider does not know it."""
-        return CheckoutState.of(await self._call("GET", f"/v1/checkouts/{checkout_id}"))
+        return CheckoutState.of(await self._call("GET", f"/v1/checkouts/{checkout.checkout_id}"))
 
-    async def cancel_checkout(self, checkout_id: str) -> CheckoutState:
+    async def cancel_checkout(self, checkout: ClaimedCheckout) -> CheckoutState:
         """Idempotent; ProviderRefused `checkout_completed` (with the checkout) if money moved."""
-        return CheckoutState.of(await self._call("POST", f"/v1/checkouts/{checkout_id}/cancel", {}))
+        return CheckoutState.of(await self._call("POST", f"/v1/checkouts/{checkout.checkout_id}/cancel", {}))
 
-    async def refund(
-        self, *, refund_id: str, checkout_id: str, amount_minor: int, currency: str, reason: str
-    ) -> RefundState:
+    async def refund(self, refund: Refund) -> RefundState:
         """Idempotent at the provider by our refund id: a retry is the same refund."""
+        if refund.checkout_id is None:
+            raise ProviderRefused("no_checkout", "the payment has no checkout at the provider")
         body = {
-            "refund_id": refund_id,
-            "checkout_id": checkout_id,
-            "amount_minor": amount_minor,
-            "currency": currency,
-            "reason": reason,
+            "refund_id": str(refund.refund_id),
+            "checkout_id": refund.checkout_id,
+            "amount_minor": refund.amount_minor,
+            "currency": refund.currency,
+            "reason": refund.reason_code,
         }
         return _refund_state(await self._call("POST", "/v1/refunds", body))
 
-    async def refund_state(self, refund_id: str) -> RefundState:
-        return _refund_state(await self._call("GET", f"/v1/refunds/{refund_id}"))
+    async def refund_state(self, refund: Refund) -> RefundState:
+        return _refund_state(await self._call("GET", f"/v1/refunds/{refund.refund_id}"))
 
     async def _call(self, method: str, path: str, body: dict[str, object] | None = None) -> dict[str, Any]:
         return await self._retrying(lambda: self._post(path, body, method=method))

@@ -1,46 +1,41 @@
-"""POST /callbacks/provider: verify a Standard Webhooks callback and put it on `payments.callbacks`.
+"""The providers' webhook endpoints: `POST /callbacks/provider` (the sandbox provider,
+Standard Webhooks) and `POST /callbacks/stripe` (Stripe's scheme); each verifies with its
+provider's `WebhookSource` and puts the callback on `payments.callbacks`.
 
-- missing or stale/future timestamp (outside the library's 5-minute tolerance): 400;
+- missing or stale/future timestamp (outside the 5-minute tolerance): 400;
 - bad or missing signature: 401; nothing is stored or published for either. Several
-  secrets verify at once (Standard Webhooks rotation): any one of them signing is enough;
+  secrets verify at once (rotation): any one of them signing is enough;
 - a body over the cap: 413 before it is read (BodyLimit, set up in main);
-- a callback naming a payment of another account than the one it claims: 409, nothing
-  published (the payment's account, not the caller's claim, decides where it goes);
-- accepted (`receive_callback`, in one unit of work): the webhook id is remembered and a
-  ProviderCallbackReceived goes into the outbox; a repeated webhook id answers 200
-  without a second effect. The database down answers 503 so the provider retries later.
+- a signed body that is not the provider's event: 400; an event type we do not act on:
+  200 `ignored`;
+- a callback naming a payment of another account than the one it claims (or, for
+  Stripe, an account of another merchant than the one whose secret signed it): 409,
+  nothing published (the payment's account, not the caller's claim, decides);
+- accepted (`receive_callback`, in one unit of work): the webhook id (Stripe's event id)
+  is remembered and a ProviderCallbackReceived goes into the outbox; a repeated webhook
+  id answers 200 without a second effect. The database down answers 503 so the provider
+  retries later.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, get_args
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from payment_intake.domain.provider import ProviderNews, WebhookRefused, WebhookSource
 from payment_intake.handlers.callbacks import receive_callback
 from payment_intake.settings import SERVICE
 from payment_intake.unit_of_work import UnitsOfWork
 from payments_contracts.card_numbers import contains_card_number, redact_card_numbers
-from payments_contracts.money import Money
-from payments_contracts.payments import (
-    ProviderCallbackPayload,
-    ProviderCallbackReceived,
-    ProviderEvent,
-)
+from payments_contracts.payments import ProviderCallbackPayload, ProviderCallbackReceived
 from payments_platform.messaging import is_transient
 
 log = logging.getLogger(__name__)
-
-TOLERANCE_S = 5 * 60  # the standardwebhooks library's own tolerance
-PROVIDER_EVENTS = frozenset(get_args(ProviderEvent))
 # Event ids derived from webhook ids: a webhook re-published by a crashed relay is
 # still one event to the consumer.
 WEBHOOK_NAMESPACE = uuid.UUID("6f0c5b8e-0d7e-4a43-9a0b-4f3c2f1e9a11")
@@ -50,35 +45,42 @@ def _refuse(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-def callback_router(units: UnitsOfWork, secrets: Sequence[str]) -> APIRouter:
-    if not secrets:
-        raise ValueError("at least one webhook secret is needed")
+def callback_router(units: UnitsOfWork, sources: dict[str, WebhookSource]) -> APIRouter:
+    """One route per provider: `/callbacks/provider` (the sandbox's), `/callbacks/stripe`."""
     router = APIRouter()
-    verifiers = [Webhook(secret) for secret in secrets]
+    for name, source in sources.items():
+        router.add_api_route(
+            f"/callbacks/{name}", _endpoint(units, source, name), methods=["POST"], name=f"{name}_callback"
+        )
+    return router
 
-    @router.post("/callbacks/provider")
+
+def _endpoint(units: UnitsOfWork, source: WebhookSource, provider: str) -> Any:
     async def provider_callback(request: Request) -> JSONResponse:
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
-        webhook_id = headers.get("webhook-id", "")
-        shown = redact_card_numbers(webhook_id)  # whatever a caller puts there, never a card number
-        refusal = _timestamp_problem(headers.get("webhook-timestamp"))
-        if refusal is not None:
-            log.warning("webhook refused", extra={"webhook_id": shown, "why": refusal})
-            return _refuse(400, "bad_timestamp", refusal)
-        data = _verified(verifiers, body, headers)
-        if data is None:
-            log.warning("webhook signature refused", extra={"webhook_id": shown})
-            return _refuse(401, "bad_signature", "signature verification failed")
-        if contains_card_number(webhook_id) or contains_card_number(body.decode("utf-8", errors="replace")):
+        claimed_id = headers.get("webhook-id", "")
+        shown = redact_card_numbers(claimed_id)  # whatever a caller puts there, never a card number
+        try:
+            verified = source.verify(body, headers)
+        except WebhookRefused as refused:
+            log.warning("webhook refused", extra={"webhook_id": shown, "why": refused.message})
+            return _refuse(refused.status, refused.code, refused.message)
+        shown = redact_card_numbers(verified.webhook_id)
+        if contains_card_number(verified.webhook_id) or contains_card_number(
+            body.decode("utf-8", errors="replace")
+        ):
             log.warning("webhook carried a card number; refused", extra={"webhook_id": shown})
             return _refuse(422, "card_number_in_input", "a callback never carries a card number")
-        event_type = data.get("type") if isinstance(data, dict) else None
-        if event_type not in PROVIDER_EVENTS:
-            return JSONResponse({"status": "ignored", "reason": "event type not handled"})
         try:
-            message = _callback(webhook_id, data)
-        except (ValidationError, KeyError, TypeError, ValueError) as exc:
+            news = source.read(verified)
+            if news is None:
+                return JSONResponse({"status": "ignored", "reason": "event type not handled"})
+            message = _callback(news)
+        except WebhookRefused as refused:
+            log.warning("webhook refused", extra={"webhook_id": shown, "why": refused.message})
+            return _refuse(refused.status, refused.code, refused.message)
+        except (ValidationError, ValueError) as exc:
             log.warning("webhook body invalid", extra={"webhook_id": shown, "error": type(exc).__name__})
             return _refuse(400, "invalid_body", "the callback body does not match the contract")
         try:
@@ -96,49 +98,25 @@ def callback_router(units: UnitsOfWork, secrets: Sequence[str]) -> APIRouter:
             return _refuse(409, "account_mismatch", "the payment does not belong to that account")
         return JSONResponse({"status": receipt})
 
-    return router
+    provider_callback.__name__ = f"{provider}_callback"
+    return provider_callback
 
 
-def _verified(verifiers: Sequence[Webhook], body: bytes, headers: dict[str, str]) -> Any:
-    for verifier in verifiers:
-        try:
-            return verifier.verify(body, headers)
-        except (WebhookVerificationError, ValueError):
-            continue
-    return None
-
-
-def _timestamp_problem(header: str | None) -> str | None:
-    if not header:
-        return "missing webhook-timestamp"
-    try:
-        stamp = int(header)  # Standard Webhooks: integer seconds since the epoch
-    except ValueError:
-        return "invalid webhook-timestamp"
-    if abs(time.time() - stamp) > TOLERANCE_S:
-        return "webhook-timestamp outside the tolerance"
-    return None
-
-
-def _callback(webhook_id: str, body: dict[str, Any]) -> ProviderCallbackReceived:
-    data = body["data"]
-    amount = None
-    if data.get("amount_minor") is not None and data.get("currency"):
-        amount = Money(amount_minor=int(data["amount_minor"]), currency=data["currency"])
+def _callback(news: ProviderNews) -> ProviderCallbackReceived:
     payload = ProviderCallbackPayload(
-        webhook_id=webhook_id,
-        provider_event=body["type"],
-        payment_id=uuid.UUID(str(data["payment_id"])),
-        checkout_id=str(data["checkout_id"]),
-        amount=amount,
-        provider_payment_ref=data.get("provider_payment_ref"),
-        reason=data.get("reason"),
-        refund_id=data.get("refund_id"),
-        provider_occurred_at=datetime.fromisoformat(body["timestamp"]),
+        webhook_id=news.webhook_id,
+        provider_event=news.provider_event,  # checked by the model: one of ProviderEvent
+        payment_id=news.payment_id,
+        checkout_id=news.checkout_id,
+        amount=news.amount,
+        provider_payment_ref=news.provider_payment_ref,
+        reason=news.reason,
+        refund_id=news.refund_id,
+        provider_occurred_at=news.occurred_at,
     )
     return ProviderCallbackReceived.originating(
         producer=SERVICE,
-        account_id=str(data["account_id"]),
+        account_id=news.account_id,
         payload=payload,
-        event_id=uuid.uuid5(WEBHOOK_NAMESPACE, webhook_id),
+        event_id=uuid.uuid5(WEBHOOK_NAMESPACE, news.webhook_id),
     )

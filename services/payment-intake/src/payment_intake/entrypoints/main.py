@@ -10,9 +10,13 @@ from fastapi import FastAPI
 
 from payment_intake.adapters.merchant_file import watched_policies
 from payment_intake.adapters.provider import ProviderClient
+from payment_intake.adapters.providers import MerchantProviders
 from payment_intake.adapters.queued_work import QueuedWork
+from payment_intake.adapters.sandbox_webhooks import StandardWebhooks
 from payment_intake.adapters.schema import install
+from payment_intake.adapters.stripe_webhooks import StripeWebhooks
 from payment_intake.adapters.unit_of_work import unit_of_work_factory, units
+from payment_intake.domain.provider import WebhookSource
 from payment_intake.entrypoints.http import callback_router
 from payment_intake.handlers import consuming
 from payment_intake.metrics import sample_payments
@@ -23,6 +27,7 @@ from payment_intake.workers import CheckoutOpener, ExpiryTimer, ProviderWorker
 from payments_contracts.topics import TopicRegistry
 from payments_platform.health import BrokerProbe
 from payments_platform.http_limits import BodyLimit
+from payments_platform.merchants import MerchantFile, WatchedMerchantFile
 from payments_platform.messaging import OutboxRelay, TransactionalConsumer
 from payments_platform.ops_metrics import OpsGauges
 from payments_platform.sandbox import UnsafeConfiguration
@@ -41,7 +46,7 @@ class Parts:
     expiry: ExpiryTimer
     provider_worker: ProviderWorker
     gauges: OpsGauges
-    provider: ProviderClient
+    provider: MerchantProviders
     app: FastAPI
 
 
@@ -51,7 +56,16 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
     config = IntakeConfig(policies=policies, checkout_ttl_s=settings.checkout_ttl_s)
     registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
-    provider = ProviderClient(settings.provider_url, timeout_s=settings.provider_timeout_s)
+    merchant_file = None
+    if settings.merchant_config is not None:
+        merchant_file = WatchedMerchantFile[MerchantFile](settings.merchant_config, lambda f: f).current
+    provider = MerchantProviders(  # refuses to start on a Stripe merchant without usable credentials
+        ProviderClient(settings.provider_url, timeout_s=settings.provider_timeout_s),
+        merchant_file,
+        sandbox_mode=settings.sandbox,
+        stripe_api_base=settings.stripe_api_base,
+        timeout_s=settings.provider_timeout_s,
+    )
     unit = units(pool, registry, config, on_published=relay.wake)
     opener = CheckoutOpener(
         unit,
@@ -97,7 +111,11 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
         group_id=f"{settings.topic_prefix}{SERVICE}.intake",
     )
     app = FastAPI(title=SERVICE, version="1.0.0")
-    app.include_router(callback_router(unit, secrets))
+    sources: dict[str, WebhookSource] = {
+        "provider": StandardWebhooks(secrets),
+        "stripe": StripeWebhooks(provider.stripe_merchants, provider.merchant_of),
+    }
+    app.include_router(callback_router(unit, sources))
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.callback_max_bytes,

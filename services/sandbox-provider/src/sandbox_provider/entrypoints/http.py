@@ -15,6 +15,7 @@ from sandbox_provider.ledger import Checkout, Fault, FaultMode, Ledger
 from sandbox_provider.payments import payment_routes, webhook_routes
 from sandbox_provider.registrations import registration_routes
 from sandbox_provider.settings import SandboxSettings
+from sandbox_provider.stripe_mode import StripeMode, StripeWebhookSender, stripe_routes
 from sandbox_provider.webhooks import WebhookOptions, WebhookSender
 
 
@@ -70,6 +71,14 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
         schedule_s=settings.webhook_schedule_s,
         time_scale=settings.webhook_time_scale,
     )
+    stripe_sender = StripeWebhookSender(
+        settings.stripe_webhook_url,
+        settings.stripe_webhook_secret,
+        schedule_s=settings.webhook_schedule_s,
+        time_scale=settings.webhook_time_scale,
+    )
+    sender.companions.append(stripe_sender)
+    stripe = StripeMode(ledger, stripe_sender, settings.public_url, refund_settle_s=settings.refund_settle_s)
 
     async def apply_fault(target: str) -> JSONResponse | None:
         fault: Fault | None = ledger.take_fault(target)
@@ -159,6 +168,9 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
         amount = body.amount_minor if body and body.amount_minor is not None else checkout.amount_minor
         ref = f"pay_{checkout.checkout_id[3:]}"
         checkout.captured_minor, checkout.provider_payment_ref = amount, ref
+        if checkout.provider == "stripe":
+            stripe.completed(checkout, amount)
+            return {"status": checkout.status}
         sender.send_all(
             [
                 ("payment.processing", event_data(checkout, provider_payment_ref=ref)),
@@ -175,6 +187,9 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
         checkout.status = "failed"
         reason = body.reason if body else "card_declined"
         checkout.reason = reason
+        if checkout.provider == "stripe":
+            stripe.failed(checkout)
+            return {"status": checkout.status}
         sender.send_all([("payment.failed", event_data(checkout, reason=reason))])
         return {"status": checkout.status}
 
@@ -185,6 +200,9 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
             raise HTTPException(409, f"checkout is {checkout.status}")
         checkout.status = "expired"
         checkout.reason = "abandoned"
+        if checkout.provider == "stripe":
+            stripe.expired(checkout)
+            return {"status": checkout.status}
         sender.send_all([("checkout.expired", event_data(checkout, reason="abandoned"))])
         return {"status": checkout.status}
 
@@ -239,4 +257,5 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
     app.include_router(registration_routes(ledger, apply_fault))
     app.include_router(payment_routes(ledger, sender, apply_fault, settle_after_s=settings.refund_settle_s))
     app.include_router(webhook_routes(sender))
+    app.include_router(stripe_routes(stripe, apply_fault))
     return app, sender
