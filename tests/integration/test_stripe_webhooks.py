@@ -17,7 +17,8 @@ from typing import Any
 import asyncpg
 import pytest
 import stripe
-from payment_intake_support import fresh_database, fresh_topics, pay_invoice, running_intake, until
+from message_builders import pay_invoice
+from payment_intake_support import fresh_database, fresh_topics, running_intake, until
 
 from payments_contracts.payments import CardOnline
 
