@@ -70,8 +70,8 @@ async def test_a_dead_letter_dry_run_shows_where_each_letter_came_from_and_why(
     service: str, kafka_bootstrap: str, database_url: str, topics: TopicRegistry
 ) -> None:
     source = topics.named(topics.prefix + READS[service])
-    # What the consumer writes; the brackets are part of pydantic's error text, not markup.
-    error = "ValidationError: 1 validation error for tagged-union[PayInvoice,PaySelected]\npayload.x"
+    # As pydantic words it: the bracketed detail is text, not a rich markup tag to swallow.
+    error = "ValidationError: 1 validation error\npayload.x\n  Field required [type=missing, input_value={}]"
     mine = dead_letter(Position(source.name, 2, 117), b"ACC-1", b"{}", service=service, error=error)
     other = dead_letter(
         Position(source.name, 0, 5), b"ACC-2", b"{}", service="someone-else", error="not ours"
@@ -94,7 +94,7 @@ async def test_a_dead_letter_dry_run_shows_where_each_letter_came_from_and_why(
 
     assert code == 0, out
     assert f"from {source.name}:2:117" in out, out
-    assert "tagged-union[PayInvoice,PaySelected]" in out, out
+    assert "Field required [type=missing, input_value={}]" in out, out
     assert "not ours" not in out, out
     assert f"{READS[service]}: examined 2, would re-drive 1" in out, out
     assert await read_all(kafka_bootstrap, source.name) == [], "a dry run publishes nothing"

@@ -5,6 +5,7 @@ offers (`add_shared_commands`): lag, re-driving dead letters, set-aside outbox r
 from __future__ import annotations
 
 import asyncio
+import textwrap
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -169,7 +170,8 @@ def add_shared_commands(app: typer.Typer, operated: OperatedService[S]) -> None:
 
         def listed(letter: ops.DeadLetter) -> None:
             if dry_run:
-                say(f"{letter.topic}:{letter.partition}:{letter.offset} from {letter.source}: {letter.error}")
+                say(f"{letter.topic}:{letter.partition}:{letter.offset} from {letter.source}")
+                say(textwrap.indent(letter.error, "    "))
 
         verb = "would re-drive" if dry_run else "re-drove"
         for name in [topic] if topic is not None else inputs:
