@@ -1,60 +1,129 @@
 """README's "Run against your own Kafka and PostgreSQL" lists every setting a service
-reads: each environment variable of each Settings class, with its default."""
+reads: each environment variable of each Settings class (found by importing every module
+of our packages, so a new class cannot be forgotten), in a row saying who reads it and
+with the description the code gives; and every variable the table lists is read."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import re
+from functools import cache
 from pathlib import Path
 
 import pytest
 from pydantic.aliases import AliasChoices
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
-from demo_portal.settings import DemoPortalSettings
-from invoice_sync.settings import InvoiceSyncSettings
-from payment_intake.settings import PaymentIntakeSettings
-from payments_shared.kafka import KafkaSecurity
-from payments_shared.membership import MembershipSettings
-from payments_shared.retention import RetentionSettings
-from payments_shared.settings import CommonSettings
-from sandbox_provider.settings import SandboxSettings
-from status_projector.settings import ProjectorSettings
-
 README = Path(__file__).resolve().parents[2] / "README.md"
-SETTINGS: list[type[BaseSettings]] = [
-    CommonSettings,
-    KafkaSecurity,
-    RetentionSettings,
-    MembershipSettings,
-    PaymentIntakeSettings,
-    InvoiceSyncSettings,
-    ProjectorSettings,
-    SandboxSettings,
-    DemoPortalSettings,
-]
+PACKAGES = (
+    "payments_shared",
+    "invoice_sync",
+    "payment_intake",
+    "status_projector",
+    "sandbox_provider",
+    "demo_portal",
+)
+# Who reads a shared class's settings: the README's "read by" column.
+SHARED = {
+    "CommonSettings": "every service",
+    "KafkaSecurity": "every service (Kafka security)",
+    "RetentionSettings": "every service (retention)",
+    "MembershipSettings": "every service (consumer group)",
+}
 
 
-def _section() -> str:
+@cache
+def settings_classes() -> list[type[BaseSettings]]:
+    for name in PACKAGES:
+        package = importlib.import_module(name)
+        for module in pkgutil.walk_packages(package.__path__, f"{name}."):
+            if not module.name.endswith("__main__"):
+                importlib.import_module(module.name)
+    found: list[type[BaseSettings]] = []
+    pending = list(BaseSettings.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending += cls.__subclasses__()
+        if cls.__module__.split(".")[0] in PACKAGES:
+            found.append(cls)
+    return sorted(found, key=lambda c: c.__name__)
+
+
+def reader(cls: type[BaseSettings]) -> str:
+    if cls.__module__.startswith("payments_shared."):
+        return SHARED[cls.__name__]
+    return cls.__module__.split(".")[0].replace("_", "-")
+
+
+def _variables(cls: type[BaseSettings], name: str, field: FieldInfo) -> list[str]:
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices):
+        return [c for c in alias.choices if isinstance(c, str)]
+    if isinstance(alias, str):
+        return [alias]
+    return [(str(cls.model_config.get("env_prefix", "")) + (field.alias or name)).upper()]
+
+
+def own_fields(cls: type[BaseSettings]) -> dict[str, FieldInfo]:
+    """Fields the class adds or redefines (inherited ones are its base's rows)."""
+    inherited = [
+        b.model_fields for b in cls.__mro__[1:] if isinstance(b, type) and issubclass(b, BaseSettings)
+    ]
+    return {
+        name: field
+        for name, field in cls.model_fields.items()
+        if not any(name in base and _same(base[name], field) for base in inherited)
+    }
+
+
+def _reads(column: str, reader: str) -> bool:
+    """`payment-intake (retention)` is read by payment-intake; `every service (retention)`
+    is not read by `every service`'s class."""
+    return column == reader or (not reader.startswith("every") and column.startswith(f"{reader} ("))
+
+
+def _same(a: FieldInfo, b: FieldInfo) -> bool:
+    return (a.validation_alias, a.default) == (b.validation_alias, b.default)
+
+
+@cache
+def rows() -> list[tuple[str, list[str], str]]:
+    """(read by, variables, description) of each row of the settings table."""
     text = README.read_text()
     start = text.index("## Run against your own Kafka and PostgreSQL")
     end = text.find("\n## ", start + 1)
-    return text[start : end if end > 0 else None]
-
-
-def _variables(cls: type[BaseSettings]) -> list[str]:
     found = []
-    for name, field in cls.model_fields.items():
-        alias = field.validation_alias
-        if isinstance(alias, AliasChoices):
-            found += [c for c in alias.choices if isinstance(c, str)]
-        elif isinstance(alias, str):
-            found.append(alias)
-        else:
-            found.append((str(cls.model_config.get("env_prefix", "")) + (field.alias or name)).upper())
+    for line in text[start : end if end > 0 else None].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[1].startswith("`"):
+            found.append((cells[0], re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[1]), cells[3]))
     return found
 
 
-@pytest.mark.parametrize("cls", SETTINGS, ids=lambda c: c.__name__)
-def test_every_setting_is_in_the_readme(cls: type[BaseSettings]) -> None:
-    section = _section()
-    missing = [v for v in _variables(cls) if f"`{v}`" not in section]
-    assert not missing, f"README does not list {missing} ({cls.__name__})"
+def test_settings_classes_are_found() -> None:
+    names = {c.__name__ for c in settings_classes()}
+    assert {"CommonSettings", "ProjectorSettings", "IntakeRetentionSettings", "SandboxSettings"} <= names
+
+
+@pytest.mark.parametrize("cls", settings_classes(), ids=lambda c: c.__name__)
+def test_every_setting_is_in_the_readme_under_its_reader_with_its_description(
+    cls: type[BaseSettings],
+) -> None:
+    for name, field in own_fields(cls).items():
+        variables = _variables(cls, name, field)
+        listed = [r for r in rows() if _reads(r[0], reader(cls)) and set(variables) <= set(r[1])]
+        assert listed, (
+            f"README does not list {' / '.join(variables)} as read by {reader(cls)} ({cls.__name__})"
+        )
+        if field.description:
+            assert field.description in listed[0][2], f"{variables[0]}: README lacks the code's description"
+
+
+def test_every_variable_the_readme_lists_is_read() -> None:
+    read = {
+        v for cls in settings_classes() for n, f in cls.model_fields.items() for v in _variables(cls, n, f)
+    }
+    listed = {v for _, variables, _ in rows() for v in variables}
+    assert sorted(listed - read) == [], "README lists variables no Settings class reads"
