@@ -20,6 +20,7 @@ import yaml
 from invoice_sync.entrypoints.cli import app as invoice_sync_app
 from payment_intake.entrypoints.cli import app as payment_intake_app
 from payments_shared.settings import CommonSettings
+from payments_shared.topics import TopicRegistry
 from sandbox_provider.settings import SandboxSettings
 from status_projector.entrypoints.cli import app as status_projector_app
 
@@ -101,6 +102,21 @@ def test_every_option_and_argument_of_a_command_is_shown_as_it_is(cli: str, comm
         )
     arguments = [p for p in params if isinstance(p, typer.core.TyperArgument)]
     assert bool(shown_arguments) == bool(arguments), f"{cli} {command}: arguments {shown_arguments}"
+
+
+def test_the_readme_topic_table_names_every_message_type_of_each_topic() -> None:
+    rows = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        match = re.match(r"\| `([a-z.]+)` \|.*\| ([^|]+) \|$", line)
+        if match:
+            rows[match[1]] = match[2]
+    for topic in TopicRegistry().all:
+        words = {
+            m.model_fields["type"].default.split(".", 1)[1].replace(".", " ").replace("_", " ")
+            for m in topic.message_types()
+        }
+        missing = sorted(w for w in words if w not in rows[topic.name])
+        assert not missing, f"README's topic table does not say {topic.name} carries {missing}"
 
 
 # --- figures quoted from the code ------------------------------------------------------------
