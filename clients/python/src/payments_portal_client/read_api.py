@@ -7,7 +7,6 @@ on, the base class for the rest (422: bad parameters)."""
 from __future__ import annotations
 
 import email.utils
-import json
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
