@@ -294,14 +294,20 @@ async def invoice_row(
 PORTAL_KEY = "pk_test_portal_of_the_merchant_under_test"
 
 
+def read_api(
+    pool: asyncpg.Pool, topics: TopicRegistry, accounts: Sequence[str], *, provider_configured: bool = True
+) -> httpx.ASGITransport:
+    """The read API in this process; PORTAL_KEY is the key of a merchant owning `accounts`."""
+    keys = PortalKeys([MerchantKeys("merchant-under-test", frozenset(accounts), (digest_of(PORTAL_KEY),))])
+    return httpx.ASGITransport(app=build_app(pool, topics, keys, provider_configured=provider_configured))
+
+
 def portal_client(
     pool: asyncpg.Pool, topics: TopicRegistry, accounts: Sequence[str], *, provider_configured: bool = True
 ) -> httpx.AsyncClient:
     """The read API in this process, called with the key of a merchant owning `accounts`."""
-    keys = PortalKeys([MerchantKeys("merchant-under-test", frozenset(accounts), (digest_of(PORTAL_KEY),))])
-    app = build_app(pool, topics, keys, provider_configured=provider_configured)
     return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
+        transport=read_api(pool, topics, accounts, provider_configured=provider_configured),
         base_url="http://projector",
         headers={"authorization": f"Bearer {PORTAL_KEY}"},
     )

@@ -8,17 +8,20 @@ from datetime import date
 import httpx
 import pytest
 from status_projector_support import (
+    PORTAL_KEY,
     Clock,
     account_story,
     portal_client,
     project_to_end,
     projector_pool,
     publish,
+    read_api,
     registered,
     synced,
 )
 
 from payments_contracts.topics import TopicRegistry
+from payments_portal_client import NotFound, ReadModelClient, ReadModelError, Unauthorized
 from status_projector.entrypoints.http import AccountSummary, InvoiceOut, InvoicePage
 
 pytestmark = pytest.mark.integration
@@ -143,3 +146,27 @@ async def test_unknown_is_404_and_bad_parameters_422(projected, topics: TopicReg
         assert (
             await client.get("/v1/accounts/A1/invoices", params={"cursor": str(uuid.uuid4())})
         ).status_code == 422
+
+
+async def test_the_typed_client_raises_a_typed_error_for_each_refusal(
+    projected, topics: TopicRegistry
+) -> None:  # type: ignore[no-untyped-def]
+    """payments_portal_client against the real read API: the portal backend can tell a
+    wrong key from an unknown account from a bad request without parsing HTTP."""
+    app = read_api(projected, topics, ["A1"])
+    good = ReadModelClient("http://projector", PORTAL_KEY, transport=app)
+    wrong = ReadModelClient("http://projector", "pk_wrong_key", transport=app)
+    async with good, wrong:
+        with pytest.raises(Unauthorized) as refused:
+            await wrong.summary("A1")
+        with pytest.raises(NotFound) as unknown:
+            await good.invoice("A1", "NO-SUCH-INVOICE")
+        with pytest.raises(ReadModelError) as bad:
+            await good.invoice_page("A1", limit=0)
+        assert (await good.invoice("A1", "A1-INV-0")).invoice_number == "A1-INV-0"
+    assert refused.value.status == 401 and refused.value.problem == {
+        "detail": "a valid merchant API key is required"
+    }
+    assert unknown.value.status == 404 and "NO-SUCH-INVOICE" in unknown.value.problem["detail"]
+    assert type(bad.value) is ReadModelError and bad.value.status == 422
+    assert bad.value.problem["detail"][0]["loc"] == ["query", "limit"]

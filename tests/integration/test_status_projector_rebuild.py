@@ -1,14 +1,20 @@
 """Rebuild while serving: the API keeps answering from the old version, the switch is
 atomic, the live projector continues on the new version from the rebuild's offsets,
-and the rebuilt rows equal what the live projection produced."""
+and the rebuilt rows equal what the live projection produced; afterwards the service's
+lag gauge shows the live version only."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from status_projector_support import (
     Clock,
     account_story,
@@ -19,12 +25,15 @@ from status_projector_support import (
     requested,
 )
 
+from kafka_tools import eventually
 from payments_contracts.topics import TopicRegistry
 from status_projector import ops
 from status_projector.entrypoints.http import InvoiceOut
 from status_projector.projections import LiveProjection
+from system import System, free_port
 
 pytestmark = pytest.mark.integration
+BIN = Path(sys.executable).parent
 
 
 async def _poll(check, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
@@ -117,3 +126,62 @@ async def test_rebuild_while_serving_then_switch(
         await asyncio.wait_for(live_task, 30)
         await client.aclose()
         await pool.close()
+
+
+def _lag_series(url: str) -> dict[tuple[str, str, str], float]:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return {
+        (s.labels["consumer"], s.labels["topic"], s.labels["partition"]): s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "consumer_lag"
+        for s in family.samples
+    }
+
+
+async def test_after_a_rebuild_and_switch_the_retired_version_exports_no_lag(
+    kafka_bootstrap: str, database_url: str, topics: TopicRegistry, tmp_path: Path
+) -> None:
+    """The documented lag alert reads `consumer_lag`: a retired version that nobody feeds
+    any more must not look like a consumer falling behind."""
+    clock = Clock()
+    await publish(kafka_bootstrap, topics, [e for i in range(5) for e in account_story(clock, f"M{i}")])
+    system = System(
+        kafka_bootstrap=kafka_bootstrap,
+        database_url=database_url,
+        log_dir=tmp_path / "logs",
+        bin_dir=BIN,
+        topic_prefix=topics.prefix,
+        extra_env={"PAYMENTS_METRICS_INTERVAL_S": "0.2", "STATUS_PROJECTOR_SWITCH_POLL_S": "0.2"},
+    )
+    system.ports = {name: free_port() for name in system.ports}
+    system.log_dir.mkdir(parents=True)
+    service = system.start_one("status-projector")
+    try:
+        system.wait_ready("status-projector")
+
+        def caught_up(version: str) -> Callable[[dict[tuple[str, str, str], float]], bool]:
+            return lambda series: {c for c, _, _ in series} == {version} and not any(series.values())
+
+        await eventually(
+            lambda: asyncio.to_thread(_lag_series, service.url), caught_up("projection_v1"), what="v1 at 0"
+        )
+        rebuild = await asyncio.create_subprocess_exec(
+            str(BIN / "status-projector-ops"),
+            "rebuild",
+            env=system.env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await rebuild.communicate()
+        assert rebuild.returncode == 0 and b"version 2 active (was 1)" in out, out.decode()
+        # Events after the switch: the retired version would fall further behind each one.
+        await publish(kafka_bootstrap, topics, account_story(clock, "AFTER"))
+        series = await eventually(
+            lambda: asyncio.to_thread(_lag_series, service.url),
+            caught_up("projection_v2"),
+            timeout=60,
+            what="only the live version, at 0",
+        )
+        assert {t for _, t, _ in series} == {topics.invoices.name, topics.payments_events.name}
+    finally:
+        assert system.stop() == {"status-projector": 0}, system.tail("status-projector")

@@ -230,3 +230,17 @@ def test_impossible_budgets_and_idle_replicas_are_refused(helm: str) -> None:
         result = subprocess.run([helm, "template", "rel", str(CHART), *args], capture_output=True, text=True)
         assert result.returncode != 0
         assert "must be below" in result.stderr or "would sit idle" in result.stderr
+
+
+def test_a_value_the_chart_does_not_have_is_refused_not_ignored(helm: str) -> None:
+    """Service keys are camelCase; a kebab-case `--set` used to render the defaults."""
+    for args in (
+        ["--set", "services.status-projector.replicas=3"],
+        ["--set", "services.statusProjector.replica=3"],
+        ["--set", "kafka.partitions=12"],
+    ):
+        result = subprocess.run([helm, "template", "rel", str(CHART), *args], capture_output=True, text=True)
+        assert result.returncode != 0, args
+        assert "additional properties" in result.stderr and "not allowed" in result.stderr, result.stderr
+    objects = render(helm, "--set", "services.statusProjector.replicas=3")
+    assert by_kind(objects, "Deployment")["rel-payments-status-projector"]["spec"]["replicas"] == 3

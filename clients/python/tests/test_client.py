@@ -6,9 +6,12 @@ language, so they also run in a clean virtualenv with nothing but the two wheels
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from payments_contracts.money import Money
@@ -29,9 +32,14 @@ from payments_portal_client import (
     Correlator,
     Ended,
     GuestCheckout,
+    NotFound,
     PayerPortal,
+    ReadModelClient,
+    ReadModelError,
     Rejected,
     RemittanceDetails,
+    Unauthorized,
+    Unavailable,
 )
 from payments_portal_client import commands as build
 
@@ -208,3 +216,37 @@ def test_read_model_knows_every_pay_status(status: str) -> None:
     from payments_portal_client.read_model import PayStatus
 
     assert PayStatus(status).value == status
+
+
+ANSWERS = [
+    (401, {"www-authenticate": "Bearer"}, {"detail": "a valid merchant API key is required"}, Unauthorized),
+    (403, {}, {"detail": "forbidden"}, Unauthorized),
+    (404, {}, {"detail": "unknown account C-1"}, NotFound),
+    (422, {}, {"detail": [{"loc": ["query", "limit"]}]}, ReadModelError),
+    (503, {"retry-after": "7"}, {"detail": "unavailable"}, Unavailable),
+    (500, {}, "<html>proxy error</html>", ReadModelError),
+]
+
+
+@pytest.mark.parametrize(("status", "headers", "body", "error"), ANSWERS, ids=[str(a[0]) for a in ANSWERS])
+async def test_every_refusal_of_the_read_api_is_a_typed_error_with_its_status_and_problem(
+    status: int, headers: dict[str, str], body: object, error: type[ReadModelError]
+) -> None:
+    content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    answer = httpx.MockTransport(lambda _: httpx.Response(status, headers=headers, content=content))
+    async with ReadModelClient("http://read-api", "pk_key", transport=answer) as client:
+        with pytest.raises(ReadModelError) as raised:
+            await client.summary("C-1")
+    assert type(raised.value) is error
+    assert (raised.value.status, raised.value.problem) == (status, body)
+    if error is Unavailable:
+        assert raised.value.retry_after_s == 7.0
+
+
+async def test_an_unavailable_read_api_says_when_to_retry_by_date_too() -> None:
+    later = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    answer = httpx.MockTransport(lambda _: httpx.Response(503, headers={"retry-after": later}))
+    async with ReadModelClient("http://read-api", "pk_key", transport=answer) as client:
+        with pytest.raises(Unavailable) as raised:
+            await client.invoice("C-1", "INV-1")
+    assert raised.value.retry_after_s is not None and 100 < raised.value.retry_after_s <= 120

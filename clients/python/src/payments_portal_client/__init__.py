@@ -11,7 +11,7 @@ from payments_contracts.payments import (
 
 from .client import OutcomeTimeout, PayOutcome, PortalClient
 from .outcomes import Accepted, Correlator, Ended, Outcome, Rejected, RemittanceDetails
-from .read_api import NotFound, ReadModelClient
+from .read_api import NotFound, ReadModelClient, ReadModelError, Unauthorized, Unavailable
 
 __all__ = [
     "Accepted",
@@ -28,7 +28,10 @@ __all__ = [
     "PayerPortal",
     "PortalClient",
     "ReadModelClient",
+    "ReadModelError",
     "Rejected",
     "Remittance",
     "RemittanceDetails",
+    "Unauthorized",
+    "Unavailable",
 ]

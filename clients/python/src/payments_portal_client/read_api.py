@@ -1,25 +1,98 @@
-"""The read-model API (status-projector) as a portal backend calls it, with its API key."""
+"""The read-model API (status-projector) as a portal backend calls it, with its API key.
+
+Every answer that is not a 2xx raises a `ReadModelError` (with the status and the
+problem body): `NotFound`, `Unauthorized` and `Unavailable` for the ones a portal acts
+on, the base class for the rest (422: bad parameters)."""
 
 from __future__ import annotations
 
+import email.utils
+from datetime import UTC, datetime
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import httpx
 
 from .read_model import AccountSummary, InvoiceOut, InvoicePage, PayStatus
 
 
-class NotFound(LookupError):
-    """Unknown account or invoice, or one another merchant's key may not see (the same answer)."""
+class ReadModelError(Exception):
+    """The read API did not answer 2xx: `status` and the `problem` body it sent (JSON, or
+    the text when it was not JSON)."""
+
+    def __init__(self, path: str, status: int, problem: Any) -> None:
+        super().__init__(f"{path}: {status} {problem}")
+        self.path = path
+        self.status = status
+        self.problem = problem
+
+
+class NotFound(ReadModelError, LookupError):
+    """404: unknown account or invoice, or one another merchant's key may not see (the
+    same answer)."""
+
+
+class Unauthorized(ReadModelError):
+    """401/403: no valid merchant API key (wrong, revoked, or sent to another deployment)."""
+
+
+class Unavailable(ReadModelError):
+    """503: the read API cannot answer now (its database or broker is down); try again
+    after `retry_after_s` (None when the answer did not say)."""
+
+    def __init__(self, path: str, status: int, problem: Any, retry_after_s: float | None) -> None:
+        super().__init__(path, status, problem)
+        self.retry_after_s = retry_after_s
+
+
+def _retry_after_s(header: str | None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
+    if not header:
+        return None
+    if header.strip().isdigit():
+        return float(header)
+    try:
+        when = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _problem(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:  # not JSON (a proxy's page), or not UTF-8
+        return response.text
+
+
+def _raise_for_answer(path: str, response: httpx.Response) -> None:
+    """The typed error for an answer that is not a 2xx."""
+    if response.is_success:
+        return
+    status, problem = response.status_code, _problem(response)
+    if status == 404:
+        raise NotFound(path, status, problem)
+    if status in (401, 403):
+        raise Unauthorized(path, status, problem)
+    if status == 503:
+        raise Unavailable(path, status, problem, _retry_after_s(response.headers.get("retry-after")))
+    raise ReadModelError(path, status, problem)
 
 
 class ReadModelClient:
-    def __init__(self, base_url: str, api_key: str, *, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_s: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url,
             headers={"authorization": f"Bearer {api_key}"},
             timeout=timeout_s,
+            transport=transport,
         )
 
     async def __aenter__(self) -> Self:
@@ -35,9 +108,7 @@ class ReadModelClient:
 
     async def _get(self, path: str, params: dict[str, str | int | list[str]] | None = None) -> bytes:
         response = await self._http.get(path, params=params)
-        if response.status_code == 404:
-            raise NotFound(path)
-        response.raise_for_status()
+        _raise_for_answer(path, response)
         return response.content
 
     async def invoice_page(

@@ -20,9 +20,19 @@ class BankTransferDetails(BaseModel):
             title='Account Name',
         ),
     ]
-    account_number: Annotated[str, Field(title='Account Number')]
-    bank_name: Annotated[str, Field(title='Bank Name')]
-    iban: Annotated[str | None, Field(title='Iban')] = None
+    account_number: Annotated[
+        str,
+        Field(
+            description="The beneficiary's account number at that bank",
+            title='Account Number',
+        ),
+    ]
+    bank_name: Annotated[
+        str, Field(description="The beneficiary's bank", title='Bank Name')
+    ]
+    iban: Annotated[
+        str | None, Field(description='IBAN, where the bank has one', title='Iban')
+    ] = None
     routing_number: Annotated[
         str | None,
         Field(
@@ -37,24 +47,35 @@ class BankTransferDetails(BaseModel):
 
 
 class LastProblem(BaseModel):
-    at: Annotated[AwareDatetime, Field(title='At')]
+    at: Annotated[
+        AwareDatetime,
+        Field(description="When it happened (the event's occurred_at)", title='At'),
+    ]
     message: Annotated[
         str, Field(description='Text a portal may show', title='Message')
     ]
-    reason_code: Annotated[str, Field(title='Reason Code')]
+    reason_code: Annotated[
+        str,
+        Field(
+            description="The rejection's or failure's code (payment.rejected, payment.failed, payment.cancelled, payment.expired)",
+            title='Reason Code',
+        ),
+    ]
 
 
 class MailingAddress(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
     )
-    city: Annotated[str, Field(title='City')]
+    city: Annotated[str, Field(description='City', title='City')]
     country: Annotated[
         str,
         Field(description='ISO 3166-1 alpha-2', pattern='^[A-Z]{2}$', title='Country'),
     ]
-    line1: Annotated[str, Field(title='Line1')]
-    line2: Annotated[str | None, Field(title='Line2')] = None
+    line1: Annotated[str, Field(description='Street address or PO box', title='Line1')]
+    line2: Annotated[
+        str | None, Field(description='Suite, floor, attention line', title='Line2')
+    ] = None
     name: Annotated[
         str,
         Field(
@@ -62,7 +83,9 @@ class MailingAddress(BaseModel):
             title='Name',
         ),
     ]
-    postal_code: Annotated[str, Field(title='Postal Code')]
+    postal_code: Annotated[
+        str, Field(description='ZIP or postal code', title='Postal Code')
+    ]
     region: Annotated[
         str | None, Field(description='State or province', title='Region')
     ] = None
@@ -96,8 +119,17 @@ class PartitionOffset(BaseModel):
             title='Next Offset',
         ),
     ]
-    partition: Annotated[int, Field(title='Partition')]
-    topic: Annotated[str, Field(title='Topic')]
+    partition: Annotated[
+        int,
+        Field(description="The account's partition of that topic", title='Partition'),
+    ]
+    topic: Annotated[
+        str,
+        Field(
+            description="invoices or payments.events (with the deployment's prefix)",
+            title='Topic',
+        ),
+    ]
 
 
 class PayStatus(StrEnum):
@@ -119,11 +151,19 @@ class PaymentState(StrEnum):
 
 
 class Problem401(BaseModel):
-    detail: Annotated[str, Field(title='Detail')]
+    detail: Annotated[
+        str, Field(description='Why the key was refused, for logs', title='Detail')
+    ]
 
 
 class Problem404(BaseModel):
-    detail: Annotated[str, Field(title='Detail')]
+    detail: Annotated[
+        str,
+        Field(
+            description="What was not found, for logs (the same for another merchant's)",
+            title='Detail',
+        ),
+    ]
 
 
 class State(StrEnum):
@@ -134,8 +174,12 @@ class State(StrEnum):
 
 class RefundOut(BaseModel):
     amount: Annotated[MoneyOut, Field(description='What goes back to the customer')]
-    at: Annotated[AwareDatetime, Field(title='At')]
-    payment_id: Annotated[str, Field(title='Payment Id')]
+    at: Annotated[
+        AwareDatetime, Field(description='When the refund last changed', title='At')
+    ]
+    payment_id: Annotated[
+        str, Field(description='The payment whose money goes back', title='Payment Id')
+    ]
     reason_code: Annotated[
         str | None,
         Field(
@@ -143,7 +187,13 @@ class RefundOut(BaseModel):
             title='Reason Code',
         ),
     ]
-    state: Annotated[State, Field(title='State')]
+    state: Annotated[
+        State,
+        Field(
+            description='requested: asked of the provider; refunded: done; failed: the provider refused',
+            title='State',
+        ),
+    ]
 
 
 class RestrictionOut(BaseModel):
@@ -185,10 +235,24 @@ class CheckDetails(BaseModel):
 
 
 class CurrencyBalance(BaseModel):
-    balance: MoneyOut
-    by_status: Annotated[dict[str, int], Field(title='By Status')]
-    currency: Annotated[str, Field(title='Currency')]
-    invoices: Annotated[int, Field(title='Invoices')]
+    balance: Annotated[
+        MoneyOut,
+        Field(
+            description='What the account owes in this currency: the balances of its invoices that are not cancelled or closed'
+        ),
+    ]
+    by_status: Annotated[
+        dict[str, int],
+        Field(description='How many of them have each pay_status', title='By Status'),
+    ]
+    currency: Annotated[str, Field(description='ISO 4217 code', title='Currency')]
+    invoices: Annotated[
+        int,
+        Field(
+            description='Invoices of the account in this currency, whatever their status',
+            title='Invoices',
+        ),
+    ]
     pay_button: Annotated[
         bool,
         Field(
@@ -202,8 +266,19 @@ class CurrentPayment(BaseModel):
     amount: Annotated[
         MoneyOut, Field(description='Amount of this payment allocated to the invoice')
     ]
-    payment_id: Annotated[str, Field(title='Payment Id')]
-    state: PaymentState
+    payment_id: Annotated[
+        str,
+        Field(
+            description='Our payment id (the `payment_id` of its payments.events)',
+            title='Payment Id',
+        ),
+    ]
+    state: Annotated[
+        PaymentState,
+        Field(
+            description='requested, checkout_opened or processing (the invoice is pending); succeeded; failed, cancelled or expired (the invoice is payable again)'
+        ),
+    ]
 
 
 class Freshness(BaseModel):
@@ -238,24 +313,60 @@ class HTTPValidationError(BaseModel):
 
 
 class InvoiceOut(BaseModel):
-    account_id: Annotated[str, Field(title='Account Id')]
+    account_id: Annotated[
+        str, Field(description='ERP customer account id', title='Account Id')
+    ]
     balance: Annotated[
         MoneyOut,
         Field(
             description='ERP open amount minus succeeded payments the ERP has not posted yet; never negative'
         ),
     ]
-    currency: Annotated[str, Field(title='Currency')]
-    current_payment: CurrentPayment | None
-    due_date: Annotated[date, Field(title='Due Date')]
-    freshness: Freshness
-    invoice_date: Annotated[date, Field(title='Invoice Date')]
-    invoice_number: Annotated[str, Field(title='Invoice Number')]
+    currency: Annotated[
+        str,
+        Field(
+            description='ISO 4217 code of every amount of the invoice', title='Currency'
+        ),
+    ]
+    current_payment: Annotated[
+        CurrentPayment | None,
+        Field(
+            description='The most recently requested payment against this invoice, whatever its state'
+        ),
+    ]
+    due_date: Annotated[
+        date,
+        Field(
+            description='As the ERP sent it; the list is sorted by it', title='Due Date'
+        ),
+    ]
+    freshness: Annotated[Freshness, Field(description='How fresh this answer is')]
+    invoice_date: Annotated[
+        date, Field(description='As the ERP sent it', title='Invoice Date')
+    ]
+    invoice_number: Annotated[
+        str,
+        Field(
+            description="The ERP's invoice number, unique within the account",
+            title='Invoice Number',
+        ),
+    ]
     last_problem: Annotated[
         LastProblem | None, Field(description='Last rejection or failure')
     ]
-    not_payable_reason: NotPayableReason | None
-    order_number: Annotated[str | None, Field(title='Order Number')]
+    not_payable_reason: Annotated[
+        NotPayableReason | None,
+        Field(
+            description="Set when pay_status is not_payable: not_registered or registration_failed (with the provider), zero_balance, cancelled or closed (in the ERP), restricted (the merchant's policy)"
+        ),
+    ]
+    order_number: Annotated[
+        str | None,
+        Field(
+            description='The sales order the invoice bills, as the ERP sent it',
+            title='Order Number',
+        ),
+    ]
     pay_button: Annotated[
         bool,
         Field(
@@ -270,8 +381,19 @@ class InvoiceOut(BaseModel):
             title='Pay Button Reason',
         ),
     ]
-    pay_status: PayStatus
-    po_number: Annotated[str | None, Field(title='Po Number')]
+    pay_status: Annotated[
+        PayStatus,
+        Field(
+            description="payable (the seed's Pay), pending (a checkout is open or a payment is processing), partially_paid, paid, not_payable (see not_payable_reason)"
+        ),
+    ]
+    po_number: Annotated[
+        str | None,
+        Field(
+            description="The customer's purchase order number, as the ERP sent it",
+            title='Po Number',
+        ),
+    ]
     refund: Annotated[
         RefundOut | None,
         Field(
@@ -284,13 +406,23 @@ class InvoiceOut(BaseModel):
             description="Set while the merchant's policy does not let this invoice be paid online (pay_status not_payable, reason restricted)"
         ),
     ]
-    total: MoneyOut
+    total: Annotated[MoneyOut, Field(description='The invoice total as billed')]
 
 
 class InvoicePage(BaseModel):
-    account_id: Annotated[str, Field(title='Account Id')]
-    freshness: Freshness
-    items: Annotated[list[InvoiceOut], Field(title='Items')]
+    account_id: Annotated[
+        str, Field(description='ERP customer account id', title='Account Id')
+    ]
+    freshness: Annotated[
+        Freshness,
+        Field(description='How fresh this answer is (the account as a whole)'),
+    ]
+    items: Annotated[
+        list[InvoiceOut],
+        Field(
+            description='Up to `limit` invoices in the order of `sort`', title='Items'
+        ),
+    ]
     next_cursor: Annotated[
         str | None,
         Field(
@@ -304,17 +436,29 @@ class RemittanceDetails(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
     )
-    ach: BankTransferDetails | None = None
-    check: CheckDetails | None = None
-    wire: BankTransferDetails | None = None
+    ach: Annotated[
+        BankTransferDetails | None, Field(description='Pay by ACH transfer (US)')
+    ] = None
+    check: Annotated[
+        CheckDetails | None,
+        Field(description='Pay by check: payee and mailing address'),
+    ] = None
+    wire: Annotated[
+        BankTransferDetails | None, Field(description='Pay by wire transfer')
+    ] = None
 
 
 class AccountRemittance(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
     )
-    account_id: Annotated[str, Field(title='Account Id')]
-    details: RemittanceDetails
+    account_id: Annotated[
+        str, Field(description='ERP customer account id', title='Account Id')
+    ]
+    details: Annotated[
+        RemittanceDetails,
+        Field(description="Each channel the account's merchant accepts"),
+    ]
     reference: Annotated[
         str,
         Field(
@@ -325,9 +469,16 @@ class AccountRemittance(BaseModel):
 
 
 class AccountSummary(BaseModel):
-    account_id: Annotated[str, Field(title='Account Id')]
-    balances: Annotated[list[CurrencyBalance], Field(title='Balances')]
-    freshness: Freshness
+    account_id: Annotated[
+        str, Field(description='ERP customer account id', title='Account Id')
+    ]
+    balances: Annotated[
+        list[CurrencyBalance],
+        Field(
+            description='One per currency the account has invoices in', title='Balances'
+        ),
+    ]
+    freshness: Annotated[Freshness, Field(description='How fresh this answer is')]
     pay_button: Annotated[
         bool,
         Field(

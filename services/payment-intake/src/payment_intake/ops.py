@@ -18,7 +18,7 @@ from payment_intake.settings import PaymentIntakeSettings, load_policies
 from payment_intake.unit_of_work import IntakeConfig, UnitsOfWork
 from payment_intake.workers import ProviderWorker
 from payments_contracts.topics import TopicRegistry
-from payments_platform.ops import PartitionLag, partition_lag
+from payments_platform.ops import LagScope, fixed_scope
 
 CONSUMER = "intake"
 
@@ -117,11 +117,7 @@ async def refund(ctx: Operating, payment_id: UUID) -> UUID:
         return await refund_by_operator(uow, payment_id)
 
 
-async def lag(ctx: Operating) -> list[PartitionLag]:
-    topics = [
-        ctx.registry.payments_commands.name,
-        ctx.registry.payments_callbacks.name,
-        ctx.registry.invoices.name,
-    ]
-    lags: list[PartitionLag] = await partition_lag(ctx.pool, ctx.bootstrap, {CONSUMER: topics})
-    return lags
+def lag_scope(registry: TopicRegistry) -> LagScope:
+    """The pay-command/callback/invoice consumer on its three topics."""
+    topics = [registry.payments_commands, registry.payments_callbacks, registry.invoices]
+    return fixed_scope({CONSUMER: [t.name for t in topics]})

@@ -49,9 +49,12 @@ class PaymentIntakeSettings(CommonSettings):
     consumer_fetch_wait_ms: int = Field(
         500, ge=0, validation_alias=_env("PAYMENT_INTAKE_CONSUMER_FETCH_WAIT_MS")
     )
-    # Overrides every policy's status_sync_after_s (tests and small deployments).
     status_sync_after_s: int | None = Field(
-        None, gt=0, validation_alias=_env("PAYMENT_INTAKE_STATUS_SYNC_AFTER_S")
+        None,
+        gt=0,
+        validation_alias=_env("PAYMENT_INTAKE_STATUS_SYNC_AFTER_S"),
+        description="Seconds an open payment waits before status sync asks the provider about it, "
+        "for every policy (unset: each policy's `status_sync_after_s`, 600)",
     )
     provider_worker_interval_s: float = Field(
         1.0, validation_alias=_env("PAYMENT_INTAKE_PROVIDER_WORKER_INTERVAL_S")

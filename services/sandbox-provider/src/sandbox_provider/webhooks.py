@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 from standardwebhooks.webhooks import Webhook
 
 log = logging.getLogger(__name__)
@@ -32,12 +33,22 @@ STANDARD_SCHEDULE_S: tuple[float, ...] = (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600
 State = Literal["pending", "delivered", "failed", "gone", "dropped"]
 
 
-@dataclass
-class WebhookOptions:
-    duplicate: int = 1  # send each webhook this many times
-    reorder: bool = False  # deliver a checkout's webhooks newest first
-    stale_timestamp: bool = False  # sign with a timestamp outside the tolerance
-    drop: bool = False  # send nothing (a lost webhook); kept in the failed list for re-send
+class WebhookOptions(BaseModel):
+    """How the sandbox misbehaves when it sends webhooks (`PUT /sandbox/webhook-options`;
+    a field left out is reset to its default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    duplicate: int = Field(1, ge=1, description="Send each webhook this many times (same webhook-id)")
+    reorder: bool = Field(False, description="Deliver a checkout's webhooks newest first")
+    stale_timestamp: bool = Field(
+        False, description="Sign with a timestamp outside the receiver's tolerance (it must refuse them)"
+    )
+    drop: bool = Field(
+        False,
+        description="Send nothing, as if each webhook were lost; kept in GET /sandbox/webhooks/failed "
+        "for a re-send",
+    )
 
 
 @dataclass

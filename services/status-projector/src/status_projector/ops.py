@@ -1,4 +1,5 @@
-"""Operator actions behind `status-projector-ops`: rebuild, replay, lag, re-drive.
+"""Operator actions behind `status-projector-ops`: rebuild, replay, parked events, and
+which consumers' lag counts.
 
 Kept apart from the CLI so tests call them directly and the CLI only draws progress.
 """
@@ -8,17 +9,15 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
 from payments_contracts.topics import TopicRegistry
-from payments_platform import ops as shared_ops
 from payments_platform.messaging import offsets
 from payments_platform.messaging.offsets import stored_offsets
-from payments_platform.ops import Redriven
+from payments_platform.ops import LagScope
 
 from .adapters.repositories import parked_reasons
 from .adapters.schema import (
@@ -174,64 +173,20 @@ async def replay(ctx: Projecting, since: datetime, *, progress: Progress | None 
     return sum(max(0, ends[p] - starts[p]) for p in ends)
 
 
-@dataclass(frozen=True)
-class PartitionLag:
-    version: int
-    state: str
-    topic: str
-    partition: int
-    next_offset: int
-    end_offset: int
+def lag_scope(registry: TopicRegistry, *, building: bool = True) -> LagScope:
+    """The consumer of the active read-model version and, with `building`, of each version
+    a rebuild is filling. A retired version's consumer is never in it: nothing feeds that
+    version any more, so its growing distance to the end offsets is not lag."""
+    topics = [t.name for t in input_topics(registry)]
 
-    @property
-    def lag(self) -> int:
-        return max(0, self.end_offset - self.next_offset)
+    async def scope(pool: asyncpg.Pool) -> dict[str, list[str]]:
+        async with pool.acquire() as conn:
+            versions = await live_versions(conn)
+        return {consumer: topics for _, consumer, state in versions if building or state == "active"}
 
-
-async def lag(ctx: Projecting) -> list[PartitionLag]:
-    """Per version that is active or building: how far each partition is behind."""
-    starts, ends = await kafka_offsets(ctx.bootstrap, input_topics(ctx.registry))
-    async with ctx.pool.acquire() as conn:
-        result = []
-        for version, consumer, state in await live_versions(conn):
-            stored = await stored_offsets(conn, consumer)
-            for (topic, partition), end in sorted(ends.items()):
-                result.append(
-                    PartitionLag(
-                        version,
-                        state,
-                        topic,
-                        partition,
-                        stored.get((topic, partition), starts[(topic, partition)]),
-                        end,
-                    )
-                )
-    return result
+    return scope
 
 
 async def parked_count(pool: asyncpg.Pool) -> dict[str, int]:
     async with pool.acquire() as conn:
         return await parked_reasons(conn, VersionTables(await active_version(conn)))
-
-
-async def redrive_dead_letters(
-    bootstrap: str,
-    registry: TopicRegistry,
-    topic: str,
-    *,
-    service: str | None,
-    dry_run: bool = False,
-    progress: Progress | None = None,
-    on_message: Callable[[dict[str, str]], None] | None = None,
-) -> Redriven:
-    """Publish dead letters of `topic` back to their source topic (payments_platform.ops)."""
-    return await shared_ops.redrive_dead_letters(
-        bootstrap,
-        registry,
-        topic,
-        service=service,
-        operator=SERVICE,
-        dry_run=dry_run,
-        progress=progress,
-        on_message=on_message,
-    )

@@ -1,4 +1,5 @@
-"""Operator actions every service offers: per-partition lag and re-driving dead letters.
+"""Operator actions every service offers: per-partition lag, re-driving dead letters, and
+the outbox rows Kafka refused for good (set aside) and their re-publishing.
 
 Lag is measured against the offsets a consumer stored in its own database (the truth:
 docs/product.md, "No lost and no doubled effects"), not Kafka's committed offsets.
@@ -6,8 +7,9 @@ docs/product.md, "No lost and no doubled effects"), not Kafka's committed offset
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -16,6 +18,18 @@ from payments_contracts.topics import TopicRegistry
 from payments_platform.kafka import client_options
 
 Progress = Callable[[int, int], None]
+# Which consumers' lag an operator (and the consumer_lag gauge) looks at: consumer name ->
+# topic names (with the prefix). Each service states its own; see `partition_lag`.
+LagScope = Callable[[asyncpg.Pool], Awaitable[dict[str, list[str]]]]
+
+
+def fixed_scope(consumers: dict[str, list[str]]) -> LagScope:
+    """The scope of a service whose consumers and their topics never change."""
+
+    async def scope(_: asyncpg.Pool) -> dict[str, list[str]]:
+        return consumers
+
+    return scope
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,27 @@ class Redriven:
     redriven: int
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead letter as the re-drive sees it: where it is, where it came from, and why."""
+
+    topic: str
+    partition: int
+    offset: int
+    headers: dict[str, str]
+
+    @property
+    def source(self) -> str:
+        h = self.headers
+        return f"{h.get('dlq.source.topic')}:{h.get('dlq.source.partition')}:{h.get('dlq.source.offset')}"
+
+    @property
+    def error(self) -> str:
+        reason = self.headers.get("dlq.reason")
+        error = self.headers.get("dlq.error", "")
+        return f"[{reason}] {error}" if reason else error
+
+
 async def redrive_dead_letters(
     bootstrap: str,
     registry: TopicRegistry,
@@ -96,7 +131,7 @@ async def redrive_dead_letters(
     operator: str,
     dry_run: bool = False,
     progress: Progress | None = None,
-    on_message: Callable[[dict[str, str]], None] | None = None,
+    on_message: Callable[[DeadLetter], None] | None = None,
 ) -> Redriven:
     """Publish dead letters of `topic` back to the topic they came from, after a fix.
 
@@ -140,7 +175,7 @@ async def redrive_dead_letters(
                     if service is not None and headers.get("dlq.service") != service:
                         continue
                     if on_message is not None:
-                        on_message(headers)
+                        on_message(DeadLetter(record.topic, record.partition, record.offset, headers))
                     redriven += 1
                     if not dry_run:
                         sends.append(
@@ -165,5 +200,66 @@ async def redrive_dead_letters(
     return Redriven(examined, redriven)
 
 
-def _position(topic: str, record: object) -> str:
-    return f"{topic}:{getattr(record, 'partition', '?')}:{getattr(record, 'offset', '?')}"
+@dataclass(frozen=True)
+class SetAside:
+    """An outbox row Kafka refused for good (payments_platform.messaging.outbox)."""
+
+    id: int
+    topic: str
+    key: bytes | None
+    size: int
+    event_type: str | None
+    event_id: str | None
+    reason: str
+    created_at: datetime
+    set_aside_at: datetime
+
+
+_SET_ASIDE_COLUMNS = """
+    id, topic, key, length(value) AS size, headers->>'type' AS event_type,
+    headers->>'event_id' AS event_id, reason, created_at, set_aside_at
+"""
+
+
+async def set_aside(
+    db: asyncpg.Pool | asyncpg.Connection, ids: Sequence[int] | None = None
+) -> list[SetAside]:
+    """Rows set aside, oldest first (`ids`: only these)."""
+    rows = await db.fetch(
+        f"SELECT {_SET_ASIDE_COLUMNS} FROM outbox_unpublishable"
+        " WHERE $1::bigint[] IS NULL OR id = ANY($1::bigint[]) ORDER BY id",
+        None if ids is None else list(ids),
+    )
+    return [SetAside(**dict(r)) for r in rows]
+
+
+async def republish_set_aside(
+    pool: asyncpg.Pool, ids: Sequence[int] | None, *, dry_run: bool = True
+) -> list[SetAside]:
+    """Move set-aside rows (`ids`, None: all) back to the outbox, once the cause is fixed
+    (the topic's max.message.bytes raised, the topic created); returns the rows moved, or
+    with `dry_run` the rows that would be.
+
+    A row goes back byte for byte with its own id: its event id is unchanged, so a
+    consumer that somehow saw it already skips it, and the relay publishes it before the
+    rows written since (ids are never handed out twice, so its id is free). Refused
+    again, it is set aside again. The move is one statement: the row is in exactly one of
+    the two tables at any time, and two operators moving it at once move it once.
+    """
+    if dry_run:
+        return await set_aside(pool, ids)
+    rows = await pool.fetch(
+        f"""
+        WITH moved AS (
+            DELETE FROM outbox_unpublishable
+             WHERE $1::bigint[] IS NULL OR id = ANY($1::bigint[])
+            RETURNING *
+        ), back AS (
+            INSERT INTO outbox (id, topic, key, value, headers, created_at)
+            SELECT id, topic, key, value, headers, created_at FROM moved
+        )
+        SELECT {_SET_ASIDE_COLUMNS} FROM moved ORDER BY id
+        """,
+        None if ids is None else list(ids),
+    )
+    return [SetAside(**dict(r)) for r in rows]

@@ -2,14 +2,14 @@
 
 invoice-sync-ops registrations                  # refused for good, and retrying after an outage
 invoice-sync-ops retry ACCOUNT/INVOICE ... | --all-failed | --all-retrying
-invoice-sync-ops redrive-dead-letters --topic erp.invoices
+invoice-sync-ops redrive-dead-letters [--topic erp.invoices] [--dry-run]
 invoice-sync-ops lag
+invoice-sync-ops set-aside | republish-set-aside ID ... | --all [--apply]
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import asyncpg
 import typer
@@ -19,27 +19,18 @@ from invoice_sync.adapters.schema import install
 from invoice_sync.adapters.unit_of_work import UnitsOfWork
 from invoice_sync.settings import ERP_CONSUMER, SCHEMA, SERVICE, InvoiceSyncSettings
 from payments_contracts.topics import TopicRegistry
-from payments_platform import ops as shared_ops
-from payments_platform.cli import console, progress, run, show, show_lag
-from payments_platform.database import open_pool
-from payments_platform.observability import configure_logging
+from payments_platform.cli import OperatedService, add_shared_commands, console, progress, show
+from payments_platform.ops import fixed_scope
 
 app = typer.Typer(help="Operate invoice-sync: provider registrations.", no_args_is_help=True)
-T = TypeVar("T")
-
-
-def _with(work: Callable[[asyncpg.Pool, InvoiceSyncSettings], Awaitable[T]]) -> T:
-    settings = InvoiceSyncSettings()
-    configure_logging(SERVICE, "WARNING")
-
-    async def go() -> T:
-        pool = await open_pool(settings.database_url, SCHEMA, size=4, install=install)
-        try:
-            return await work(pool, settings)
-        finally:
-            await pool.close()
-
-    return run(go)
+OPERATED = OperatedService(
+    service=SERVICE,
+    schema=SCHEMA,
+    settings=InvoiceSyncSettings,
+    install=install,
+    lag_scope=lambda registry: fixed_scope({ERP_CONSUMER: [registry.erp_invoices.name]}),
+)
+_with = OPERATED.with_pool
 
 
 @app.command()
@@ -104,40 +95,7 @@ def retry(
     console.print(f"scheduled {_with(work)} provider call(s)")
 
 
-@app.command("redrive-dead-letters")
-def redrive_dead_letters(
-    topic: Annotated[str, typer.Option(help="erp.invoices (or erp.invoices.dlq)")] = "erp.invoices",
-    all_services: Annotated[bool, typer.Option("--all", help="Dead letters of every service")] = False,
-    dry_run: Annotated[bool, typer.Option(help="List, do not publish")] = False,
-) -> None:
-    """Publish invoice-sync's dead letters back to their source topic after a fix (each once)."""
-    settings = InvoiceSyncSettings()
-    with progress(f"re-drive {topic}") as update:
-        result = run(
-            lambda: shared_ops.redrive_dead_letters(
-                settings.kafka_bootstrap,
-                TopicRegistry(settings.topic_prefix),
-                topic,
-                service=None if all_services else SERVICE,
-                operator=SERVICE,
-                dry_run=dry_run,
-                progress=update,
-            )
-        )
-    verb = "would re-drive" if dry_run else "re-drove"
-    console.print(f"examined {result.examined}, {verb} {result.redriven}")
-
-
-@app.command()
-def lag() -> None:
-    """Per-partition lag of the ERP consumer."""
-
-    async def work(pool: asyncpg.Pool, settings: InvoiceSyncSettings) -> list[shared_ops.PartitionLag]:
-        topic = TopicRegistry(settings.topic_prefix).erp_invoices.name
-        return await shared_ops.partition_lag(pool, settings.kafka_bootstrap, {ERP_CONSUMER: [topic]})
-
-    show_lag(_with(work))
-
+add_shared_commands(app, OPERATED)
 
 if __name__ == "__main__":
     app()

@@ -5,8 +5,9 @@ payment-intake-ops flagged                        # money taken twice, late or i
 payment-intake-ops refundable                     # flagged, no refund yet (or it failed)
 payment-intake-ops reconcile PAYMENT_ID | --all   # status sync now, whatever the threshold
 payment-intake-ops refund PAYMENT_ID              # refund a flagged payment
-payment-intake-ops redrive-dead-letters --topic payments.commands
+payment-intake-ops redrive-dead-letters [--topic payments.commands] [--dry-run]
 payment-intake-ops lag
+payment-intake-ops set-aside | republish-set-aside ID ... | --all [--apply]
 """
 
 from __future__ import annotations
@@ -15,17 +16,14 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 from uuid import UUID
 
+import asyncpg
 import typer
 
 from payment_intake import ops
 from payment_intake.adapters.schema import install
 from payment_intake.domain.refunds import NotRefundable
 from payment_intake.settings import SCHEMA, SERVICE, PaymentIntakeSettings
-from payments_contracts.topics import TopicRegistry
-from payments_platform import ops as shared_ops
-from payments_platform.cli import console, progress, run, show, show_lag
-from payments_platform.database import open_pool
-from payments_platform.observability import configure_logging
+from payments_platform.cli import OperatedService, add_shared_commands, console, progress, show
 
 app = typer.Typer(
     help="Operate payment-intake: stuck, flagged and refundable payments.", no_args_is_help=True
@@ -33,21 +31,24 @@ app = typer.Typer(
 T = TypeVar("T")
 
 
-def _with(work: Callable[[ops.Operating], Awaitable[T]]) -> T:
-    settings = PaymentIntakeSettings()
-    configure_logging(SERVICE, "WARNING")
+OPERATED = OperatedService(
+    service=SERVICE,
+    schema=SCHEMA,
+    settings=PaymentIntakeSettings,
+    install=install,
+    lag_scope=ops.lag_scope,
+)
 
-    async def go() -> T:
-        pool = await open_pool(settings.database_url, SCHEMA, size=4, install=install)
+
+def _with(work: Callable[[ops.Operating], Awaitable[T]]) -> T:
+    async def operating(pool: asyncpg.Pool, settings: PaymentIntakeSettings) -> T:
         ctx = ops.Operating.of(pool, settings)
         try:
             return await work(ctx)
         finally:
             await ctx.provider.close()
-            await pool.close()
 
-    done: T = run(go)
-    return done
+    return OPERATED.with_pool(operating)
 
 
 @app.command()
@@ -141,46 +142,7 @@ def refund(payment_id: Annotated[UUID, typer.Argument(help="A flagged payment")]
     console.print(f"refund {refund_id} requested for payment {payment_id}")
 
 
-@app.command("redrive-dead-letters")
-def redrive_dead_letters(
-    topic: Annotated[
-        str, typer.Option(help="payments.commands, payments.callbacks or invoices (or its .dlq)")
-    ],
-    all_services: Annotated[bool, typer.Option("--all", help="Dead letters of every service")] = False,
-    dry_run: Annotated[bool, typer.Option(help="List, do not publish")] = False,
-) -> None:
-    """Publish payment-intake's dead letters back to their source topic after a fix (each once)."""
-    settings = PaymentIntakeSettings()
-
-    def shown(headers: dict[str, str]) -> None:
-        if dry_run:
-            console.print(
-                f"{headers.get('dlq.source.topic')}:{headers.get('dlq.source.partition')}:"
-                f"{headers.get('dlq.source.offset')} {headers.get('dlq.error', '')[:120]}"
-            )
-
-    with progress(f"re-drive {topic}") as update:
-        result = run(
-            lambda: shared_ops.redrive_dead_letters(
-                settings.kafka_bootstrap,
-                TopicRegistry(settings.topic_prefix),
-                topic,
-                service=None if all_services else SERVICE,
-                operator=SERVICE,
-                dry_run=dry_run,
-                progress=update,
-                on_message=shown,
-            )
-        )
-    verb = "would re-drive" if dry_run else "re-drove"
-    console.print(f"examined {result.examined}, {verb} {result.redriven}")
-
-
-@app.command()
-def lag() -> None:
-    """Per-partition lag of the pay-command/callback/invoice consumer."""
-    show_lag(_with(ops.lag))
-
+add_shared_commands(app, OPERATED)
 
 if __name__ == "__main__":
     app()

@@ -232,9 +232,10 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
         return {"status": "cleared"}
 
     @app.put("/sandbox/webhook-options")
-    async def set_webhook_options(body: dict[str, Any]) -> dict[str, Any]:
-        sender.options = WebhookOptions(**body)
-        return vars(sender.options)
+    async def set_webhook_options(options: WebhookOptions) -> WebhookOptions:
+        """How webhooks are sent from now on: duplicated, reordered, stale or dropped."""
+        sender.options = options
+        return options
 
     @app.delete("/sandbox/checkouts/{checkout_id}")
     async def forget_checkout(checkout_id: str) -> dict[str, str]:

@@ -4,25 +4,23 @@ status-projector-ops rebuild                       # new version from offset 0, 
 status-projector-ops replay --from 2025-01-31T12:00:00Z
 status-projector-ops lag
 status-projector-ops parked
-status-projector-ops redrive-dead-letters --topic invoices [--service status-projector|--all]
+status-projector-ops redrive-dead-letters [--topic invoices] [--all] [--dry-run]
+status-projector-ops set-aside | republish-set-aside ID ... | --all [--apply]
 status-projector-ops new-api-key                   # a merchant's read-API key and its digest
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
+import asyncpg
 import typer
 from rich.table import Table
 
-from payments_contracts.topics import TopicRegistry
-from payments_platform.cli import console
+from payments_platform.cli import OperatedService, add_shared_commands, console
 from payments_platform.cli import progress as _progress
-from payments_platform.database import open_pool
-from payments_platform.observability import configure_logging
 from payments_platform.service import collect_garbage_less_often
 from status_projector import ops
 from status_projector.adapters.schema import install
@@ -31,30 +29,30 @@ from status_projector.settings import SCHEMA, SERVICE, ProjectorSettings
 
 app = typer.Typer(help="Operate the status-projector read model.", no_args_is_help=True)
 T = TypeVar("T")
+OPERATED = OperatedService(
+    service=SERVICE,
+    schema=SCHEMA,
+    settings=ProjectorSettings,
+    install=install,
+    lag_scope=ops.lag_scope,
+)
 
 
 def _run(work: Callable[[ops.Projecting], Awaitable[T]]) -> T:
-    settings = ProjectorSettings()
-    configure_logging(SERVICE, "WARNING")
-
-    async def go() -> T:
-        pool = await open_pool(settings.database_url, SCHEMA, size=4, install=install)
+    async def projecting(pool: asyncpg.Pool, settings: ProjectorSettings) -> T:
         # a rebuild decodes millions of events, in its own (larger) batches
         collect_garbage_less_often(collector_allocations(settings.rebuild_batch_size))
-        try:
-            return await work(
-                ops.Projecting(
-                    pool=pool,
-                    registry=TopicRegistry(settings.topic_prefix, settings.topic_partitions),
-                    bootstrap=settings.kafka_bootstrap,
-                    batch_size=settings.batch_size,
-                    rebuild_batch_size=settings.rebuild_batch_size,
-                )
+        return await work(
+            ops.Projecting(
+                pool=pool,
+                registry=OPERATED.registry(settings),
+                bootstrap=settings.kafka_bootstrap,
+                batch_size=settings.batch_size,
+                rebuild_batch_size=settings.rebuild_batch_size,
             )
-        finally:
-            await pool.close()
+        )
 
-    return asyncio.run(go())
+    return OPERATED.with_pool(projecting)
 
 
 @app.command()
@@ -93,25 +91,6 @@ def replay(
 
 
 @app.command()
-def lag() -> None:
-    """Per-partition lag of the active (and any building) read-model version."""
-    rows = _run(ops.lag)
-    table = Table("version", "state", "topic", "partition", "next offset", "end offset", "lag")
-    for r in rows:
-        table.add_row(
-            str(r.version),
-            r.state,
-            r.topic,
-            str(r.partition),
-            str(r.next_offset),
-            str(r.end_offset),
-            str(r.lag),
-        )
-    console.print(table)
-    console.print(f"total lag: {sum(r.lag for r in rows):,}")
-
-
-@app.command()
 def parked() -> None:
     """Events the active version keeps parked, by reason."""
     counts = _run(lambda ctx: ops.parked_count(ctx.pool))
@@ -119,39 +98,6 @@ def parked() -> None:
     for reason, n in sorted(counts.items()):
         table.add_row(reason, str(n))
     console.print(table if counts else "nothing parked")
-
-
-@app.command("redrive-dead-letters")
-def redrive_dead_letters(
-    topic: Annotated[str, typer.Option(help="Source topic (invoices) or its .dlq, without the prefix")],
-    service: Annotated[str, typer.Option(help="Only dead letters this service wrote")] = SERVICE,
-    all_services: Annotated[bool, typer.Option("--all", help="Dead letters of every service")] = False,
-    dry_run: Annotated[bool, typer.Option(help="List, do not publish")] = False,
-) -> None:
-    """Publish dead letters back to their source topic after a fix (each once)."""
-    settings = ProjectorSettings()
-
-    def show(headers: dict[str, str]) -> None:
-        if dry_run:
-            console.print(
-                f"{headers.get('dlq.source.topic')}:{headers.get('dlq.source.partition')}:"
-                f"{headers.get('dlq.source.offset')} {headers.get('dlq.error', '')[:120]}"
-            )
-
-    with _progress(f"re-drive {topic}") as update:
-        result = asyncio.run(
-            ops.redrive_dead_letters(
-                settings.kafka_bootstrap,
-                TopicRegistry(settings.topic_prefix, settings.topic_partitions),
-                topic,
-                service=None if all_services else service,
-                dry_run=dry_run,
-                progress=update,
-                on_message=show,
-            )
-        )
-    verb = "would re-drive" if dry_run else "re-drove"
-    console.print(f"examined {result.examined}, {verb} {result.redriven}")
 
 
 @app.command()
@@ -188,6 +134,8 @@ def new_api_key() -> None:
     print(f"key:    {key}")
     print(f"digest: {digest_of(key)}")
 
+
+add_shared_commands(app, OPERATED)
 
 if __name__ == "__main__":
     app()

@@ -21,15 +21,21 @@ class MoneyOut(BaseModel):
 
 
 class CurrentPayment(BaseModel):
-    payment_id: str
-    state: PaymentState
+    payment_id: str = Field(description="Our payment id (the `payment_id` of its payments.events)")
+    state: PaymentState = Field(
+        description="requested, checkout_opened or processing (the invoice is pending); succeeded; "
+        "failed, cancelled or expired (the invoice is payable again)"
+    )
     amount: MoneyOut = Field(description="Amount of this payment allocated to the invoice")
 
 
 class LastProblem(BaseModel):
-    reason_code: str
+    reason_code: str = Field(
+        description="The rejection's or failure's code (payment.rejected, payment.failed, "
+        "payment.cancelled, payment.expired)"
+    )
     message: str = Field(description="Text a portal may show")
-    at: datetime
+    at: datetime = Field(description="When it happened (the event's occurred_at)")
 
 
 class RestrictionOut(BaseModel):
@@ -38,16 +44,18 @@ class RestrictionOut(BaseModel):
 
 
 class RefundOut(BaseModel):
-    payment_id: str
-    state: Literal["requested", "refunded", "failed"]
+    payment_id: str = Field(description="The payment whose money goes back")
+    state: Literal["requested", "refunded", "failed"] = Field(
+        description="requested: asked of the provider; refunded: done; failed: the provider refused"
+    )
     amount: MoneyOut = Field(description="What goes back to the customer")
     reason_code: str | None = Field(description="double_payment, late_payment or amount_mismatch")
-    at: datetime
+    at: datetime = Field(description="When the refund last changed")
 
 
 class PartitionOffset(BaseModel):
-    topic: str
-    partition: int
+    topic: str = Field(description="invoices or payments.events (with the deployment's prefix)")
+    partition: int = Field(description="The account's partition of that topic")
     next_offset: int = Field(description="Everything before this offset is reflected")
 
 
@@ -61,25 +69,34 @@ class Freshness(BaseModel):
 
 
 class InvoiceOut(BaseModel):
-    account_id: str
-    invoice_number: str
-    order_number: str | None
-    po_number: str | None
-    invoice_date: date
-    due_date: date
-    currency: str
-    total: MoneyOut
+    account_id: str = Field(description="ERP customer account id")
+    invoice_number: str = Field(description="The ERP's invoice number, unique within the account")
+    order_number: str | None = Field(description="The sales order the invoice bills, as the ERP sent it")
+    po_number: str | None = Field(description="The customer's purchase order number, as the ERP sent it")
+    invoice_date: date = Field(description="As the ERP sent it")
+    due_date: date = Field(description="As the ERP sent it; the list is sorted by it")
+    currency: str = Field(description="ISO 4217 code of every amount of the invoice")
+    total: MoneyOut = Field(description="The invoice total as billed")
     balance: MoneyOut = Field(
         description="ERP open amount minus succeeded payments the ERP has not posted yet; never negative"
     )
-    pay_status: PayStatus
-    not_payable_reason: NotPayableReason | None
+    pay_status: PayStatus = Field(
+        description="payable (the seed's Pay), pending (a checkout is open or a payment is "
+        "processing), partially_paid, paid, not_payable (see not_payable_reason)"
+    )
+    not_payable_reason: NotPayableReason | None = Field(
+        description="Set when pay_status is not_payable: not_registered or registration_failed "
+        "(with the provider), zero_balance, cancelled or closed (in the ERP), restricted (the "
+        "merchant's policy)"
+    )
     pay_button: bool = Field(description="Whether the portal shows the Pay button / lets it be selected")
     pay_button_reason: str | None = Field(
         description="Why the button is hidden: provider_not_configured, pending, paid, "
         "or a not_payable reason"
     )
-    current_payment: CurrentPayment | None
+    current_payment: CurrentPayment | None = Field(
+        description="The most recently requested payment against this invoice, whatever its state"
+    )
     last_problem: LastProblem | None = Field(description="Last rejection or failure")
     restriction: RestrictionOut | None = Field(
         description="Set while the merchant's policy does not let this invoice be paid online "
@@ -90,42 +107,45 @@ class InvoiceOut(BaseModel):
         "(paid late, twice, or in another amount). The balance does not change: that money "
         "was never counted as paid."
     )
-    freshness: Freshness
+    freshness: Freshness = Field(description="How fresh this answer is")
 
 
 class InvoicePage(BaseModel):
-    account_id: str
-    items: list[InvoiceOut]
+    account_id: str = Field(description="ERP customer account id")
+    items: list[InvoiceOut] = Field(description="Up to `limit` invoices in the order of `sort`")
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
-    freshness: Freshness
+    freshness: Freshness = Field(description="How fresh this answer is (the account as a whole)")
 
 
 class CurrencyBalance(BaseModel):
-    currency: str
-    balance: MoneyOut
+    currency: str = Field(description="ISO 4217 code")
+    balance: MoneyOut = Field(
+        description="What the account owes in this currency: the balances of its invoices that "
+        "are not cancelled or closed"
+    )
     pay_button: bool = Field(
         description="Account-level PAY: the policy lets the account pay its balance, the provider is "
         "configured and the balance is above zero"
     )
-    invoices: int
-    by_status: dict[str, int]
+    invoices: int = Field(description="Invoices of the account in this currency, whatever their status")
+    by_status: dict[str, int] = Field(description="How many of them have each pay_status")
 
 
 class AccountSummary(BaseModel):
-    account_id: str
-    balances: list[CurrencyBalance]
+    account_id: str = Field(description="ERP customer account id")
+    balances: list[CurrencyBalance] = Field(description="One per currency the account has invoices in")
     pay_button: bool = Field(description="True when any currency's PAY button shows")
     pay_button_reason: str | None = Field(
         description="Why the account PAY button is hidden: the merchant policy's reason "
         "(account_balance_not_allowed), provider_not_configured or zero_balance"
     )
     pay_button_message: str | None = Field(description="Text a portal may show when the policy hides it")
-    freshness: Freshness
+    freshness: Freshness = Field(description="How fresh this answer is")
 
 
 class Problem404(BaseModel):
-    detail: str
+    detail: str = Field(description="What was not found, for logs (the same for another merchant's)")
 
 
 class Problem401(BaseModel):
-    detail: str
+    detail: str = Field(description="Why the key was refused, for logs")

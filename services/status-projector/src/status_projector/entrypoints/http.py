@@ -53,7 +53,9 @@ AccountId = Annotated[
     Path(min_length=1, max_length=64, description="ERP customer account id"),
     AfterValidator(storable),
 ]
-InvoiceNumberPath = Annotated[str, Path(min_length=1, max_length=64), AfterValidator(storable)]
+InvoiceNumberPath = Annotated[
+    str, Path(min_length=1, max_length=64, description="The ERP's invoice number"), AfterValidator(storable)
+]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem401, "description": "No valid merchant API key"},
     404: {"model": Problem404, "description": "Unknown account or invoice (or another merchant's)"},
@@ -105,7 +107,7 @@ def build_router(pool: asyncpg.Pool, registry: TopicRegistry, *, provider_config
         sort: Annotated[
             Literal["due_date", "-due_date"], Query(description="Due date, ascending or descending")
         ] = "due_date",
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        limit: Annotated[int, Query(ge=1, le=500, description="Invoices per page")] = 50,
         cursor: Annotated[
             str | None, Query(max_length=400, description="next_cursor of the previous page")
         ] = None,

@@ -15,6 +15,7 @@ from status_projector.domain.access import PortalKeys
 from status_projector.entrypoints.http import build_app
 from status_projector.entrypoints.memory import map_large_blocks_apart
 from status_projector.entrypoints.merchants import follow_merchant_file, with_merchant_routes
+from status_projector.ops import lag_scope
 from status_projector.projections import LiveProjection, collector_allocations
 from status_projector.settings import SCHEMA, SERVICE, ProjectorSettings, portal_keys
 
@@ -50,7 +51,15 @@ async def serve(settings: ProjectorSettings, keys: PortalKeys) -> None:
         background=[
             live,
             Pruner.for_service(pool, SERVICE, retention),
-            OpsGauges(SERVICE, pool, settings.kafka_bootstrap, interval_s=settings.metrics_interval_s),
+            OpsGauges(
+                SERVICE,
+                pool,
+                settings.kafka_bootstrap,
+                interval_s=settings.metrics_interval_s,
+                # The version the API serves: a rebuild's version is watched with `lag`,
+                # a retired one is fed by nobody.
+                consumers=lag_scope(registry, building=False),
+            ),
         ],
     )
     await host.serve()
