@@ -2,7 +2,11 @@
 
 - missing or stale/future timestamp (outside the library's 5-minute tolerance): 400;
 - bad or missing signature: 401; nothing is stored or published for either. Several
-  secrets verify at once (Standard Webhooks rotation): any one of them signing is enough;
+  secrets verify at once (Standard Webhooks rotation): any one of them signing is enough.
+  The signature is checked over the raw body before anything parses it, so 401 means
+  the secret (or the signing) is wrong and nothing else;
+- signed, but not a JSON object of the contract (not JSON, nested past the parser's
+  depth, null, an array, a number, no `type`): 400 `invalid_body`, never 500;
 - a body over the cap: 413 before it is read (BodyLimit, set up in main);
 - a callback naming a payment of another account than the one it claims: 409, nothing
   published (the payment's account, not the caller's claim, decides where it goes);
@@ -13,12 +17,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -66,19 +71,27 @@ def callback_router(units: UnitsOfWork, secrets: Sequence[str]) -> APIRouter:
         if refusal is not None:
             log.warning("webhook refused", extra={"webhook_id": shown, "why": refusal})
             return _refuse(400, "bad_timestamp", refusal)
-        data = _verified(verifiers, body, headers)
-        if data is None:
+        signature = _signature(verifiers, body, headers)
+        if signature == "not_utf8":
+            # JSON is UTF-8 (RFC 8259), so this is no callback whoever signed it; the
+            # library signs text and cannot check a signature over other bytes.
+            log.warning("webhook body is not UTF-8; refused", extra={"webhook_id": shown})
+            return _refuse(400, "invalid_body", "the callback body is not UTF-8 JSON")
+        if signature == "bad":
             log.warning("webhook signature refused", extra={"webhook_id": shown})
             return _refuse(401, "bad_signature", "signature verification failed")
         if contains_card_number(webhook_id) or contains_card_number(body.decode("utf-8", errors="replace")):
             log.warning("webhook carried a card number; refused", extra={"webhook_id": shown})
             return _refuse(422, "card_number_in_input", "a callback never carries a card number")
-        event_type = data.get("type") if isinstance(data, dict) else None
-        if event_type not in PROVIDER_EVENTS:
+        data = _json_object(body)
+        if data is None or not isinstance(data.get("type"), str):
+            log.warning("webhook body is not a callback; refused", extra={"webhook_id": shown})
+            return _refuse(400, "invalid_body", "the callback body is not a JSON object of the contract")
+        if data["type"] not in PROVIDER_EVENTS:
             return JSONResponse({"status": "ignored", "reason": "event type not handled"})
         try:
             message = _callback(webhook_id, data)
-        except (ValidationError, KeyError, TypeError, ValueError) as exc:
+        except (ValidationError, AttributeError, KeyError, TypeError, ValueError) as exc:
             log.warning("webhook body invalid", extra={"webhook_id": shown, "error": type(exc).__name__})
             return _refuse(400, "invalid_body", "the callback body does not match the contract")
         try:
@@ -99,13 +112,35 @@ def callback_router(units: UnitsOfWork, secrets: Sequence[str]) -> APIRouter:
     return router
 
 
-def _verified(verifiers: Sequence[Webhook], body: bytes, headers: dict[str, str]) -> Any:
+def _signature(
+    verifiers: Sequence[Webhook], body: bytes, headers: dict[str, str]
+) -> Literal["good", "bad", "not_utf8"]:
+    """Whether any secret signed these exact bytes. `json_parse=False`: the library's
+    own parse (json.loads) raised RecursionError on deeply nested bodies (a 500) and
+    made a signed body that is not JSON look like a bad signature (a 401)."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not_utf8"
     for verifier in verifiers:
         try:
-            return verifier.verify(body, headers)
+            verifier.verify(body, headers, json_parse=False)
         except (WebhookVerificationError, ValueError):
+            # ValueError: a malformed signature header (no comma, not base64).
             continue
-    return None
+        return "good"
+    return "bad"
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None when it is anything else."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        # RecursionError: nesting deeper than the parser's recursion limit fits in far
+        # less than the body cap (20,000 arrays in 40 KB).
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _timestamp_problem(header: str | None) -> str | None:
