@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from invoice_sync_support import (
     InvoiceSyncParts,
     document,
@@ -133,6 +134,54 @@ async def test_invalid_documents_go_to_the_dead_letter_topic_with_reason_and_pos
         what="the valid invoice registered",
     )
     assert {e.payload.invoice_number for e in of_type(events, "invoice.synced")} == {"GOOD"}
+
+
+# The broker's default limit on a record batch (message.max.bytes: 1 MiB plus the 12 bytes
+# of log overhead), which every topic of the registry has.
+BROKER_LIMIT = 1_048_588
+
+
+async def test_a_document_whose_synced_event_would_not_fit_the_broker_is_dead_lettered_at_the_door(
+    service: InvoiceSyncParts, kafka_bootstrap: str, topics: TopicRegistry
+) -> None:
+    big = upserted("ACC-1", "BIG", order_number="")
+    padding = 1_048_500 - len(big.model_dump_json().encode())  # the top of the range seen lost
+    big = big.model_copy(update={"payload": big.payload.model_copy(update={"order_number": "x" * padding})})
+    value = big.model_dump_json().encode()
+    assert len(value) == 1_048_500
+    nxt = upserted("ACC-1", "NEXT", total="12.00")
+    # The ERP's producer may send up to the broker's limit; the broker takes the document.
+    erp = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", max_request_size=2 * BROKER_LIMIT)
+    await erp.start()
+    try:
+        accepted = await erp.send_and_wait(topics.erp_invoices.name, value, key=big.key())
+        await erp.send_and_wait(topics.erp_invoices.name, nxt.model_dump_json().encode(), key=nxt.key())
+    finally:
+        await erp.stop()
+
+    dead = await eventually(
+        lambda: read_all(kafka_bootstrap, topics.erp_invoices.dead_letter),
+        bool,
+        timeout=45,
+        what="the dead letter of the document too large",
+    )
+    assert len(dead) == 1
+    letter = headers(dead[0])
+    assert letter["dlq.reason"] == "document_too_large", letter
+    assert int(letter["dlq.source.offset"]) == accepted.offset
+    assert letter["dlq.source.partition"] == str(accepted.partition)
+    # The ERP team reads what was too large, by how much, and the limit.
+    assert "invoice.synced" in letter["dlq.error"] and f"{BROKER_LIMIT:,}" in letter["dlq.error"], letter
+    events = await eventually(
+        lambda: invoice_events(kafka_bootstrap, topics),
+        lambda evs: bool(of_type(evs, "invoice.registered", "NEXT")),
+        timeout=45,
+        what="the next document synced and registered",
+    )
+    assert not of_type(events, "invoice.synced", "BIG")
+    assert service.pool is not None
+    assert await service.pool.fetchval("SELECT count(*) FROM outbox_unpublishable") == 0
+    assert await service.pool.fetchval("SELECT count(*) FROM invoices WHERE invoice_number = 'BIG'") == 0
 
 
 async def test_snapshot_closes_missing_invoices_and_cancel_withdraws(
