@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -134,6 +135,43 @@ async def test_invalid_documents_go_to_the_dead_letter_topic_with_reason_and_pos
         what="the valid invoice registered",
     )
     assert {e.payload.invoice_number for e in of_type(events, "invoice.synced")} == {"GOOD"}
+
+
+CARD = "4111 1111 1111 1111"
+
+
+async def test_every_dead_letter_writes_one_warning_with_its_position_and_error_never_the_payload(
+    service: InvoiceSyncParts, kafka_bootstrap: str, topics: TopicRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    card_in_document = upserted("ACC-1", "CARD", order_number=CARD)
+    not_json = (b"ACC-1", f'{{"order_number": "{CARD}", '.encode())
+    good = upserted("ACC-1", "GOOD", total="1.00")
+    await produce(kafka_bootstrap, topics.erp_invoices.name, [card_in_document, not_json, good])
+    dead = await eventually(
+        lambda: read_all(kafka_bootstrap, topics.erp_invoices.dead_letter),
+        lambda records: len(records) >= 2,
+        timeout=45,
+        what="two dead letters",
+    )
+    await eventually(
+        lambda: invoice_events(kafka_bootstrap, topics),
+        lambda evs: bool(of_type(evs, "invoice.synced", "GOOD")),
+        timeout=30,
+        what="the good document applied",
+    )
+    lines = [r for r in caplog.records if r.getMessage() == "message dead-lettered"]
+    assert sorted(int(headers(d)["dlq.source.offset"]) for d in dead) == sorted(r.offset for r in lines)  # type: ignore[attr-defined]
+    for line in lines:
+        assert line.levelno == logging.WARNING
+        fields = vars(line)
+        assert fields["topic"] == topics.erp_invoices.name and isinstance(fields["partition"], int)
+        assert fields["service"] == "invoice-sync" and fields["error"]
+    reasons = {vars(line).get("reason") for line in lines}
+    assert reasons == {"card_number_in_document", None}  # None: the structural one
+    for record in caplog.records:
+        text = record.getMessage() + repr(vars(record))
+        assert CARD not in text and CARD.replace(" ", "") not in text, text
 
 
 # The broker's default limit on a record batch (message.max.bytes: 1 MiB plus the 12 bytes

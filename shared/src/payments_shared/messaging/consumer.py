@@ -22,7 +22,7 @@ from payments_shared.kafka import client_options
 from payments_shared.membership import consumer_options, leave_group_on_stop
 from payments_shared.topics import Topic, TopicRegistry
 
-from .dead_letter import Position, dead_letter
+from .dead_letter import Position, dead_letter, described
 from .outbox import Outbox
 from .transient import is_transient, retrying
 
@@ -392,10 +392,28 @@ class TransactionalConsumer:
                 APPLIED.labels(self.name).inc(len(fresh))
             if records:
                 await self._store_offsets(conn, records)
+            letters = [d for m in outbox.messages if (d := described(m)) is not None]
             await outbox.write(conn)
         for key in {(r.topic, r.partition) for r in records}:
             self._refilling.pop(key, None)
+        self._tell_dead_letters(letters, deliveries)
         return gaps
+
+    def _tell_dead_letters(
+        self, letters: list[tuple[Position, dict[str, object]]], deliveries: list[Delivery]
+    ) -> None:
+        """One warning line and one count per dead letter, once its transaction committed
+        (a batch retried after a transient failure would have told it twice), whoever made
+        it: the block (undecodable, or a handler that raised) or a handler's own reject."""
+        if not letters:
+            return
+        decoded = {Position(d.topic, d.partition, d.offset): d.message for d in deliveries}
+        for source, fields in letters:
+            DEAD_LETTERS.labels(self.name, source.topic).inc()
+            message = decoded.get(source)
+            if message is not None:
+                fields |= {"event_id": str(message.event_id), "correlation_id": str(message.correlation_id)}
+            log.warning("message dead-lettered", extra={"consumer": self.name, **fields})
 
     async def _apply_one_by_one(
         self,
@@ -416,21 +434,11 @@ class TransactionalConsumer:
                 if is_transient(exc):
                     raise
                 record = by_position[(delivery.topic, delivery.partition, delivery.offset)]
-                log.error(
-                    "message cannot be applied; dead-lettered",
-                    extra={
-                        "consumer": self.name,
-                        "event_id": str(delivery.message.event_id),
-                        "correlation_id": str(delivery.message.correlation_id),
-                        "error": repr(exc),
-                    },
-                )
                 self._dead_letter(outbox, record, f"{type(exc).__name__}: {exc}")
                 continue
             outbox.extend(own)
 
     def _dead_letter(self, outbox: Outbox, record: Record, error: str) -> None:
-        DEAD_LETTERS.labels(self.name, record.topic).inc()
         outbox.add(
             dead_letter(
                 Position(record.topic, record.partition, record.offset),
