@@ -12,7 +12,8 @@ from typing import NamedTuple, TypeAlias
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import IllegalStateError
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
@@ -33,6 +34,7 @@ APPLIED = Counter("consumer_applied_total", "Messages applied (not duplicates)",
 DUPLICATES = Counter("consumer_duplicates_total", "Messages skipped as already applied", ["consumer"])
 DEAD_LETTERS = Counter("consumer_dead_letters_total", "Messages dead-lettered", ["consumer", "topic"])
 POSITION_CHECK_S = 5.0
+COORDINATOR_WAIT_S = 30.0
 KAFKA_COMMIT_TIMEOUT_S = 5.0
 GAPS = Counter(
     "consumer_gaps_total", "Batches that started past the stored offset and were read again", ["consumer"]
@@ -173,6 +175,7 @@ class TransactionalConsumer:
             **consumer_options(),
         )
         self._consumer = consumer
+        await self._until_coordinator_known()
         async for attempt in retrying(f"{self.name} consumer start", until=self._stopping):
             with attempt:
                 await consumer.start()
@@ -196,6 +199,36 @@ class TransactionalConsumer:
             if self._stopping.is_set():
                 leave_group_on_stop(consumer)
             await consumer.stop()
+
+    async def _until_coordinator_known(self) -> None:
+        """Ask the broker for the group's coordinator until it names one (bounded).
+
+        A broker no group has used yet (a user's first `make run`) creates
+        `__consumer_offsets` on the first such request and answers "coordinator not
+        available" until its partitions have leaders, which aiokafka's consumer logs at
+        error level ("Group Coordinator Request failed") on each retry: an error in
+        every clean start's log. Asked here first, quietly, the consumer finds it at
+        once. Lowering that aiokafka logger instead would also hide the same line later
+        in a run, when it means a broker is gone. Past the bound, or with no broker to
+        ask, the consumer starts anyway and aiokafka's own retries (and lines) take over.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + COORDINATOR_WAIT_S
+        admin = AIOKafkaAdminClient(**client_options(self._bootstrap), client_id=f"{self._group_id}-start")
+        try:
+            await admin.start()
+            while not self._stopping.is_set() and loop.time() < deadline:
+                try:
+                    await admin.find_coordinator(self._group_id)
+                    return
+                except KafkaError as exc:
+                    if not exc.retriable:
+                        return
+                await asyncio.sleep(0.1)
+        except Exception as exc:
+            log.debug("group coordinator not asked before start", extra={"error": repr(exc)})
+        finally:
+            await admin.close()
 
     async def _resume(self, assigned: set[TopicPartition]) -> None:
         assert self._consumer is not None
