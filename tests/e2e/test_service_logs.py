@@ -82,7 +82,7 @@ def test_the_sandbox_provider_logs_its_requests_and_decisions_as_json_lines(tmp_
     try:
         system.wait_ready("sandbox-provider", timeout=60)
         url = system.url("sandbox-provider")
-        invoice = {"account_id": "ACC-LOG", "invoice_number": "INV-LOG", "amount_minor": 1250, "currency": "USD"}
+        invoice = {"account_id": "ACC-L", "invoice_number": "INV-L", "amount_minor": 1250, "currency": "USD"}
         assert http_json("POST", f"{url}/v1/invoices", invoice)[0] == 201
         checkout = {**invoice, "payment_id": str(uuid.uuid4()), "method": "card", "invoices": [invoice]}
         status, opened = http_json("POST", f"{url}/v1/checkout-sessions", checkout)
