@@ -39,7 +39,17 @@ from payments_shared.kafka import client_options  # noqa: E402
 from payments_shared.merchants import load_merchant_file  # noqa: E402
 from payments_shared.sandbox import demo_api_key  # noqa: E402
 from payments_shared.topics import TopicRegistry, ensure_topics  # noqa: E402
-from system import System, fresh_infrastructure, stop_infrastructure  # noqa: E402
+from runtime import free_port, port_is_free  # noqa: E402
+from system import (  # noqa: E402
+    DEFAULT_INFRASTRUCTURE_PORTS,
+    DEFAULT_PORTS,
+    INFRASTRUCTURE_PORT_ENV,
+    PORT_ENV,
+    System,
+    configured_ports,
+    fresh_infrastructure,
+    stop_infrastructure,
+)
 
 MERCHANTS = load_merchant_file(MERCHANT_FILE)
 
@@ -59,7 +69,8 @@ def infrastructure(state_dir: Path) -> tuple[str, str, str, bool]:
     if kafka and database:
         say(f"using your Kafka {kafka} and PostgreSQL {database}; demo topics are prefixed")
         return kafka, database, f"demo{uuid.uuid4().hex[:6]}.", False
-    env = fresh_infrastructure(state_dir)
+    ports = configured_ports(DEFAULT_INFRASTRUCTURE_PORTS, INFRASTRUCTURE_PORT_ENV)
+    env = fresh_infrastructure(state_dir, ports["kafka"], ports["postgresql"])
     return env["PAYMENTS_KAFKA_BOOTSTRAP"], env["PAYMENTS_DATABASE_URL"], "", True
 
 
@@ -186,6 +197,10 @@ def main() -> None:
             "DEMO_PORTAL_MERCHANT_CONFIG": str(MERCHANT_FILE),
         },
         with_portal=True,
+        ports={
+            name: port if port_is_free(port) else free_port()
+            for name, port in configured_ports(DEFAULT_PORTS, PORT_ENV).items()
+        },
     )
     stop = False
 

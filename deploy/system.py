@@ -33,12 +33,23 @@ DEFAULT_PORTS = {
 }
 START_ORDER = ("sandbox-provider", "invoice-sync", "payment-intake", "status-projector")
 PORTAL = "demo-portal"
+# Each program's own port setting (README's settings table); the launchers read the same
+# variables, so one setting moves a program and the URLs the others are given for it.
 PORT_ENV = {
     "invoice-sync": "INVOICE_SYNC_HTTP_PORT",
     "payment-intake": "PAYMENT_INTAKE_HTTP_PORT",
     "status-projector": "STATUS_PROJECTOR_HTTP_PORT",
+    "sandbox-provider": "SANDBOX_PROVIDER_PORT",
     "demo-portal": "DEMO_PORTAL_HTTP_PORT",
 }
+# Kafka and PostgreSQL that `make run` starts (deploy/runtime): 9092 and 5432 unless set.
+INFRASTRUCTURE_PORT_ENV = {"kafka": "PAYMENTS_KAFKA_PORT", "postgresql": "PAYMENTS_POSTGRES_PORT"}
+DEFAULT_INFRASTRUCTURE_PORTS = {"kafka": 9092, "postgresql": 5432}
+
+
+def configured_ports(defaults: dict[str, int], variables: dict[str, str]) -> dict[str, int]:
+    """Each port as its variable in the environment sets it, else its default."""
+    return {name: int(os.environ.get(variables[name]) or port) for name, port in defaults.items()}
 
 
 def sandbox_merchant_file(directory: Path) -> Path:
@@ -73,11 +84,17 @@ def http_json(method: str, url: str, body: Any = None, timeout: float = 5.0) -> 
 RUNTIME = Path(__file__).resolve().parent / "runtime"
 
 
-def fresh_infrastructure(state_dir: Path) -> dict[str, str]:
+def fresh_infrastructure(
+    state_dir: Path, kafka_port: int | None = None, postgres_port: int | None = None
+) -> dict[str, str]:
     """Start Kafka and PostgreSQL with fresh data directories; their endpoint variables."""
     runtime = [sys.executable, str(RUNTIME)]
+    ports = [
+        *(["--kafka-port", str(kafka_port)] if kafka_port else []),
+        *(["--postgres-port", str(postgres_port)] if postgres_port else []),
+    ]
     subprocess.run([*runtime, "down", "--state-dir", str(state_dir)], check=False, capture_output=True)
-    subprocess.run([*runtime, "up", "--state-dir", str(state_dir)], check=True)
+    subprocess.run([*runtime, "up", "--state-dir", str(state_dir), *ports], check=True)
     return dict(
         line.removeprefix("export ").split("=", 1)
         for line in (state_dir / "env").read_text().splitlines()
