@@ -12,11 +12,12 @@ import errno
 import json
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from .host import DATABASE_ENV, KAFKA_ENV, log, preferred_port, remove_tree
+from .host import DATABASE_ENV, KAFKA_ENV, log, preferred_port, remove_tree, signal_group
 from .kafka import DEFAULT_KAFKA_PORT, KafkaNode
 from .postgres import DEFAULT_POSTGRES_PORT, PostgresNode
 
@@ -55,7 +56,7 @@ def _up_kafka(
         return {"managed": False, "bootstrap": external}
     log("starting Kafka")
     node = KafkaNode().start(
-        state_dir / "kafka", preferred_port(port or DEFAULT_KAFKA_PORT), timeout=timeout, detach=True
+        state_dir / "kafka", port or preferred_port(DEFAULT_KAFKA_PORT), timeout=timeout, detach=True
     )
     return node.to_state()
 
@@ -71,7 +72,7 @@ def _up_postgres(
     log("starting PostgreSQL")
     node = PostgresNode().start(
         state_dir / "postgres",
-        preferred_port(port or DEFAULT_POSTGRES_PORT),
+        port or preferred_port(DEFAULT_POSTGRES_PORT),
         durable=True,
         timeout=timeout,
         detach=True,
@@ -143,6 +144,25 @@ def cmd_down(state_dir: Path) -> int:
             raise
     print("stopped")
     return 0
+
+
+def servers(state_dir: Path) -> list[int]:
+    """The pids of the Kafka and PostgreSQL that this state dir records as ours and
+    that still run (checked by command line: a pid may have been reused)."""
+    state = _load_state(state_dir)
+    pids = []
+    for key, node_type in (("kafka", KafkaNode), ("postgres", PostgresNode)):
+        entry = state.get(key)
+        if entry and entry.get("managed") and node_type.from_state(entry).is_running():
+            pids.append(int(entry["pid"]))
+    return pids
+
+
+def kill_now(state_dir: Path) -> None:
+    """SIGKILL the servers of `state_dir` without waiting (a launcher told to hurry);
+    `down` then finds them gone and deletes their data."""
+    for pid in servers(state_dir):
+        signal_group(pid, signal.SIGKILL)
 
 
 def cmd_env(state_dir: Path) -> int:
