@@ -6,6 +6,7 @@ harness) starts, kills and stops it through this one class. Standard library onl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -60,6 +61,13 @@ class Process:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
         self._close_log()
+
+    def kill_now(self) -> None:
+        """SIGKILL without waiting for it, so a signal handler may call it: waiting there
+        could block on the very wait the handler interrupted."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         """`sig` (SIGTERM: drain and exit), then SIGKILL after `timeout`; the exit code."""

@@ -40,7 +40,17 @@ from payments_platform.kafka import client_options  # noqa: E402
 from payments_platform.merchants import load_merchant_file  # noqa: E402
 from payments_platform.sandbox import demo_api_key  # noqa: E402
 from payments_platform.topic_admin import ensure_topics  # noqa: E402
-from system import System, fresh_infrastructure, stop_infrastructure  # noqa: E402
+from system import (  # noqa: E402
+    DEFAULT_INFRASTRUCTURE_PORTS,
+    DEFAULT_PORTS,
+    INFRASTRUCTURE_PORT_ENV,
+    PORT_ENV,
+    System,
+    configured_ports,
+    fresh_infrastructure,
+    refuse_taken_ports,
+    stop_all,
+)
 
 MERCHANTS = load_merchant_file(MERCHANT_FILE)
 
@@ -54,14 +64,10 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def infrastructure(state_dir: Path) -> tuple[str, str, str, bool]:
-    """Kafka and PostgreSQL endpoints, a topic prefix, and whether we started them."""
+def your_infrastructure() -> tuple[str, str] | None:
+    """Your Kafka and PostgreSQL when you name both; else make run starts its own."""
     kafka, database = os.environ.get("PAYMENTS_KAFKA_BOOTSTRAP"), os.environ.get("PAYMENTS_DATABASE_URL")
-    if kafka and database:
-        say(f"using your Kafka {kafka} and PostgreSQL {database}; demo topics are prefixed")
-        return kafka, database, f"demo{uuid.uuid4().hex[:6]}.", False
-    env = fresh_infrastructure(state_dir)
-    return env["PAYMENTS_KAFKA_BOOTSTRAP"], env["PAYMENTS_DATABASE_URL"], "", True
+    return (kafka, database) if kafka and database else None
 
 
 async def publish(bootstrap: str, topic: str, messages: list) -> None:  # type: ignore[type-arg]
@@ -172,22 +178,12 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, default=Path(".run"))
     args = parser.parse_args()
     state_dir = args.state_dir.resolve()
-    kafka, database, prefix, started = infrastructure(state_dir)
-    topics = TopicRegistry(prefix)
-    asyncio.run(ensure_topics(kafka, topics))
-    system = System(
-        kafka_bootstrap=kafka,
-        database_url=database,
-        log_dir=state_dir / "logs",
-        bin_dir=Path(sys.executable).parent,
-        topic_prefix=prefix,
-        merchant_config=MERCHANT_FILE,
-        extra_env={
-            "PAYMENT_INTAKE_MERCHANT_CONFIG": str(MERCHANT_FILE),
-            "DEMO_PORTAL_MERCHANT_CONFIG": str(MERCHANT_FILE),
-        },
-        with_portal=True,
-    )
+    yours = your_infrastructure()
+    ports = configured_ports(DEFAULT_PORTS, PORT_ENV)
+    infrastructure_ports = configured_ports(DEFAULT_INFRASTRUCTURE_PORTS, INFRASTRUCTURE_PORT_ENV)
+    refuse_taken_ports("make run", ports | ({} if yours else infrastructure_ports), state_dir)
+    own = None if yours else state_dir  # the Kafka and PostgreSQL to stop at the end
+    system: System | None = None
     stop = False
 
     def request_stop(*_: object) -> None:
@@ -196,6 +192,31 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     try:
+        if yours:
+            kafka, database = yours
+            prefix = f"demo{uuid.uuid4().hex[:6]}."
+            say(f"using your Kafka {kafka} and PostgreSQL {database}; demo topics are prefixed")
+        else:
+            env = fresh_infrastructure(
+                state_dir, infrastructure_ports["kafka"], infrastructure_ports["postgresql"]
+            )
+            kafka, database, prefix = env["PAYMENTS_KAFKA_BOOTSTRAP"], env["PAYMENTS_DATABASE_URL"], ""
+        topics = TopicRegistry(prefix)
+        asyncio.run(ensure_topics(kafka, topics))
+        system = System(
+            kafka_bootstrap=kafka,
+            database_url=database,
+            log_dir=state_dir / "logs",
+            bin_dir=Path(sys.executable).parent,
+            topic_prefix=prefix,
+            merchant_config=MERCHANT_FILE,
+            extra_env={
+                "PAYMENT_INTAKE_MERCHANT_CONFIG": str(MERCHANT_FILE),
+                "DEMO_PORTAL_MERCHANT_CONFIG": str(MERCHANT_FILE),
+            },
+            with_portal=True,
+            ports=ports,
+        )
         system.start()
         say(f"\n  Portal: {system.url('demo-portal')}   (open it in a browser: pay INV-1001, USD 1,250.00)")
         say("\nRunning (logs in " + str(state_dir / "logs") + "):")
@@ -216,19 +237,15 @@ def main() -> None:
                 f"{system.url('status-projector')}/v1/accounts/{account}/{path}"
             )
         say(f"  open {system.url('sandbox-provider')}/sandbox/checkouts  (checkout pages: /checkout/<id>)")
-        say("\nCtrl-C stops everything.")
+        say("\nCtrl-C stops everything (a second Ctrl-C kills instead of waiting).")
         while not stop:
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
-        say("\nstopping services ...")
-        codes = system.stop()
-        say("  " + ", ".join(f"{n} exited {c}" for n, c in codes.items()))
-        if started:
-            stop_infrastructure(state_dir)
+        say("")
+        stop_all(system, own, say)
         say("stopped.")
-
 
 if __name__ == "__main__":
     main()

@@ -22,14 +22,15 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from system import System  # noqa: E402
-
-PORTS = {
-    "invoice-sync": "INVOICE_SYNC_HTTP_PORT",
-    "payment-intake": "PAYMENT_INTAKE_HTTP_PORT",
-    "status-projector": "STATUS_PROJECTOR_HTTP_PORT",
-    "sandbox-provider": "SANDBOX_PROVIDER_PORT",
-}
+from system import (  # noqa: E402
+    DEFAULT_PORTS,
+    PORT_ENV,
+    START_ORDER,
+    System,
+    configured_ports,
+    refuse_taken_ports,
+    stop_all,
+)
 
 
 def endpoints(state_dir: Path) -> tuple[str, str]:
@@ -58,6 +59,9 @@ def main() -> None:
     kafka, database = endpoints(state_dir)
     merchants = Path(os.environ.get("PAYMENTS_MERCHANT_CONFIG") or HERE / "demo" / "merchants.yaml").resolve()
     bin_dir = Path(sys.executable).parent
+    # Ports you set win, else the documented ones; one that is taken stops us here.
+    ports = configured_ports({name: DEFAULT_PORTS[name] for name in START_ORDER}, PORT_ENV)
+    refuse_taken_ports("make services", ports)
     subprocess.run(
         [str(bin_dir / "payments-topics")],
         env={**os.environ, "PAYMENTS_KAFKA_BOOTSTRAP": kafka},
@@ -71,11 +75,8 @@ def main() -> None:
         bin_dir=bin_dir,
         topic_prefix=os.environ.get("PAYMENTS_TOPIC_PREFIX", ""),
         merchant_config=merchants,
+        ports=ports,
     )
-    # Ports you set win; otherwise the defaults (or a free port when one is taken).
-    for name, variable in PORTS.items():
-        if os.environ.get(variable):
-            system.ports[name] = int(os.environ[variable])
     stop = False
 
     def request_stop(*_: object) -> None:
@@ -88,14 +89,13 @@ def main() -> None:
         print(f"kafka {kafka}  postgresql {database}  merchant file {merchants}", flush=True)
         for name in system.names:
             print(f"  {name:17} {system.url(name)}   log: {state_dir / 'logs' / (name + '.log')}", flush=True)
-        print("Ctrl-C stops them.", flush=True)
+        print("Ctrl-C stops them (a second Ctrl-C kills instead of waiting).", flush=True)
         while not stop:
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
-        codes = system.stop()
-        print("  " + ", ".join(f"{n} exited {c}" for n, c in codes.items()), flush=True)
+        stop_all(system, None, lambda line: print(line, flush=True))
 
 
 if __name__ == "__main__":

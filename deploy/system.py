@@ -14,12 +14,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from processes import Process
-from runtime import free_port, port_is_free
+from runtime import free_port, port_holder, port_is_free
+from runtime.cli import kill_now as kill_infrastructure_now
+from runtime.cli import servers
 
 # The sandbox provider's published secret: the services accept it only in sandbox mode,
 # which every launch from here is (PAYMENTS_SANDBOX=1).
@@ -33,12 +36,55 @@ DEFAULT_PORTS = {
 }
 START_ORDER = ("sandbox-provider", "invoice-sync", "payment-intake", "status-projector")
 PORTAL = "demo-portal"
+# Each program's own port setting (README's settings table); the launchers read the same
+# variables, so one setting moves a program and the URLs the others are given for it.
 PORT_ENV = {
     "invoice-sync": "INVOICE_SYNC_HTTP_PORT",
     "payment-intake": "PAYMENT_INTAKE_HTTP_PORT",
     "status-projector": "STATUS_PROJECTOR_HTTP_PORT",
+    "sandbox-provider": "SANDBOX_PROVIDER_PORT",
     "demo-portal": "DEMO_PORTAL_HTTP_PORT",
 }
+# Kafka and PostgreSQL that `make run` starts (deploy/runtime): 9092 and 5432 unless set.
+INFRASTRUCTURE_PORT_ENV = {"kafka": "PAYMENTS_KAFKA_PORT", "postgresql": "PAYMENTS_POSTGRES_PORT"}
+DEFAULT_INFRASTRUCTURE_PORTS = {"kafka": 9092, "postgresql": 5432}
+
+
+def configured_ports(defaults: dict[str, int], variables: dict[str, str]) -> dict[str, int]:
+    """Each port as its variable in the environment sets it, else its default."""
+    return {name: int(os.environ.get(variables[name]) or port) for name, port in defaults.items()}
+
+
+def refuse_taken_ports(launcher: str, wanted: dict[str, int], state_dir: Path | None = None) -> None:
+    """Exit (status 1) naming every port of `wanted` that is taken, what holds it and
+    what to do, before anything starts. A launcher that moved to other ports instead
+    left a user's portal talking to an orphan of an earlier run (the sandbox on 8040)
+    without a word. Kafka and PostgreSQL that `state_dir` records are not in the way:
+    the launcher replaces them with fresh ones."""
+    replaced = set(servers(state_dir)) if state_dir is not None else set()
+    variables = PORT_ENV | INFRASTRUCTURE_PORT_ENV
+    taken: dict[str, str] = {}
+    for name, port in wanted.items():
+        if port_is_free(port):
+            continue
+        holder = port_holder(port)
+        if holder is not None and holder[0] in replaced:
+            continue
+        taken[name] = (
+            f"pid {holder[0]}: {holder[1][:160]}"
+            if holder is not None
+            else f"a process this user cannot see (`ss -ltnp 'sport = :{port}'` names it)"
+        )
+    if not taken:
+        return
+    lines = [f"  port {wanted[n]} ({n}, set by {variables[n]}) is held by {who}" for n, who in taken.items()]
+    raise SystemExit(
+        f"{launcher} cannot start: ports it needs are taken.\n"
+        + "\n".join(lines)
+        + "\nStop what holds them: an earlier run still going (Ctrl-C in its terminal), the Kafka"
+        " and PostgreSQL of `make up` (`make down`), or `kill PID`. Or run on other ports: set"
+        f" the variable named for each, e.g. {variables[next(iter(taken))]}=<port> {launcher}."
+    )
 
 
 def sandbox_merchant_file(directory: Path) -> Path:
@@ -73,11 +119,17 @@ def http_json(method: str, url: str, body: Any = None, timeout: float = 5.0) -> 
 RUNTIME = Path(__file__).resolve().parent / "runtime"
 
 
-def fresh_infrastructure(state_dir: Path) -> dict[str, str]:
+def fresh_infrastructure(
+    state_dir: Path, kafka_port: int | None = None, postgres_port: int | None = None
+) -> dict[str, str]:
     """Start Kafka and PostgreSQL with fresh data directories; their endpoint variables."""
     runtime = [sys.executable, str(RUNTIME)]
+    ports = [
+        *(["--kafka-port", str(kafka_port)] if kafka_port else []),
+        *(["--postgres-port", str(postgres_port)] if postgres_port else []),
+    ]
     subprocess.run([*runtime, "down", "--state-dir", str(state_dir)], check=False, capture_output=True)
-    subprocess.run([*runtime, "up", "--state-dir", str(state_dir)], check=True)
+    subprocess.run([*runtime, "up", "--state-dir", str(state_dir), *ports], check=True)
     return dict(
         line.removeprefix("export ").split("=", 1)
         for line in (state_dir / "env").read_text().splitlines()
@@ -86,7 +138,44 @@ def fresh_infrastructure(state_dir: Path) -> dict[str, str]:
 
 
 def stop_infrastructure(state_dir: Path) -> None:
-    subprocess.run([sys.executable, str(RUNTIME), "down", "--state-dir", str(state_dir)], check=False)
+    # Its own session: a Ctrl-C in the terminal reaches the whole foreground group and
+    # would kill `down` half-way, Kafka or PostgreSQL still running.
+    subprocess.run(
+        [sys.executable, str(RUNTIME), "down", "--state-dir", str(state_dir)],
+        check=False,
+        start_new_session=True,
+    )
+
+
+def stop_all(
+    system: System | None, infrastructure: Path | None, say: Callable[[str], None] = print
+) -> None:
+    """Stop every program `system` runs, newest first, then the Kafka and PostgreSQL that
+    `infrastructure` (a runtime state dir) records. A Ctrl-C or SIGTERM meanwhile hurries
+    the stop (SIGKILL to everything still running) and never cuts it short: a second
+    Ctrl-C used to raise KeyboardInterrupt inside it and leave the services, Kafka and
+    PostgreSQL running on their ports."""
+
+    def hurry(signum: int, frame: object) -> None:
+        # os.write, not print: print from a handler can raise on a stdout in mid-write.
+        os.write(sys.stderr.fileno(), b"\n  again: killing what still runs instead of waiting\n")
+        if system is not None:
+            system.kill_now()
+        if infrastructure is not None:
+            kill_infrastructure_now(infrastructure)
+
+    previous = {sig: signal.signal(sig, hurry) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if system is not None and system.running:
+            say("stopping services ...")
+            codes = system.stop()
+            say("  " + ", ".join(f"{name} exited {code}" for name, code in codes.items()))
+        if infrastructure is not None:
+            say("stopping Kafka and PostgreSQL ...")
+            stop_infrastructure(infrastructure)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
@@ -125,8 +214,10 @@ class System:
     with_portal: bool = False
 
     def __post_init__(self) -> None:
-        for name, default in DEFAULT_PORTS.items():
-            self.ports.setdefault(name, default if port_is_free(default) else free_port())
+        # Never a documented port by chance: a developer's `make run` may hold it, and a
+        # launcher (run_demo.py, services.py) passes the ones it means.
+        for name in DEFAULT_PORTS:
+            self.ports.setdefault(name, free_port())
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -207,9 +298,16 @@ class System:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
     def stop_one(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        code = self.running.pop(name).launched.stop(sig, timeout)
+        # Forgotten only once stopped, so kill_now still sees the one being waited for.
+        code = self.running[name].launched.stop(sig, timeout)
+        del self.running[name]
         assert code is not None
         return code
+
+    def kill_now(self) -> None:
+        """SIGKILL every program still running, without waiting (from a signal handler)."""
+        for running in list(self.running.values()):
+            running.launched.kill_now()
 
     def stop(self) -> dict[str, int]:
         """SIGTERM every process (services drain their batch and outbox), newest first."""

@@ -12,7 +12,7 @@ Docker engine is available. Both servers bind to 127.0.0.1 only.
 """
 
 from .cli import main
-from .host import cache_root, free_port, free_ports, port_is_free, require_tool, wait_for
+from .host import cache_root, free_port, free_ports, port_holder, port_is_free, require_tool, wait_for
 from .kafka import KafkaNode, parse_properties, random_cluster_id, render_kafka_properties
 from .postgres import PostgresNode
 from .wire import kafka_ready
@@ -26,6 +26,7 @@ __all__ = [
     "kafka_ready",
     "main",
     "parse_properties",
+    "port_holder",
     "port_is_free",
     "random_cluster_id",
     "render_kafka_properties",

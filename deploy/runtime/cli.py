@@ -12,11 +12,12 @@ import errno
 import json
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from .host import DATABASE_ENV, KAFKA_ENV, log, preferred_port, remove_tree
+from .host import DATABASE_ENV, KAFKA_ENV, log, preferred_port, remove_tree, signal_group
 from .kafka import DEFAULT_KAFKA_PORT, KafkaNode
 from .postgres import DEFAULT_POSTGRES_PORT, PostgresNode
 
@@ -45,7 +46,9 @@ def _is_own_endpoint(previous: dict[str, Any] | None, key: str, value: str) -> b
     return bool(previous and previous.get("managed") and previous.get(key) == value)
 
 
-def _up_kafka(state_dir: Path, previous: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+def _up_kafka(
+    state_dir: Path, previous: dict[str, Any] | None, timeout: float, port: int | None
+) -> dict[str, Any]:
     if previous is not None and _reuse(previous, KafkaNode):
         return previous
     external = os.environ.get(KAFKA_ENV)
@@ -53,12 +56,14 @@ def _up_kafka(state_dir: Path, previous: dict[str, Any] | None, timeout: float) 
         return {"managed": False, "bootstrap": external}
     log("starting Kafka")
     node = KafkaNode().start(
-        state_dir / "kafka", preferred_port(DEFAULT_KAFKA_PORT), timeout=timeout, detach=True
+        state_dir / "kafka", port or preferred_port(DEFAULT_KAFKA_PORT), timeout=timeout, detach=True
     )
     return node.to_state()
 
 
-def _up_postgres(state_dir: Path, previous: dict[str, Any] | None, timeout: float) -> dict[str, Any]:
+def _up_postgres(
+    state_dir: Path, previous: dict[str, Any] | None, timeout: float, port: int | None
+) -> dict[str, Any]:
     if previous is not None and _reuse(previous, PostgresNode):
         return previous
     external = os.environ.get(DATABASE_ENV)
@@ -67,7 +72,7 @@ def _up_postgres(state_dir: Path, previous: dict[str, Any] | None, timeout: floa
     log("starting PostgreSQL")
     node = PostgresNode().start(
         state_dir / "postgres",
-        preferred_port(DEFAULT_POSTGRES_PORT),
+        port or preferred_port(DEFAULT_POSTGRES_PORT),
         durable=True,
         timeout=timeout,
         detach=True,
@@ -84,12 +89,14 @@ def _describe(state: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def cmd_up(state_dir: Path, timeout: float) -> int:
+def cmd_up(
+    state_dir: Path, timeout: float, kafka_port: int | None = None, postgres_port: int | None = None
+) -> int:
     previous = _load_state(state_dir)
     state: dict[str, Any] = {}
     try:
-        state["kafka"] = _up_kafka(state_dir, previous.get("kafka"), timeout)
-        state["postgres"] = _up_postgres(state_dir, previous.get("postgres"), timeout)
+        state["kafka"] = _up_kafka(state_dir, previous.get("kafka"), timeout, kafka_port)
+        state["postgres"] = _up_postgres(state_dir, previous.get("postgres"), timeout, postgres_port)
     except BaseException:
         _stop_started(state, previous)
         raise
@@ -139,6 +146,25 @@ def cmd_down(state_dir: Path) -> int:
     return 0
 
 
+def servers(state_dir: Path) -> list[int]:
+    """The pids of the Kafka and PostgreSQL that this state dir records as ours and
+    that still run (checked by command line: a pid may have been reused)."""
+    state = _load_state(state_dir)
+    pids = []
+    for key, node_type in (("kafka", KafkaNode), ("postgres", PostgresNode)):
+        entry = state.get(key)
+        if entry and entry.get("managed") and node_type.from_state(entry).is_running():
+            pids.append(int(entry["pid"]))
+    return pids
+
+
+def kill_now(state_dir: Path) -> None:
+    """SIGKILL the servers of `state_dir` without waiting (a launcher told to hurry);
+    `down` then finds them gone and deletes their data."""
+    for pid in servers(state_dir):
+        signal_group(pid, signal.SIGKILL)
+
+
 def cmd_env(state_dir: Path) -> int:
     env_file = state_dir / "env"
     if not env_file.is_file():
@@ -160,10 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--state-dir", type=Path, default=Path(".run"))
         if name == "up":
             command.add_argument("--timeout", type=float, default=90.0, help="readiness deadline per server")
+            command.add_argument("--kafka-port", type=int, help=f"instead of {DEFAULT_KAFKA_PORT}")
+            command.add_argument("--postgres-port", type=int, help=f"instead of {DEFAULT_POSTGRES_PORT}")
     args = parser.parse_args(argv)
     state_dir = args.state_dir.expanduser().resolve()
     if args.command == "up":
-        return cmd_up(state_dir, args.timeout)
+        return cmd_up(state_dir, args.timeout, args.kafka_port, args.postgres_port)
     if args.command == "down":
         return cmd_down(state_dir)
     return cmd_env(state_dir)

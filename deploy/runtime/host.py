@@ -68,6 +68,33 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+def port_holder(port: int) -> tuple[int, str] | None:
+    """The process listening on `port` on this machine, as (pid, command line), when this
+    user may see it (Linux: /proc); None when nothing listens or it is hidden from us."""
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                sockets.add(f"socket:[{inode}]")
+    if not sockets:
+        return None
+    pids = sorted(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+    for process in (Path("/proc") / str(pid) for pid in pids):
+        try:
+            if any(os.readlink(fd) in sockets for fd in (process / "fd").iterdir()):
+                cmdline = (process / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                return int(process.name), cmdline.strip()
+        except OSError:  # gone meanwhile, or not ours to look at
+            continue
+    return None
+
+
 def require_free(port: int | None) -> None:
     """A caller-chosen port that is taken is a usage error, not something to retry."""
     if port is not None and not port_is_free(port):

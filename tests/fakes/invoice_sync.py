@@ -13,6 +13,7 @@ from invoice_sync.domain.model import Invoice, InvoiceKey, Payable
 from invoice_sync.domain.normalise import InvalidErpDocument
 from invoice_sync.domain.registration import Intent, PendingRegistration, QueuedCall
 from invoice_sync.messages import Event
+from payments_contracts.topics import MAX_MESSAGE_BYTES
 from payments_platform.messaging import Delivery
 
 
@@ -142,6 +143,7 @@ class FakeUnitOfWork:
     published: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[tuple[Delivery, str]] = field(default_factory=list)
     commits: int = 0
+    event_limit: int = MAX_MESSAGE_BYTES
 
     def __post_init__(self) -> None:
         self.invoices = FakeInvoices(self.stored)

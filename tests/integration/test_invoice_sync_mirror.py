@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka import AIOKafkaProducer
 from invoice_sync_support import (
     InvoiceSyncParts,
     document,
@@ -133,6 +135,91 @@ async def test_invalid_documents_go_to_the_dead_letter_topic_with_reason_and_pos
         what="the valid invoice registered",
     )
     assert {e.payload.invoice_number for e in of_type(events, "invoice.synced")} == {"GOOD"}
+
+
+CARD = "4111 1111 1111 1111"
+
+
+async def test_every_dead_letter_writes_one_warning_with_its_position_and_error_never_the_payload(
+    service: InvoiceSyncParts, kafka_bootstrap: str, topics: TopicRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    card_in_document = upserted("ACC-1", "CARD", order_number=CARD)
+    not_json = (b"ACC-1", f'{{"order_number": "{CARD}", '.encode())
+    good = upserted("ACC-1", "GOOD", total="1.00")
+    await produce(kafka_bootstrap, topics.erp_invoices.name, [card_in_document, not_json, good])
+    dead = await eventually(
+        lambda: read_all(kafka_bootstrap, topics.erp_invoices.dead_letter),
+        lambda records: len(records) >= 2,
+        timeout=45,
+        what="two dead letters",
+    )
+    await eventually(
+        lambda: invoice_events(kafka_bootstrap, topics),
+        lambda evs: bool(of_type(evs, "invoice.synced", "GOOD")),
+        timeout=30,
+        what="the good document applied",
+    )
+    lines = [r for r in caplog.records if r.getMessage() == "message dead-lettered"]
+    assert sorted(int(headers(d)["dlq.source.offset"]) for d in dead) == sorted(r.offset for r in lines)  # type: ignore[attr-defined]
+    for line in lines:
+        assert line.levelno == logging.WARNING
+        fields = vars(line)
+        assert fields["topic"] == topics.erp_invoices.name and isinstance(fields["partition"], int)
+        assert fields["service"] == "invoice-sync" and fields["error"]
+    reasons = {vars(line).get("reason") for line in lines}
+    assert reasons == {"card_number_in_document", None}  # None: the structural one
+    for record in caplog.records:
+        text = record.getMessage() + repr(vars(record))
+        assert CARD not in text and CARD.replace(" ", "") not in text, text
+
+
+# The broker's default limit on a record batch (message.max.bytes: 1 MiB plus the 12 bytes
+# of log overhead), which every topic of the registry has.
+BROKER_LIMIT = 1_048_588
+
+
+async def test_a_document_whose_synced_event_would_not_fit_the_broker_is_dead_lettered_at_the_door(
+    service: InvoiceSyncParts, kafka_bootstrap: str, topics: TopicRegistry
+) -> None:
+    big = upserted("ACC-1", "BIG", order_number="")
+    padding = 1_048_500 - len(big.model_dump_json().encode())  # the top of the range seen lost
+    big = big.model_copy(update={"payload": big.payload.model_copy(update={"order_number": "x" * padding})})
+    value = big.model_dump_json().encode()
+    assert len(value) == 1_048_500
+    nxt = upserted("ACC-1", "NEXT", total="12.00")
+    # The ERP's producer may send up to the broker's limit; the broker takes the document.
+    erp = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all", max_request_size=2 * BROKER_LIMIT)
+    await erp.start()
+    try:
+        accepted = await erp.send_and_wait(topics.erp_invoices.name, value, key=big.key())
+        await erp.send_and_wait(topics.erp_invoices.name, nxt.model_dump_json().encode(), key=nxt.key())
+    finally:
+        await erp.stop()
+
+    dead = await eventually(
+        lambda: read_all(kafka_bootstrap, topics.erp_invoices.dead_letter),
+        bool,
+        timeout=45,
+        what="the dead letter of the document too large",
+    )
+    assert len(dead) == 1
+    letter = headers(dead[0])
+    assert letter["dlq.reason"] == "document_too_large", letter
+    assert int(letter["dlq.source.offset"]) == accepted.offset
+    assert letter["dlq.source.partition"] == str(accepted.partition)
+    # The ERP team reads what was too large, by how much, and the limit.
+    assert "invoice.synced" in letter["dlq.error"] and f"{BROKER_LIMIT:,}" in letter["dlq.error"], letter
+    events = await eventually(
+        lambda: invoice_events(kafka_bootstrap, topics),
+        lambda evs: bool(of_type(evs, "invoice.registered", "NEXT")),
+        timeout=45,
+        what="the next document synced and registered",
+    )
+    assert not of_type(events, "invoice.synced", "BIG")
+    assert service.pool is not None
+    assert await service.pool.fetchval("SELECT count(*) FROM outbox_unpublishable") == 0
+    assert await service.pool.fetchval("SELECT count(*) FROM invoices WHERE invoice_number = 'BIG'") == 0
 
 
 async def test_snapshot_closes_missing_invoices_and_cancel_withdraws(

@@ -9,6 +9,7 @@ import asyncio
 import os
 import sys
 import uuid
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,8 @@ async def env(kafka_bootstrap, postgres_url, tmp_path_factory):
                 "PAYMENTS_TOPIC_PREFIX": topics.prefix,
                 "PAYMENTS_PROVIDER_URL": intake.sandbox_url,
                 "PAYMENT_INTAKE_MERCHANT_CONFIG": str(merchants),
-                "COLUMNS": "200",
+                "PAYMENT_INTAKE_STATUS_SYNC_AFTER_S": "3600",  # the service's own environment
+                "COLUMNS": "250",
             }
             yield intake, env
 
@@ -88,6 +90,47 @@ async def test_an_operator_finds_a_stuck_payment_and_reconciles_it_now(env):
     await intake.event(payment_id, "payment.succeeded")
     code, out = await ops(cli, "lag")
     assert code == 0 and "total lag" in out and "payments.commands" in out
+
+
+def row_of(out: str, payment_id: uuid.UUID) -> str:
+    [row] = [line for line in out.splitlines() if str(payment_id) in line]
+    return row
+
+
+async def test_stuck_shows_when_status_sync_asks_next_and_reconcile_shows_each_answer(env):
+    intake, cli = env
+    paid, paid_checkout = await opened(intake, f"ACC-{uuid.uuid4().hex[:8]}")
+    waiting, _ = await opened(intake, f"ACC-{uuid.uuid4().hex[:8]}")
+    await intake.sandbox("PUT", "/sandbox/webhook-options", json={"drop": True})
+    try:
+        await intake.sandbox("POST", f"/sandbox/checkouts/{paid_checkout}/complete")
+        code, out = await ops(cli, "stuck", "--older-than", "0")
+        assert code == 0, out
+        # Never synced yet: asked once it has not moved for the policy's threshold (3600 s).
+        for payment_id in (paid, waiting):
+            updated_at = await intake.parts.pool.fetchval(
+                "SELECT updated_at FROM payments WHERE payment_id = $1", payment_id
+            )
+            next_sync = (updated_at + timedelta(seconds=3600)).astimezone(UTC)
+            row = row_of(out, payment_id)
+            assert "checkout_open" in row and next_sync.strftime("%Y-%m-%d %H:%M:%S") in row, out
+
+        code, out = await ops(cli, "reconcile", str(paid))
+        assert code == 0 and "asked the provider about 1 payment" in out, out
+        assert "succeeded" in row_of(out, paid) and "checkout_open -> succeeded" in row_of(out, paid), out
+        code, out = await ops(cli, "reconcile", str(waiting))
+        row = row_of(out, waiting)
+        # Still open at the provider: nothing moves, and it is asked again a threshold later.
+        sync_next_at = await intake.parts.pool.fetchval(
+            "SELECT sync_next_at FROM payments WHERE payment_id = $1", waiting
+        )
+        assert code == 0 and "open" in row and "still checkout_open" in row, out
+        assert sync_next_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") in row, out
+        code, out = await ops(cli, "reconcile", str(paid))
+        assert code == 0 and "not asked" in row_of(out, paid) and "succeeded" in row_of(out, paid), out
+    finally:
+        await intake.sandbox("PUT", "/sandbox/webhook-options", json={"drop": False})
+    await intake.event(paid, "payment.succeeded")
 
 
 async def test_the_gauges_show_the_oldest_open_payment_lag_and_outbox_depth(env):

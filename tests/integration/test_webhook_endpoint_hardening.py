@@ -120,6 +120,37 @@ async def test_both_secrets_of_a_rotation_verify_and_no_other(endpoint: Endpoint
             assert response.status_code == expected, (secret[:12], response.text)
 
 
+# Validly signed, under the size cap, and not a callback: the provider's secret is right,
+# its body is wrong, and it must be told so (400), not that its secret is wrong (401),
+# nor that we took it (200), nor that we broke (500).
+NOT_THE_CONTRACT = {
+    "nested 20,000 deep": "[" * 20_000 + "]" * 20_000,  # 40 KB: json.loads recurses past its limit
+    "truncated JSON": callback()[:-25],
+    "plain text": "payment succeeded, trust me",
+    "empty body": "",
+    "null": "null",
+    "JSON array": json.dumps([json.loads(callback())]),
+    "bare number": "42",
+    "object without a type": json.dumps({"data": json.loads(callback())["data"]}),
+    "data not an object": json.dumps({**json.loads(callback()), "data": ["ACC-1"]}),
+}
+
+
+@pytest.mark.parametrize("body", NOT_THE_CONTRACT.values(), ids=NOT_THE_CONTRACT.keys())
+async def test_a_signed_body_that_is_not_the_contract_is_answered_400_invalid_body(
+    endpoint: Endpoint, body: str
+) -> None:
+    assert len(body.encode()) < MAX_BODY
+    webhook_id = f"msg_not_contract_{uuid.uuid4().hex}"
+    async with httpx.AsyncClient(base_url=endpoint.url) as client:
+        response = await client.post(
+            "/callbacks/provider", content=body, headers=sign(body, webhook_id=webhook_id)
+        )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_body", response.text
+    assert await stored(endpoint.database, [webhook_id]) == 0
+
+
 # --- the flood --------------------------------------------------------------------------------
 
 

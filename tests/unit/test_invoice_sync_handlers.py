@@ -126,6 +126,27 @@ async def test_a_snapshot_closes_the_open_invoices_it_no_longer_lists() -> None:
     assert set(queued(uow)) == {"INV-2"}  # INV-1 was never registered: nothing to withdraw
 
 
+async def test_a_document_whose_event_the_broker_would_refuse_is_refused_whole_and_nothing_kept() -> None:
+    uow = FakeUnitOfWork(event_limit=4_000)
+    await apply(uow, upserted("INV-1"))
+    long = "x" * 4_000
+    await apply(
+        uow,
+        upserted("INV-2", order_number=long),
+        snapshot(1, document("INV-3"), document("INV-4", order_number=long)),
+        upserted("INV-5"),
+    )
+    assert [(d.offset, reason) for d, reason in uow.rejected] == [
+        (0, "document_too_large"),
+        (1, "document_too_large"),
+    ]
+    # Neither the document nor any part of the snapshot: INV-1 not closed, INV-3 not kept.
+    assert sorted(number for _, number in uow.stored) == ["INV-1", "INV-5"]
+    assert [e["payload"]["invoice_number"] for e in uow.of_type("invoice.synced")] == ["INV-1", "INV-5"]
+    assert uow.of_type("invoice.closed") == []
+    assert await uow.snapshots.sequence("ACC-1") is None
+
+
 async def record(uow: FakeUnitOfWork, outcomes: dict[str, Outcome]) -> None:
     claimed = await uow.registrations.claim(100, 60.0)
     await on_provider_answers(

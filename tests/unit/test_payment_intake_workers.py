@@ -136,10 +136,10 @@ async def test_status_sync_settles_a_checkout_the_provider_did_not_tell_us_about
     payment_id = await a_payment(intake)
     await CheckoutOpener(intake.unit, provider).run_once()
     worker = ProviderWorker(intake.unit, provider, intake.config)
-    assert await worker.sync() == 0  # not past the policy's threshold yet
+    assert await worker.sync() == []  # not past the policy's threshold yet
     intake.store.now += timedelta(hours=1)
     provider.state = "succeeded"
-    assert await worker.sync() == 1
+    assert len(await worker.sync()) == 1
     assert [m.type for m in intake.published[-2:]] == ["payment.processing", "payment.succeeded"]
     assert intake.store.payment(payment_id).status is PaymentStatus.SUCCEEDED
     assert [e[1] for e in intake.store.callback_log] == ["status-sync", "status-sync"]

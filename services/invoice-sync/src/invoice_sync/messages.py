@@ -29,7 +29,7 @@ from invoice_sync.domain.model import Invoice, Payable
 from invoice_sync.domain.registration import Registered, RegistrationFailed, Result
 from invoice_sync.settings import SERVICE
 from payments_contracts import Envelope, utc_now
-from payments_platform.messaging.outbox import OutgoingMessage
+from payments_platform.messaging.outbox import OutgoingMessage, encoded_size_over
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,10 @@ class Event:
             value=self.body,
             headers={"type": self.type, "event_id": self.event_id},
         )
+
+    def size_over(self, limit: int) -> int | None:
+        """Its bytes on the broker, when over `limit` (a topic's max.message.bytes)."""
+        return encoded_size_over(self.outgoing(""), limit)
 
 
 @dataclass(frozen=True, slots=True)

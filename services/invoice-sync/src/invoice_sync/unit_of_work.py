@@ -77,6 +77,10 @@ class UnitOfWork(Protocol):
     def now(self) -> datetime:
         """One moment for the whole unit: what it publishes happened at once."""
 
+    @property
+    def event_limit(self) -> int:
+        """The most bytes the broker takes in one message on `invoices` (max.message.bytes)."""
+
     def publish(self, event: Event) -> None: ...
 
     def reject(self, delivery: Delivery, error: InvalidErpDocument) -> None:

@@ -14,14 +14,20 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TypeVar
 from uuid import UUID
 
-from payment_intake.domain.provider import ClaimedCheckout, ProviderPort, RefundState
+from payment_intake.domain.provider import ClaimedCheckout, ProviderPort, RefundState, next_status_sync
 from payment_intake.domain.refunds import Refund
 from payment_intake.handlers.checkouts import expire_due, record_checkouts
-from payment_intake.handlers.provider_answers import Answer, record_cancel, record_refund, record_sync
+from payment_intake.handlers.provider_answers import (
+    Answer,
+    Heard,
+    record_cancel,
+    record_refund,
+    record_sync,
+)
 from payment_intake.unit_of_work import IntakeConfig, UnitsOfWork
 from payments_platform.workers import Worker
 
@@ -136,12 +142,19 @@ class ProviderWorker(Worker):
         self._refund_query_after_s = refund_query_after_s
 
     async def run_once(self) -> int:
-        return await self.sync() + await self.cancel() + await self.refund()
+        return len(await self.sync()) + await self.cancel() + await self.refund()
 
     def _threshold_s(self, account_id: str) -> int:
         return self._config.policies.for_account(account_id).status_sync_after_s
 
-    async def sync(self, payment_ids: Sequence[UUID] | None = None) -> int:
+    def next_sync_at(
+        self, account_id: str, updated_at: datetime, asked_again_at: datetime | None
+    ) -> datetime:
+        """When this worker asks the provider about an open checkout of `account_id`'s
+        (payment-intake-ops stuck shows it): its policy's threshold, its retry time."""
+        return next_status_sync(updated_at, self._threshold_s(account_id), asked_again_at)
+
+    async def sync(self, payment_ids: Sequence[UUID] | None = None) -> list[Heard]:
         """One round of status sync: due payments, or exactly `payment_ids` now (ops)."""
         least = min(p.status_sync_after_s for p in self._config.policies.all())
         async with self._units() as uow:
@@ -157,15 +170,17 @@ class ProviderWorker(Worker):
                     [(c.payment_id, self._threshold_s(c.account_id)) for c in claimed if c not in due]
                 )
         if not due:
-            return 0
+            return []
         answers = await self._calls.ask(due, self._provider.checkout_state)
         async with self._units() as uow:
-            for c, answer in zip(due, answers, strict=True):
+            return [
                 await record_sync(uow, c, answer, threshold_s=self._threshold_s(c.account_id))
-        return len(due)
+                for c, answer in zip(due, answers, strict=True)
+            ]
 
     def _past_threshold(self, c: ClaimedCheckout) -> bool:
-        return c.updated_at + timedelta(seconds=self._threshold_s(c.account_id)) <= datetime.now(UTC)
+        # The claim has just checked (and replaced, with its lease) the retry time.
+        return self.next_sync_at(c.account_id, c.updated_at, None) <= datetime.now(UTC)
 
     async def cancel(self) -> int:
         async with self._units() as uow:

@@ -6,6 +6,7 @@ controls over webhook delivery (failed list, re-send)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +16,8 @@ from pydantic import BaseModel, Field
 
 from sandbox_provider.ledger import Ledger, Refund
 from sandbox_provider.webhooks import WebhookSender
+
+log = logging.getLogger(__name__)
 
 Faults = Callable[[str], Awaitable[JSONResponse | None]]
 
@@ -69,12 +72,17 @@ def payment_routes(
         if checkout is None:
             return _refuse(404, "unknown_checkout", f"no checkout {checkout_id}")
         if checkout.status in ("processing", "succeeded"):
+            log.info(
+                "cancel refused: money moved",
+                extra={"checkout_id": checkout_id, "checkout_status": checkout.status},
+            )
             return _refuse(
                 409, "checkout_completed", "money moved on this checkout", checkout=checkout.view()
             )
         if checkout.status == "open":
             checkout.status = "cancelled"
             checkout.reason = "cancelled_by_merchant"
+            log.info("checkout cancelled by the merchant", extra={"checkout_id": checkout_id})
         return checkout.view()
 
     async def settle(refund: Refund) -> None:
@@ -82,6 +90,7 @@ def payment_routes(
         refused = refund.checkout_id in refusals
         refund.status = "failed" if refused else "succeeded"
         refund.reason = "refund_declined" if refused else None
+        log.info("refund settled", extra=_refund_view(refund))
         data = {**_refund_view(refund), "account_id": refund.account_id}
         sender.send_all([(f"refund.{refund.status}", data)])
 
@@ -96,10 +105,13 @@ def payment_routes(
         if checkout is None:
             return _refuse(404, "unknown_checkout", f"no checkout {body.checkout_id}")
         if checkout.status != "succeeded" or body.currency != checkout.currency:
+            log.info("refund refused: nothing to refund", extra={"refund_id": body.refund_id})
             return _refuse(422, "nothing_to_refund", f"checkout is {checkout.status}; no money was taken")
         if body.amount_minor > ledger.refundable_minor(checkout):
+            log.info("refund refused: above what is refundable", extra={"refund_id": body.refund_id})
             return _refuse(422, "amount_above_refundable", "more than what is left to refund")
         created, _ = ledger.refund(body.refund_id, checkout, body.amount_minor)
+        log.info("refund accepted", extra=_refund_view(created))
         task = asyncio.create_task(settle(created))
         settling.add(task)
         task.add_done_callback(settling.discard)
@@ -122,6 +134,7 @@ def payment_routes(
     async def refuse_refunds(checkout_id: str) -> dict[str, str]:
         """Refunds of this checkout will settle as failed."""
         refusals.add(checkout_id)
+        log.info("refund refusal armed", extra={"checkout_id": checkout_id})
         return {"status": "armed"}
 
     return router

@@ -8,6 +8,7 @@ armed under /sandbox/refusals refuses only the matching invoices, with a reason 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from sandbox_provider.ledger import Ledger
+
+log = logging.getLogger(__name__)
 
 
 class BatchRegistrationItem(BaseModel):
@@ -74,6 +77,11 @@ def registration_routes(
                     item.account_id, item.invoice_number, item.amount_minor, item.currency
                 )
                 results.append({"status": invoice.status, "provider_invoice_id": invoice.provider_invoice_id})
+        refused_count = sum(1 for r in results if r["status"] == "refused")
+        log.info(
+            "invoices registered",
+            extra={"registered": len(results) - refused_count, "refused": refused_count},
+        )
         # Serialised directly: FastAPI's generic encoding of a returned dict walks it in
         # Python, which for a few hundred results cost more than registering them (this
         # sandbox shares the machine with invoice-sync in benchmarks; a real provider
@@ -92,11 +100,17 @@ def registration_routes(
                 continue
             invoice.status = "withdrawn"
             results.append({"status": invoice.status, "provider_invoice_id": invoice.provider_invoice_id})
+        withdrawn = sum(1 for r in results if r["status"] == "withdrawn")
+        log.info("invoices withdrawn", extra={"withdrawn": withdrawn, "unknown": len(results) - withdrawn})
         return JSONResponse({"results": results})
 
     @router.post("/sandbox/refusals")
     async def arm_refusal(body: RefusalRequest) -> dict[str, str]:
         refusals[(body.account_id, body.invoice_number)] = body
+        log.info(
+            "registration refusal armed",
+            extra={"account_id": body.account_id, "invoice_number": body.invoice_number, "code": body.code},
+        )
         return {"status": "armed"}
 
     @router.delete("/sandbox/refusals")

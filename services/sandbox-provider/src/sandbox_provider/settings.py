@@ -3,10 +3,13 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+SERVICE = "sandbox-provider"
+
 
 class SandboxSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SANDBOX_PROVIDER_", extra="ignore")
 
+    log_level: str = Field("INFO", validation_alias="PAYMENTS_LOG_LEVEL")
     host: str = "127.0.0.1"
     port: int = 8040
     public_url: str = "http://127.0.0.1:8040"

@@ -76,6 +76,10 @@ class Message:
         }
 
 
+def _about(message: Message) -> dict[str, object]:
+    return {"webhook_id": message.webhook_id, "webhook_type": message.type, "attempt": len(message.attempts)}
+
+
 def retry_after_s(header: str | None, now: datetime) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
     if not header:
@@ -138,7 +142,7 @@ class WebhookSender:
         if self.options.drop:
             for message in built:
                 message.state = "dropped"
-            log.info("webhooks dropped on purpose", extra={"ids": [m.webhook_id for m in built]})
+            log.info("webhooks dropped on purpose", extra={"webhook_ids": [m.webhook_id for m in built]})
             return
         if self.options.reorder:
             built.reverse()
@@ -175,19 +179,22 @@ class WebhookSender:
                 )
             except httpx.HTTPError as exc:
                 message.attempts.append(Attempt(now.isoformat(), None, repr(exc)))
+                log.info("webhook attempt failed", extra={**_about(message), "error": repr(exc)})
                 postponed = 0.0
                 continue
             message.attempts.append(Attempt(now.isoformat(), response.status_code))
             if response.status_code < 300:
                 message.state = "delivered"
+                log.info("webhook delivered", extra={**_about(message), "status": response.status_code})
                 return
             if response.status_code == 410:
                 message.state = "gone"
-                log.warning("webhook endpoint gone (410); not retrying", extra={"id": message.webhook_id})
+                log.warning("webhook endpoint gone (410); not retrying", extra=_about(message))
                 return
+            log.info("webhook attempt failed", extra={**_about(message), "status": response.status_code})
             postponed = retry_after_s(response.headers.get("retry-after"), now) or 0.0
         message.state = "failed"
-        log.error("webhook given up after the retry schedule", extra={"webhook_id": message.webhook_id})
+        log.error("webhook given up after the retry schedule", extra=_about(message))
 
     def headers(self, msg_id: str, body: str) -> dict[str, str]:
         now = datetime.now(UTC)

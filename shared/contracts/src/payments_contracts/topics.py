@@ -28,6 +28,10 @@ from . import (
 DAY_MS = 24 * 3600 * 1000
 MIB = 1024 * 1024
 FOREVER = -1
+# Kafka's default message.max.bytes: 1 MiB of record batch plus its 12 bytes of log
+# overhead. Stated on every topic, so a producer can check a message against the limit
+# the broker will apply (invoice-sync refuses an ERP document whose event would not fit).
+MAX_MESSAGE_BYTES = MIB + 12
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Topic:
     retention_ms: int = FOREVER
     cleanup_policy: str = "delete"
     retention_reason: str = ""
+    max_message_bytes: int = MAX_MESSAGE_BYTES
 
     @property
     def dead_letter(self) -> str:
@@ -49,7 +54,11 @@ class Topic:
         return TypeAdapter(self.messages)
 
     def configs(self) -> dict[str, str]:
-        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+        return {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(self.retention_ms),
+            "max.message.bytes": str(self.max_message_bytes),
+        }
 
     def message_types(self) -> list[type[Envelope]]:
         union = typing.get_args(self.messages)[0]

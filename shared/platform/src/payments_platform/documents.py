@@ -335,8 +335,11 @@ def webhook_openapi() -> dict[str, Any]:
                             },
                         },
                         "400": refused("bad_timestamp (missing, not an integer, outside 5 minutes) or "
-                                       "invalid_body (signed, but not this contract); nothing stored"),
-                        "401": refused("bad_signature: no secret verifies it; nothing stored"),
+                                       "invalid_body (validly signed, but not a JSON object of this "
+                                       "contract: not UTF-8 JSON, truncated, nested too deep, empty, null, "
+                                       "an array, a number, no type); nothing stored"),
+                        "401": refused("bad_signature: no secret verifies the raw body (checked before "
+                                       "the body is parsed); nothing stored"),
                         "408": refused("request_timeout: the body did not arrive within "
                                        "PAYMENT_INTAKE_CALLBACK_BODY_TIMEOUT_S (10 s)"),
                         "409": refused("account_mismatch: the payment belongs to another account than "

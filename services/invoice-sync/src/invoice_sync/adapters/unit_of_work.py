@@ -28,6 +28,7 @@ class PostgresUnitOfWork:
         self._outbox = outbox
         self._writes_outbox = writes_outbox  # else the consumer writes it with its offsets
         self._invoices_topic = outbox.registry.invoices.name
+        self.event_limit = outbox.registry.invoices.max_message_bytes
         self.now = utc_now()
 
     @classmethod

@@ -10,14 +10,12 @@ is never applied, and the dead letter carries it with the number masked.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from invoice_sync.domain.normalise import InvalidErpDocument
 from invoice_sync.unit_of_work import UnitOfWork
 from payments_contracts import Envelope
-from payments_contracts.card_numbers import redact_card_numbers
 from payments_contracts.erp import ErpAccountSnapshot, ErpInvoiceCancelled, ErpInvoiceUpserted
 from payments_platform.messaging import Delivery
 
@@ -26,7 +24,6 @@ from .registrations import on_provider_answers
 
 __all__ = ["HANDLERS", "apply_batch", "on_provider_answers"]
 
-log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, UnitOfWork], Awaitable[None]]
 
@@ -52,22 +49,11 @@ async def apply_batch(deliveries: Sequence[Delivery], uow: UnitOfWork) -> None:
         handler = HANDLERS.get(type(delivery.message))
         if handler is None:
             continue
-        # Not `observability.about()` per message: binding context costs as much as
-        # applying a document; the one log line here names the document itself.
+        # The consumer logs the dead letter (with its position, reason and event id)
+        # once the batch is committed.
         try:
             refuse_card_numbers(delivery.message)
             await handler(delivery.message, uow)
         except InvalidErpDocument as exc:
-            log.warning(
-                "ERP document rejected; dead-lettered",
-                extra={
-                    "reason": exc.reason_code,
-                    "detail": exc.message,
-                    "event_id": str(delivery.message.event_id),
-                    "correlation_id": str(delivery.message.correlation_id),
-                    "account_id": redact_card_numbers(delivery.message.account_id),
-                    "offset": delivery.offset,
-                },
-            )
             uow.reject(delivery, exc)
     await uow.commit()

@@ -14,7 +14,7 @@ from invoice_sync.domain.mirror import Source
 from invoice_sync.domain.model import Invoice
 from invoice_sync.domain.normalise import InvalidErpDocument, normalise
 from invoice_sync.domain.registration import intent_for
-from invoice_sync.messages import Cause, happened
+from invoice_sync.messages import Cause, Event, happened
 from invoice_sync.unit_of_work import UnitOfWork
 from payments_contracts import Envelope
 from payments_contracts.card_numbers import card_number_fields
@@ -36,9 +36,31 @@ def _store(uow: UnitOfWork, invoice: Invoice) -> None:
         uow.registrations.schedule(invoice, intent)
 
 
-def _publish_all(uow: UnitOfWork, happenings: list[mirror.Happening], cause: Cause) -> None:
-    for happening in happenings:
-        uow.publish(happened(happening, cause, uow.now))
+def _events(uow: UnitOfWork, happenings: list[mirror.Happening], cause: Cause) -> list[Event]:
+    """What a document will publish, built before anything of it is stored. An event the
+    broker would refuse refuses the document here, dead-lettered with the sizes for the
+    ERP team: stored, it would have reached neither `invoices` nor the read model, its
+    event set aside by the relay with nobody told (an event is about 80 bytes larger than
+    its document, so a document just under the broker's limit made one)."""
+    events = [happened(happening, cause, uow.now) for happening in happenings]
+    limit = uow.event_limit
+    for event in events:
+        size = event.size_over(limit)
+        if size is not None:
+            raise InvalidErpDocument(
+                "document_too_large",
+                f"its {event.type} event would be {size:,} bytes, over the {limit:,}-byte limit of "
+                f"the invoices topic (max.message.bytes); make the document at least "
+                f"{size - limit:,} bytes smaller (its text fields or posted payments)",
+            )
+    return events
+
+
+def _apply(uow: UnitOfWork, current: Invoice | None, invoice: Invoice | None, events: list[Event]) -> None:
+    if invoice is not None and invoice is not current:
+        _store(uow, invoice)
+    for event in events:
+        uow.publish(event)
 
 
 async def on_invoice_upserted(message: ErpInvoiceUpserted, uow: UnitOfWork) -> None:
@@ -53,9 +75,7 @@ async def on_invoice_upserted(message: ErpInvoiceUpserted, uow: UnitOfWork) -> N
         details=details,
         source=_source(message),
     )
-    if invoice is not None and invoice is not current:
-        _store(uow, invoice)
-    _publish_all(uow, happenings, Cause.of(message))
+    _apply(uow, current, invoice, _events(uow, happenings, Cause.of(message)))
 
 
 async def on_invoice_cancelled(message: ErpInvoiceCancelled, uow: UnitOfWork) -> None:
@@ -67,16 +87,15 @@ async def on_invoice_cancelled(message: ErpInvoiceCancelled, uow: UnitOfWork) ->
         version=message.payload.version,
         source=_source(message),
     )
-    if invoice is not None and invoice is not current:
-        _store(uow, invoice)
-    _publish_all(uow, happenings, Cause.of(message))
+    _apply(uow, current, invoice, _events(uow, happenings, Cause.of(message)))
 
 
 async def on_account_snapshot(message: ErpAccountSnapshot, uow: UnitOfWork) -> None:
     """Every open invoice of the account: apply each, close the open ones not listed.
 
     The snapshot is validated whole before anything is applied: with one document
-    unusable we cannot tell which invoices are really missing.
+    unusable we cannot tell which invoices are really missing. So are its events: each
+    is built (and checked against the broker's limit) before anything is stored.
     """
     snapshot = message.payload
     account = message.account_id
@@ -87,9 +106,9 @@ async def on_account_snapshot(message: ErpAccountSnapshot, uow: UnitOfWork) -> N
     if not mirror.is_newer_snapshot(await uow.snapshots.sequence(account), snapshot.sequence):
         log.info("stale or repeated snapshot ignored", extra={"sequence": snapshot.sequence})
         return
-    await uow.snapshots.record(account, snapshot.sequence, snapshot.as_of)
     cause = Cause.of(message)
     source = Source(str(message.event_id), str(message.correlation_id), snapshot.as_of)
+    changes: list[tuple[Invoice | None, Invoice | None, list[Event]]] = []
     for doc, details in listed:
         current = await uow.invoices.get(account, details.invoice_number)
         invoice, happenings = mirror.upsert(
@@ -101,17 +120,16 @@ async def on_account_snapshot(message: ErpAccountSnapshot, uow: UnitOfWork) -> N
             source=source,
             from_snapshot=True,
         )
-        if invoice is not None and invoice is not current:
-            _store(uow, invoice)
-        _publish_all(uow, happenings, cause)
+        changes.append((current, invoice, _events(uow, happenings, cause)))
     still_listed = set(numbers)
     for stored in await uow.invoices.of_account(account):
         if stored.invoice_number in still_listed:
             continue
         closed, happenings = mirror.close_missing(stored, as_of=snapshot.as_of, source=source)
-        if closed is not stored:
-            _store(uow, closed)
-        _publish_all(uow, happenings, cause)
+        changes.append((stored, closed, _events(uow, happenings, cause)))
+    await uow.snapshots.record(account, snapshot.sequence, snapshot.as_of)
+    for current, invoice, events in changes:
+        _apply(uow, current, invoice, events)
 
 
 def refuse_card_numbers(message: Envelope) -> None:

@@ -24,7 +24,8 @@ from payment_intake.domain.provider import (
     RefundState,
 )
 from payment_intake.domain.refunds import Refund
-from payments_platform.merchants import MerchantFile
+from payment_intake.settings import PaymentIntakeSettings
+from payments_platform.merchants import MerchantFile, WatchedMerchantFile
 from payments_platform.messaging import TransientError
 from payments_platform.provider_credentials import StripeMerchant, stripe_merchant
 from payments_platform.sandbox import UnsafeConfiguration
@@ -33,6 +34,22 @@ log = logging.getLogger(__name__)
 
 
 class MerchantProviders:
+    @classmethod
+    def of(cls, settings: PaymentIntakeSettings) -> MerchantProviders:
+        """The service's and its ops CLI's: one provider per merchant, from the same
+        settings and the same merchant file (a start refuses a Stripe merchant without
+        usable credentials)."""
+        merchant_file = None
+        if settings.merchant_config is not None:
+            merchant_file = WatchedMerchantFile[MerchantFile](settings.merchant_config, lambda f: f).current
+        return cls(
+            ProviderClient(settings.provider_url, timeout_s=settings.provider_timeout_s),
+            merchant_file,
+            sandbox_mode=settings.sandbox,
+            stripe_api_base=settings.stripe_api_base,
+            timeout_s=settings.provider_timeout_s,
+        )
+
     def __init__(
         self,
         sandbox: ProviderClient,

@@ -2,10 +2,15 @@
 
 A timestamp missing or outside the library's 5 minutes is refused with 400, a missing or
 wrong signature with 401. Several secrets verify at once (a rotation): any one is enough.
+The signature is checked over the raw bytes before anything parses them, so 401 means
+the secret (or the signing) is wrong and nothing else; a signed body that is not a JSON
+object of the contract (not JSON, nested past the parser's depth, null, an array, a
+number, no `type`) is 400 `invalid_body`, never a 500.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -33,13 +38,20 @@ class StandardWebhooks:
         refusal = _timestamp_problem(headers.get("webhook-timestamp"))
         if refusal is not None:
             raise WebhookRefused(400, "bad_timestamp", refusal)
-        for verifier in self._verifiers:
-            try:
-                data = verifier.verify(body, dict(headers))
-            except (WebhookVerificationError, ValueError):
-                continue
-            return VerifiedWebhook(headers.get("webhook-id", ""), data)
-        raise WebhookRefused(401, "bad_signature", "signature verification failed")
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            # JSON is UTF-8 (RFC 8259), so this is no callback whoever signed it; the
+            # library signs text and cannot check a signature over other bytes.
+            raise WebhookRefused(400, "invalid_body", "the callback body is not UTF-8 JSON") from None
+        if not any(_signed_by(verifier, body, headers) for verifier in self._verifiers):
+            raise WebhookRefused(401, "bad_signature", "signature verification failed")
+        data = _json_object(body)
+        if data is None or not isinstance(data.get("type"), str):
+            raise WebhookRefused(
+                400, "invalid_body", "the callback body is not a JSON object of the contract"
+            )
+        return VerifiedWebhook(headers.get("webhook-id", ""), data)
 
     def read(self, webhook: VerifiedWebhook) -> ProviderNews | None:
         body = webhook.body
@@ -52,6 +64,29 @@ class StandardWebhooks:
             raise WebhookRefused(
                 400, "invalid_body", "the callback body does not match the contract"
             ) from None
+
+
+def _signed_by(verifier: Webhook, body: bytes, headers: Mapping[str, str]) -> bool:
+    """`json_parse=False`: the library's own parse (json.loads) raised RecursionError on
+    deeply nested bodies (a 500) and made a signed body that is not JSON look like a bad
+    signature (a 401)."""
+    try:
+        verifier.verify(body, dict(headers), json_parse=False)
+    except (WebhookVerificationError, ValueError):
+        # ValueError: a malformed signature header (no comma, not base64).
+        return False
+    return True
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None when it is anything else."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        # RecursionError: nesting deeper than the parser's recursion limit fits in far
+        # less than the body cap (20,000 arrays in 40 KB).
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _timestamp_problem(header: str | None) -> str | None:

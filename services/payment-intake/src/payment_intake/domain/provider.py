@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -81,6 +81,14 @@ class ClaimedCheckout:
     checkout_id: str
     updated_at: datetime
     attempts: int = field(compare=False)
+
+
+def next_status_sync(updated_at: datetime, after_s: float, asked_again_at: datetime | None) -> datetime:
+    """When status sync asks the provider about an open checkout: once the payment has
+    not moved for its policy's `after_s`, and not before the time an earlier sync set
+    (a threshold after a "still open", the back-off after a failure)."""
+    due = updated_at + timedelta(seconds=after_s)
+    return due if asked_again_at is None or asked_again_at < due else asked_again_at
 
 
 def backoff_s(attempt: int) -> float:

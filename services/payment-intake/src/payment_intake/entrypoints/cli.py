@@ -13,6 +13,7 @@ payment-intake-ops set-aside | republish-set-aside ID ... | --all [--apply]
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 from uuid import UUID
 
@@ -56,23 +57,19 @@ def stuck(
     older_than: Annotated[float, typer.Option(help="Seconds without a change")] = 600.0,
 ) -> None:
     """Open payments (requested, checkout open, processing) that have not moved for a while."""
-    rows = _with(lambda ctx: ops.stuck(ctx.pool, older_than))
+    rows = _with(lambda ctx: ops.stuck(ctx, older_than))
     show(
         f"stuck for {older_than:g} s or more",
         ("payment", "account", "status", "age s", "checkout", "syncs", "next sync"),
         [
-            (
-                r["payment_id"],
-                r["account_id"],
-                r["status"],
-                r["age_s"],
-                r["checkout_id"],
-                r["sync_attempts"],
-                r["sync_next_at"],
-            )
+            (r.payment_id, r.account_id, r.status, r.age_s, r.checkout_id, r.syncs, _when(r.next_sync))
             for r in rows
         ],
     )
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _show_flagged(title: str, rows: list) -> None:  # type: ignore[type-arg]
@@ -116,13 +113,31 @@ def reconcile(
         console.print("give a PAYMENT_ID or --all")
         raise typer.Exit(2)
 
-    async def work(ctx: ops.Operating) -> int:
+    async def work(ctx: ops.Operating) -> list[ops.Reconciled]:
         ids = [payment_id] if payment_id is not None else await ops.open_payments(ctx.pool)
         with progress("status sync", unit="payments") as update:
             return await ops.reconcile(ctx, ids, progress=update)
 
-    asked = _with(work)
-    console.print(f"asked the provider about {asked} payment(s)")
+    done = _with(work)
+    show(
+        "status sync",
+        ("payment", "account", "provider said", "what we did", "next sync"),
+        [(r.payment_id, r.account_id or "-", r.answer or "-", _did(r), _when(r.next_sync)) for r in done],
+    )
+    console.print(f"asked the provider about {sum(r.answer is not None for r in done)} payment(s)")
+
+
+def _did(r: ops.Reconciled) -> str:
+    if r.account_id is None:
+        return "not asked: no such payment"
+    if r.answer is None:
+        why = "flagged" if r.status_now in ("checkout_open", "processing") else "no open checkout"
+        return f"not asked: {r.status_now} ({why})"
+    if r.status_before not in ("checkout_open", "processing"):
+        return f"nothing: already {r.status_before}"
+    if r.status_before != r.status_now:
+        return f"{r.status_before} -> {r.status_now}"
+    return f"still {r.status_now}"
 
 
 @app.command()

@@ -4,7 +4,11 @@ provider's `WebhookSource` and puts the callback on `payments.callbacks`.
 
 - missing or stale/future timestamp (outside the 5-minute tolerance): 400;
 - bad or missing signature: 401; nothing is stored or published for either. Several
-  secrets verify at once (rotation): any one of them signing is enough;
+  secrets verify at once (Standard Webhooks rotation): any one of them signing is enough.
+  The signature is checked over the raw body before anything parses it, so 401 means
+  the secret (or the signing) is wrong and nothing else;
+- signed, but not a JSON object of the contract (not JSON, nested past the parser's
+  depth, null, an array, a number, no `type`): 400 `invalid_body`, never 500;
 - a body over the cap: 413 before it is read (BodyLimit, set up in main);
 - a signed body that is not the provider's event: 400; an event type we do not act on:
   200 `ignored`;

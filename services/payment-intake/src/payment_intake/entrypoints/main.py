@@ -9,7 +9,6 @@ import asyncpg
 from fastapi import FastAPI
 
 from payment_intake.adapters.merchant_file import watched_policies
-from payment_intake.adapters.provider import ProviderClient
 from payment_intake.adapters.providers import MerchantProviders
 from payment_intake.adapters.queued_work import QueuedWork
 from payment_intake.adapters.sandbox_webhooks import StandardWebhooks
@@ -27,7 +26,6 @@ from payment_intake.workers import CheckoutOpener, ExpiryTimer, ProviderWorker
 from payments_contracts.topics import TopicRegistry
 from payments_platform.health import BrokerProbe
 from payments_platform.http_limits import BodyLimit
-from payments_platform.merchants import MerchantFile, WatchedMerchantFile
 from payments_platform.messaging import OutboxRelay, TransactionalConsumer
 from payments_platform.ops_metrics import OpsGauges
 from payments_platform.sandbox import UnsafeConfiguration
@@ -56,16 +54,7 @@ async def build_parts(settings: PaymentIntakeSettings) -> Parts:
     config = IntakeConfig(policies=policies, checkout_ttl_s=settings.checkout_ttl_s)
     registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
-    merchant_file = None
-    if settings.merchant_config is not None:
-        merchant_file = WatchedMerchantFile[MerchantFile](settings.merchant_config, lambda f: f).current
-    provider = MerchantProviders(  # refuses to start on a Stripe merchant without usable credentials
-        ProviderClient(settings.provider_url, timeout_s=settings.provider_timeout_s),
-        merchant_file,
-        sandbox_mode=settings.sandbox,
-        stripe_api_base=settings.stripe_api_base,
-        timeout_s=settings.provider_timeout_s,
-    )
+    provider = MerchantProviders.of(settings)
     unit = units(pool, registry, config, on_published=relay.wake)
     opener = CheckoutOpener(
         unit,

@@ -5,7 +5,9 @@ exactly as its webhook would have (same moves, same events, same flags)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TypeAlias, TypeVar, Union
+from uuid import UUID
 
 from prometheus_client import Counter
 
@@ -36,23 +38,43 @@ Answer: TypeAlias = Union[T, Exception]  # noqa: UP007 (a generic alias needs Un
 # (a refusal is a ProviderRefused, an outage any other exception)
 
 
+@dataclass(frozen=True)
+class Heard:
+    """What status sync heard from the provider about one payment, and the payment's
+    status when the answer came (None: no such payment); payment-intake-ops reconcile
+    shows it next to what the payment is now."""
+
+    payment_id: UUID
+    answer: str
+    status_before: str | None
+
+
+def _told(answer: Answer[CheckoutState]) -> str:
+    if isinstance(answer, CheckoutState):
+        return answer.status + (f" ({answer.reason})" if answer.reason else "")
+    if isinstance(answer, ProviderRefused):
+        return f"refused: {answer.code}"
+    return f"no answer: {type(answer).__name__} {str(answer)[:80]}".strip()
+
+
 async def record_sync(
     uow: UnitOfWork, claimed: ClaimedCheckout, answer: Answer[CheckoutState], *, threshold_s: float
-) -> None:
+) -> Heard:
     payment = await uow.payments.get_for_update(claimed.payment_id)
+    heard = Heard(claimed.payment_id, _told(answer), None if payment is None else payment.status.value)
     if payment is None or payment.status not in (PaymentStatus.CHECKOUT_OPEN, PaymentStatus.PROCESSING):
-        return  # its webhook (or the customer, or the timer) got there first
+        return heard  # its webhook (or the customer, or the timer) got there first
     if isinstance(answer, ProviderRefused) and answer.code == "unknown_checkout":
         SYNCED.labels("unknown").inc()
         log.warning("status sync: the provider does not know the checkout", extra=about(payment))
         word = ProviderWord(Happening.FAILED, reason="unknown_at_provider", end_code="unknown_at_provider")
         await provider_said(uow, payment, word, cause=None, source="status-sync")
-        return
+        return heard
     if isinstance(answer, Exception):
         SYNCED.labels("error").inc()
         log.warning("status sync failed; retrying later", extra={**about(payment), "error": repr(answer)})
         await uow.checkouts.sync_later(payment.payment_id, backoff_s(claimed.attempts))
-        return
+        return heard
     words = words_for(payment, answer)
     SYNCED.labels(answer.status).inc()
     log.info("status sync", extra={**about(payment), "provider_status": answer.status})
@@ -62,6 +84,7 @@ async def record_sync(
         await provider_said(uow, current, word, cause=None, source="status-sync")
     if not words:  # still open at the provider: ask again a threshold later
         await uow.checkouts.sync_later(payment.payment_id, threshold_s)
+    return heard
 
 
 async def record_cancel(

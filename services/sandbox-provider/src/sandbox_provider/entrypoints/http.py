@@ -4,11 +4,14 @@ controls for tests and a small page a person can pay on."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox_provider import pages
 from sandbox_provider.ledger import Checkout, Fault, FaultMode, Ledger
@@ -58,12 +61,52 @@ class Failure(BaseModel):
     reason: str = "card_declined"
 
 
+log = logging.getLogger(__name__)
+
+
 def _refuse(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
+class RequestLog:
+    """One line per request (method, path, status, milliseconds), as a pure ASGI
+    middleware: the provider answers thousands of calls a second in benchmarks, and
+    Starlette's BaseHTTPMiddleware costs a task and a stream per request. Liveness
+    probes are left out: they are the launcher's and an orchestrator's, every second."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == "/health/live":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets when the app raises before answering
+
+        async def answer(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, answer)
+        finally:
+            log.info(
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
+
+
 def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
     app = FastAPI(title="sandbox payment provider", version="1.0.0")
+    app.add_middleware(RequestLog)
     ledger = Ledger()
     sender = WebhookSender(
         settings.webhook_url,
@@ -84,6 +127,7 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
         fault: Fault | None = ledger.take_fault(target)
         if fault is None:
             return None
+        log.info("injected fault applied", extra={"target": target, "mode": fault.mode})
         if fault.mode == "slow":
             await asyncio.sleep(fault.delay_s or 2.0)
             return None
@@ -121,6 +165,10 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
         for item in body.invoices:
             registered = ledger.invoices.get((body.account_id, item.invoice_number))
             if registered is None or registered.status != "registered":
+                log.info(
+                    "checkout refused: invoice not registered",
+                    extra={"payment_id": body.payment_id, "invoice_number": item.invoice_number},
+                )
                 return _refuse(
                     422, "invoice_not_registered", f"invoice {item.invoice_number} is not registered"
                 )
@@ -133,6 +181,7 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
             invoices=[i.model_dump() for i in body.invoices],
             ttl_s=settings.checkout_ttl_s,
         )
+        log.info("checkout opened", extra=_about(checkout))
         path = "portal" if body.method == "payer_portal" else "checkout"
         return {
             "checkout_id": checkout.checkout_id,
@@ -168,6 +217,7 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
         amount = body.amount_minor if body and body.amount_minor is not None else checkout.amount_minor
         ref = f"pay_{checkout.checkout_id[3:]}"
         checkout.captured_minor, checkout.provider_payment_ref = amount, ref
+        log.info("checkout completed", extra={**_about(checkout), "captured_minor": amount, "late": late})
         if checkout.provider == "stripe":
             stripe.completed(checkout, amount)
             return {"status": checkout.status}
@@ -187,6 +237,7 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
         checkout.status = "failed"
         reason = body.reason if body else "card_declined"
         checkout.reason = reason
+        log.info("checkout failed", extra={**_about(checkout), "reason": reason})
         if checkout.provider == "stripe":
             stripe.failed(checkout)
             return {"status": checkout.status}
@@ -200,6 +251,7 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
             raise HTTPException(409, f"checkout is {checkout.status}")
         checkout.status = "expired"
         checkout.reason = "abandoned"
+        log.info("checkout abandoned", extra=_about(checkout))
         if checkout.provider == "stripe":
             stripe.expired(checkout)
             return {"status": checkout.status}
@@ -224,6 +276,7 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
     @app.post("/sandbox/faults")
     async def inject_fault(body: FaultRequest) -> dict[str, str]:
         ledger.faults[body.target] = Fault(body.mode, body.count, body.delay_s)
+        log.info("fault armed", extra=body.model_dump())
         return {"status": "armed"}
 
     @app.delete("/sandbox/faults")
@@ -235,6 +288,7 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
     async def set_webhook_options(options: WebhookOptions) -> WebhookOptions:
         """How webhooks are sent from now on: duplicated, reordered, stale or dropped."""
         sender.options = options
+        log.info("webhook options set", extra=options.model_dump())
         return options
 
     @app.delete("/sandbox/checkouts/{checkout_id}")
@@ -243,6 +297,7 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
         checkout = checkout_or_404(checkout_id)
         del ledger.checkouts[checkout_id]
         ledger.by_payment.pop(checkout.payment_id, None)
+        log.info("checkout forgotten", extra=_about(checkout))
         return {"status": "forgotten"}
 
     # --- pages a person can use -----------------------------------------------------------
@@ -260,3 +315,15 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
     app.include_router(webhook_routes(sender))
     app.include_router(stripe_routes(stripe, apply_fault))
     return app, sender
+
+
+def _about(checkout: Checkout) -> dict[str, object]:
+    """Log fields naming a checkout and what it is for."""
+    return {
+        "checkout_id": checkout.checkout_id,
+        "payment_id": checkout.payment_id,
+        "account_id": checkout.account_id,
+        "amount_minor": checkout.amount_minor,
+        "currency": checkout.currency,
+        "method": checkout.method,
+    }

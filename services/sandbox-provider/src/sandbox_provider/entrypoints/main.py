@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 from collections.abc import Iterator
 
 import uvicorn
 
+from payments_platform.observability import configure_logging
 from sandbox_provider.entrypoints.http import build_app
-from sandbox_provider.settings import SandboxSettings
+from sandbox_provider.settings import SERVICE, SandboxSettings
 
 
 class _Server(uvicorn.Server):
@@ -23,8 +23,10 @@ class _Server(uvicorn.Server):
 
 async def serve(settings: SandboxSettings) -> None:
     app, sender = build_app(settings)
+    # log_config=None: uvicorn keeps the JSON lines configured in main (its own config
+    # would replace them); requests are logged by the app (entrypoints/http.py).
     server = _Server(
-        uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+        uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -36,9 +38,6 @@ async def serve(settings: SandboxSettings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format='{"level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}',
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    asyncio.run(serve(SandboxSettings()))
+    settings = SandboxSettings()
+    configure_logging(SERVICE, settings.log_level)
+    asyncio.run(serve(settings))

@@ -12,7 +12,8 @@ from typing import NamedTuple, TypeAlias
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import IllegalStateError
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
@@ -22,7 +23,7 @@ from payments_contracts.topics import Topic, TopicRegistry
 from payments_platform.kafka import client_options
 from payments_platform.membership import consumer_options, leave_group_on_stop
 
-from .dead_letter import Position, dead_letter
+from .dead_letter import Position, dead_letter, described
 from .outbox import Outbox
 from .transient import is_transient, retrying
 
@@ -33,6 +34,7 @@ APPLIED = Counter("consumer_applied_total", "Messages applied (not duplicates)",
 DUPLICATES = Counter("consumer_duplicates_total", "Messages skipped as already applied", ["consumer"])
 DEAD_LETTERS = Counter("consumer_dead_letters_total", "Messages dead-lettered", ["consumer", "topic"])
 POSITION_CHECK_S = 5.0
+COORDINATOR_WAIT_S = 30.0
 KAFKA_COMMIT_TIMEOUT_S = 5.0
 GAPS = Counter(
     "consumer_gaps_total", "Batches that started past the stored offset and were read again", ["consumer"]
@@ -173,6 +175,7 @@ class TransactionalConsumer:
             **consumer_options(),
         )
         self._consumer = consumer
+        await self._until_coordinator_known()
         async for attempt in retrying(f"{self.name} consumer start", until=self._stopping):
             with attempt:
                 await consumer.start()
@@ -196,6 +199,36 @@ class TransactionalConsumer:
             if self._stopping.is_set():
                 leave_group_on_stop(consumer)
             await consumer.stop()
+
+    async def _until_coordinator_known(self) -> None:
+        """Ask the broker for the group's coordinator until it names one (bounded).
+
+        A broker no group has used yet (a user's first `make run`) creates
+        `__consumer_offsets` on the first such request and answers "coordinator not
+        available" until its partitions have leaders, which aiokafka's consumer logs at
+        error level ("Group Coordinator Request failed") on each retry: an error in
+        every clean start's log. Asked here first, quietly, the consumer finds it at
+        once. Lowering that aiokafka logger instead would also hide the same line later
+        in a run, when it means a broker is gone. Past the bound, or with no broker to
+        ask, the consumer starts anyway and aiokafka's own retries (and lines) take over.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + COORDINATOR_WAIT_S
+        admin = AIOKafkaAdminClient(**client_options(self._bootstrap), client_id=f"{self._group_id}-start")
+        try:
+            await admin.start()
+            while not self._stopping.is_set() and loop.time() < deadline:
+                try:
+                    await admin.find_coordinator(self._group_id)
+                    return
+                except KafkaError as exc:
+                    if not exc.retriable:
+                        return
+                await asyncio.sleep(0.1)
+        except Exception as exc:
+            log.debug("group coordinator not asked before start", extra={"error": repr(exc)})
+        finally:
+            await admin.close()
 
     async def _resume(self, assigned: set[TopicPartition]) -> None:
         assert self._consumer is not None
@@ -392,10 +425,28 @@ class TransactionalConsumer:
                 APPLIED.labels(self.name).inc(len(fresh))
             if records:
                 await self._store_offsets(conn, records)
+            letters = [d for m in outbox.messages if (d := described(m)) is not None]
             await outbox.write(conn)
         for key in {(r.topic, r.partition) for r in records}:
             self._refilling.pop(key, None)
+        self._tell_dead_letters(letters, deliveries)
         return gaps
+
+    def _tell_dead_letters(
+        self, letters: list[tuple[Position, dict[str, object]]], deliveries: list[Delivery]
+    ) -> None:
+        """One warning line and one count per dead letter, once its transaction committed
+        (a batch retried after a transient failure would have told it twice), whoever made
+        it: the block (undecodable, or a handler that raised) or a handler's own reject."""
+        if not letters:
+            return
+        decoded = {Position(d.topic, d.partition, d.offset): d.message for d in deliveries}
+        for source, fields in letters:
+            DEAD_LETTERS.labels(self.name, source.topic).inc()
+            message = decoded.get(source)
+            if message is not None:
+                fields |= {"event_id": str(message.event_id), "correlation_id": str(message.correlation_id)}
+            log.warning("message dead-lettered", extra={"consumer": self.name, **fields})
 
     async def _apply_one_by_one(
         self,
@@ -416,21 +467,11 @@ class TransactionalConsumer:
                 if is_transient(exc):
                     raise
                 record = by_position[(delivery.topic, delivery.partition, delivery.offset)]
-                log.error(
-                    "message cannot be applied; dead-lettered",
-                    extra={
-                        "consumer": self.name,
-                        "event_id": str(delivery.message.event_id),
-                        "correlation_id": str(delivery.message.correlation_id),
-                        "error": repr(exc),
-                    },
-                )
                 self._dead_letter(outbox, record, f"{type(exc).__name__}: {exc}")
                 continue
             outbox.extend(own)
 
     def _dead_letter(self, outbox: Outbox, record: Record, error: str) -> None:
-        DEAD_LETTERS.labels(self.name, record.topic).inc()
         outbox.add(
             dead_letter(
                 Position(record.topic, record.partition, record.offset),

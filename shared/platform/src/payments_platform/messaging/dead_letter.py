@@ -71,3 +71,23 @@ def dead_letter(
         value=body,
         headers=headers,
     )
+
+
+def described(letter: OutgoingMessage) -> tuple[Position, dict[str, object]] | None:
+    """Where a dead letter came from, and what a log line says about it: its position,
+    why and who set it aside (the error as its header has it, card numbers masked),
+    never its body. None for a message that is no dead letter."""
+    headers = letter.headers
+    topic = headers.get("dlq.source.topic")
+    if topic is None:
+        return None
+    source = Position(topic, int(headers["dlq.source.partition"]), int(headers["dlq.source.offset"]))
+    return source, {
+        "topic": source.topic,
+        "partition": source.partition,
+        "offset": source.offset,
+        "dead_letter_topic": letter.topic,
+        "service": headers["dlq.service"],
+        "reason": headers.get("dlq.reason"),
+        "error": headers["dlq.error"],
+    }

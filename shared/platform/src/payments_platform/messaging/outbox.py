@@ -19,6 +19,7 @@ from aiokafka.errors import (
     RecordListTooLargeError,
     RecordTooLargeError,
 )
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from prometheus_client import Counter, Gauge
 from pydantic_core import from_json, to_json
 
@@ -66,6 +67,29 @@ class OutgoingMessage(NamedTuple):
             value=message.model_dump_json().encode() if value is None else value,
             headers={"type": message.type, "event_id": str(message.event_id)},
         )
+
+
+def encoded_size_over(message: OutgoingMessage, limit: int) -> int | None:
+    """The bytes of the record batch carrying `message` alone, when they exceed `limit`
+    (a topic's max.message.bytes, which the broker compares them with); None when it fits.
+    Encoded by aiokafka as the relay's producer encodes it (magic 2, no compression). Its
+    upper bound first, which copies nothing: the exact encoding only near the limit."""
+    key, value = message.key, message.value
+    headers = [(k, v.encode()) for k, v in message.headers.items()]
+    if DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers) <= limit:
+        return None
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=0,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=2**31 - 1,
+    )
+    builder.append(0, timestamp=0, key=key, value=value, headers=headers)
+    size = len(builder.build())
+    return size if size > limit else None
 
 
 @dataclass
