@@ -11,6 +11,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -325,6 +326,29 @@ class PostgresNode:
             with suppress(subprocess.TimeoutExpired):
                 self._process.wait(timeout=10)
         self._process, self.pid = None, None
+
+    def processes(self) -> list[int]:
+        """The postmaster and every process it forked (backends, walwriter, ...)."""
+        if self.pid is None:
+            return []
+        found = [self.pid]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with suppress(OSError, ValueError, IndexError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == self.pid:
+                    found.append(int(stat.parent.name))
+        return found
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole server: connections stay open and nothing answers (a hung
+        host, a partition), the case a client's timeouts must handle without an error."""
+        for pid in self.processes():
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self.processes():
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def restart(self, timeout: float = 60.0) -> float:
         """Start the cluster again on its data directory; seconds until it accepts logins."""

@@ -22,7 +22,9 @@ from payments_platform.messaging import is_transient
         # What asyncpg raises on a connection whose server ended the session mid-operation
         # (`pg_ctl stop -m fast`): seen stopping status-projector's projection and
         # payment-intake's command consumer before it counted as transient.
-        asyncpg.exceptions.InternalClientError("cannot switch to state 11; another operation (2) is in progress"),
+        asyncpg.exceptions.InternalClientError(
+            "cannot switch to state 11; another operation (2) is in progress"
+        ),
         asyncpg.exceptions.ProtocolError("unexpected message"),
         # A multi-host DSN during a failover, before the standby is promoted.
         asyncpg.exceptions.TargetServerAttributeNotMatched("none of the hosts match the target attribute"),

@@ -11,7 +11,7 @@ from payments_contracts.payments import (
 
 from .client import OutcomeTimeout, PayOutcome, PortalClient
 from .outcomes import Accepted, Correlator, Ended, Outcome, Rejected, RemittanceDetails
-from .read_api import NotFound, ReadModelClient
+from .read_api import NotFound, ReadModelClient, ReadModelUnavailable
 
 __all__ = [
     "Accepted",
@@ -28,6 +28,7 @@ __all__ = [
     "PayerPortal",
     "PortalClient",
     "ReadModelClient",
+    "ReadModelUnavailable",
     "Rejected",
     "Remittance",
     "RemittanceDetails",

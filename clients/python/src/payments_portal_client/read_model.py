@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -124,6 +124,20 @@ class Problem401(BaseModel):
 
 class Problem404(BaseModel):
     detail: Annotated[str, Field(title='Detail')]
+
+
+class Problem503(BaseModel):
+    detail: Annotated[str, Field(title='Detail')]
+    retry_after_s: Annotated[int, Field(title='Retry After S')]
+    status: Annotated[Literal[503], Field(title='Status')]
+    title: Annotated[str, Field(title='Title')]
+    type: Annotated[
+        str,
+        Field(
+            description='urn:payments:read-model:unavailable (no database answered in time) or urn:payments:read-model:behind (none has applied the min_offset passed yet)',
+            title='Type',
+        ),
+    ]
 
 
 class State(StrEnum):

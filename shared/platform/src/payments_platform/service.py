@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from payments_contracts.topics import TopicRegistry
 
-from .database import open_pool
+from .database import answers_within, open_pool
 from .health import BrokerProbe, LoopHeartbeat
 from .http_limits import server_limits
 from .messaging import OutboxRelay, TransactionalConsumer
@@ -125,10 +125,7 @@ class ServiceHost:
         return checks
 
     async def _database_answers(self) -> bool:
-        try:
-            return bool(await asyncio.wait_for(self.pool.fetchval("SELECT true"), 2.0))
-        except Exception:
-            return False
+        return await answers_within(self.pool, 1.5)
 
     async def _watch_relay_leadership(self) -> None:
         leading = False

@@ -129,3 +129,16 @@ class Problem404(BaseModel):
 
 class Problem401(BaseModel):
     detail: str
+
+
+class Problem503(BaseModel):
+    """RFC 9457 problem details; `Retry-After` carries the same seconds."""
+
+    type: str = Field(
+        description="urn:payments:read-model:unavailable (no database answered in time) or "
+        "urn:payments:read-model:behind (none has applied the min_offset passed yet)"
+    )
+    title: str
+    status: Literal[503]
+    detail: str
+    retry_after_s: int
