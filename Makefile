@@ -45,8 +45,12 @@ $(HELM):
 	@command -v go >/dev/null 2>&1 || { echo "Go is needed to build Helm (go install)"; exit 1; }
 	GOBIN=$(TOOLS_BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
+# `make up KAFKA_BROKERS=3` runs the production topology (RF 3, min ISR 2); KAFKA_SECURE=1 adds
+# SASL_SSL with ACLs (.run/kafka-<principal>.env), PG_REPLICA=1 a streaming replica for reads.
+KAFKA_BROKERS ?= 1
 up:
-	$(PYTHON) deploy/runtime up --state-dir $(STATE)
+	$(PYTHON) deploy/runtime up --state-dir $(STATE) --kafka-brokers $(KAFKA_BROKERS) \
+		$(if $(KAFKA_SECURE),--kafka-secure) $(if $(PG_REPLICA),--replica)
 
 down:
 	$(PYTHON) deploy/runtime down --state-dir $(STATE)

@@ -89,7 +89,6 @@ def ensure_postgres_binaries() -> Path:
     return found
 
 
-
 def postgres_ready(host: str, port: int) -> bool:
     """True once a client can log in and run a query, not merely once the port is open."""
     try:
@@ -101,7 +100,6 @@ def postgres_ready(host: str, port: int) -> bool:
     except (OSError, struct.error, WireProtocolError):
         return False
     return True
-
 
 
 def ensure_os_user(name: str) -> None:
@@ -275,6 +273,8 @@ class PostgresNode:
             "# payments runtime: trust, loopback and the private socket only\n"
             "local all all trust\n"
             f"host  all all {LOOPBACK}/32 trust\n"
+            # A streaming replica (start_replica) connects for replication from loopback.
+            f"host  replication all {LOOPBACK}/32 trust\n"
         )
 
     def _launch(self) -> None:
@@ -317,6 +317,47 @@ class PostgresNode:
 
     def is_running(self) -> bool:
         return pid_alive(self.pid, "postgres")
+
+    def start_replica(
+        self, data_dir: Path, port: int | None = None, *, timeout: float = 60.0
+    ) -> PostgresNode:
+        """A hot standby of this server: pg_basebackup, then streaming replication.
+
+        It answers read-only queries with what it has replayed; the read API reads from it
+        (PAYMENTS_READ_DATABASE_URL). The copy is taken from this server's current data,
+        so the payments database and every schema in it are there from the start.
+        """
+        assert self.port is not None and self.bin_dir is not None
+        replica = PostgresNode(bin_dir=self.bin_dir, run_as=self.run_as, durable=self.durable)
+        require_free(port)
+
+        def once() -> None:
+            replica.remove_data()
+            replica.data_dir = fresh_dir(data_dir)
+            replica.port = port or free_port()
+            replica.pgdata = replica._place_cluster()
+            result = replica._run(
+                "pg_basebackup",
+                "-h", LOOPBACK, "-p", str(self.port), "-U", PG_SUPERUSER,
+                "-D", str(replica.pgdata), "-X", "stream", "-R", "--checkpoint=fast",
+            )  # fmt: skip
+            if result.returncode != 0:
+                raise RuntimeError(f"pg_basebackup failed:\n{result.stdout[-4000:]}")
+            with open(replica.pgdata / "postgresql.conf", "a") as conf:
+                conf.write(
+                    "\n# payments runtime: this copy is a hot standby\n"
+                    f"port = {replica.port}\n"
+                    f"unix_socket_directories = '{replica.pgdata}'\n"
+                    "hot_standby = on\n"
+                    # Reads on the standby are short; a replay conflict cancels them after
+                    # this long rather than holding replay (and freshness) back.
+                    "max_standby_streaming_delay = 5s\n"
+                )
+            replica._launch()
+            replica._wait_ready(timeout)
+
+        retry_port_clash(once, "PostgreSQL replica")
+        return replica
 
     def crash(self) -> None:
         """`pg_ctl stop -m immediate`: no checkpoint, crash recovery on the next start."""
@@ -416,4 +457,3 @@ class PostgresNode:
             relocated=state.get("relocated", False),
             ready_seconds=state.get("ready_seconds"),
         )
-

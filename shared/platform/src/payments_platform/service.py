@@ -213,7 +213,9 @@ async def start_up(
     registry = TopicRegistry(settings.topic_prefix, settings.topic_partitions)
     async for attempt in retrying("ensure topics"):
         with attempt:
-            await ensure_topics(settings.kafka_bootstrap, registry)
+            await ensure_topics(
+                settings.kafka_bootstrap, registry, replication_factor=settings.topic_replication_factor
+            )
     pool = await open_pool(settings.database_url, schema, size=settings.db_pool_size, install=install)
     if settings.setup_only:
         await pool.close()
