@@ -17,7 +17,7 @@ TYPED_PACKAGES := shared/contracts/src/payments_contracts shared/platform/src/pa
 	clients/python/src/payments_portal_client \
 	deploy/runtime deploy/processes.py deploy/system.py deploy/demo.py
 
-.PHONY: help install helm up down topics contracts lint imports typecheck test test-unit test-integration test-e2e chaos run services bench clean
+.PHONY: help install helm up down topics contracts lint imports typecheck test test-unit test-integration test-e2e test-cluster chaos chaos-cluster run services bench clean
 
 help:
 	@echo "make run     start Kafka, PostgreSQL, the services, the sandbox provider and the portal with demo data"
@@ -88,6 +88,10 @@ test-integration: install
 
 test-e2e: install
 	$(BIN)/pytest tests/e2e
+
+# The walking skeleton on three brokers over SASL_SSL with ACLs (also part of `make test`).
+test-cluster: install
+	$(BIN)/pytest tests/e2e/test_secure_cluster.py
 
 # The whole system under kill -9 of service instances, the broker and PostgreSQL, with a
 # bad-input flood; a short version of the same test runs inside `make test`.

@@ -87,8 +87,10 @@ def grants(prefix: str = "") -> list[Acl]:
                 acls.append(Acl(user, operation, "topic", prefix + topic + ".dlq"))
         for topic in WRITES[service]:
             acls.append(Acl(user, "Write", "topic", prefix + topic))
-        # Its consumer groups (`<service>.<prefix><name>`) and its redrive groups.
-        acls.append(Acl(user, "Read", "group", f"{service}.", "prefixed"))
+        # Its consumer groups (`<service>.<prefix><name>`, payment-intake's
+        # `<prefix>payment-intake.<name>`) and its ops CLI's redrive groups (`<service>.redrive.*`).
+        for group in sorted({f"{service}.", f"{prefix}{service}."}):
+            acls.append(Acl(user, "Read", "group", group, "prefixed"))
         acls.append(Acl(user, "IdempotentWrite", "cluster", "kafka-cluster"))
     acls.append(Acl("User:portal", "Read", "topic", prefix + "payments.events"))
     acls.append(Acl("User:portal", "Write", "topic", prefix + "payments.commands"))
