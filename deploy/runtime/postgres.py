@@ -33,6 +33,7 @@ from .host import (
     remove_tree,
     require_free,
     retry_port_clash,
+    signal_group,
     startup_error,
     terminate,
     wait_for,
@@ -363,6 +364,17 @@ class PostgresNode:
         """`pg_ctl stop -m immediate`: no checkpoint, crash recovery on the next start."""
         assert self.pgdata is not None
         self._run("pg_ctl", "stop", "-D", str(self.pgdata), "-m", "immediate", "-w", "-t", "30")
+        if self._process is not None:
+            with suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=10)
+        self._process, self.pid = None, None
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every backend (the host lost), no shutdown at all."""
+        if self.pid is not None and self.is_running():
+            self.thaw()
+            signal_group(self.pid, signal.SIGKILL)
+            wait_gone(self.pid, 10)
         if self._process is not None:
             with suppress(subprocess.TimeoutExpired):
                 self._process.wait(timeout=10)
