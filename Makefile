@@ -98,6 +98,13 @@ test-cluster: install
 chaos: install
 	PAYMENTS_CHAOS=full $(BIN)/pytest tests/chaos -s
 
+# The same faults on the production topology: three brokers (each killed in turn, the
+# controller first, then a rolling restart of all) and a streaming replica for reads;
+# CHAOS_SECURE=1 puts every client on SASL_SSL with ACLs.
+chaos-cluster: install
+	PAYMENTS_CHAOS=full PAYMENTS_CHAOS_BROKERS=3 PAYMENTS_CHAOS_SECURE=$(if $(CHAOS_SECURE),1,0) \
+		$(BIN)/pytest tests/chaos/test_faults.py -s
+
 run: install
 	$(BIN)/python deploy/demo.py --state-dir $(STATE)
 
