@@ -27,6 +27,9 @@ help:
 	@echo "make topics  apply the topic registry      make contracts  regenerate JSON Schema/AsyncAPI/OpenAPI"
 	@echo "make lint    ruff and the import contracts (.importlinter)   make typecheck  mypy --strict on every package"
 	@echo "make chaos   the full fault suite (kills services, Kafka, PostgreSQL); prints its figures"
+	@echo "make chaos-cluster  the same on three brokers and a read replica (CHAOS_SECURE=1: SASL_SSL + ACLs)"
+	@echo "make test-cluster   the walking skeleton on three brokers over SASL_SSL with ACLs"
+	@echo "make up KAFKA_BROKERS=3 [KAFKA_SECURE=1] [PG_REPLICA=1]  the production topology locally"
 	@echo "make bench   every figure x5, CPU per process, anchors -> bench/results/<date>.md"
 
 install: $(VENV)/.installed
