@@ -197,6 +197,8 @@ def cmd_down(state_dir: Path) -> int:
             _stop_entry(key, entry)
     for name in ("state.json", "env"):
         (state_dir / name).unlink(missing_ok=True)
+    for principal_env in state_dir.glob("kafka-*.env"):  # generated passwords: gone with the cluster
+        principal_env.unlink()
     try:
         state_dir.rmdir()
     except OSError as exc:
