@@ -21,7 +21,7 @@ TYPED_PACKAGES := shared/contracts/src/payments_contracts shared/platform/src/pa
 	clients/python/src/payments_portal_client \
 	deploy/runtime deploy/processes.py deploy/system.py deploy/run_demo.py
 
-.PHONY: help install helm stripe-mock up down topics contracts lint imports typecheck test test-unit test-integration test-e2e chaos run services bench clean
+.PHONY: help install helm stripe-mock up down topics contracts lint imports typecheck test test-unit test-integration test-e2e test-cluster chaos chaos-cluster run services bench clean
 
 help:
 	@echo "make run     start Kafka, PostgreSQL, the services, the sandbox provider and the portal with demo data"
@@ -31,6 +31,9 @@ help:
 	@echo "make topics  apply the topic registry      make contracts  regenerate JSON Schema/AsyncAPI/OpenAPI"
 	@echo "make lint    ruff and the import contracts (.importlinter)   make typecheck  mypy --strict on every package"
 	@echo "make chaos   the full fault suite (kills services, Kafka, PostgreSQL); prints its figures"
+	@echo "make chaos-cluster  the same on three brokers and a read replica (CHAOS_SECURE=1: SASL_SSL + ACLs)"
+	@echo "make test-cluster   the walking skeleton on three brokers over SASL_SSL with ACLs"
+	@echo "make up KAFKA_BROKERS=3 [KAFKA_SECURE=1] [PG_REPLICA=1]  the production topology locally"
 	@echo "make bench   every figure x5, CPU per process, anchors -> bench/results/<date>.md"
 
 install: $(VENV)/.installed
@@ -55,8 +58,12 @@ $(STRIPE_MOCK):
 	@command -v go >/dev/null 2>&1 || { echo "Go is needed to build stripe-mock (go install)"; exit 1; }
 	GOBIN=$(TOOLS_BIN) go install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION)
 
+# `make up KAFKA_BROKERS=3` runs the production topology (RF 3, min ISR 2); KAFKA_SECURE=1 adds
+# SASL_SSL with ACLs (.run/kafka-<principal>.env), PG_REPLICA=1 a streaming replica for reads.
+KAFKA_BROKERS ?= 1
 up:
-	$(PYTHON) deploy/runtime up --state-dir $(STATE)
+	$(PYTHON) deploy/runtime up --state-dir $(STATE) --kafka-brokers $(KAFKA_BROKERS) \
+		$(if $(KAFKA_SECURE),--kafka-secure) $(if $(PG_REPLICA),--replica)
 
 down:
 	$(PYTHON) deploy/runtime down --state-dir $(STATE)
@@ -95,10 +102,21 @@ test-integration: install stripe-mock
 test-e2e: install
 	$(BIN)/pytest tests/e2e
 
+# The walking skeleton on three brokers over SASL_SSL with ACLs (also part of `make test`).
+test-cluster: install
+	$(BIN)/pytest tests/e2e/test_secure_cluster.py
+
 # The whole system under kill -9 of service instances, the broker and PostgreSQL, with a
 # bad-input flood; a short version of the same test runs inside `make test`.
 chaos: install
 	PAYMENTS_CHAOS=full $(BIN)/pytest tests/chaos -s
+
+# The same faults on the production topology: three brokers (each killed in turn, the
+# controller first, then a rolling restart of all) and a streaming replica for reads;
+# CHAOS_SECURE=1 puts every client on SASL_SSL with ACLs.
+chaos-cluster: install
+	PAYMENTS_CHAOS=full PAYMENTS_CHAOS_BROKERS=3 PAYMENTS_CHAOS_SECURE=$(if $(CHAOS_SECURE),1,0) \
+		$(BIN)/pytest tests/chaos/test_faults.py -s
 
 run: install
 	$(BIN)/python deploy/run_demo.py --state-dir $(STATE)

@@ -17,6 +17,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
+from payments_platform.kafka import client_options
+
 if TYPE_CHECKING:
     from common import Scratch
 
@@ -31,7 +33,7 @@ async def until_writable(bootstrap: str, topics: dict[str, int], timeout: float 
     """New partitions answer NotLeader for a while after the metadata names a leader;
     a produce timed then would time aiokafka's retries. ListOffsets goes to the leader
     too: once every partition answers it, the timing can start."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**client_options(bootstrap), enable_auto_commit=False)
     await consumer.start()
     try:
         parts = [TopicPartition(name, p) for name, count in topics.items() for p in range(count)]
@@ -51,7 +53,7 @@ async def until_writable(bootstrap: str, topics: dict[str, int], timeout: float 
 async def produce_batched(bootstrap: str, topic: str, partitions: int, records: Records) -> float:
     """Records to `topic` in batches built per keyed partition, acks=all; seconds taken."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024
+        **client_options(bootstrap), acks="all", max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024
     )
     await producer.start()
     try:
@@ -80,7 +82,7 @@ async def produce_batched(bootstrap: str, topic: str, partitions: int, records: 
 async def consume_raw(bootstrap: str, topics: dict[str, int]) -> tuple[int, float]:
     """Every record of `topics` (name -> partitions) from offset 0, not decoded."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **client_options(bootstrap),
         enable_auto_commit=False,
         fetch_max_bytes=16 * 1024 * 1024,
         max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -156,7 +158,7 @@ async def pg_copy(dsn: str, records: Records) -> float:
 
 async def produce_to_new_topic(bootstrap: str, topic: str, partitions: int, records: Records) -> float:
     """The batched produce anchor, into a topic of its own (nobody consumes it)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(bootstrap))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, partitions, 1)])

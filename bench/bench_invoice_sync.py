@@ -21,6 +21,7 @@ from common import Scratch, Services, committed, meter
 from procs import OBSERVER
 
 from payments_contracts.erp import ErpInvoiceDocument, ErpInvoiceUpserted
+from payments_platform.kafka import client_options
 
 
 def documents(n: int, accounts: int) -> Records:
@@ -55,7 +56,7 @@ class Published:
         self.seen = {b"invoice.synced": 0, b"invoice.registered": 0}
         self.consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=bootstrap,
+            **client_options(bootstrap),
             auto_offset_reset="earliest",
             enable_auto_commit=False,
             max_poll_records=5000,

@@ -49,6 +49,7 @@ from payments_contracts.payments import (
     PayInvoicePayload,
 )
 from payments_contracts.topics import TopicRegistry
+from payments_platform.kafka import client_options
 
 METHOD = GuestCheckout(
     billing_address=BillingAddress(
@@ -93,7 +94,7 @@ class Answers:
         # the broker answers as soon as an answer is there, so a short wait only adds empty
         # fetches (CPU of the load generator and of Kafka, on the cores being measured).
         self._consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="latest", group_id=None
+            topic, **client_options(bootstrap), auto_offset_reset="latest", group_id=None
         )
 
     async def start(self) -> None:
@@ -153,7 +154,7 @@ async def seed(
                 )
 
         await asyncio.gather(*(register(a, n) for a, n in invoices))
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(**client_options(bootstrap), linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
     try:
         for acc, number in invoices:
@@ -221,7 +222,7 @@ async def throughput(
 ) -> dict[str, Any]:
     commands = [pay_command(*invoices[i % len(invoices)]) for i in range(n)]
     encoded = [(c.key(), c.model_dump_json().encode()) for c in commands]
-    producer = AIOKafkaProducer(bootstrap_servers=scratch.bootstrap, linger_ms=5, max_batch_size=512 * 1024)
+    producer = AIOKafkaProducer(**client_options(scratch.bootstrap), linger_ms=5, max_batch_size=512 * 1024)
     await producer.start()
     try:
         m, postgres = await meter(scratch, pids, provider)
@@ -265,7 +266,7 @@ async def latency(
 ) -> dict[str, Any]:
     """Steady rate: even commands pay a fresh invoice, odd ones a pending one."""
     rate = args.rate
-    producer = AIOKafkaProducer(bootstrap_servers=scratch.bootstrap, linger_ms=0)
+    producer = AIOKafkaProducer(**client_options(scratch.bootstrap), linger_ms=0)
     await producer.start()
     sent: dict[str, float] = {}
     warm = int(rate * args.warmup)

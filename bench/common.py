@@ -23,6 +23,7 @@ from anchors import until_writable
 from procs import Group, Meter, PostgresPids, kafka_pid
 
 from payments_contracts.topics import TopicRegistry
+from payments_platform.kafka import client_options
 from payments_platform.topic_admin import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +87,7 @@ class Scratch:
                 await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
-        client = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        client = AIOKafkaAdminClient(**client_options(self.bootstrap))
         await client.start()
         try:
             await client.delete_topics([*self.registry.desired(), *self.extra_topics])

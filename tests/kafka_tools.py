@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -19,9 +19,11 @@ async def produce(
     bootstrap: str,
     topic: str,
     messages: Iterable[Envelope | tuple[bytes | None, bytes]],
+    **options: Any,
 ) -> int:
-    """Send envelopes (keyed by account) or raw (key, value) pairs; wait for every ack."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    """Send envelopes (keyed by account) or raw (key, value) pairs; wait for every ack.
+    `options`: security (TLS, SASL) for a secured cluster."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, **options)
     await producer.start()
     try:
         futures = []
@@ -37,9 +39,11 @@ async def produce(
         await producer.stop()
 
 
-async def read_all(bootstrap: str, topic: str, timeout: float = 30.0) -> list[ConsumerRecord[bytes, bytes]]:
+async def read_all(
+    bootstrap: str, topic: str, timeout: float = 30.0, **options: Any
+) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record currently in `topic`, from the beginning to the end offsets seen now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **options)
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,11 @@ class KafkaNode:
     pid: int | None = None
     ready_seconds: float | None = None
     start_seconds: float | None = None
+    # A cluster member (runtime.cluster) brings its whole configuration, the arguments
+    # its storage is formatted with (cluster id, SCRAM users) and its readiness probe.
+    config: dict[str, str] | None = None
+    format_args: tuple[str, ...] = ()
+    probe: Callable[[], bool] | None = field(default=None, repr=False)
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -210,7 +216,10 @@ class KafkaNode:
         assert self.data_dir is not None
         assert self.port is not None
         assert self.controller_port is not None
-        rendered = render_kafka_properties(self.port, self.controller_port, self.data_dir / "data")
+        if self.config is not None:
+            rendered = "".join(f"{key}={value}\n" for key, value in self.config.items())
+        else:
+            rendered = render_kafka_properties(self.port, self.controller_port, self.data_dir / "data")
         properties = self.data_dir / "server.properties"
         properties.write_text(rendered)
         (self.data_dir / "log4j.properties").write_text(KAFKA_LOG4J)
@@ -230,18 +239,20 @@ class KafkaNode:
             f"{libs}/*",
         ]
 
-    def _format(self, java: str, libs: Path, properties: Path) -> None:
+    def _format_command(self, java: str, libs: Path, properties: Path) -> list[str]:
         """KRaft will not start on unformatted storage; static voters need no --standalone."""
-        command = [
+        return [
             java,
             *self._jvm_args(libs, "-Xmx256m"),
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            random_cluster_id(),
+            *(self.format_args or ("-t", random_cluster_id())),
             "-c",
             str(properties),
         ]
+
+    def _format(self, java: str, libs: Path, properties: Path) -> None:
+        command = self._format_command(java, libs, properties)
         result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if result.returncode != 0:
             raise RuntimeError(f"kafka storage format failed:\n{result.stdout[-4000:]}")
@@ -267,7 +278,7 @@ class KafkaNode:
     def _probe(self) -> bool:
         self._check_alive()
         assert self.port is not None
-        return kafka_ready(LOOPBACK, self.port)
+        return self.probe() if self.probe is not None else kafka_ready(LOOPBACK, self.port)
 
     def _wait_ready(self, timeout: float) -> None:
         try:
@@ -295,6 +306,18 @@ class KafkaNode:
         started = time.monotonic()
         self._launch(_java(), ensure_kafka_jars(), self.data_dir / "server.properties")
         self._wait_ready(timeout)
+        return time.monotonic() - started
+
+    def shut_down(self, timeout: float = 60.0) -> float:
+        """SIGTERM: a controlled shutdown (leadership handed over first), as a rolling
+        restart does it; its data directory stays. Seconds until the process is gone."""
+        started = time.monotonic()
+        if self.pid is not None and self.is_running():
+            terminate(self.pid, timeout)
+        if self._process is not None:
+            with suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=5)
+        self._process, self.pid = None, None
         return time.monotonic() - started
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -330,4 +353,3 @@ class KafkaNode:
             ready_seconds=state.get("ready_seconds"),
             start_seconds=state.get("start_seconds"),
         )
-

@@ -11,6 +11,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -32,6 +33,7 @@ from .host import (
     remove_tree,
     require_free,
     retry_port_clash,
+    signal_group,
     startup_error,
     terminate,
     wait_for,
@@ -88,7 +90,6 @@ def ensure_postgres_binaries() -> Path:
     return found
 
 
-
 def postgres_ready(host: str, port: int) -> bool:
     """True once a client can log in and run a query, not merely once the port is open."""
     try:
@@ -100,7 +101,6 @@ def postgres_ready(host: str, port: int) -> bool:
     except (OSError, struct.error, WireProtocolError):
         return False
     return True
-
 
 
 def ensure_os_user(name: str) -> None:
@@ -274,6 +274,8 @@ class PostgresNode:
             "# payments runtime: trust, loopback and the private socket only\n"
             "local all all trust\n"
             f"host  all all {LOOPBACK}/32 trust\n"
+            # A streaming replica (start_replica) connects for replication from loopback.
+            f"host  replication all {LOOPBACK}/32 trust\n"
         )
 
     def _launch(self) -> None:
@@ -317,6 +319,47 @@ class PostgresNode:
     def is_running(self) -> bool:
         return pid_alive(self.pid, "postgres")
 
+    def start_replica(
+        self, data_dir: Path, port: int | None = None, *, timeout: float = 60.0
+    ) -> PostgresNode:
+        """A hot standby of this server: pg_basebackup, then streaming replication.
+
+        It answers read-only queries with what it has replayed; the read API reads from it
+        (PAYMENTS_READ_DATABASE_URL). The copy is taken from this server's current data,
+        so the payments database and every schema in it are there from the start.
+        """
+        assert self.port is not None and self.bin_dir is not None
+        replica = PostgresNode(bin_dir=self.bin_dir, run_as=self.run_as, durable=self.durable)
+        require_free(port)
+
+        def once() -> None:
+            replica.remove_data()
+            replica.data_dir = fresh_dir(data_dir)
+            replica.port = port or free_port()
+            replica.pgdata = replica._place_cluster()
+            result = replica._run(
+                "pg_basebackup",
+                "-h", LOOPBACK, "-p", str(self.port), "-U", PG_SUPERUSER,
+                "-D", str(replica.pgdata), "-X", "stream", "-R", "--checkpoint=fast",
+            )  # fmt: skip
+            if result.returncode != 0:
+                raise RuntimeError(f"pg_basebackup failed:\n{result.stdout[-4000:]}")
+            with open(replica.pgdata / "postgresql.conf", "a") as conf:
+                conf.write(
+                    "\n# payments runtime: this copy is a hot standby\n"
+                    f"port = {replica.port}\n"
+                    f"unix_socket_directories = '{replica.pgdata}'\n"
+                    "hot_standby = on\n"
+                    # Reads on the standby are short; a replay conflict cancels them after
+                    # this long rather than holding replay (and freshness) back.
+                    "max_standby_streaming_delay = 5s\n"
+                )
+            replica._launch()
+            replica._wait_ready(timeout)
+
+        retry_port_clash(once, "PostgreSQL replica")
+        return replica
+
     def crash(self) -> None:
         """`pg_ctl stop -m immediate`: no checkpoint, crash recovery on the next start."""
         assert self.pgdata is not None
@@ -325,6 +368,40 @@ class PostgresNode:
             with suppress(subprocess.TimeoutExpired):
                 self._process.wait(timeout=10)
         self._process, self.pid = None, None
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every backend (the host lost), no shutdown at all."""
+        if self.pid is not None and self.is_running():
+            self.thaw()
+            signal_group(self.pid, signal.SIGKILL)
+            wait_gone(self.pid, 10)
+        if self._process is not None:
+            with suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=10)
+        self._process, self.pid = None, None
+
+    def processes(self) -> list[int]:
+        """The postmaster and every process it forked (backends, walwriter, ...)."""
+        if self.pid is None:
+            return []
+        found = [self.pid]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with suppress(OSError, ValueError, IndexError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == self.pid:
+                    found.append(int(stat.parent.name))
+        return found
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole server: connections stay open and nothing answers (a hung
+        host, a partition), the case a client's timeouts must handle without an error."""
+        for pid in self.processes():
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self.processes():
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def restart(self, timeout: float = 60.0) -> float:
         """Start the cluster again on its data directory; seconds until it accepts logins."""
@@ -392,4 +469,3 @@ class PostgresNode:
             relocated=state.get("relocated", False),
             ready_seconds=state.get("ready_seconds"),
         )
-

@@ -6,7 +6,11 @@ Kafka: ApiVersions + Metadata. PostgreSQL: the startup handshake and a simple qu
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 
 class WireProtocolError(RuntimeError):
@@ -58,17 +62,136 @@ def _metadata_broker_ports(sock: socket.socket) -> list[int]:
     return ports
 
 
-def kafka_ready(host: str, port: int, timeout: float = 2.0) -> bool:
+@contextmanager
+def kafka_socket(
+    host: str, port: int, timeout: float = 2.0, tls: ssl.SSLContext | None = None
+) -> Iterator[socket.socket]:
+    """A connection to a broker listener, wrapped in TLS for an SSL listener (mutual TLS
+    when the context carries a certificate: the brokers' own, a super user)."""
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        if tls is None:
+            yield raw
+            return
+        with tls.wrap_socket(raw, server_hostname=host) as wrapped:
+            yield wrapped
+
+
+def kafka_ready(host: str, port: int, timeout: float = 2.0, tls: ssl.SSLContext | None = None) -> bool:
     """True once the broker answers the protocol and has registered itself unfenced.
 
     ApiVersions alone can succeed while the broker is still fenced, when creating a
     topic would fail with "no brokers available"; the Metadata check closes that gap.
     """
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
+        with kafka_socket(host, port, timeout, tls) as sock:
             return _api_versions_ok(sock) and port in _metadata_broker_ports(sock)
     except (OSError, WireProtocolError, struct.error):
         return False
+
+
+class _Reader:
+    def __init__(self, body: bytes) -> None:
+        self.body, self.at = body, 0
+
+    def take(self, fmt: str) -> tuple[int, ...]:
+        values = struct.unpack_from(fmt, self.body, self.at)
+        self.at += struct.calcsize(fmt)
+        return values
+
+    def number(self, fmt: str) -> int:
+        return self.take(fmt)[0]
+
+    def string(self) -> str | None:
+        length = self.number(">h")
+        if length < 0:
+            return None
+        value = self.body[self.at : self.at + length].decode()
+        self.at += length
+        return value
+
+    def ints(self) -> list[int]:
+        return [self.number(">i") for _ in range(max(0, self.number(">i")))]
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    topic: str
+    partition: int
+    leader: int
+    replicas: tuple[int, ...]
+    isr: tuple[int, ...]
+
+
+def partition_states(sock: socket.socket) -> list[PartitionState]:
+    """Metadata v1 for every topic: each partition's leader, replicas and in-sync replicas."""
+    reader = _Reader(_kafka_call(sock, 3, 1, 3, struct.pack(">i", -1)))
+    for _ in range(reader.number(">i")):  # brokers
+        reader.number(">i")
+        reader.string()
+        reader.number(">i")
+        reader.string()
+    reader.number(">i")  # controller id (in KRaft, any live broker)
+    states = []
+    for _ in range(reader.number(">i")):
+        reader.number(">h")
+        topic = reader.string() or ""
+        reader.number(">b")
+        for _ in range(reader.number(">i")):
+            reader.number(">h")
+            partition, leader = reader.take(">ii")
+            states.append(
+                PartitionState(topic, partition, leader, tuple(reader.ints()), tuple(reader.ints()))
+            )
+    return states
+
+
+# CreateAcls codes (org.apache.kafka.common.acl / resource).
+RESOURCE = {"topic": 2, "group": 3, "cluster": 4}
+PATTERN = {"literal": 3, "prefixed": 4}
+OPERATION = {
+    "All": 2, "Read": 3, "Write": 4, "Create": 5, "Delete": 6, "Alter": 7, "Describe": 8,
+    "DescribeConfigs": 10, "AlterConfigs": 11, "IdempotentWrite": 12,
+}  # fmt: skip
+ALLOW = 3
+
+
+@dataclass(frozen=True)
+class Acl:
+    principal: str
+    operation: str
+    resource: str
+    name: str
+    pattern: str = "literal"
+
+
+def _string(value: str) -> bytes:
+    encoded = value.encode()
+    return struct.pack(">h", len(encoded)) + encoded
+
+
+def create_acls(sock: socket.socket, acls: list[Acl]) -> None:
+    """CreateAcls v1 (key 30), on a connection of a super user; raises on any refusal."""
+    body = struct.pack(">i", len(acls))
+    for acl in acls:
+        body += (
+            struct.pack(">b", RESOURCE[acl.resource])
+            + _string(acl.name)
+            + struct.pack(">b", PATTERN[acl.pattern])
+            + _string(acl.principal)
+            + _string("*")
+            + struct.pack(">bb", OPERATION[acl.operation], ALLOW)
+        )
+    reader = _Reader(_kafka_call(sock, 30, 1, 4, body))
+    reader.number(">i")  # throttle time
+    if reader.number(">i") != len(acls):
+        raise WireProtocolError("CreateAcls answered for a different number of ACLs")
+    errors = []
+    for acl in acls:
+        code, message = reader.number(">h"), reader.string()
+        if code != 0:
+            errors.append(f"{acl}: error {code} {message}")
+    if errors:
+        raise WireProtocolError("CreateAcls refused: " + "; ".join(errors))
 
 
 def _pg_message(sock: socket.socket) -> tuple[bytes, bytes]:

@@ -4,11 +4,19 @@ every input, and the checks that compare inputs with outputs by id.
 
 `PAYMENTS_CHAOS=full` (`make chaos`) runs the full load and at least three kills of
 each kind; otherwise (inside `make test`) a short version with one of each.
+
+`PAYMENTS_CHAOS_BROKERS=3` (`make chaos-cluster`) runs it on the production topology:
+three KRaft brokers (RF 3, min ISR 2) and a streaming replica the read API reads from;
+the broker faults are then a `kill -9` of each broker in turn (the active controller
+first) and a rolling restart of all three, and the replica is killed too.
+`PAYMENTS_CHAOS_SECURE=1` puts every client on SASL_SSL with ACLs, one principal each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import random
 import shutil
@@ -42,10 +50,16 @@ from payments_contracts.erp import (
 )
 from payments_contracts.payments import PayInvoice, PayInvoicePayload
 from payments_contracts.topics import TopicRegistry
+from payments_platform.sandbox import demo_api_key
 from processes import Process
 from system import DEFAULT_SECRET, free_port
 
 FULL = os.environ.get("PAYMENTS_CHAOS") == "full"
+BROKERS = int(os.environ.get("PAYMENTS_CHAOS_BROKERS", "1"))
+CLUSTER = BROKERS > 1
+SECURE = os.environ.get("PAYMENTS_CHAOS_SECURE") == "1"
+PROBE_ACCOUNT = "CH-PROBE"
+PROBE_MERCHANT = "chaos-merchant"
 BIN = Path(sys.executable).parent
 SERVICES = ("invoice-sync", "payment-intake", "status-projector")
 PORT_ENV = {
@@ -84,26 +98,60 @@ class Scale:
 
 
 class Infrastructure:
-    """A broker and a database owned by the test, so they can be killed and restarted."""
+    """Brokers and databases owned by the test, so they can be killed and restarted."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, prefix: str = "chaos.") -> None:
         runtime = load_runtime()
         self.root = root
-        self.kafka = runtime.KafkaNode().start(root / "kafka")
+        self.cluster: Any = None
+        if CLUSTER:
+            self.cluster = runtime.KafkaCluster(size=BROKERS, secure=SECURE, topic_prefix=prefix)
+            self.cluster.start(root / "kafka")
+            self.kafka = self.cluster.nodes[0]
+        else:
+            self.kafka = runtime.KafkaNode().start(root / "kafka")
         self.postgres = runtime.PostgresNode().start(root / "pg", durable=True)
+        self.replica = self.postgres.start_replica(root / "pg-replica") if CLUSTER else None
 
     @property
     def bootstrap(self) -> str:
-        return str(self.kafka.bootstrap)
+        return str(self.cluster.bootstrap if self.cluster is not None else self.kafka.bootstrap)
 
     @property
     def dsn(self) -> str:
         return str(self.postgres.dsn)
 
+    def env(self, principal: str = "admin") -> dict[str, str]:
+        """PAYMENTS_KAFKA_* for a client of ours, as `principal` on a secured cluster."""
+        if self.cluster is None:
+            return {"PAYMENTS_KAFKA_BOOTSTRAP": self.bootstrap}
+        return dict(self.cluster.client_env(principal))
+
+    def options(self, principal: str = "admin") -> dict[str, Any]:
+        """aiokafka keyword arguments for the test's own clients."""
+        from payments_portal_client import KafkaSecurity
+
+        env = self.env(principal)
+        if env.get("PAYMENTS_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT") == "PLAINTEXT":
+            return {}
+        return KafkaSecurity(
+            security_protocol="SASL_SSL",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_username=env["PAYMENTS_KAFKA_SASL_USERNAME"],
+            sasl_password=env["PAYMENTS_KAFKA_SASL_PASSWORD"],
+            ssl_cafile=env["PAYMENTS_KAFKA_SSL_CAFILE"],
+        ).options()
+
     def stop(self) -> None:
-        self.kafka.stop()
-        self.postgres.stop()
-        self.postgres.remove_data()
+        if self.cluster is not None:
+            self.cluster.stop()
+        else:
+            self.kafka.stop()
+        for db in (self.replica, self.postgres):
+            if db is not None:
+                db.thaw()
+                db.stop()
+                db.remove_data()
         shutil.rmtree(self.root / "kafka", ignore_errors=True)
 
 
@@ -141,9 +189,9 @@ def on_stripe(account_index: int) -> bool:
 
 def chaos_merchant_file(directory: Path, accounts: int = 200) -> Path:
     """Two fifths of the load's accounts with a merchant on the Stripe connector (the
-    sandbox's Stripe mode), the rest on the sandbox's own API by the default policy."""
-    import json
-
+    sandbox's Stripe mode), the rest on the sandbox's own API by the default policy, and a
+    merchant owning the probe account, so the test reads the read API as a portal would
+    (its demo key)."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "merchants.json"
     stripe_accounts = [f"CH-{a:04d}" for a in range(accounts) if on_stripe(a)]
@@ -152,7 +200,7 @@ def chaos_merchant_file(directory: Path, accounts: int = 200) -> Path:
             {
                 "default": "full-payment-portal",
                 "merchants": {
-                    "sandbox-merchant": {"accounts": []},
+                    PROBE_MERCHANT: {"accounts": [PROBE_ACCOUNT]},
                     "chaos-stripe": {"accounts": stripe_accounts, "provider": "stripe"},
                 },
             }
@@ -174,9 +222,10 @@ class Fleet:
             for i in (0, 1)
         ]
         webhook = f"http://127.0.0.1:{self.instances[2].port}/callbacks/provider"  # payment-intake#0
+        self.infra = infra
         self.base_env = {
             **os.environ,
-            "PAYMENTS_KAFKA_BOOTSTRAP": infra.bootstrap,
+            **infra.env(),
             "PAYMENTS_DATABASE_URL": infra.dsn,
             "PAYMENTS_TOPIC_PREFIX": registry.prefix,
             "PAYMENTS_WEBHOOK_SECRET": DEFAULT_SECRET,
@@ -202,6 +251,12 @@ class Fleet:
         for instance in self.instances:
             instance.env = {
                 **self.base_env,
+                **infra.env(instance.service),
+                **(
+                    {"PAYMENTS_READ_DATABASE_URL": str(infra.replica.dsn)}
+                    if infra.replica is not None and instance.service == "status-projector"
+                    else {}
+                ),
                 PORT_ENV[instance.service]: str(instance.port),
                 # Static membership, as the Helm chart runs it: a restarted replica takes
                 # its partitions back without a rebalance.
@@ -380,9 +435,10 @@ def _now() -> Any:
 class Sender:
     """An idempotent producer that counts deliveries of each envelope."""
 
-    def __init__(self, bootstrap: str, load: Load) -> None:
+    def __init__(self, bootstrap: str, load: Load, **options: Any) -> None:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
+            **options,
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
@@ -416,9 +472,9 @@ class Sender:
 # --------------------------------------------------------------------------- reading back
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[Any]:
+async def read_topic(bootstrap: str, topic: str, **options: Any) -> list[Any]:
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=2**20
+        bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=2**20, **options
     )
     await consumer.start()
     try:
@@ -474,9 +530,9 @@ CONSUMERS = {  # schema, consumer name -> the topics it reads
 }
 
 
-async def caught_up(bootstrap: str, dsn: str, registry: TopicRegistry) -> bool:
+async def caught_up(bootstrap: str, dsn: str, registry: TopicRegistry, **options: Any) -> bool:
     """Every consumer's stored offsets at the end of every partition it reads."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **options)
     await consumer.start()
     try:
         conn = await asyncpg.connect(dsn)
@@ -557,6 +613,164 @@ class Kill:
     at: float
     restart_s: float | None = None  # the broker's or database's own start-up after the kill
     recovery_s: float | None = None
+    ended: float | None = None  # when recovery was seen
+    document_wait_s: float | None = None  # longest a probe document waited for the read model
+    pauses: dict[str, float] = field(default_factory=dict)  # service -> longest consumption pause
+    baseline: dict[str, float] = field(default_factory=dict)  # the same in the 30 s before the fault
+    # Where a fault is several (a rolling restart: each broker's stop and start), the
+    # stretches measured; else the whole fault until recovery.
+    windows: list[tuple[float, float]] = field(default_factory=list)
+
+
+class Probe:
+    """A steady trickle of ERP documents (4 a second, one account) and, beside it, when each
+    reaches the read model and when each service's stored offsets last moved. Every service
+    has input all the time (invoice-sync the documents, the others the invoice events they
+    cause), so a stretch without progress is a pause of its consumption, or of the ones
+    upstream of it."""
+
+    def __init__(self, infra: Infrastructure, registry: TopicRegistry, interval_s: float = 0.25) -> None:
+        self._infra = infra
+        self._registry = registry
+        self._interval_s = interval_s
+        self.sent: dict[str, float] = {}  # invoice number -> when sent
+        self.arrived: dict[str, float] = {}
+        self.progress: dict[str, list[tuple[float, int]]] = {s: [] for s in SCHEMAS}
+        self.reads: Counter[int] = Counter()  # read-API status codes while faults run
+        self.slowest_read_s = 0.0
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, read_api: str) -> None:
+        await asyncio.gather(self._send(), self._watch(), self._sample(), self._read(read_api))
+
+    async def _send(self) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._infra.bootstrap,
+            **self._infra.options("erp"),
+            enable_idempotence=True,
+            acks="all",
+            request_timeout_ms=120_000,
+        )
+        await producer.start()
+        pending: set[asyncio.Future[Any]] = set()
+        try:
+            n = 0
+            while not self._stop.is_set():
+                number = f"PRB-{n:06d}"
+                message = probe_document(number)
+                self.sent[number] = time.monotonic()
+                future = await producer.send(
+                    self._registry.erp_invoices.name, message.model_dump_json().encode(), key=message.key()
+                )
+                pending.add(future)
+                future.add_done_callback(pending.discard)
+                n += 1
+                await asyncio.sleep(self._interval_s)
+            await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            await producer.stop()
+
+    async def _watch(self) -> None:
+        while not self._stop.is_set() or len(self.arrived) < len(self.sent):
+            waiting = [n for n in self.sent if n not in self.arrived]
+            if waiting:
+                with contextlib.suppress(Exception):
+                    conn = await asyncpg.connect(self._infra.dsn, timeout=2)
+                    try:
+                        version = await conn.fetchval(
+                            "SELECT version FROM status_projector.active_projection"
+                        )
+                        found = await conn.fetch(
+                            f"SELECT invoice_number FROM status_projector.invoices_v{version} "
+                            "WHERE account_id = $1 AND invoice_number = ANY($2::text[])",
+                            PROBE_ACCOUNT,
+                            waiting,
+                            timeout=2,
+                        )
+                    finally:
+                        await conn.close(timeout=2)
+                    now = time.monotonic()
+                    for row in found:
+                        self.arrived.setdefault(row["invoice_number"], now)
+            if self._stop.is_set() and time.monotonic() > self._stopped_at() + 120:
+                return
+            await asyncio.sleep(0.1)
+
+    def _stopped_at(self) -> float:
+        if not hasattr(self, "_stop_time"):
+            self._stop_time = time.monotonic()
+        return self._stop_time
+
+    async def _sample(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                conn = await asyncpg.connect(self._infra.dsn, timeout=1)
+                try:
+                    now = time.monotonic()
+                    for service, schema in SCHEMAS.items():
+                        total = await conn.fetchval(
+                            f"SELECT coalesce(sum(next_offset), 0) FROM {schema}.consumer_offsets", timeout=1
+                        )
+                        self.progress[service].append((now, int(total)))
+                finally:
+                    await conn.close(timeout=1)
+            await asyncio.sleep(0.2)
+
+    async def _read(self, read_api: str) -> None:
+        headers = {"authorization": f"Bearer {demo_api_key(PROBE_MERCHANT)}"}
+        async with httpx.AsyncClient(base_url=read_api, headers=headers, timeout=10) as http:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    answer = await http.get(f"/v1/accounts/{PROBE_ACCOUNT}/summary")
+                    if answer.status_code == 404 and not self.reads:
+                        await asyncio.sleep(0.5)  # no probe document applied yet: nothing to read
+                        continue
+                    self.reads[answer.status_code] += 1
+                except httpx.HTTPError:
+                    self.reads[0] += 1  # no answer (the instance itself restarting)
+                self.slowest_read_s = max(self.slowest_read_s, time.monotonic() - started)
+                await asyncio.sleep(0.5)
+
+    def document_wait(self, start: float, end: float) -> float | None:
+        """The longest any probe document sent in [start, end] waited to reach the read model
+        (one still missing counts until now)."""
+        now = time.monotonic()
+        waits = [self.arrived.get(n, now) - t for n, t in self.sent.items() if start <= t <= end]
+        return max(waits) if waits else None
+
+    def longest_pause(self, service: str, start: float, end: float) -> float:
+        """The longest stretch in [start, end] without the service's stored offsets moving."""
+        last_move, longest, previous = start, 0.0, None
+        for at, total in self.progress[service]:
+            if previous is not None and total > previous:
+                if at >= start:
+                    longest = max(longest, min(at, end) - last_move)
+                last_move = max(at, start)
+            previous = total
+            if at > end:
+                break
+        return max(longest, min(end, time.monotonic()) - last_move) if last_move < end else longest
+
+
+def probe_document(number: str) -> ErpInvoiceUpserted:
+    return ErpInvoiceUpserted.originating(
+        producer="erp",
+        account_id=PROBE_ACCOUNT,
+        payload=ErpInvoiceDocument(
+            invoice_number=number,
+            version=1,
+            invoice_date=date(2026, 11, 1),
+            due_date=date(2026, 12, 1),
+            currency="USD",
+            total=Decimal("10.00"),
+            open_amount=Decimal("10.00"),
+            billing_country="US",
+        ),
+    )
 
 
 def table(rows: list[tuple[str, Any]]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
 import subprocess
 import time
@@ -27,12 +28,17 @@ import pytest
 from fault_harness import (
     ANSWERS,
     BIN,
+    BROKERS,
+    CLUSTER,
     ENDINGS,
     FULL,
+    SCHEMAS,
+    SECURE,
     Fleet,
     Infrastructure,
     Kill,
     Load,
+    Probe,
     Scale,
     Sender,
     by_cause,
@@ -54,6 +60,39 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600 if FULL else 900)]
 
 SEED = 8
 T0 = time.monotonic()
+LOAD_AT_START = os.getloadavg()
+
+
+def _fault_plan(scale: Scale) -> list[str]:
+    """The faults, interleaved. On one broker: service and broker kills, and PostgreSQL
+    crashed, shut down fast and frozen. On a cluster, besides: a kill -9 of each broker in
+    turn (the active controller first), a rolling restart of all of them, and the replica killed."""
+    kinds = {
+        "service": scale.kills_each,
+        "postgres": scale.kills_each,
+        "postgres-fast": scale.kills_each,
+        "postgres-freeze": scale.kills_each,
+    }
+    if CLUSTER:
+        kinds |= {"broker": max(3, scale.kills_each), "rolling": 1, "replica": scale.kills_each}
+    else:
+        kinds["broker"] = scale.kills_each
+    plan: list[str] = []
+    while any(kinds.values()):
+        for kind in list(kinds):
+            if kinds[kind]:
+                plan.append(kind)
+                kinds[kind] -= 1
+    return plan
+
+
+def _measure(kill: Kill, probe: Probe) -> None:
+    windows = kill.windows or [(kill.at, (kill.ended or time.monotonic()) + 1.0)]
+    waits = [w for w in (probe.document_wait(a, b) for a, b in windows) if w is not None]
+    kill.document_wait_s = round(max(waits), 1) if waits else None
+    kill.pauses = {svc: round(max(probe.longest_pause(svc, a, b) for a, b in windows), 1) for svc in SCHEMAS}
+    # What the machine and the load cost without a fault, to read the figures against.
+    kill.baseline = {svc: round(probe.longest_pause(svc, kill.at - 30, kill.at), 1) for svc in SCHEMAS}
 
 
 def _say(what: str) -> None:
@@ -69,12 +108,15 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
     fleet = Fleet(infra, registry, tmp_path / "logs")
     http = httpx.AsyncClient(timeout=5)
     load = Load(registry, rng)
-    sender = Sender(infra.bootstrap, load)
+    admin = infra.options("admin")
+    sender = Sender(infra.bootstrap, load, **admin)
+    probe = Probe(infra, registry)
     kills: list[Kill] = []
     bad: dict[str, list[tuple[int, int]]] = {}
     refused_at_the_door = 0
     try:
-        await ensure_topics(infra.bootstrap, registry)
+        if not SECURE:  # else each service applies the registry as its own principal at start
+            await ensure_topics(infra.bootstrap, registry)
         fleet.start()
         await _until(lambda: fleet.all_ready(http), 120, "every instance ready", fleet)
         _say("fleet ready")
@@ -137,14 +179,19 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
                     await asyncio.sleep(scale.seconds * 0.5 / max(1, scale.bad_records / 50))
 
         async def chaos() -> None:
-            kinds = ["service", "broker", "postgres"] * scale.kills_each
+            kinds = _fault_plan(scale)
             gap = scale.seconds * 0.8 / len(kinds)
             for kind in kinds:
                 await asyncio.sleep(gap * rng.uniform(0.6, 1.0))
-                kills.append(await _kill(kind, infra, fleet, http, rng))
+                kill = await _kill(kind, infra, fleet, http, rng, admin)
+                _measure(kill, probe)
+                kills.append(kill)
+                _say(f"{kind}: documents waited up to {kill.document_wait_s}s, pauses {kill.pauses}")
 
         paying = asyncio.create_task(payers())
+        probing = asyncio.create_task(probe.run(f"http://127.0.0.1:{fleet.instances[4].port}"))
         await asyncio.gather(erp(), portal(), flood(), chaos())
+        probe.stop()
         load_seconds = time.monotonic() - started
         _say("load sent")
 
@@ -157,8 +204,12 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
         paying.cancel()
         await asyncio.gather(paying, return_exceptions=True)
         await _until(lambda: _drained(infra.dsn), 120, "every outbox drained", fleet)
+        await asyncio.wait_for(probing, 180)
         await _until(
-            lambda: caught_up(infra.bootstrap, infra.dsn, registry), 240, "every consumer caught up", fleet
+            lambda: caught_up(infra.bootstrap, infra.dsn, registry, **admin),
+            240,
+            "every consumer caught up",
+            fleet,
         )
         _say("consumers caught up")
         await _until(lambda: _drained(infra.dsn), 120, "every outbox drained", fleet)
@@ -167,7 +218,7 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
 
         # Figures, by id.
         invoices_out = by_cause(
-            await read_topic(infra.bootstrap, registry.invoices.name), registry.invoices.decoder
+            await read_topic(infra.bootstrap, registry.invoices.name, **admin), registry.invoices.decoder
         )
         doc_lost = [d.event_id for d in load.documents if not invoices_out.get(d.event_id)]
         doc_doubled = [c for c, types in invoices_out.items() if any(len(ids) > 1 for ids in types.values())]
@@ -181,6 +232,7 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
         # Money taken that the payment must not keep (late, twice, another amount) is refunded.
         refunded = {e.payload.payment_id for e in events.values() if e.type == "payment.refunded"}
         dlq_missing = await _dead_letters_missing(infra, registry, bad)
+        probes_lost = [n for n in probe.sent if n not in probe.arrived]
 
         fleet_codes = fleet.stop()
         _say("fleet stopped")
@@ -202,9 +254,22 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
             kind: sorted(round(k.recovery_s, 1) for k in kills if k.kind == kind and k.recovery_s is not None)
             for kind in by_kind
         }
+        # Each fault: the longest wait of a probe document, and per service the longest
+        # pause, with in brackets the longest in the 30 s before the fault (load, machine).
+        faults = [
+            (
+                f"{k.kind} {k.target}",
+                f"document waited <= {k.document_wait_s}s; longest pause "
+                + ", ".join(f"{svc} {secs}s ({k.baseline.get(svc)})" for svc, secs in k.pauses.items()),
+            )
+            for k in kills
+        ]
         report = table(
             [
                 ("scale", "full" if FULL else "short"),
+                ("topology", f"{BROKERS} broker(s)" + (", SASL_SSL + ACLs" if SECURE else "")
+                 + (", read replica" if infra.replica is not None else "")),
+                ("load average at the start / end", f"{LOAD_AT_START} / {os.getloadavg()}"),
                 ("ERP documents in (snapshots too)", f"{len(load.documents)} (+{len(load.snapshots)})"),
                 ("pay commands in (delivered twice)", f"{len(load.commands)} ({sum(1 for c in load.commands if load.deliveries[c.event_id] > 1)})"),  # noqa: E501
                 ("bad records in / refused by the broker", f"{sum(len(v) for v in bad.values())} / {refused_at_the_door}"),  # noqa: E501
@@ -216,17 +281,20 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
                 ("lost: documents / commands / dead letters", f"{len(doc_lost)} / {len(cmd_lost)} / {dlq_missing}"),  # noqa: E501
                 ("doubled: documents / commands / payments", f"{len(doc_doubled)} / {len(cmd_doubled)} / {sum(1 for n in succeeded.values() if n > 1)}"),  # noqa: E501
                 ("read model rows differing from a rebuild", f"{diff_invoices + diff_payments + diff_parked} of {len(live['invoices'])} invoices, {len(live['payments'])} payments"),  # noqa: E501
-                ("kills: service / broker / postgres", f"{by_kind['service']} / {by_kind['broker']} / {by_kind['postgres']}"),  # noqa: E501
+                ("faults", dict(by_kind)),
+                ("probe documents sent / lost", f"{len(probe.sent)} / {len(probes_lost)}"),
+                ("read API answers while faults ran (status: count)", dict(probe.reads)),
+                ("slowest read API answer s", round(probe.slowest_read_s, 2)),
                 *[(f"recovery s after {kind} kills", recovery[kind]) for kind in sorted(recovery)],
                 ("of which broker / database start-up s", [round(k.restart_s, 1) for k in kills if k.restart_s]),  # noqa: E501
                 ("exit codes on SIGTERM", fleet_codes),
+                *faults,
             ]
         )  # fmt: skip
         print("\nchaos figures\n" + report, flush=True)
         (Path(__file__).resolve().parents[2] / ".artifacts").mkdir(exist_ok=True)
-        (
-            Path(__file__).resolve().parents[2] / ".artifacts" / f"chaos-{'full' if FULL else 'short'}.txt"
-        ).write_text(report + "\n")
+        name = f"chaos-{'full' if FULL else 'short'}{'-cluster' if CLUSTER else ''}.txt"
+        (Path(__file__).resolve().parents[2] / ".artifacts" / name).write_text(report + "\n")
 
         for payment_id in charged ^ (set(succeeded) | refunded):
             at_provider = [c for c in checkouts if c["payment_id"] == str(payment_id)]
@@ -244,10 +312,13 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
         assert diff_invoices == diff_payments == diff_parked == 0, (
             "the live read model differs from a rebuild"
         )
-        assert min(by_kind.values()) >= scale.kills_each and len(by_kind) == 3
+        assert probes_lost == [], "a probe document never reached the read model"
+        assert not set(probe.reads) - {200, 503, 0}, f"the read API answered {dict(probe.reads)}"
+        assert Counter(_fault_plan(scale)) == by_kind
         assert all(code == 0 for code in fleet_codes.values()), f"unclean exits {fleet_codes}"
         assert len(succeeded) > 0 and len(load.commands) == scale.commands
     finally:
+        probe.stop()
         await http.aclose()
         await sender.stop()
         fleet.stop()
@@ -289,7 +360,7 @@ def _answers(events: dict[uuid.UUID, Any], command_id: uuid.UUID) -> list[Any]:
 
 
 async def _payment_events(infra: Infrastructure, registry: TopicRegistry) -> dict[uuid.UUID, Any]:
-    records = await read_topic(infra.bootstrap, registry.payments_events.name)
+    records = await read_topic(infra.bootstrap, registry.payments_events.name, **infra.options())
     events = {}
     for r in records:
         e = decode(registry.payments_events.decoder, r.value)
@@ -336,7 +407,7 @@ async def _dead_letters_missing(
     readers = {t.name: len(_readers(registry, t.name)) for t in registry.all}
     missing = 0
     for topic, placed in bad.items():
-        letters = await read_topic(infra.bootstrap, f"{topic}.dlq")
+        letters = await read_topic(infra.bootstrap, f"{topic}.dlq", **infra.options())
         seen: Counter[tuple[int, int]] = Counter()
         services: dict[tuple[int, int], set[str]] = {}
         for r in letters:
@@ -361,35 +432,97 @@ def _readers(registry: TopicRegistry, topic: str) -> list[str]:
 
 
 async def _kill(
-    kind: str, infra: Infrastructure, fleet: Fleet, http: httpx.AsyncClient, rng: random.Random
+    kind: str,
+    infra: Infrastructure,
+    fleet: Fleet,
+    http: httpx.AsyncClient,
+    rng: random.Random,
+    options: dict[str, Any],
 ) -> Kill:
     at = time.monotonic()
     restart_s = None
+    windows: list[tuple[float, float]] = []
     if kind == "service":
         instance = rng.choice(fleet.instances)
         instance.kill()
         await asyncio.sleep(rng.uniform(0.2, 2.0))
         instance.start()
         target = instance.name
+    elif kind == "broker" and infra.cluster is not None:
+        index = _next_broker(infra)
+        infra.cluster.kill(index)
+        await asyncio.sleep(rng.uniform(1.0, 4.0))
+        restart_s = await asyncio.to_thread(infra.cluster.restart, index)
+        target = f"kafka node {index + 1}" + (" (active controller)" if index == _FIRST_CONTROLLER[0] else "")
+        await asyncio.to_thread(infra.cluster.until_fully_replicated)
     elif kind == "broker":
         infra.kafka.kill()
         await asyncio.sleep(rng.uniform(1.0, 4.0))
         restart_s = await asyncio.to_thread(infra.kafka.restart)
         target = "kafka"
-    else:
+    elif kind == "rolling":
+        assert infra.cluster is not None
+        await asyncio.to_thread(infra.cluster.until_fully_replicated)
+        started = time.monotonic()
+        for index in range(len(infra.cluster.nodes)):
+            stopping = time.monotonic()
+            await asyncio.to_thread(infra.cluster.shut_down, index)  # controlled shutdown
+            await asyncio.to_thread(infra.cluster.restart, index)
+            # The next broker only once every partition is back in sync: else two copies
+            # of some partition would be down at once, below min.insync.replicas.
+            await asyncio.to_thread(infra.cluster.until_fully_replicated)
+            windows.append((stopping, time.monotonic()))
+        restart_s = time.monotonic() - started
+        target = "every kafka node in turn (SIGTERM, restart, in sync)"
+    elif kind == "postgres":
         await asyncio.to_thread(infra.postgres.crash)
         await asyncio.sleep(rng.uniform(1.0, 4.0))
         restart_s = await asyncio.to_thread(infra.postgres.restart)
-        target = "postgresql"
+        target = "postgresql (immediate)"
+    elif kind == "postgres-fast":
+        await asyncio.to_thread(infra.postgres.stop)  # pg_ctl stop -m fast: sessions ended
+        await asyncio.sleep(rng.uniform(1.0, 4.0))
+        restart_s = await asyncio.to_thread(infra.postgres.restart)
+        target = "postgresql (fast shutdown)"
+    elif kind == "postgres-freeze":
+        infra.postgres.freeze()  # SIGSTOP of the postmaster and every backend
+        await asyncio.sleep(rng.uniform(3.0, 6.0))
+        infra.postgres.thaw()
+        target = "postgresql (SIGSTOP, SIGCONT)"
+    else:
+        assert kind == "replica" and infra.replica is not None
+        infra.replica.kill()
+        await asyncio.sleep(rng.uniform(1.0, 4.0))
+        restart_s = await asyncio.to_thread(infra.replica.restart)
+        target = "postgresql replica (kill -9)"
     kill = Kill(kind, target, at, restart_s)
-    _say(f"killed {target}; waiting for recovery")
-    kill.recovery_s = await _recovered(infra, fleet, http, at)
-    _say(f"recovered from {kind} kill in {kill.recovery_s}")
+    if kind == "rolling":
+        kill.windows = windows
+    _say(f"{kind}: {target}; waiting for recovery")
+    kill.recovery_s = await _recovered(infra, fleet, http, at, options)
+    kill.ended = time.monotonic()
+    _say(f"recovered from {kind} in {kill.recovery_s}")
     return kill
 
 
+_FIRST_CONTROLLER: list[int] = []
+_KILLED: list[int] = []
+
+
+def _next_broker(infra: Infrastructure) -> int:
+    """The active controller first, then each other broker in turn: a different one each time."""
+    assert infra.cluster is not None
+    if not _KILLED:
+        index = infra.cluster.active_controller()
+        _FIRST_CONTROLLER.append(index)
+    else:
+        index = (_KILLED[-1] + 1) % len(infra.cluster.nodes)
+    _KILLED.append(index)
+    return index
+
+
 async def _recovered(
-    infra: Infrastructure, fleet: Fleet, http: httpx.AsyncClient, since: float
+    infra: Infrastructure, fleet: Fleet, http: httpx.AsyncClient, since: float, options: dict[str, Any]
 ) -> float | None:
     """Seconds from the kill until a new ERP document reaches the read model again."""
     canary = ErpInvoiceUpserted.originating(
@@ -411,17 +544,17 @@ async def _recovered(
     while time.monotonic() < deadline:
         if not producer_ok:
             with contextlib.suppress(Exception):  # the broker may still be down
-                producer_ok = await _send_one(infra.bootstrap, canary)
+                producer_ok = await _send_one(infra.bootstrap, canary, options)
         if producer_ok and await read_model_has(infra.dsn, "CH-CANARY", canary.payload.invoice_number):
             return time.monotonic() - since
         await asyncio.sleep(0.2)
     return None
 
 
-async def _send_one(bootstrap: str, message: Any) -> bool:
+async def _send_one(bootstrap: str, message: Any, options: dict[str, Any]) -> bool:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=5000)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", request_timeout_ms=5000, **options)
     await producer.start()
     try:
         registry = TopicRegistry(prefix="chaos.")

@@ -165,6 +165,7 @@ def chart_values() -> set[str]:
 def values_table() -> list[str]:
     text = DEPLOY.read_text()
     section = text[text.index("## 4. Values") :]
+    section = section[: section.find("\n## ", 1)] if "\n## " in section[1:] else section
     rows = [line.split(" | ")[0] for line in section.splitlines() if line.startswith("| `")]
     return [path for row in rows for path in re.findall(r"`([^`]+)`", row)]
 

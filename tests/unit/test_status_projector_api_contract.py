@@ -26,6 +26,16 @@ def test_openapi_has_the_four_read_paths() -> None:
     }
 
 
+def test_every_database_backed_route_documents_503_with_retry_after() -> None:
+    """A portal must know to expect 503 + Retry-After while the database is away."""
+    for path in ("invoices", "invoices/{invoice_number}", "summary"):
+        get = document()["paths"][f"/v1/accounts/{{account_id}}/{path}"]["get"]
+        answer = get["responses"]["503"]
+        assert "Retry-After" in answer["headers"], path
+        assert "application/problem+json" in answer["content"], path
+        assert "min_offset" in {p["name"] for p in get["parameters"]}, path
+
+
 def test_cursor_round_trips() -> None:
     cursor = encode_cursor("-due_date", date(2025, 3, 1), "INV-9")
     assert decode_cursor(cursor, "-due_date") == (date(2025, 3, 1), "INV-9")

@@ -10,6 +10,7 @@ from payments_contracts.payments import (
 )
 
 from .client import OutcomeTimeout, PayOutcome, PortalClient
+from .kafka import KafkaSecurity
 from .outcomes import Accepted, Correlator, Ended, Outcome, Rejected, RemittanceDetails
 from .read_api import NotFound, ReadModelClient, ReadModelError, Unauthorized, Unavailable
 
@@ -20,6 +21,7 @@ __all__ = [
     "Correlator",
     "Ended",
     "GuestCheckout",
+    "KafkaSecurity",
     "Money",
     "NotFound",
     "Outcome",

@@ -25,6 +25,7 @@ from payments_contracts.payments import PaymentMethod
 from payments_contracts.topics import TopicRegistry
 
 from . import commands
+from .kafka import KafkaSecurity
 from .outcomes import Accepted, Correlator, Ended, Outcome, Rejected, RemittanceDetails
 from .read_api import ReadModelClient
 
@@ -53,8 +54,10 @@ class PortalClient:
         topic_prefix: str = "",
         producer_name: str = commands.DEFAULT_PRODUCER,
         timeout_s: float = 10.0,
+        kafka_security: KafkaSecurity | None = None,
     ) -> None:
         self._bootstrap = kafka_bootstrap
+        self._kafka = (kafka_security or KafkaSecurity()).options()
         self._topics = TopicRegistry(topic_prefix)
         self._producer_name = producer_name
         self._timeout_s = timeout_s
@@ -75,11 +78,12 @@ class PortalClient:
 
     async def start(self) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True, linger_ms=0
+            bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True, linger_ms=0, **self._kafka
         )
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
+            **self._kafka,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="latest",

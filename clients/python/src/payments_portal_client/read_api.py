@@ -37,12 +37,16 @@ class Unauthorized(ReadModelError):
 
 
 class Unavailable(ReadModelError):
-    """503: the read API cannot answer now (its database or broker is down); try again
-    after `retry_after_s` (None when the answer did not say)."""
+    """503: the read API cannot answer now (no database answered in time), or `behind`:
+    none has applied the `min_offsets` passed yet (a replica catching up with the
+    caller's own write). Try again after `retry_after_s` (None when the answer did not
+    say)."""
 
     def __init__(self, path: str, status: int, problem: Any, retry_after_s: float | None) -> None:
         super().__init__(path, status, problem)
         self.retry_after_s = retry_after_s
+        kind = problem.get("type", "") if isinstance(problem, dict) else ""
+        self.behind = str(kind).endswith(":behind")
 
 
 def _retry_after_s(header: str | None) -> float | None:
@@ -79,6 +83,13 @@ def _raise_for_answer(path: str, response: httpx.Response) -> None:
     raise ReadModelError(path, status, problem)
 
 
+Params = dict[str, str | int | list[str]]
+
+
+def _offsets(min_offsets: dict[tuple[str, int], int] | None) -> list[str]:
+    return [f"{topic}:{partition}:{offset}" for (topic, partition), offset in (min_offsets or {}).items()]
+
+
 class ReadModelClient:
     def __init__(
         self,
@@ -106,7 +117,12 @@ class ReadModelClient:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def _get(self, path: str, params: dict[str, str | int | list[str]] | None = None) -> bytes:
+    async def _get(
+        self, path: str, params: Params | None = None, min_offsets: dict[tuple[str, int], int] | None = None
+    ) -> bytes:
+        params = dict(params or {})
+        if min_offsets:
+            params["min_offset"] = _offsets(min_offsets)
         response = await self._http.get(path, params=params)
         _raise_for_answer(path, response)
         return response.content
@@ -118,13 +134,18 @@ class ReadModelClient:
         statuses: list[PayStatus] | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        min_offsets: dict[tuple[str, int], int] | None = None,
     ) -> InvoicePage:
-        params: dict[str, str | int | list[str]] = {"limit": limit}
+        """`min_offsets` ({(topic, partition): next offset}, e.g. a response's freshness or
+        the position after the caller's own message): an answer reflecting at least those."""
+        params: Params = {"limit": limit}
         if statuses:
             params["pay_status"] = [s.value for s in statuses]
         if cursor:
             params["cursor"] = cursor
-        return InvoicePage.model_validate_json(await self._get(f"/v1/accounts/{account_id}/invoices", params))
+        return InvoicePage.model_validate_json(
+            await self._get(f"/v1/accounts/{account_id}/invoices", params, min_offsets)
+        )
 
     async def invoices(self, account_id: str, *, statuses: list[PayStatus] | None = None) -> list[InvoiceOut]:
         """Every invoice of the account (all pages)."""
@@ -137,10 +158,16 @@ class ReadModelClient:
             if cursor is None:
                 return items
 
-    async def invoice(self, account_id: str, invoice_number: str) -> InvoiceOut:
+    async def invoice(
+        self, account_id: str, invoice_number: str, *, min_offsets: dict[tuple[str, int], int] | None = None
+    ) -> InvoiceOut:
         return InvoiceOut.model_validate_json(
-            await self._get(f"/v1/accounts/{account_id}/invoices/{invoice_number}")
+            await self._get(f"/v1/accounts/{account_id}/invoices/{invoice_number}", None, min_offsets)
         )
 
-    async def summary(self, account_id: str) -> AccountSummary:
-        return AccountSummary.model_validate_json(await self._get(f"/v1/accounts/{account_id}/summary"))
+    async def summary(
+        self, account_id: str, *, min_offsets: dict[tuple[str, int], int] | None = None
+    ) -> AccountSummary:
+        return AccountSummary.model_validate_json(
+            await self._get(f"/v1/accounts/{account_id}/summary", None, min_offsets)
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -162,6 +162,35 @@ class Problem404(BaseModel):
         Field(
             description="What was not found, for logs (the same for another merchant's)",
             title='Detail',
+        ),
+    ]
+
+
+class Problem503(BaseModel):
+    detail: Annotated[
+        str,
+        Field(
+            description='What could not answer, for logs and support', title='Detail'
+        ),
+    ]
+    retry_after_s: Annotated[
+        int,
+        Field(
+            description='Seconds to wait before asking again (as Retry-After)',
+            title='Retry After S',
+        ),
+    ]
+    status: Annotated[
+        Literal[503], Field(description='The HTTP status, 503', title='Status')
+    ]
+    title: Annotated[
+        str, Field(description='A short summary of the problem type', title='Title')
+    ]
+    type: Annotated[
+        str,
+        Field(
+            description='urn:payments:read-model:unavailable (no database answered in time) or urn:payments:read-model:behind (none has applied the min_offset passed yet)',
+            title='Type',
         ),
     ]
 

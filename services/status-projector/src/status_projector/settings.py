@@ -29,6 +29,23 @@ class ProjectorSettings(CommonSettings):
         description="Events a rebuild applies per transaction (fewer commits, fewer round trips)",
     )
     switch_poll_s: float = Field(1.0, validation_alias=AliasChoices("STATUS_PROJECTOR_SWITCH_POLL_S"))
+    read_database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("PAYMENTS_READ_DATABASE_URL"),
+        description="A streaming replica the read API reads from (the primary when it cannot answer)",
+    )
+    read_deadline_s: float = Field(
+        1.5,
+        gt=0,
+        validation_alias=AliasChoices("STATUS_PROJECTOR_READ_DEADLINE_S"),
+        description="Longest a read waits for the databases before answering 503 with Retry-After",
+    )
+    consistency_wait_s: float = Field(
+        1.0,
+        ge=0,
+        validation_alias=AliasChoices("STATUS_PROJECTOR_CONSISTENCY_WAIT_S"),
+        description="Longest a read with min_offset waits for the replica to replay that far",
+    )
     merchant_config: Path | None = Field(
         None,
         validation_alias=AliasChoices("PAYMENTS_MERCHANT_CONFIG"),

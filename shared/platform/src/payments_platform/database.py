@@ -49,3 +49,31 @@ async def open_pool(
     )
     assert pool is not None
     return pool
+
+
+async def open_read_pool(dsn: str, schema: str, *, size: int = 8) -> asyncpg.Pool:
+    """A pool on a read-only copy (a streaming replica) of the service's schema.
+
+    No connection is made up front: a replica that is down when the service starts must
+    not stop it, as reads fall back to the primary until the replica answers.
+    """
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=0,
+        max_size=size,
+        server_settings={"search_path": schema, "application_name": f"{schema}-reads"},
+    )
+    assert pool is not None
+    return pool
+
+
+async def answers_within(pool: asyncpg.Pool, seconds: float) -> bool:
+    """Whether `SELECT true` answers within `seconds`, without waiting for a frozen
+    server to acknowledge the cancel (asyncio.wait_for would, past the probe's timeout)."""
+    task = asyncio.ensure_future(pool.fetchval("SELECT true"))
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return False
+    return task.exception() is None and bool(task.result())

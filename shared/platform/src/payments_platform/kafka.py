@@ -79,6 +79,14 @@ def _security() -> dict[str, Any]:
     return KafkaSecurity().options()
 
 
+# Client side of failover (docs/deploy.md, "Failover timing"). A request to a broker that
+# died fails at once (its sockets are closed) and any error refreshes the metadata, so
+# these bound the rest: how stale the partition map may get without an error (a leader
+# moved back by preferred-leader election, partitions added), and how fast a retry follows.
+TIMING: dict[str, Any] = {"metadata_max_age_ms": 15_000, "retry_backoff_ms": 100}
+
+
 def client_options(bootstrap: str) -> dict[str, Any]:
-    """`bootstrap_servers` and the security settings from the environment, for any client."""
-    return {"bootstrap_servers": bootstrap, **_security()}
+    """`bootstrap_servers`, the security settings from the environment and the failover
+    timing, for any client (producer, consumer, admin)."""
+    return {"bootstrap_servers": bootstrap, **_security(), **TIMING}

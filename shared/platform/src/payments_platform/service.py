@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from payments_contracts.topics import TopicRegistry
 
-from .database import open_pool
+from .database import answers_within, open_pool
 from .health import BrokerProbe, LoopHeartbeat
 from .http_limits import server_limits
 from .messaging import OutboxRelay, TransactionalConsumer
@@ -125,10 +125,7 @@ class ServiceHost:
         return checks
 
     async def _database_answers(self) -> bool:
-        try:
-            return bool(await asyncio.wait_for(self.pool.fetchval("SELECT true"), 2.0))
-        except Exception:
-            return False
+        return await answers_within(self.pool, 1.5)
 
     async def _watch_relay_leadership(self) -> None:
         leading = False
@@ -216,7 +213,9 @@ async def start_up(
     registry = TopicRegistry(settings.topic_prefix, settings.topic_partitions)
     async for attempt in retrying("ensure topics"):
         with attempt:
-            await ensure_topics(settings.kafka_bootstrap, registry)
+            await ensure_topics(
+                settings.kafka_bootstrap, registry, replication_factor=settings.topic_replication_factor
+            )
     pool = await open_pool(settings.database_url, schema, size=settings.db_pool_size, install=install)
     if settings.setup_only:
         await pool.close()

@@ -26,6 +26,12 @@ class CommonSettings(BaseSettings):
     topic_prefix: str = Field("", validation_alias=_env("PAYMENTS_TOPIC_PREFIX"))
     # Every process of a deployment must agree on it (a rebuild reads every partition).
     topic_partitions: int | None = Field(None, validation_alias=_env("PAYMENTS_TOPIC_PARTITIONS"))
+    topic_replication_factor: int | None = Field(
+        None,
+        ge=1,
+        validation_alias=_env("PAYMENTS_TOPIC_REPLICATION_FACTOR"),
+        description="Copies of each new topic; unset: 3 on a cluster of three or more brokers, else 1",
+    )
     # Install the topics and this service's schema, then exit (the deployment's set-up Job).
     setup_only: bool = Field(False, validation_alias=_env("PAYMENTS_SETUP_ONLY"))
     db_pool_size: int = Field(8, validation_alias=_env("PAYMENTS_DB_POOL_SIZE"))

@@ -19,16 +19,39 @@ from .kafka import client_options
 from .settings import CommonSettings
 
 
-async def ensure_topics(bootstrap: str, registry: TopicRegistry) -> list[str]:
-    """Create missing topics and align configs and partition counts. Safe to repeat."""
+def replication(brokers: int, told: int | None = None) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for a cluster of `brokers`.
+
+    Three copies where there are three brokers, and a write acknowledged (acks=all) only
+    once two hold it: one broker can die, or restart, without a write lost or refused.
+    A single broker (the local default) can only keep one copy.
+    """
+    factor = told if told is not None else min(3, brokers)
+    return factor, (2 if factor >= 3 else 1)
+
+
+async def ensure_topics(
+    bootstrap: str, registry: TopicRegistry, *, replication_factor: int | None = None
+) -> list[str]:
+    """Create missing topics and align configs and partition counts. Safe to repeat.
+
+    The replication factor is learned from the cluster's size unless told
+    (PAYMENTS_TOPIC_REPLICATION_FACTOR); an existing topic keeps the factor it was made
+    with (changing it is a reassignment, an operator's decision), its min.insync.replicas
+    follows the registry's choice."""
     admin = AIOKafkaAdminClient(**client_options(bootstrap), client_id="topic-registry")
     await admin.start()
     changed: list[str] = []
     try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        factor, min_isr = replication(brokers, replication_factor)
         existing = set(await admin.list_topics())
-        wanted = registry.desired()
+        wanted = {
+            name: (partitions, configs | {"min.insync.replicas": str(min_isr)})
+            for name, (partitions, configs) in registry.desired().items()
+        }
         missing = [
-            NewTopic(name, partitions, 1, topic_configs=configs)
+            NewTopic(name, partitions, factor, topic_configs=configs)
             for name, (partitions, configs) in wanted.items()
             if name not in existing
         ]
@@ -58,7 +81,6 @@ async def ensure_topics(bootstrap: str, registry: TopicRegistry) -> list[str]:
     return changed
 
 
-
 async def _until_leaders_elected(admin: Any, names: list[str], timeout_s: float = 30.0) -> None:
     """New partitions refuse writes until they have a leader; wait for that, not a sleep."""
     deadline = asyncio.get_running_loop().time() + timeout_s
@@ -80,7 +102,13 @@ def main() -> None:
     args = parser.parse_args()
     settings = CommonSettings()
     registry = TopicRegistry(settings.topic_prefix, settings.topic_partitions)
-    changed = asyncio.run(ensure_topics(args.bootstrap or settings.kafka_bootstrap, registry))
+    changed = asyncio.run(
+        ensure_topics(
+            args.bootstrap or settings.kafka_bootstrap,
+            registry,
+            replication_factor=settings.topic_replication_factor,
+        )
+    )
     for name, (partitions, configs) in registry.desired().items():
         mark = "created/updated" if name in changed else "ok"
         print(f"{name:28} partitions={partitions} {configs} [{mark}]")

@@ -17,6 +17,7 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 from faststream.middlewares import AckPolicy
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from faststream.specification import AsyncAPI
 from prometheus_client import Counter, Histogram
 
@@ -24,7 +25,8 @@ from demo_portal.settings import SERVICE
 from payments_contracts.envelope import Envelope
 from payments_contracts.payments import PaymentCommand, PaymentEvent
 from payments_contracts.topics import TopicRegistry
-from payments_portal_client import Correlator, Outcome, OutcomeTimeout
+from payments_portal_client import Correlator, KafkaSecurity, Outcome, OutcomeTimeout
+from payments_portal_client.kafka import TIMING as KAFKA_TIMING
 
 COMMANDS = Counter(
     "demo_portal_commands_total",
@@ -73,11 +75,25 @@ class Messaging:
         return outcome
 
 
-def messaging(bootstrap: str, topics: TopicRegistry) -> Messaging:
+def broker_security(kafka: KafkaSecurity) -> BaseSecurity | None:
+    """The portal client's Kafka security in FastStream's terms (its `security=`)."""
+    context = kafka.ssl_context()
+    if not kafka.uses_sasl:
+        return BaseSecurity(ssl_context=context) if context is not None else None
+    assert kafka.sasl_username is not None and kafka.sasl_password is not None
+    sasl = {"PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+    return sasl[kafka.sasl_mechanism](
+        kafka.sasl_username, kafka.sasl_password, ssl_context=context, use_ssl=context is not None
+    )
+
+
+def messaging(bootstrap: str, topics: TopicRegistry, kafka: KafkaSecurity | None = None) -> Messaging:
     broker = KafkaBroker(
         bootstrap,
+        security=broker_security(kafka or KafkaSecurity()),
         client_id=SERVICE,
         enable_idempotence=True,
+        **KAFKA_TIMING,
         # Per-message "Received/Processed" lines would drown the JSON logs.
         log_level=logging.DEBUG,
     )

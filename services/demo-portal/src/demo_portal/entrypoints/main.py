@@ -24,6 +24,7 @@ from demo_portal.handlers import Portal
 from demo_portal.settings import SERVICE, DemoPortalSettings
 from payments_contracts.topics import TopicRegistry
 from payments_platform.observability import configure_logging
+from payments_portal_client import KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,15 @@ def load_portals(settings: DemoPortalSettings) -> Portals:
 
 def build_app(settings: DemoPortalSettings) -> tuple[FastStreamAPI, Messaging]:
     topics = TopicRegistry(settings.topic_prefix)
-    wiring = messaging(settings.kafka_bootstrap, topics)
+    # The same PAYMENTS_KAFKA_* variables as the services (TLS, SASL), read by the client's type.
+    wiring = messaging(settings.kafka_bootstrap, topics, KafkaSecurity.from_env())
     portal = Portal(
         portals=load_portals(settings),
         messaging=wiring,
         read_api_url=settings.read_api_url,
         timeout_s=settings.outcome_timeout_s,
     )
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield

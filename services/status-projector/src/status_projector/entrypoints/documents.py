@@ -149,3 +149,16 @@ class Problem404(BaseModel):
 
 class Problem401(BaseModel):
     detail: str = Field(description="Why the key was refused, for logs")
+
+
+class Problem503(BaseModel):
+    """RFC 9457 problem details; `Retry-After` carries the same seconds."""
+
+    type: str = Field(
+        description="urn:payments:read-model:unavailable (no database answered in time) or "
+        "urn:payments:read-model:behind (none has applied the min_offset passed yet)"
+    )
+    title: str = Field(description="A short summary of the problem type")
+    status: Literal[503] = Field(description="The HTTP status, 503")
+    detail: str = Field(description="What could not answer, for logs and support")
+    retry_after_s: int = Field(description="Seconds to wait before asking again (as Retry-After)")

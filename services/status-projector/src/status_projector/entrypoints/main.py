@@ -4,6 +4,7 @@ every other service."""
 
 from __future__ import annotations
 
+from payments_platform.database import open_read_pool
 from payments_platform.health import BrokerProbe
 from payments_platform.messaging import OutboxRelay
 from payments_platform.ops_metrics import OpsGauges
@@ -26,8 +27,21 @@ async def serve(settings: ProjectorSettings, keys: PortalKeys) -> None:
     registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     collect_garbage_less_often(collector_allocations(settings.batch_size))
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
+    replica = (
+        await open_read_pool(settings.read_database_url, SCHEMA, size=settings.db_pool_size)
+        if settings.read_database_url
+        else None
+    )
     app = with_merchant_routes(
-        build_app(pool, registry, keys, provider_configured=settings.provider_configured)
+        build_app(
+            pool,
+            registry,
+            keys,
+            provider_configured=settings.provider_configured,
+            replica=replica,
+            read_deadline_s=settings.read_deadline_s,
+            consistency_wait_s=settings.consistency_wait_s,
+        )
     )
     if settings.merchant_config is not None:
         follow_merchant_file(
@@ -62,7 +76,11 @@ async def serve(settings: ProjectorSettings, keys: PortalKeys) -> None:
             ),
         ],
     )
-    await host.serve()
+    try:
+        await host.serve()
+    finally:
+        if replica is not None:
+            replica.terminate()  # a frozen replica must not hold the exit
 
 
 def main() -> None:

@@ -151,6 +151,7 @@ class TransactionalConsumer:
         # The batch whose transaction is in the database while the next one is decoded,
         # and how often each partition was sought: records fetched before a seek are stale.
         self._in_flight: asyncio.Task[None] | None = None
+        self._committing: asyncio.Task[None] | None = None
         self._seeks: collections.Counter[tuple[str, int]] = collections.Counter()
         self.ready = False
         self.in_group = False  # joined or joining its group: assigned or waiting for partitions
@@ -196,6 +197,8 @@ class TransactionalConsumer:
                 await self._settle()  # finish the batch in hand
             finally:
                 self.ready = self.in_group = False
+            if self._committing is not None:
+                await asyncio.gather(self._committing, return_exceptions=True)
             if self._stopping.is_set():
                 leave_group_on_stop(consumer)
             await consumer.stop()
@@ -545,18 +548,27 @@ class TransactionalConsumer:
         return fresh
 
     async def _commit_to_kafka(self, records: Sequence[Record]) -> None:
-        """Mirror progress to Kafka for lag tooling; the database stays the truth."""
+        """Mirror progress to Kafka for lag tooling; the database stays the truth.
+
+        In the background, one at a time: while the group's coordinator is being moved (its
+        broker lost, or shut down in a rolling restart) a commit waits for the new one, and
+        the batch loop waited with it, up to KAFKA_COMMIT_TIMEOUT_S, where it now goes on."""
         if self._consumer is None or time.monotonic() - self._last_kafka_commit < 1.0:
+            return
+        if self._committing is not None and not self._committing.done():
             return
         self._last_kafka_commit = time.monotonic()
         offsets: dict[TopicPartition, int] = {}
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
             offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        self._committing = asyncio.create_task(self._mirror(self._consumer, offsets))
+
+    @staticmethod
+    async def _mirror(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         try:
-            # Bounded: aiokafka retries a commit while the coordinator is unknown, and a
-            # mirror for lag tooling must never hold the batch loop (or a rebalance) up.
-            await asyncio.wait_for(self._consumer.commit(offsets), KAFKA_COMMIT_TIMEOUT_S)
+            # Bounded: aiokafka retries a commit while the coordinator is unknown.
+            await asyncio.wait_for(consumer.commit(offsets), KAFKA_COMMIT_TIMEOUT_S)
         except Exception as exc:  # a rebalance in progress; the next batch commits again
             log.debug("kafka offset commit skipped", extra={"error": repr(exc)})
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import asyncpg
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NodeNotReadyError
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -40,7 +40,18 @@ class TransientError(Exception):
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, TransientError | asyncpg.InterfaceError | OSError | asyncio.TimeoutError):
         return True
+    # asyncpg's own state errors: a server that ends its sessions mid-operation (`pg_ctl
+    # stop -m fast`) leaves the connection "in another operation", and a multi-host DSN
+    # matches no host while a standby is being promoted. Neither says anything about the
+    # message; both pass once the pool reconnects.
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return True
     if isinstance(exc, KafkaConnectionError | KafkaTimeoutError | NodeNotReadyError):
+        return True
+    # Leadership moving, the in-sync replicas below min.insync.replicas, a request that
+    # timed out: what a cluster losing one broker answers for a few seconds. Authorization
+    # errors are not retriable: a missing grant must show, not spin.
+    if isinstance(exc, KafkaError) and exc.retriable:
         return True
     if isinstance(exc, asyncpg.PostgresError):
         state = getattr(exc, "sqlstate", "") or ""
