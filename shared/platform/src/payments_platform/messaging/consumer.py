@@ -19,11 +19,13 @@ from pydantic import ValidationError
 
 from payments_contracts import Envelope
 from payments_contracts.topics import Topic, TopicRegistry
+from payments_platform import tracing
 from payments_platform.kafka import client_options
 from payments_platform.membership import consumer_options, leave_group_on_stop
 
 from .dead_letter import Position, dead_letter
 from .outbox import Outbox
+from .traced import BatchTrace, applying
 from .transient import is_transient, retrying
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ class Delivery(NamedTuple):
     partition: int
     offset: int
     message: Envelope
+    headers: Sequence[tuple[str, bytes]] = ()  # the record's, while tracing is on
 
 
 @dataclass
@@ -348,13 +351,15 @@ class TransactionalConsumer:
             CONSUMED.labels(self.name, topic).inc(count)
         validators = self._validators
         add = deliveries.append
+        traced = tracing.ENABLED
         for record in records:
             try:
                 message = validators[record.topic](record.value or b"")
             except ValidationError as exc:
                 dead.append((record, _describe(exc)))
                 continue
-            add(Delivery(record.topic, record.partition, record.offset, message))
+            headers = record.headers if traced else ()
+            add(Delivery(record.topic, record.partition, record.offset, message, headers))
         return deliveries, dead
 
     async def _apply(
@@ -366,33 +371,46 @@ class TransactionalConsumer:
         isolate: bool,
     ) -> dict[tuple[str, int], int]:
         """Apply the batch in one transaction; returns the partitions left out for a gap."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            applied_up_to = await self._lock_offsets(conn, records)
-            gaps = self._gaps(records, applied_up_to)
-            if gaps:
-                records = [r for r in records if (r.topic, r.partition) not in gaps]
-                deliveries = [d for d in deliveries if (d.topic, d.partition) not in gaps]
-                dead = [(r, e) for r, e in dead if (r.topic, r.partition) not in gaps]
+        batch: BatchTrace | None = None
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                applied_up_to = await self._lock_offsets(conn, records)
+                gaps = self._gaps(records, applied_up_to)
+                if gaps:
+                    records = [r for r in records if (r.topic, r.partition) not in gaps]
+                    deliveries = [d for d in deliveries if (d.topic, d.partition) not in gaps]
+                    dead = [(r, e) for r, e in dead if (r.topic, r.partition) not in gaps]
 
-            def unseen(topic: str, partition: int, offset: int) -> bool:
-                return offset >= applied_up_to.get((topic, partition), -1)
+                def unseen(topic: str, partition: int, offset: int) -> bool:
+                    return offset >= applied_up_to.get((topic, partition), -1)
 
-            fresh = [d for d in deliveries if unseen(d.topic, d.partition, d.offset)]
-            outbox = Outbox(self._registry)
-            for record, error in dead:
-                if unseen(record.topic, record.partition, record.offset):
-                    self._dead_letter(outbox, record, error)
-            if isolate:
-                await self._apply_one_by_one(conn, fresh, records, outbox)
-            else:
-                if self._dedupe:
-                    fresh = await self._first_sightings(conn, fresh)
-                if fresh:
-                    await self._handle(fresh, Transaction(conn, outbox))
-                APPLIED.labels(self.name).inc(len(fresh))
-            if records:
-                await self._store_offsets(conn, records)
-            await outbox.write(conn)
+                fresh = [d for d in deliveries if unseen(d.topic, d.partition, d.offset)]
+                outbox = Outbox(self._registry)
+                for record, error in dead:
+                    if unseen(record.topic, record.partition, record.offset):
+                        self._dead_letter(outbox, record, error)
+                if isolate:
+                    batch = self._traced(fresh)
+                    with applying(batch):
+                        await self._apply_one_by_one(conn, fresh, records, outbox, batch)
+                else:
+                    if self._dedupe:
+                        fresh = await self._first_sightings(conn, fresh)
+                    if fresh:
+                        batch = self._traced(fresh)
+                        with applying(batch):
+                            await self._handle(fresh, Transaction(conn, outbox))
+                    APPLIED.labels(self.name).inc(len(fresh))
+                if records:
+                    await self._store_offsets(conn, records)
+                await outbox.write(conn)
+        except BaseException as exc:
+            if batch is not None:
+                batch.failed(exc)
+            raise
+        finally:
+            if batch is not None:
+                batch.end()
         for key in {(r.topic, r.partition) for r in records}:
             self._refilling.pop(key, None)
         return gaps
@@ -403,6 +421,7 @@ class TransactionalConsumer:
         deliveries: list[Delivery],
         records: Sequence[Record],
         outbox: Outbox,
+        batch: BatchTrace | None = None,
     ) -> None:
         by_position = {(r.topic, r.partition, r.offset): r for r in records}
         for delivery in deliveries:
@@ -426,8 +445,15 @@ class TransactionalConsumer:
                     },
                 )
                 self._dead_letter(outbox, record, f"{type(exc).__name__}: {exc}")
+                if batch is not None:
+                    batch.failed(exc, delivery.message.event_id)
                 continue
             outbox.extend(own)
+
+    def _traced(self, deliveries: list[Delivery]) -> BatchTrace | None:
+        if not tracing.ENABLED or not deliveries:
+            return None
+        return BatchTrace(self.name, self._group_id, deliveries)
 
     def _dead_letter(self, outbox: Outbox, record: Record, error: str) -> None:
         DEAD_LETTERS.labels(self.name, record.topic).inc()
