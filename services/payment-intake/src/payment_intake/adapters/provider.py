@@ -21,6 +21,7 @@ import aiohttp
 
 from payment_intake.domain.payment import Payment
 from payment_intake.domain.provider import CheckoutState, OpenedCheckout, ProviderRefused, RefundState
+from payments_platform import tracing
 from payments_platform.messaging import TransientError, tried_a_few_times
 
 
@@ -38,6 +39,7 @@ class ProviderClient:
                 timeout=self._timeout,
                 connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30),
                 json_serialize=json.dumps,
+                trace_configs=_traced(),
             )
         return self._session
 
@@ -116,6 +118,16 @@ class ProviderClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _traced() -> list[aiohttp.TraceConfig] | None:
+    """A client span per provider call (the maintained aiohttp instrumentation, on this
+    session only), carrying the trace to the provider in `traceparent`."""
+    if not tracing.ENABLED:
+        return None
+    from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+
+    return [create_trace_config()]
 
 
 def _refund_state(data: dict[str, Any]) -> RefundState:
