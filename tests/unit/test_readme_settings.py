@@ -16,6 +16,7 @@ from payments_platform.kafka import KafkaSecurity
 from payments_platform.membership import MembershipSettings
 from payments_platform.retention import RetentionSettings
 from payments_platform.settings import CommonSettings
+from payments_platform.tracing import TracingSettings
 from sandbox_provider.settings import SandboxSettings
 from status_projector.settings import ProjectorSettings
 
@@ -25,6 +26,7 @@ SETTINGS: list[type[BaseSettings]] = [
     KafkaSecurity,
     RetentionSettings,
     MembershipSettings,
+    TracingSettings,
     PaymentIntakeSettings,
     InvoiceSyncSettings,
     ProjectorSettings,

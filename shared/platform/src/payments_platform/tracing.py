@@ -33,6 +33,8 @@ from uuid import UUID
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceFlags, TraceState
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -54,19 +56,53 @@ _provider: Any = None
 _CAUSES: ContextVar[Mapping[UUID, Span] | None] = ContextVar("payments_trace_causes", default=None)
 
 
-def wanted() -> bool:
-    """Whether the environment asks for traces (an OTLP endpoint, the SDK not disabled)."""
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return False
-    return bool(
-        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+class TracingSettings(BaseSettings):
+    """OpenTelemetry's own variables, as the SDK and the exporter read them; listed here so
+    the README's settings table names them (the SDK reads the sampler's itself)."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    endpoint: str | None = Field(
+        None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="OTLP/HTTP base URL (spans go to <url>/v1/traces); unset: no tracing at all",
     )
+    traces_endpoint: str | None = Field(
+        None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        description="The full URL for spans, instead of the base URL",
+    )
+    service_name: str | None = Field(
+        None,
+        validation_alias=AliasChoices("OTEL_SERVICE_NAME"),
+        description="The service name spans carry (default: the service's own name)",
+    )
+    disabled: bool = Field(
+        False,
+        validation_alias=AliasChoices("OTEL_SDK_DISABLED"),
+        description="true: no tracing whatever is set",
+    )
+    sampler: str = Field(
+        "parentbased_always_on",
+        validation_alias=AliasChoices("OTEL_TRACES_SAMPLER"),
+        description="e.g. parentbased_traceidratio with OTEL_TRACES_SAMPLER_ARG=0.01 to keep 1% of traces",
+    )
+    sampler_arg: str | None = Field(
+        None, validation_alias=AliasChoices("OTEL_TRACES_SAMPLER_ARG"), description="the sampler's argument"
+    )
+
+
+def wanted(settings: TracingSettings | None = None) -> bool:
+    """Whether the environment asks for traces (an OTLP endpoint, the SDK not disabled)."""
+    settings = settings or TracingSettings()
+    return not settings.disabled and bool(settings.traces_endpoint or settings.endpoint)
 
 
 def configure(service: str) -> bool:
     """Install the SDK with an OTLP/HTTP exporter when the environment asks for it."""
     global ENABLED, _tracer, _provider
-    if ENABLED or not wanted():
+    settings = TracingSettings()
+    if ENABLED or not wanted(settings):
         return ENABLED
     # Imported here: a process without an endpoint never loads the SDK or the exporter.
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -74,7 +110,7 @@ def configure(service: str) -> bool:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    attributes = {"service.name": os.environ.get("OTEL_SERVICE_NAME") or service}
+    attributes = {"service.name": settings.service_name or service}
     instance = os.environ.get("PAYMENTS_INSTANCE_ID")
     if instance:
         attributes["service.instance.id"] = instance
