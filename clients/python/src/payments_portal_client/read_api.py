@@ -6,6 +6,7 @@ from types import TracebackType
 from typing import Self
 
 import httpx
+from opentelemetry import propagate
 
 from .read_model import AccountSummary, InvoiceOut, InvoicePage, PayStatus
 
@@ -34,7 +35,10 @@ class ReadModelClient:
         await self._http.aclose()
 
     async def _get(self, path: str, params: dict[str, str | int | list[str]] | None = None) -> bytes:
-        response = await self._http.get(path, params=params)
+        # The caller's trace context goes along: the read API's request span joins its trace.
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
+        response = await self._http.get(path, params=params, headers=headers)
         if response.status_code == 404:
             raise NotFound(path)
         response.raise_for_status()
