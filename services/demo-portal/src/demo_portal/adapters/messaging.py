@@ -22,6 +22,7 @@ from demo_portal.settings import SERVICE
 from payments_contracts.envelope import Envelope
 from payments_contracts.payments import PaymentCommand, PaymentEvent
 from payments_contracts.topics import TopicRegistry
+from payments_platform import tracing
 from payments_portal_client import Correlator, Outcome, OutcomeTimeout
 
 
@@ -55,12 +56,20 @@ class Messaging:
 
 
 def messaging(bootstrap: str, topics: TopicRegistry) -> Messaging:
+    middlewares: list[Any] = []
+    if tracing.ENABLED:
+        # FastStream's own OpenTelemetry middleware: a span per command published, its
+        # W3C context in the record's headers (the services' consumers read it there).
+        from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+
+        middlewares.append(KafkaTelemetryMiddleware())
     broker = KafkaBroker(
         bootstrap,
         client_id=SERVICE,
         enable_idempotence=True,
         # Per-message "Received/Processed" lines would drown the JSON logs.
         log_level=logging.DEBUG,
+        middlewares=middlewares,
     )
     wiring = Messaging(broker, topics)
 
