@@ -1,6 +1,7 @@
 """Prometheus gauges an operator alerts on (docs/operations.md, "Alerts"): consumer lag per
-partition and outbox depth, sampled by a background part of every service; a service
-adds its own samples (payment-intake: the age of its oldest open payment)."""
+partition, outbox depth and set-aside outbox rows, sampled by a background part of every
+service; a service adds its own samples (payment-intake: the age of its oldest open
+payment)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ CONSUMER_LAG = Gauge(
     ["consumer", "topic", "partition"],
 )
 OUTBOX_DEPTH = Gauge("outbox_depth", "Outbox rows written and not yet published to Kafka", ["service"])
+# Not `outbox_unpublishable`: the counter outbox_unpublishable_total owns that name.
+OUTBOX_SET_ASIDE = Gauge(
+    "outbox_set_aside",
+    "Outbox rows Kafka refused for good, waiting in outbox_unpublishable for an operator",
+    ["service"],
+)
 
 Sample = Callable[[asyncpg.Pool], Awaitable[None]]
 
@@ -58,7 +65,11 @@ class OpsGauges:
         for row in await partition_lag(self._pool, self._bootstrap):
             CONSUMER_LAG.labels(row.consumer, row.topic, str(row.partition)).set(row.lag)
         if self._outbox:
-            OUTBOX_DEPTH.labels(self._service).set(await self._pool.fetchval("SELECT count(*) FROM outbox"))
+            depth, set_aside = await self._pool.fetchrow(
+                "SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM outbox_unpublishable)"
+            )
+            OUTBOX_DEPTH.labels(self._service).set(depth)
+            OUTBOX_SET_ASIDE.labels(self._service).set(set_aside)
         if self._extra is not None:
             await self._extra(self._pool)
         return 1

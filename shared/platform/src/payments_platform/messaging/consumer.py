@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,7 +15,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError
 from aiokafka.structs import ConsumerRecord
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
 from payments_contracts import Envelope
@@ -40,6 +41,12 @@ GAPS = Counter(
     "consumer_gaps_total", "Batches that started past the stored offset and were read again", ["consumer"]
 )
 BATCH_SECONDS = Histogram("consumer_batch_seconds", "Time to apply one batch", ["consumer"])
+# With consumer_lag, how stale what a consumer has applied is (the ReadModelStale alert).
+LAST_APPLIED = Gauge(
+    "consumer_last_applied_timestamp_seconds",
+    "When the newest record of the last committed batch was written to Kafka (Unix time)",
+    ["consumer"],
+)
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
@@ -124,6 +131,10 @@ class TransactionalConsumer:
         self.name = name
         self._registry = registry
         self._topics = {t.name: t for t in topics}
+        for topic in topics:
+            # Exported at 0 from the start: a counter whose series is born at 1 shows no
+            # increase() to the alert on the first dead letter.
+            DEAD_LETTERS.labels(name, topic.name)
         # Each topic's validator, looked up once: a record is validated straight from its
         # bytes into the message (one pass, no intermediate dict to throw away).
         self._validators = {t.name: t.decoder.validate_json for t in topics}
@@ -199,6 +210,10 @@ class TransactionalConsumer:
             if self._stopping.is_set():
                 leave_group_on_stop(consumer)
             await consumer.stop()
+            # A consumer that stops (a read-model version retired by a rebuild's switch)
+            # leaves no timestamp behind to look stale.
+            with contextlib.suppress(KeyError):
+                LAST_APPLIED.remove(self.name)
 
     async def _resume(self, assigned: set[TopicPartition]) -> None:
         assert self._consumer is not None
@@ -277,6 +292,7 @@ class TransactionalConsumer:
                     gaps = await self._apply(records, deliveries, dead, isolate=True)
         self._refill(gaps)
         BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        LAST_APPLIED.labels(self.name).set(max(r.timestamp for r in records) / 1000)
         self._on_commit()
         await self._commit_to_kafka([r for r in records if (r.topic, r.partition) not in gaps])
 
