@@ -113,5 +113,7 @@ def scraped_families(text: str) -> dict[str, str]:
     for line in text.splitlines():
         if line.startswith("# TYPE "):
             _, _, name, kind = line.split(" ", 3)
-            found[name] = kind.strip()
+            kind = kind.strip()
+            # The text format names a counter's family with its _total (the registry without).
+            found[name.removesuffix("_total") if kind == "counter" else name] = kind
     return found

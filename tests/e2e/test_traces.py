@@ -10,6 +10,9 @@ as a portal backend with the portal client, its own spans going to the same rece
   provider's webhook (joined by the payment id: the provider carries no trace of ours),
   the callback applied, `payment.succeeded` published and applied by status-projector,
   and the portal's read of the read API.
+
+The running services also serve every metric the alerting rules and the dashboard read
+(deploy/observability).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from erp_invoices import erp_invoice
 from kafka_tools import eventually, produce
+from observability_files import exported_names_needed, sample_names, scraped_families
 from otlp_collector import Collector, ReceivedSpan, table
 from payments_contracts.topics import TopicRegistry
 from payments_platform.sandbox import demo_api_key
@@ -220,14 +224,10 @@ async def test_an_erp_document_and_a_pay_command_each_make_one_connected_trace(
     pay_trace_id = f"{root.get_span_context().trace_id:032x}"
 
     def pay_trace_complete(spans: list[ReceivedSpan]) -> bool:
-        return has(
-            spans,
-            lambda s: (
-                s.trace_id == pay_trace_id
-                and s.service == "status-projector"
-                and s.attributes.get("payments.message.type") == "payment.succeeded"
-            ),
-        )
+        """payment.succeeded applied, and a request span for each read the portal made."""
+        mine = [s for s in spans if s.trace_id == pay_trace_id and s.service == "status-projector"]
+        applied = has(mine, lambda s: s.attributes.get("payments.message.type") == "payment.succeeded")
+        return applied and len([s for s in mine if s.kind == "server"]) == reads_made
 
     collector.wait_for(pay_trace_complete, timeout=30, what="payment.succeeded applied in the pay trace")
     pay = collector.trace(pay_trace_id)
@@ -291,9 +291,10 @@ async def test_an_erp_document_and_a_pay_command_each_make_one_connected_trace(
     )
     assert checkout_call.service == "payment-intake" and checkout_call.end_ns <= opening.end_ns
     assert decided.attributes["payments.message.type"] == "payment.pay_invoice"
-    # The read that saw `paid` came after the projector committed it, under the portal's span.
+    # The reads are the portal's, and the last (the one that saw `paid`) ended after the
+    # projector began the transaction that made the invoice paid.
     assert reads and all(r.parent_id == portal.span_id for r in reads), table(pay)
-    assert max(r.start_ns for r in reads) >= applied.end_ns, table(pay)
+    assert max(r.end_ns for r in reads) >= applied.start_ns, table(pay)
     assert {r.name for r in reads} == {"GET /v1/accounts/{account_id}/invoices/{invoice_number}"}
 
     # The decision was made in a batch: its span links the batch's, which links the command back.
@@ -313,6 +314,15 @@ async def test_an_erp_document_and_a_pay_command_each_make_one_connected_trace(
     assert [(line.get("trace_id"), line.get("span_id")) for line in opened] == [
         (pay_trace_id, opening.span_id)
     ]
+
+    # Every metric the alerting rules and the dashboard read, on the running services' /metrics.
+    families: dict[str, str] = {}
+    async with httpx.AsyncClient() as scraper:
+        for service in ("invoice-sync", "payment-intake", "status-projector"):
+            page = await scraper.get(f"{system.url(service)}/metrics")
+            assert page.status_code == 200
+            families |= scraped_families(page.text)
+    assert exported_names_needed() - sample_names(families) == set(), "read by the rules, served by nobody"
 
     (tmp_path / "pay-trace.txt").write_text(table(pay))
     print("\nthe pay command's trace as received:\n" + table(pay))
