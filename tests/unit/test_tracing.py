@@ -200,3 +200,19 @@ def test_the_relay_headers_of_a_row(spans: InMemorySpanExporter) -> None:
     assert sent.kind is SpanKind.PRODUCER and sent.parent is not None and sent.parent.span_id == SPAN_ID
     assert headers["traceparent"].decode() == tracing.traceparent_of(sent.context)
     assert sent.attributes["payments.outbox.id"] == 1
+
+
+def test_the_demo_portal_publishes_through_faststreams_telemetry_middleware_only_when_tracing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+
+    from demo_portal.adapters.messaging import messaging
+
+    def telemetry() -> list[object]:
+        broker = messaging("127.0.0.1:1", TopicRegistry()).broker
+        return [m for m in broker.middlewares if isinstance(m, KafkaTelemetryMiddleware)]
+
+    assert telemetry() == []
+    monkeypatch.setattr(tracing, "ENABLED", True)
+    assert len(telemetry()) == 1
