@@ -342,19 +342,18 @@ class OutboxRelay:
         """The row's trace context as headers: through a producer span of the relay while
         tracing is on (it ends at Kafka's acknowledgement), else as stored."""
         traceparent, tracestate = row["traceparent"], row["tracestate"]
-        if tracing.ENABLED:
-            span = tracing.start(
-                f"send {topic}",
-                parent=tracing.parse(traceparent, tracestate),
-                kind=SpanKind.PRODUCER,
-                attributes={
+        stored = tracing.parse(traceparent, tracestate) if tracing.ENABLED else None
+        if stored is not None and stored.trace_flags.sampled:
+            span = tracing.start(f"send {topic}", parent=stored, kind=SpanKind.PRODUCER)
+            span.set_attributes(
+                {
                     "messaging.system": "kafka",
                     "messaging.operation.type": "send",
                     "messaging.destination.name": topic,
                     "messaging.destination.partition.id": str(partition),
                     "payments.outbox.id": row["id"],
                     "service.component": f"{self._service} outbox relay",
-                },
+                }
             )
             spans.append(span)
             context = span.get_span_context()

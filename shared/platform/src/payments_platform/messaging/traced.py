@@ -49,28 +49,30 @@ class BatchTrace:
                 "payments.consumer": consumer,
             },
         )
-        batch = [self.batch.get_span_context()]
+        batch = self.batch.get_span_context()
         self.messages: dict[UUID, Span] = {}
         for delivery, parent in zip(deliveries, parents, strict=True):
             message = delivery.message
-            self.messages[message.event_id] = tracing.start(
-                f"process {delivery.topic}",
-                parent=parent,
-                kind=SpanKind.CONSUMER,
-                links=batch,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.operation.type": "process",
-                    "messaging.destination.name": delivery.topic,
-                    "messaging.destination.partition.id": str(delivery.partition),
-                    "messaging.kafka.offset": delivery.offset,
-                    "messaging.consumer.group.name": group_id,
-                    "messaging.message.id": str(message.event_id),
-                    "payments.message.type": message.type,
-                    "payments.correlation_id": str(message.correlation_id),
-                    "payments.account_id": message.account_id,
-                },
+            span = self.messages[message.event_id] = tracing.start(
+                f"process {delivery.topic}", parent=parent, kind=SpanKind.CONSUMER
             )
+            # Built only for a span that records: most are not, where traces are sampled.
+            if span.is_recording():
+                span.add_link(batch)
+                span.set_attributes(
+                    {
+                        "messaging.system": "kafka",
+                        "messaging.operation.type": "process",
+                        "messaging.destination.name": delivery.topic,
+                        "messaging.destination.partition.id": str(delivery.partition),
+                        "messaging.kafka.offset": delivery.offset,
+                        "messaging.consumer.group.name": group_id,
+                        "messaging.message.id": str(message.event_id),
+                        "payments.message.type": message.type,
+                        "payments.correlation_id": str(message.correlation_id),
+                        "payments.account_id": message.account_id,
+                    }
+                )
 
     @contextmanager
     def applying(self) -> Iterator[None]:
