@@ -14,6 +14,13 @@ export PAYMENTS_HELM := $(HELM)
 STRIPE_MOCK_VERSION := v0.203.0
 STRIPE_MOCK := $(TOOLS_BIN)/stripe-mock
 export PAYMENTS_STRIPE_MOCK := $(STRIPE_MOCK)
+# promtool checks and unit-tests the alerting rules (deploy/observability). The Go module is
+# Prometheus's own (v0.316.0 is Prometheus 3.16.0). remove_all_sd leaves out the service
+# discovery plugins (cloud SDKs) that checking rules never uses: on an empty module cache
+# the download falls from over 1.8 GB to 964 MB, and the build to 203 s of CPU.
+PROMTOOL_VERSION := v0.316.0
+PROMTOOL := $(TOOLS_BIN)/promtool
+export PAYMENTS_PROMTOOL := $(PROMTOOL)
 # mypy --strict covers every package: the published language, the platform, each service, the client, and
 # deploy/ (the runtime, the process launcher, the demo), which is on the path as scripts.
 TYPED_PACKAGES := shared/contracts/src/payments_contracts shared/platform/src/payments_platform \
@@ -21,7 +28,7 @@ TYPED_PACKAGES := shared/contracts/src/payments_contracts shared/platform/src/pa
 	clients/python/src/payments_portal_client \
 	deploy/runtime deploy/processes.py deploy/system.py deploy/run_demo.py
 
-.PHONY: help install helm stripe-mock up down topics contracts lint imports typecheck test test-unit test-integration test-e2e test-cluster chaos chaos-cluster run services bench clean
+.PHONY: help install helm stripe-mock promtool up down topics contracts lint imports typecheck test test-unit test-integration test-e2e test-cluster chaos chaos-cluster run services bench clean
 
 help:
 	@echo "make run     start Kafka, PostgreSQL, the services, the sandbox provider and the portal with demo data"
@@ -58,6 +65,12 @@ $(STRIPE_MOCK):
 	@command -v go >/dev/null 2>&1 || { echo "Go is needed to build stripe-mock (go install)"; exit 1; }
 	GOBIN=$(TOOLS_BIN) go install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION)
 
+promtool: $(PROMTOOL)
+
+$(PROMTOOL):
+	@command -v go >/dev/null 2>&1 || { echo "Go is needed to build promtool (go install)"; exit 1; }
+	GOBIN=$(TOOLS_BIN) go install -tags remove_all_sd github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION)
+
 # `make up KAFKA_BROKERS=3` runs the production topology (RF 3, min ISR 2); KAFKA_SECURE=1 adds
 # SASL_SSL with ACLs (.run/kafka-<principal>.env), PG_REPLICA=1 a streaming replica for reads.
 KAFKA_BROKERS ?= 1
@@ -90,10 +103,10 @@ typecheck: install
 
 # Kafka and PostgreSQL come from PAYMENTS_KAFKA_BOOTSTRAP / PAYMENTS_DATABASE_URL when
 # set, else testcontainers when Docker answers, else fresh local ones for this run.
-test: install lint imports typecheck helm stripe-mock
+test: install lint imports typecheck helm stripe-mock promtool
 	$(BIN)/pytest tests clients/python/tests
 
-test-unit: install helm
+test-unit: install helm promtool
 	$(BIN)/pytest tests/unit
 
 test-integration: install stripe-mock

@@ -117,6 +117,9 @@ class FakeRegistrations:
             )
         return claimed
 
+    async def traces_of(self, keys: Iterable[InvoiceKey]) -> dict[InvoiceKey, str]:
+        return {}
+
     async def revisions(self, keys: Iterable[InvoiceKey]) -> dict[InvoiceKey, int]:
         return {k: self.queued[k].revision for k in keys if k in self.queued}
 

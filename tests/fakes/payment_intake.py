@@ -212,6 +212,9 @@ class FakePayments:
         row = self.s.payments.get(payment_id)
         return None if row is None else row.payment.account_id
 
+    async def traces_of(self, payment_ids: Sequence[UUID]) -> dict[UUID, str]:
+        return {}
+
     async def get_many_for_update(self, payment_ids: Sequence[UUID]) -> list[Payment]:
         return [self.s.payment(i) for i in sorted(payment_ids) if i in self.s.payments]
 

@@ -12,7 +12,16 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PLATFORM_ONLY = ("payments_platform", "asyncpg", "fastapi", "uvicorn", "prometheus_client", "typer")
+# The client traces through opentelemetry-api alone: the SDK stays the application's choice.
+PLATFORM_ONLY = (
+    "payments_platform",
+    "asyncpg",
+    "fastapi",
+    "uvicorn",
+    "prometheus_client",
+    "typer",
+    "opentelemetry.sdk",
+)
 
 
 def _uv() -> list[str]:

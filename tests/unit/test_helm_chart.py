@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 import infra
+from observability_files import DASHBOARD, RULES, promtool_binary
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 HELM_MODULE = "helm.sh/helm/v3/cmd/helm@v3.22.0"
@@ -123,13 +124,24 @@ def validate(obj: dict[str, Any]) -> None:
 # --- the tests -----------------------------------------------------------------------------
 
 
+MONITORING = [
+    "--set",
+    "monitoring.prometheusRule.enabled=true",
+    "--set",
+    "monitoring.grafanaDashboard.enabled=true",
+]
+
+
 @pytest.mark.parametrize(
-    "values", [[], ["-f", str(CHART / "values-production.yaml")], ["--set", "sandbox.enabled=true"]]
+    "values",
+    [[], ["-f", str(CHART / "values-production.yaml")], ["--set", "sandbox.enabled=true"], MONITORING],
 )
 def test_every_rendered_object_is_a_valid_kubernetes_object(helm: str, values: list[str]) -> None:
     objects = render(helm, *values)
     assert objects
     for obj in objects:
+        if obj["kind"] == "PrometheusRule":
+            continue  # the operator's CRD, not Kubernetes' own: promtool checks it (below)
         validate(obj)
 
 
@@ -154,7 +166,7 @@ def test_the_validator_rejects_what_kubernetes_would() -> None:
         )
 
 
-@pytest.mark.parametrize("values", [[], ["-f", str(CHART / "values-production.yaml")]])
+@pytest.mark.parametrize("values", [[], ["-f", str(CHART / "values-production.yaml")], MONITORING])
 def test_helm_lint_passes(helm: str, values: list[str]) -> None:
     result = subprocess.run([helm, "lint", "--strict", str(CHART), *values], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -244,3 +256,37 @@ def test_a_value_the_chart_does_not_have_is_refused_not_ignored(helm: str) -> No
         assert "additional properties" in result.stderr and "not allowed" in result.stderr, result.stderr
     objects = render(helm, "--set", "services.statusProjector.replicas=3")
     assert by_kind(objects, "Deployment")["rel-payments-status-projector"]["spec"]["replicas"] == 3
+
+
+def test_monitoring_installs_the_tested_rules_as_a_prometheus_rule_and_the_dashboard(
+    helm: str, tmp_path: Path
+) -> None:
+    assert not {"PrometheusRule"} & {o["kind"] for o in render(helm)}, "off by default (needs the operator)"
+    objects = render(
+        helm,
+        *MONITORING,
+        "--set",
+        "monitoring.prometheusRule.labels.release=kube-prometheus-stack",
+        "--set",
+        "monitoring.prometheusRule.runbookBaseUrl=https://runbooks.example/ops.md",
+    )
+    (rule,) = by_kind(objects, "PrometheusRule").values()
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    groups = rule["spec"]["groups"]
+    urls = [r["annotations"]["runbook_url"] for g in groups for r in g["rules"] if "alert" in r]
+    assert urls and all(u.startswith("https://runbooks.example/ops.md#runbook-") for u in urls)
+    # Exactly the file promtool tested, but for the runbooks' base URL.
+    as_tested = yaml.safe_load(
+        json.dumps(groups).replace("https://runbooks.example/ops.md#", "docs/operations.md#")
+    )
+    assert as_tested == yaml.safe_load(RULES.read_text())["groups"]
+    # And what the operator hands Prometheus still passes promtool.
+    (tmp_path / "rendered.yml").write_text(yaml.safe_dump({"groups": groups}))
+    checked = subprocess.run(
+        [promtool_binary(), "check", "rules", str(tmp_path / "rendered.yml")], capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    board = by_kind(objects, "ConfigMap")["rel-payments-dashboard"]
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(board["data"]["payments.json"]) == json.loads(DASHBOARD.read_text())

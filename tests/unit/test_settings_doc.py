@@ -31,6 +31,7 @@ SHARED = {
     "KafkaSecurity": "every service (Kafka security)",
     "RetentionSettings": "every service (retention)",
     "MembershipSettings": "every service (consumer group)",
+    "TracingSettings": "every service (tracing)",
 }
 
 

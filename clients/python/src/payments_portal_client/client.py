@@ -5,6 +5,12 @@ subscription to `payments.events` that answers every command in flight. The
 subscription has no consumer group: it is assigned every partition and starts at
 the end, because a portal needs only the outcomes of the commands it sends from now
 on, and a group per request (or per process) would cost a rebalance each.
+
+Traces (OpenTelemetry's API only, no SDK): a command is published from a producer span
+and carries its W3C trace context in `traceparent`/`tracestate` record headers, so the
+services' spans for it join the caller's trace; reads carry the same headers. Without
+an SDK configured by the application the span records nothing, and a trace context
+already current (an instrumented web framework's request) is passed on all the same.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Self
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from opentelemetry import propagate, trace
 
 from payments_contracts.envelope import Envelope
 from payments_contracts.money import Money
@@ -55,6 +62,7 @@ class PortalClient:
         producer_name: str = commands.DEFAULT_PRODUCER,
         timeout_s: float = 10.0,
         kafka_security: KafkaSecurity | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self._bootstrap = kafka_bootstrap
         self._kafka = (kafka_security or KafkaSecurity()).options()
@@ -65,6 +73,7 @@ class PortalClient:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._listening: asyncio.Task[None] | None = None
+        self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self.read = ReadModelClient(read_api_url, api_key)
 
     async def __aenter__(self) -> Self:
@@ -142,10 +151,22 @@ class PortalClient:
         if self._producer is None:
             raise RuntimeError("PortalClient is not started")
         future = self._correlator.expect(command.event_id, until_checkout=until_checkout)
+        topic = self._topics.payments_commands.name
         try:
-            await self._producer.send_and_wait(
-                self._topics.payments_commands.name, command.model_dump_json().encode(), key=command.key()
-            )
+            with self._tracer.start_as_current_span(
+                f"send {topic}",
+                kind=trace.SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "send",
+                    "messaging.destination.name": topic,
+                    "messaging.message.id": str(command.event_id),
+                    "payments.message.type": command.type,
+                },
+            ):
+                await self._producer.send_and_wait(
+                    topic, command.model_dump_json().encode(), key=command.key(), headers=trace_headers()
+                )
             return await asyncio.wait_for(future, timeout_s or self._timeout_s)
         except TimeoutError:
             raise OutcomeTimeout(command.event_id, command.payload.idempotency_key) from None
@@ -222,3 +243,10 @@ class PortalClient:
         if not isinstance(outcome, Ended | Rejected):
             raise RuntimeError(f"unexpected answer to a cancel: {outcome!r}")
         return outcome
+
+
+def trace_headers() -> list[tuple[str, bytes]]:
+    """The current trace context as Kafka record headers (W3C `traceparent`, `tracestate`)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return [(name, value.encode()) for name, value in carrier.items()]

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
+from opentelemetry import propagate
 
 from .read_model import AccountSummary, InvoiceOut, InvoicePage, PayStatus
 
@@ -123,7 +124,10 @@ class ReadModelClient:
         params = dict(params or {})
         if min_offsets:
             params["min_offset"] = _offsets(min_offsets)
-        response = await self._http.get(path, params=params)
+        # The caller's trace context goes along: the read API's request span joins its trace.
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
+        response = await self._http.get(path, params=params, headers=headers)
         _raise_for_answer(path, response)
         return response.content
 

@@ -29,6 +29,7 @@ from invoice_sync.domain.model import Invoice, Payable
 from invoice_sync.domain.registration import Registered, RegistrationFailed, Result
 from invoice_sync.settings import SERVICE
 from payments_contracts import Envelope, utc_now
+from payments_platform import tracing
 from payments_platform.messaging.outbox import OutgoingMessage, encoded_size_over
 
 
@@ -40,13 +41,15 @@ class Event:
     event_id: str
     account_id: str
     body: bytes
+    causation_id: UUID | str | None = None
 
     def outgoing(self, topic: str) -> OutgoingMessage:
+        traceparent = tracestate = None
+        if tracing.ENABLED:
+            traceparent, tracestate = tracing.context_for(self.causation_id)
         return OutgoingMessage(
-            topic=topic,
-            key=self.account_id.encode(),
-            value=self.body,
-            headers={"type": self.type, "event_id": self.event_id},
+            topic, self.account_id.encode(), self.body, {"type": self.type, "event_id": self.event_id},
+            traceparent, tracestate,
         )
 
     def size_over(self, limit: int) -> int | None:
@@ -115,7 +118,7 @@ def _event(type_: str, cause: Cause, payload: dict[str, Any], occurred_at: datet
             "payload": payload,
         }
     )
-    return Event(type_, event_id, cause.account_id, body)
+    return Event(type_, event_id, cause.account_id, body, cause.causation_id)
 
 
 def _money(amount_minor: int, currency: str) -> dict[str, Any]:

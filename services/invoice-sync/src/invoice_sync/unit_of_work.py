@@ -56,6 +56,9 @@ class Registrations(Protocol):
         """Take up to `limit` due calls; not due again for `lease_s` (a crashed worker's
         claims come back by themselves)."""
 
+    async def traces_of(self, keys: Iterable[InvoiceKey]) -> dict[InvoiceKey, str]:
+        """The W3C traceparent each queued call was queued under (those that have one)."""
+
     async def revisions(self, keys: Iterable[InvoiceKey]) -> dict[InvoiceKey, int]:
         """The revision of each queued call of these invoices (locked)."""
 

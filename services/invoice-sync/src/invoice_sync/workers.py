@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
+from uuid import UUID
 
+from opentelemetry import trace
+from opentelemetry.trace import Span
 from prometheus_client import Counter
 
+from invoice_sync.domain.model import InvoiceKey
 from invoice_sync.domain.registration import (
     Accepted,
     Outcome,
@@ -28,6 +32,7 @@ from invoice_sync.domain.registration import (
 )
 from invoice_sync.handlers import on_provider_answers
 from invoice_sync.unit_of_work import UnitOfWork
+from payments_platform import tracing
 from payments_platform.messaging import is_transient
 from payments_platform.workers import Worker
 
@@ -66,6 +71,19 @@ class RegistrationWorker(Worker):
             await uow.commit()
         if not claimed:
             return 0
+        spans: dict[UUID, Span] = {}
+        if tracing.ENABLED:
+            async with self._units() as uow:
+                traces = await uow.registrations.traces_of([p.key for p in claimed])
+            spans = _registration_spans(claimed, traces)
+        try:
+            with tracing.causing(spans):
+                return await self._register(claimed, spans)
+        finally:
+            for span in spans.values():
+                span.end()
+
+    async def _register(self, claimed: list[PendingRegistration], spans: dict[UUID, Span]) -> int:
         answered: list[tuple[PendingRegistration, Outcome]] = []
         unanswered: list[tuple[PendingRegistration, float]] = []
         error = ""
@@ -74,7 +92,8 @@ class RegistrationWorker(Worker):
             if not pending:
                 continue
             try:
-                outcomes = await self._call(action, pending)
+                with _under_first(pending, spans):
+                    outcomes = await self._call(action, pending)
             except Exception as exc:
                 if not is_transient(exc):
                     raise
@@ -124,3 +143,47 @@ class RegistrationWorker(Worker):
             },
         )
         return outcomes
+
+
+def _cause(pending: PendingRegistration) -> UUID | None:
+    try:
+        return UUID(pending.cause_event_id) if pending.cause_event_id else None
+    except ValueError:
+        return None
+
+
+def _registration_spans(
+    claimed: Sequence[PendingRegistration], traces: dict[InvoiceKey, str]
+) -> dict[UUID, Span]:
+    """A span per claimed call in the trace of the document that queued it, by the
+    document's event id (what the events the answer publishes name as their cause)."""
+    spans: dict[UUID, Span] = {}
+    for pending in claimed:
+        cause = _cause(pending)
+        if cause is None or cause in spans:
+            continue
+        spans[cause] = tracing.start(
+            f"{pending.intent.action} invoice",
+            parent=tracing.parse(traces.get(pending.key)),
+            attributes={
+                "payments.account_id": pending.account_id,
+                "payments.invoice_number": pending.invoice_number,
+                "payments.registration.attempt": pending.attempts,
+            },
+        )
+    return spans
+
+
+@contextmanager
+def _under_first(pending: Sequence[PendingRegistration], spans: dict[UUID, Span]) -> Iterator[None]:
+    """The provider call of a batch is one request for many invoices, so one of their
+    traces can hold it: the first invoice's. The other invoices' spans link to that one."""
+    traced = [spans[c] for c in map(_cause, pending) if c is not None and c in spans]
+    if not traced:
+        yield
+        return
+    first = traced[0]
+    for other in traced[1:]:
+        other.add_link(first.get_span_context(), {"payments.batched_with": True})
+    with trace.use_span(first, end_on_exit=False):
+        yield

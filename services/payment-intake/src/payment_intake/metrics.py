@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from payment_intake.adapters.payment_rows import sql_in
 from payment_intake.domain.payment import OPEN
@@ -15,6 +15,23 @@ OLDEST_OPEN = Gauge(
 REFUNDABLE = Gauge(
     "payment_intake_refundable_payments", "Flagged payments with no refund under way (or it failed)"
 )
+
+WEBHOOKS_REFUSED = Counter(
+    "payment_intake_webhooks_refused_total",
+    "Provider webhooks answered with a refusal, by why (bad_signature: the WebhookSignaturesFailing alert)",
+    ["reason"],
+)
+WEBHOOK_REFUSALS = (
+    "bad_timestamp",
+    "bad_signature",
+    "card_number_in_input",
+    "invalid_body",
+    "account_mismatch",
+    "unavailable",
+)
+for _reason in WEBHOOK_REFUSALS:
+    # Exported at 0 from the start: a series born at 1 shows no increase() to the alert.
+    WEBHOOKS_REFUSED.labels(_reason)
 
 
 async def sample_payments(pool: asyncpg.Pool) -> None:

@@ -73,6 +73,9 @@ class PaymentRepository(Protocol):
     async def account_of(self, payment_id: UUID) -> str | None:
         """The account a payment belongs to (None: no such payment), without a lock."""
 
+    async def traces_of(self, payment_ids: Sequence[UUID]) -> dict[UUID, str]:
+        """The W3C traceparent each payment last went on in (those that have one)."""
+
     async def get_many_for_update(self, payment_ids: Sequence[UUID]) -> list[Payment]: ...
 
     async def move(

@@ -18,7 +18,16 @@ from datetime import UTC, datetime
 from typing import TypeVar
 from uuid import UUID
 
-from payment_intake.domain.provider import ClaimedCheckout, ProviderPort, RefundState, next_status_sync
+from opentelemetry.trace import Span
+
+from payment_intake.domain.payment import Payment
+from payment_intake.domain.provider import (
+    ClaimedCheckout,
+    OpenedCheckout,
+    ProviderPort,
+    RefundState,
+    next_status_sync,
+)
 from payment_intake.domain.refunds import Refund
 from payment_intake.handlers.checkouts import expire_due, record_checkouts
 from payment_intake.handlers.provider_answers import (
@@ -29,6 +38,7 @@ from payment_intake.handlers.provider_answers import (
     record_sync,
 )
 from payment_intake.unit_of_work import IntakeConfig, UnitsOfWork
+from payments_platform import tracing
 from payments_platform.workers import Worker
 
 T = TypeVar("T")
@@ -90,9 +100,36 @@ class CheckoutOpener(Worker):
             self._last_round = -math.inf
         if not claimed:
             return 0
+        if tracing.ENABLED:
+            return await self._open_traced(claimed)
         answers = await self._calls.ask(claimed, self._provider.open_checkout)
         async with self._units() as uow:
             await record_checkouts(uow, list(zip(claimed, answers, strict=True)))
+        return len(claimed)
+
+    async def _open_traced(self, claimed: list[Payment]) -> int:
+        """Each opening goes on in its payment's trace (the pay command's decision), and
+        what it records and publishes goes on from the opening's span."""
+        async with self._units() as uow:
+            traces = await uow.payments.traces_of([p.payment_id for p in claimed])
+        spans: dict[UUID, Span] = {}
+
+        async def open_one(payment: Payment) -> OpenedCheckout:
+            with tracing.resumed(
+                traces.get(payment.payment_id),
+                "open checkout",
+                attributes={
+                    "payments.payment_id": str(payment.payment_id),
+                    "payments.account_id": payment.account_id,
+                },
+            ) as span:
+                spans[payment.payment_id] = spans[payment.command_event_id] = span
+                return await self._provider.open_checkout(payment)
+
+        answers = await self._calls.ask(claimed, open_one)
+        with tracing.causing(spans):
+            async with self._units() as uow:
+                await record_checkouts(uow, list(zip(claimed, answers, strict=True)))
         return len(claimed)
 
 

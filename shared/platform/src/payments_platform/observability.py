@@ -1,4 +1,5 @@
-"""JSON-lines logs carrying the correlation id, and Prometheus metrics."""
+"""JSON-lines logs carrying the correlation id and, while a span is current, its trace and
+span ids (payments_platform.tracing), so a log line leads to its trace and back."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 import structlog
 
 from payments_contracts import Envelope
+from payments_platform import tracing
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
@@ -19,6 +21,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.stdlib.ExtraAdder(),
+        _add_trace_ids,
     ]
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
@@ -54,12 +57,24 @@ def _add_service(service: str) -> structlog.types.Processor:
     return add
 
 
+def _add_trace_ids(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+    ids = tracing.current_ids()
+    if ids is not None:
+        event.setdefault("trace_id", ids[0])
+        event.setdefault("span_id", ids[1])
+    return event
+
+
 @contextmanager
 def about(message: Envelope) -> Iterator[None]:
-    """Log lines inside carry the message's correlation id, event id and account."""
-    with structlog.contextvars.bound_contextvars(
-        correlation_id=str(message.correlation_id),
-        event_id=str(message.event_id),
-        account_id=message.account_id,
+    """Log lines inside carry the message's correlation id, event id and account, and the
+    trace and span ids of the span applying it."""
+    with (
+        structlog.contextvars.bound_contextvars(
+            correlation_id=str(message.correlation_id),
+            event_id=str(message.event_id),
+            account_id=message.account_id,
+        ),
+        tracing.applying(message.event_id),
     ):
         yield

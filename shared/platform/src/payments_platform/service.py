@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from payments_contracts.topics import TopicRegistry
 
+from . import tracing
 from .database import answers_within, open_pool
 from .health import BrokerProbe, LoopHeartbeat
 from .http_limits import server_limits
@@ -88,6 +89,7 @@ class ServiceHost:
             )
         )
         self._add_operational_routes()
+        tracing.instrument_app(app)
 
     def _add_operational_routes(self) -> None:
         @self.app.get("/health/live", include_in_schema=False)
@@ -187,6 +189,7 @@ class ServiceHost:
         await self.heartbeat.stop()
         await self.pool.close()
         log.info("service stopped", extra={"service": self.name})
+        tracing.shutdown()
         if failed:
             raise SystemExit(1)
 
@@ -207,9 +210,11 @@ async def start_up(
     schema: str,
     install: Callable[[asyncpg.Connection], Awaitable[None]],
 ) -> tuple[TopicRegistry, asyncpg.Pool]:
-    """What every service does first: JSON logs, the topic registry applied (waiting for
-    the broker), its own schema installed and a pool bound to it."""
+    """What every service does first: JSON logs, traces when an OTLP endpoint is set, the
+    topic registry applied (waiting for the broker), its own schema installed and a pool
+    bound to it."""
     configure_logging(service, settings.log_level)
+    tracing.configure(service)
     registry = TopicRegistry(settings.topic_prefix, settings.topic_partitions)
     async for attempt in retrying("ensure topics"):
         with attempt:

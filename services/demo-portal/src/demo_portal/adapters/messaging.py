@@ -25,6 +25,7 @@ from demo_portal.settings import SERVICE
 from payments_contracts.envelope import Envelope
 from payments_contracts.payments import PaymentCommand, PaymentEvent
 from payments_contracts.topics import TopicRegistry
+from payments_platform import tracing
 from payments_portal_client import Correlator, KafkaSecurity, Outcome, OutcomeTimeout
 from payments_portal_client.kafka import TIMING as KAFKA_TIMING
 
@@ -88,6 +89,13 @@ def broker_security(kafka: KafkaSecurity) -> BaseSecurity | None:
 
 
 def messaging(bootstrap: str, topics: TopicRegistry, kafka: KafkaSecurity | None = None) -> Messaging:
+    middlewares: list[Any] = []
+    if tracing.ENABLED:
+        # FastStream's own OpenTelemetry middleware: a span per command published, its
+        # W3C context in the record's headers (the services' consumers read it there).
+        from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+
+        middlewares.append(KafkaTelemetryMiddleware())
     broker = KafkaBroker(
         bootstrap,
         security=broker_security(kafka or KafkaSecurity()),
@@ -96,6 +104,7 @@ def messaging(bootstrap: str, topics: TopicRegistry, kafka: KafkaSecurity | None
         **KAFKA_TIMING,
         # Per-message "Received/Processed" lines would drown the JSON logs.
         log_level=logging.DEBUG,
+        middlewares=middlewares,
     )
     wiring = Messaging(broker, topics)
 

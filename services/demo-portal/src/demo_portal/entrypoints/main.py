@@ -23,6 +23,7 @@ from demo_portal.entrypoints.http import build_routes
 from demo_portal.handlers import Portal
 from demo_portal.settings import SERVICE, DemoPortalSettings
 from payments_contracts.topics import TopicRegistry
+from payments_platform import tracing
 from payments_platform.observability import configure_logging
 from payments_portal_client import KafkaSecurity
 
@@ -76,6 +77,7 @@ def build_app(settings: DemoPortalSettings) -> tuple[FastStreamAPI, Messaging]:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     build_routes(app, portal, settings.poll_interval_ms)
+    tracing.instrument_app(app)
     asgi = FastStreamAPI(
         wiring.broker,
         application=app,
@@ -105,10 +107,14 @@ class _Server(uvicorn.Server):
 def main() -> None:
     settings = DemoPortalSettings()
     configure_logging(SERVICE, settings.log_level)
+    tracing.configure(SERVICE)
     app, _ = build_app(settings)
     server = _Server(
         uvicorn.Config(
             app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False
         )
     )
-    asyncio.run(server.serve())
+    try:
+        asyncio.run(server.serve())
+    finally:
+        tracing.shutdown()

@@ -22,6 +22,7 @@ from invoice_sync.domain.registration import (
     RegistrationRequest,
     WithdrawalRequest,
 )
+from payments_platform import tracing
 from payments_platform.messaging import TransientError, tried_a_few_times
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,12 @@ class HttpProvider:
             timeout=timeout_s,
             limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
         )
+        if tracing.ENABLED:
+            # A client span per registration call (httpx's maintained instrumentation, on
+            # this client only), carrying the trace to the provider in `traceparent`.
+            from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+            HTTPXClientInstrumentor.instrument_client(self._client)
         self._batch_size = batch_size
         self._quick_attempts = quick_attempts
 

@@ -10,6 +10,7 @@ import asyncpg
 
 from invoice_sync.domain.model import Invoice, InvoiceKey, Payable
 from invoice_sync.domain.registration import Intent, PendingRegistration, QueuedCall
+from payments_platform import tracing
 
 from .repositories import key_arrays
 
@@ -52,16 +53,17 @@ class RegistrationQueue:
             """
             INSERT INTO registrations AS r (
                 account_id, invoice_number, action, erp_version, amount_minor, currency,
-                revision, cause_event_id, correlation_id, attempts, next_attempt_at, last_error)
-            SELECT a, n, act, v, amt, cur, nextval('registration_revisions'), ce, co, 0, now(), NULL
+                revision, cause_event_id, correlation_id, attempts, next_attempt_at, last_error, traceparent)
+            SELECT a, n, act, v, amt, cur, nextval('registration_revisions'), ce, co, 0, now(), NULL, tp
             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
-                        $6::text[], $7::uuid[], $8::uuid[]) AS u(a, n, act, v, amt, cur, ce, co)
+                        $6::text[], $7::uuid[], $8::uuid[], $9::text[])
+                 AS u(a, n, act, v, amt, cur, ce, co, tp)
             ON CONFLICT (account_id, invoice_number) DO UPDATE SET
                 action = EXCLUDED.action, erp_version = EXCLUDED.erp_version,
                 amount_minor = EXCLUDED.amount_minor, currency = EXCLUDED.currency,
                 revision = EXCLUDED.revision, cause_event_id = EXCLUDED.cause_event_id,
                 correlation_id = EXCLUDED.correlation_id, attempts = 0,
-                next_attempt_at = now(), last_error = NULL
+                next_attempt_at = now(), last_error = NULL, traceparent = EXCLUDED.traceparent
             """,
             [i.account_id for i, _ in items],
             [i.invoice_number for i, _ in items],
@@ -71,6 +73,8 @@ class RegistrationQueue:
             [t.currency for _, t in items],
             [i.source_event_id for i, _ in items],
             [i.correlation_id for i, _ in items],
+            # The span of the document that queued the call (tracing on only).
+            [tracing.context_for(i.source_event_id)[0] for i, _ in items] if tracing.ENABLED else [],
         )
 
     async def _drop(self, keys: Iterable[InvoiceKey]) -> None:
@@ -115,6 +119,19 @@ class RegistrationQueue:
             lease_s,
         )
         return [_pending(r) for r in rows]
+
+    async def traces_of(self, keys: Iterable[InvoiceKey]) -> dict[InvoiceKey, str]:
+        accounts, numbers = key_arrays(keys)
+        rows = await self._conn.fetch(
+            """
+            SELECT account_id, invoice_number, traceparent FROM registrations
+            WHERE (account_id, invoice_number) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+              AND traceparent IS NOT NULL
+            """,
+            accounts,
+            numbers,
+        )
+        return {(r["account_id"], r["invoice_number"]): r["traceparent"] for r in rows}
 
     async def revisions(self, keys: Iterable[InvoiceKey]) -> dict[InvoiceKey, int]:
         accounts, numbers = key_arrays(keys)

@@ -59,6 +59,9 @@ CREATE TABLE IF NOT EXISTS registrations (
     PRIMARY KEY (account_id, invoice_number)
 );
 CREATE INDEX IF NOT EXISTS registrations_due ON registrations (next_attempt_at);
+-- The W3C traceparent of the span that queued the call (the ERP document's): the
+-- registration worker goes on in that trace (payments_platform.tracing).
+ALTER TABLE registrations ADD COLUMN IF NOT EXISTS traceparent text;
 """
 
 

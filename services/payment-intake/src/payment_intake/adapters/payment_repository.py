@@ -13,6 +13,7 @@ from payment_intake.adapters.queued_work import QueuedWork
 from payment_intake.adapters.serialized import Serialized
 from payment_intake.domain.commands import Answered
 from payment_intake.domain.payment import OPEN, NewPayment, Payment, PaymentStatus
+from payments_platform import tracing
 
 
 class PostgresPaymentRepository:
@@ -37,6 +38,8 @@ class PostgresPaymentRepository:
         if opened and self._queued is not None:
             self._queued.checkouts = True
         payments = [_payment_row(p) for p in opened]
+        # The decision's span, for what comes later (tracing on only: a lookup per payment).
+        traces = [tracing.context_for(p.command_event_id)[0] for p in opened] if tracing.ENABLED else []
         allocations = [(p.payment_id, p.account_id, n, a) for p in opened for n, a in p.allocations]
         answers = [
             (
@@ -56,6 +59,7 @@ class PostgresPaymentRepository:
                 float(ttl_s),
                 *_columns(allocations, 4),
                 *_columns(answers, 6),
+                traces,
             )
         except asyncpg.UniqueViolationError:
             await self._conn.execute("ROLLBACK TO SAVEPOINT pay_run")
@@ -77,6 +81,14 @@ class PostgresPaymentRepository:
             "SELECT account_id FROM payments WHERE payment_id = $1", payment_id
         )
         return account
+
+    async def traces_of(self, payment_ids: Sequence[UUID]) -> dict[UUID, str]:
+        rows = await self._conn.fetch(
+            "SELECT payment_id, traceparent FROM payments"
+            " WHERE payment_id = ANY ($1::uuid[]) AND traceparent IS NOT NULL",
+            list(payment_ids),
+        )
+        return {r["payment_id"]: r["traceparent"] for r in rows}
 
     async def get_many_for_update(self, payment_ids: Sequence[UUID]) -> list[Payment]:
         """Several payments, locked, in one round trip (the checkout opener's rounds)."""
@@ -127,7 +139,9 @@ class PostgresPaymentRepository:
         """`move(..., CHECKOUT_OPEN, checkout_id=, checkout_url=)` of many in one statement."""
         if not opened:
             return
-        await self._conn.execute(_CHECKOUTS_OPENED, *zip(*opened, strict=True))
+        # The opening's span (tracing on): the provider's webhook goes on from there.
+        traces = [tracing.context_for(i)[0] for i, _, _ in opened] if tracing.ENABLED else []
+        await self._conn.execute(_CHECKOUTS_OPENED, *zip(*opened, strict=True), traces)
 
     async def note_confirmation(
         self,
@@ -207,10 +221,10 @@ def _payment_row(p: NewPayment) -> tuple[object, ...]:
 _WRITE_RUN = """
 WITH payments_opened AS (
     INSERT INTO payments (payment_id, account_id, idempotency_key, scope, method, currency,
-        total_minor, status, command_event_id, correlation_id, expires_at, next_attempt_at)
-    SELECT p, a, k, s, m, c, t, 'requested', e, r, now() + make_interval(secs => $10), now()
+        total_minor, status, command_event_id, correlation_id, expires_at, next_attempt_at, traceparent)
+    SELECT p, a, k, s, m, c, t, 'requested', e, r, now() + make_interval(secs => $10), now(), tp
       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                  $7::bigint[], $8::uuid[], $9::uuid[]) AS n (p, a, k, s, m, c, t, e, r)
+                  $7::bigint[], $8::uuid[], $9::uuid[], $21::text[]) AS n (p, a, k, s, m, c, t, e, r, tp)
 ), allocations AS (
     INSERT INTO payment_allocations (payment_id, account_id, invoice_number, amount_minor)
     SELECT * FROM unnest($11::uuid[], $12::text[], $13::text[], $14::bigint[])
@@ -225,7 +239,9 @@ _CHECKOUTS_OPENED = """
 UPDATE payments p SET status = 'checkout_open', updated_at = now(),
        checkout_id = COALESCE(p.checkout_id, o.checkout_id),
        checkout_url = COALESCE(o.checkout_url, p.checkout_url),
-       next_attempt_at = NULL
-  FROM unnest($1::uuid[], $2::text[], $3::text[]) AS o (payment_id, checkout_id, checkout_url)
+       next_attempt_at = NULL,
+       traceparent = COALESCE(o.traceparent, p.traceparent)
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+    AS o (payment_id, checkout_id, checkout_url, traceparent)
  WHERE p.payment_id = o.payment_id
 """

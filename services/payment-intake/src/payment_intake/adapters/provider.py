@@ -29,6 +29,7 @@ from payment_intake.domain.provider import (
     RefundState,
 )
 from payment_intake.domain.refunds import Refund
+from payments_platform import tracing
 from payments_platform.messaging import TransientError, tried_a_few_times
 
 
@@ -46,6 +47,7 @@ class ProviderClient:
                 timeout=self._timeout,
                 connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30),
                 json_serialize=json.dumps,
+                trace_configs=_traced(),
             )
         return self._session
 
@@ -124,6 +126,16 @@ class ProviderClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _traced() -> list[aiohttp.TraceConfig] | None:
+    """A client span per provider call (the maintained aiohttp instrumentation, on this
+    session only), carrying the trace to the provider in `traceparent`."""
+    if not tracing.ENABLED:
+        return None
+    from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+
+    return [create_trace_config()]
 
 
 def _refund_state(data: dict[str, Any]) -> RefundState:

@@ -54,6 +54,10 @@ CREATE TABLE IF NOT EXISTS payments (
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
+-- The W3C traceparent of the span the payment last went on in (the pay command's
+-- decision, then the checkout opening): the checkout opener and the provider's webhook,
+-- which come later and from outside, go on in that trace (payments_platform.tracing).
+ALTER TABLE payments ADD COLUMN IF NOT EXISTS traceparent text;
 CREATE INDEX IF NOT EXISTS payments_to_open ON payments (next_attempt_at)
     WHERE next_attempt_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS payments_expiring ON payments (expires_at)

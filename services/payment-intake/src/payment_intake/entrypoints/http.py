@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from payment_intake.domain.provider import ProviderNews, WebhookRefused, WebhookSource
 from payment_intake.handlers.callbacks import receive_callback
+from payment_intake.metrics import WEBHOOKS_REFUSED
 from payment_intake.settings import SERVICE
 from payment_intake.unit_of_work import UnitsOfWork
 from payments_contracts.card_numbers import contains_card_number, redact_card_numbers
@@ -46,6 +47,7 @@ WEBHOOK_NAMESPACE = uuid.UUID("6f0c5b8e-0d7e-4a43-9a0b-4f3c2f1e9a11")
 
 
 def _refuse(status: int, code: str, message: str) -> JSONResponse:
+    WEBHOOKS_REFUSED.labels(code).inc()
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 

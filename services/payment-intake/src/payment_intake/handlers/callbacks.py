@@ -12,6 +12,7 @@ from payment_intake.handlers.refunds import flag_money, settle_refund
 from payment_intake.messages import flagged, transition_outcome
 from payment_intake.unit_of_work import UnitOfWork
 from payments_contracts.payments import ProviderCallbackReceived
+from payments_platform import tracing
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +24,29 @@ Receipt = Literal["accepted", "duplicate", "foreign"]
 async def receive_callback(message: ProviderCallbackReceived, uow: UnitOfWork) -> Receipt:
     """A verified webhook, taken in once (its id is the key) and published to
     `payments.callbacks` for `on_provider_callback`; refused when it names a payment of
-    another account than the one it claims (the payment's account decides)."""
-    owner = await uow.payments.account_of(message.payload.payment_id)
+    another account than the one it claims (the payment's account decides).
+
+    Traced, it goes on in its payment's trace: the provider sends no trace context of
+    ours (it answers a customer, minutes later), so the payment id is what ties the two,
+    and the webhook's own request span (a trace of its own) is linked."""
+    p = message.payload
+    owner = await uow.payments.account_of(p.payment_id)
     # An unknown payment stays under the claimed account: the consumer flags it there.
     if owner is not None and owner != message.account_id:
         return "foreign"
-    if not await uow.webhooks.first_receipt(message.payload.webhook_id):
-        return "duplicate"
-    uow.publish(message)
+    traceparent = None
+    if tracing.ENABLED and owner is not None:
+        traceparent = (await uow.payments.traces_of([p.payment_id])).get(p.payment_id)
+    with tracing.resumed(
+        traceparent,
+        f"provider webhook {p.provider_event}",
+        link_current=True,
+        attributes={"payments.payment_id": str(p.payment_id), "payments.webhook_id": p.webhook_id},
+    ) as span:
+        if not await uow.webhooks.first_receipt(p.webhook_id):
+            span.set_attribute("payments.webhook.duplicate", True)
+            return "duplicate"
+        uow.publish(message)
     return "accepted"
 
 

@@ -10,6 +10,7 @@ from payment_intake.domain.payment import Happening, Payment, PaymentStatus, app
 from payment_intake.domain.provider import OpenedCheckout, ProviderRefused, backoff_s
 from payment_intake.messages import checkout_opened, transition_outcome
 from payment_intake.unit_of_work import UnitOfWork
+from payments_platform import tracing
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,9 @@ async def record_checkouts(uow: UnitOfWork, answers: list[tuple[Payment, OpenAns
         if payment is None:
             continue
         if isinstance(answer, OpenedCheckout):
-            if await _opened(uow, payment, answer):
-                opened.append((payment.payment_id, answer.checkout_id, answer.url))
+            with tracing.applying(payment.payment_id):  # its log line in the opening's span
+                if await _opened(uow, payment, answer):
+                    opened.append((payment.payment_id, answer.checkout_id, answer.url))
         elif isinstance(answer, ProviderRefused):
             await _refused(uow, payment, answer)
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -15,16 +16,18 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
 from payments_contracts import Envelope
 from payments_contracts.topics import Topic, TopicRegistry
+from payments_platform import tracing
 from payments_platform.kafka import client_options
 from payments_platform.membership import consumer_options, leave_group_on_stop
 
 from .dead_letter import Position, dead_letter, described
 from .outbox import Outbox
+from .traced import BatchTrace, applying
 from .transient import is_transient, retrying
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,12 @@ GAPS = Counter(
     "consumer_gaps_total", "Batches that started past the stored offset and were read again", ["consumer"]
 )
 BATCH_SECONDS = Histogram("consumer_batch_seconds", "Time to apply one batch", ["consumer"])
+# With consumer_lag, how stale what a consumer has applied is (the ReadModelStale alert).
+LAST_APPLIED = Gauge(
+    "consumer_last_applied_timestamp_seconds",
+    "When the newest record of the last committed batch was written to Kafka (Unix time)",
+    ["consumer"],
+)
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
@@ -54,6 +63,7 @@ class Delivery(NamedTuple):
     partition: int
     offset: int
     message: Envelope
+    headers: Sequence[tuple[str, bytes]] = ()  # the record's, while tracing is on
 
 
 @dataclass
@@ -123,6 +133,10 @@ class TransactionalConsumer:
         self.name = name
         self._registry = registry
         self._topics = {t.name: t for t in topics}
+        for topic in topics:
+            # Exported at 0 from the start: a counter whose series is born at 1 shows no
+            # increase() to the alert on the first dead letter.
+            DEAD_LETTERS.labels(name, topic.name)
         # Each topic's validator, looked up once: a record is validated straight from its
         # bytes into the message (one pass, no intermediate dict to throw away).
         self._validators = {t.name: t.decoder.validate_json for t in topics}
@@ -202,6 +216,10 @@ class TransactionalConsumer:
             if self._stopping.is_set():
                 leave_group_on_stop(consumer)
             await consumer.stop()
+            # A consumer that stops (a read-model version retired by a rebuild's switch)
+            # leaves no timestamp behind to look stale.
+            with contextlib.suppress(KeyError):
+                LAST_APPLIED.remove(self.name)
 
     async def _until_coordinator_known(self) -> None:
         """Ask the broker for the group's coordinator until it names one (bounded).
@@ -310,6 +328,7 @@ class TransactionalConsumer:
                     gaps = await self._apply(records, deliveries, dead, isolate=True)
         self._refill(gaps)
         BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        LAST_APPLIED.labels(self.name).set(max(r.timestamp for r in records) / 1000)
         self._on_commit()
         await self._commit_to_kafka([r for r in records if (r.topic, r.partition) not in gaps])
 
@@ -384,13 +403,15 @@ class TransactionalConsumer:
             CONSUMED.labels(self.name, topic).inc(count)
         validators = self._validators
         add = deliveries.append
+        traced = tracing.ENABLED
         for record in records:
             try:
                 message = validators[record.topic](record.value or b"")
             except ValidationError as exc:
                 dead.append((record, _describe(exc)))
                 continue
-            add(Delivery(record.topic, record.partition, record.offset, message))
+            headers = record.headers if traced else ()
+            add(Delivery(record.topic, record.partition, record.offset, message, headers))
         return deliveries, dead
 
     async def _apply(
@@ -402,34 +423,47 @@ class TransactionalConsumer:
         isolate: bool,
     ) -> dict[tuple[str, int], int]:
         """Apply the batch in one transaction; returns the partitions left out for a gap."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            applied_up_to = await self._lock_offsets(conn, records)
-            gaps = self._gaps(records, applied_up_to)
-            if gaps:
-                records = [r for r in records if (r.topic, r.partition) not in gaps]
-                deliveries = [d for d in deliveries if (d.topic, d.partition) not in gaps]
-                dead = [(r, e) for r, e in dead if (r.topic, r.partition) not in gaps]
+        batch: BatchTrace | None = None
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                applied_up_to = await self._lock_offsets(conn, records)
+                gaps = self._gaps(records, applied_up_to)
+                if gaps:
+                    records = [r for r in records if (r.topic, r.partition) not in gaps]
+                    deliveries = [d for d in deliveries if (d.topic, d.partition) not in gaps]
+                    dead = [(r, e) for r, e in dead if (r.topic, r.partition) not in gaps]
 
-            def unseen(topic: str, partition: int, offset: int) -> bool:
-                return offset >= applied_up_to.get((topic, partition), -1)
+                def unseen(topic: str, partition: int, offset: int) -> bool:
+                    return offset >= applied_up_to.get((topic, partition), -1)
 
-            fresh = [d for d in deliveries if unseen(d.topic, d.partition, d.offset)]
-            outbox = Outbox(self._registry)
-            for record, error in dead:
-                if unseen(record.topic, record.partition, record.offset):
-                    self._dead_letter(outbox, record, error)
-            if isolate:
-                await self._apply_one_by_one(conn, fresh, records, outbox)
-            else:
-                if self._dedupe:
-                    fresh = await self._first_sightings(conn, fresh)
-                if fresh:
-                    await self._handle(fresh, Transaction(conn, outbox))
-                APPLIED.labels(self.name).inc(len(fresh))
-            if records:
-                await self._store_offsets(conn, records)
-            letters = [d for m in outbox.messages if (d := described(m)) is not None]
-            await outbox.write(conn)
+                fresh = [d for d in deliveries if unseen(d.topic, d.partition, d.offset)]
+                outbox = Outbox(self._registry)
+                for record, error in dead:
+                    if unseen(record.topic, record.partition, record.offset):
+                        self._dead_letter(outbox, record, error)
+                if isolate:
+                    batch = self._traced(fresh)
+                    with applying(batch):
+                        await self._apply_one_by_one(conn, fresh, records, outbox, batch)
+                else:
+                    if self._dedupe:
+                        fresh = await self._first_sightings(conn, fresh)
+                    if fresh:
+                        batch = self._traced(fresh)
+                        with applying(batch):
+                            await self._handle(fresh, Transaction(conn, outbox))
+                    APPLIED.labels(self.name).inc(len(fresh))
+                if records:
+                    await self._store_offsets(conn, records)
+                letters = [d for m in outbox.messages if (d := described(m)) is not None]
+                await outbox.write(conn)
+        except BaseException as exc:
+            if batch is not None:
+                batch.failed(exc)
+            raise
+        finally:
+            if batch is not None:
+                batch.end()
         for key in {(r.topic, r.partition) for r in records}:
             self._refilling.pop(key, None)
         self._tell_dead_letters(letters, deliveries)
@@ -457,6 +491,7 @@ class TransactionalConsumer:
         deliveries: list[Delivery],
         records: Sequence[Record],
         outbox: Outbox,
+        batch: BatchTrace | None = None,
     ) -> None:
         by_position = {(r.topic, r.partition, r.offset): r for r in records}
         for delivery in deliveries:
@@ -471,8 +506,15 @@ class TransactionalConsumer:
                     raise
                 record = by_position[(delivery.topic, delivery.partition, delivery.offset)]
                 self._dead_letter(outbox, record, f"{type(exc).__name__}: {exc}")
+                if batch is not None:
+                    batch.failed(exc, delivery.message.event_id)
                 continue
             outbox.extend(own)
+
+    def _traced(self, deliveries: list[Delivery]) -> BatchTrace | None:
+        if not tracing.ENABLED or not deliveries:
+            return None
+        return BatchTrace(self.name, self._group_id, deliveries)
 
     def _dead_letter(self, outbox: Outbox, record: Record, error: str) -> None:
         outbox.add(

@@ -1,5 +1,9 @@
 """The outbox: messages written in the same transaction as the change that caused them,
-published afterwards by a relay with an idempotent producer (acks=all)."""
+published afterwards by a relay with an idempotent producer (acks=all).
+
+A row keeps the W3C trace context it was written under (`traceparent`, `tracestate`
+columns; payments_platform.tracing), and the relay publishes it as record headers from
+a producer span of its own, so a trace goes on through the outbox and the relay."""
 
 from __future__ import annotations
 
@@ -20,11 +24,13 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from prometheus_client import Counter, Gauge
 from pydantic_core import from_json, to_json
 
 from payments_contracts import Envelope
 from payments_contracts.topics import Topic, TopicRegistry
+from payments_platform import tracing
 from payments_platform.kafka import client_options
 
 from .partitioner import partition_for
@@ -56,16 +62,23 @@ class OutgoingMessage(NamedTuple):
     key: bytes | None
     value: bytes
     headers: dict[str, str]
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     @classmethod
     def of(cls, topic: Topic | str, message: Envelope, *, value: bytes | None = None) -> OutgoingMessage:
         """`value`: the message's JSON when the caller has it already (serialized once)."""
         name = topic if isinstance(topic, str) else topic.name
+        traceparent = tracestate = None
+        if tracing.ENABLED:
+            traceparent, tracestate = tracing.context_for(message.causation_id)
         return cls(
-            topic=name,
-            key=message.key(),
-            value=message.model_dump_json().encode() if value is None else value,
-            headers={"type": message.type, "event_id": str(message.event_id)},
+            name,
+            message.key(),
+            message.model_dump_json().encode() if value is None else value,
+            {"type": message.type, "event_id": str(message.event_id)},
+            traceparent,
+            tracestate,
         )
 
 
@@ -116,8 +129,11 @@ class Outbox:
         # json.dumps of the headers alone was about 4% of invoice-sync's CPU.
         await conn.copy_records_to_table(
             "outbox",
-            records=[(m.topic, m.key, m.value, to_json(m.headers).decode()) for m in self.messages],
-            columns=["topic", "key", "value", "headers"],
+            records=[
+                (m.topic, m.key, m.value, to_json(m.headers).decode(), m.traceparent, m.tracestate)
+                for m in self.messages
+            ],
+            columns=["topic", "key", "value", "headers", "traceparent", "tracestate"],
         )
         written = len(self.messages)
         self.messages = []
@@ -220,7 +236,7 @@ class OutboxRelay:
 
     async def _publish_once(self, conn: asyncpg.Connection, producer: AIOKafkaProducer) -> int:
         rows = await conn.fetch(
-            "SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT $1",
+            "SELECT id, topic, key, value, headers, traceparent, tracestate FROM outbox ORDER BY id LIMIT $1",
             self._batch_size,
         )
         BACKLOG.labels(self._service).set(len(rows))
@@ -241,8 +257,9 @@ class OutboxRelay:
         self, producer: AIOKafkaProducer, rows: list[asyncpg.Record]
     ) -> tuple[list[int], BaseException | None]:
         """The ids Kafka acknowledged, and the first failure if any batch failed."""
+        spans: list[list[Span]] = []
         # Enqueue in order (per-partition order is outbox order), then wait for every ack.
-        batches = [(ids, await enqueue) for ids, enqueue in await self._batches(producer, rows)]
+        batches = [(ids, await enqueue) for ids, enqueue in await self._batches(producer, rows, spans)]
         results = await asyncio.gather(*(ack for _, ack in batches), return_exceptions=True)
         acknowledged = [
             i
@@ -251,6 +268,11 @@ class OutboxRelay:
             for i in ids
         ]
         failure = next((r for r in results if isinstance(r, BaseException)), None)
+        for batch_spans, result in zip(spans, results, strict=False):
+            for span in batch_spans:
+                if isinstance(result, BaseException):
+                    span.set_status(StatusCode.ERROR, repr(result))
+                span.end()
         return acknowledged, failure
 
     async def _publish_one_by_one(self, conn: asyncpg.Connection, rows: list[asyncpg.Record]) -> None:
@@ -300,13 +322,14 @@ class OutboxRelay:
         SET_ASIDE.labels(self._service).inc()
 
     async def _batches(
-        self, producer: AIOKafkaProducer, rows: list[asyncpg.Record]
+        self, producer: AIOKafkaProducer, rows: list[asyncpg.Record], spans: list[list[Span]]
     ) -> list[tuple[list[int], Awaitable[asyncio.Future[object]]]]:
         """Whole record batches per partition, in outbox order within each partition.
 
         Appending to batches ourselves instead of one `send` per row keeps the relay's
         cost per message small; the partition is the Java client's murmur2 of the key,
-        so a message lands where any other producer would put it.
+        so a message lands where any other producer would put it. `spans` gets the
+        producer spans of each batch, in the order of the batches returned.
         """
         by_partition: dict[tuple[str, int], list[asyncpg.Record]] = {}
         counts: dict[str, int] = {}
@@ -320,21 +343,49 @@ class OutboxRelay:
         for (topic, partition), members in by_partition.items():
             batch = producer.create_batch()
             ids: list[int] = []
+            batch_spans: list[Span] = []
             for row in members:
-                record = {
-                    "key": row["key"],
-                    "value": row["value"],
-                    "timestamp": None,
-                    "headers": [(k, v.encode()) for k, v in from_json(row["headers"]).items()],
-                }
+                headers = [(k, v.encode()) for k, v in from_json(row["headers"]).items()]
+                if row["traceparent"] is not None:
+                    headers += self._trace_headers(row, topic, partition, batch_spans)
+                record = {"key": row["key"], "value": row["value"], "timestamp": None, "headers": headers}
                 if batch.append(**record) is None:
                     sends.append((ids, producer.send_batch(batch, topic, partition=partition)))
-                    batch, ids = producer.create_batch(), []
+                    spans.append(batch_spans)
+                    batch, ids, batch_spans = producer.create_batch(), [], []
                     if batch.append(**record) is None:
                         raise RecordTooLargeError(f"outbox row {row['id']} does not fit in a batch")
                 ids.append(row["id"])
             sends.append((ids, producer.send_batch(batch, topic, partition=partition)))
+            spans.append(batch_spans)
         return sends
+
+    def _trace_headers(
+        self, row: asyncpg.Record, topic: str, partition: int, spans: list[Span]
+    ) -> list[tuple[str, bytes]]:
+        """The row's trace context as headers: through a producer span of the relay while
+        tracing is on (it ends at Kafka's acknowledgement), else as stored."""
+        traceparent, tracestate = row["traceparent"], row["tracestate"]
+        stored = tracing.parse(traceparent, tracestate) if tracing.ENABLED else None
+        if stored is not None and stored.trace_flags.sampled:
+            span = tracing.start(f"send {topic}", parent=stored, kind=SpanKind.PRODUCER)
+            span.set_attributes(
+                {
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "send",
+                    "messaging.destination.name": topic,
+                    "messaging.destination.partition.id": str(partition),
+                    "payments.outbox.id": row["id"],
+                    "service.component": f"{self._service} outbox relay",
+                }
+            )
+            spans.append(span)
+            context = span.get_span_context()
+            traceparent, tracestate = tracing.traceparent_of(context), tracing.tracestate_of(context)
+        headers = [(tracing.TRACEPARENT, traceparent.encode())]
+        if tracestate:
+            headers.append((tracing.TRACESTATE, tracestate.encode()))
+        return headers
 
     async def _partition_count(self, producer: AIOKafkaProducer, topic: str) -> int:
         count = self._partitions.get(topic)

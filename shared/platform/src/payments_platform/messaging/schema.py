@@ -27,6 +27,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     headers    jsonb       NOT NULL DEFAULT '{}',
     created_at timestamptz NOT NULL DEFAULT now()
 );
+-- The W3C trace context the row was written under, published as headers with it
+-- (payments_platform.tracing); added after the first release, hence the ALTER.
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS traceparent text;
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS tracestate text;
 -- Rows Kafka refused for good (too large, invalid topic): set aside with the reason so
 -- they never block the rows behind them; ops inspect them here.
 CREATE TABLE IF NOT EXISTS outbox_unpublishable (
