@@ -23,6 +23,7 @@ from payments_platform.kafka import client_options
 from payments_platform.membership import consumer_options, leave_group_on_stop
 
 from .dead_letter import Position, dead_letter
+from .fast_decoding import fast_decoder
 from .outbox import Outbox
 from .transient import is_transient, retrying
 
@@ -43,7 +44,8 @@ Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
 class Delivery(NamedTuple):
-    """One decoded message and where it was read from.
+    """One decoded message and where it was read from: the contract's pydantic model, or a
+    msgspec Struct of the same shape from a consumer built with `fast_decoding`.
 
     A named tuple rather than a frozen dataclass: one is built per message, and a frozen
     dataclass sets each field through object.__setattr__ (four times the cost)."""
@@ -116,6 +118,7 @@ class TransactionalConsumer:
         dedupe: bool = True,
         fetch_min_bytes: int = 1,
         fetch_max_wait_ms: int = 500,
+        fast_decoding: bool = False,
     ) -> None:
         self.service = service
         self.name = name
@@ -123,7 +126,12 @@ class TransactionalConsumer:
         self._topics = {t.name: t for t in topics}
         # Each topic's validator, looked up once: a record is validated straight from its
         # bytes into the message (one pass, no intermediate dict to throw away).
-        self._validators = {t.name: t.decoder.validate_json for t in topics}
+        # `fast_decoding`: msgspec Structs of the same shape instead of the pydantic models,
+        # for a handler that only reads them (fast_decoding.py; the projector's decode
+        # was 22% of its CPU).
+        self._validators = {
+            t.name: fast_decoder(t) if fast_decoding else t.decoder.validate_json for t in topics
+        }
         self._pool = pool
         self._bootstrap = bootstrap
         self._handle = handle
