@@ -92,6 +92,10 @@ def _type(model: type[Envelope]) -> str:
 # By the message's `type`, not its class: the live projection decodes into msgspec Structs
 # of the contracts' shapes (payments_platform.messaging.fast_decoding), the handler unit
 # tests build the pydantic models, and both carry the same `type` and fields.
+# The rules' edition: raised whenever a handler or a domain rule changes what a row holds,
+# so a rebuild never starts from a snapshot the earlier rules made
+# (docs/decisions/0044-rebuild-from-snapshots-in-parallel.md).
+RULES = "1"
 HANDLERS: dict[str, Handler] = {_type(model): handler for model, handler in _BY_CLASS.items()}
 _INVOICE_EVENTS = frozenset(_type(m) for m in typing.get_args(typing.get_args(InvoiceEvent)[0]))
 _REJECTED, _REQUESTED, _SUCCEEDED = _type(PaymentRejected), _type(PaymentRequested), _type(PaymentSucceeded)

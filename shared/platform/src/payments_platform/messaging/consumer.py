@@ -119,6 +119,7 @@ class TransactionalConsumer:
         fetch_min_bytes: int = 1,
         fetch_max_wait_ms: int = 500,
         fast_decoding: bool = False,
+        partitions: Sequence[tuple[str, int]] | None = None,
     ) -> None:
         self.service = service
         self.name = name
@@ -144,6 +145,9 @@ class TransactionalConsumer:
         # service keeps the defaults (docs/decisions/0041-fetch-wait-default.md).
         self._fetch_min_bytes = fetch_min_bytes
         self._fetch_max_wait_ms = fetch_max_wait_ms
+        # Given partitions are assigned, not balanced by the group: the workers of one
+        # parallel rebuild split the partitions between them (status_projector.ops).
+        self._partitions = [TopicPartition(t, p) for t, p in partitions] if partitions is not None else None
         # The topic prefix in the group: deployments (and test runs) sharing a cluster
         # must not join one group, or they rebalance each other all the time.
         self._group_id = group_id or f"{service}.{registry.prefix}{name}"
@@ -184,7 +188,11 @@ class TransactionalConsumer:
         async for attempt in retrying(f"{self.name} consumer start", until=self._stopping):
             with attempt:
                 await consumer.start()
-        consumer.subscribe(list(self._topics), listener=_ResumeFromDatabase(self))
+        if self._partitions is None:
+            consumer.subscribe(list(self._topics), listener=_ResumeFromDatabase(self))
+        else:
+            consumer.assign(self._partitions)
+            await self._resume(set(self._partitions))
         self.in_group = True
         try:
             while not self._stopping.is_set():
