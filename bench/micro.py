@@ -50,7 +50,9 @@ def main() -> None:
     reg = TopicRegistry()
     invoices, payments = events(args.events)
     # Per account, invoices before payments, as a partition-ordered fetch would give them.
-    records = [(reg.invoices.name, v) for _, v in invoices] + [(reg.payments_events.name, v) for _, v in payments]
+    records = [(reg.invoices.name, v) for _, v in invoices] + [
+        (reg.payments_events.name, v) for _, v in payments
+    ]
     ways = {
         "pydantic": {t.name: t.decoder.validate_json for t in (reg.invoices, reg.payments_events)},
         "msgspec": {t.name: fast_decoder(t) for t in (reg.invoices, reg.payments_events)},
@@ -60,7 +62,8 @@ def main() -> None:
         for name, decode in ways.items():
             results[name].append(asyncio.run(project(records, decode)) / len(records) * 1e6)
     for name, runs in results.items():
-        print(f"{name}: CPU µs/event {sorted(runs)[len(runs) // 2]:.2f} (runs {', '.join(f'{r:.2f}' for r in runs)})")
+        every = ", ".join(f"{r:.2f}" for r in runs)
+        print(f"{name}: CPU µs/event {sorted(runs)[len(runs) // 2]:.2f} (runs {every})")
 
 
 if __name__ == "__main__":
