@@ -55,8 +55,9 @@ def later(clock: Clock, account: str) -> list[Envelope]:
 
 
 async def test_a_rebuild_from_a_snapshot_and_in_parallel_equals_one_from_the_first_offset(
-    kafka_bootstrap: str, database_url: str, topics: TopicRegistry
+    kafka_bootstrap: str, database_url: str, topics: TopicRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(ops, "WORKER_EVENTS", 1)  # two processes even for this short history
     clock = Clock()
     before = [e for i in range(12) for e in account_story(clock, f"S{i}")]
     # A payment whose invoice only arrives after the snapshot: the snapshot holds it parked.

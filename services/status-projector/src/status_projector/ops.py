@@ -54,6 +54,7 @@ from .projections import (
 from .settings import SCHEMA, SERVICE
 
 log = logging.getLogger(__name__)
+WORKER_EVENTS = 200_000
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,12 @@ async def _project(
     """Project `phase` up to `ends` into `tables`: in this process, or split by partition
     number between it and `workers - 1` others (each runs `rebuild_worker`)."""
     numbers = sorted({p for _, p in ends})
-    workers = min(workers, len(numbers)) if ctx.dsn is not None else 1
+    events = sum(max(0, o - starts.get(p, 0)) for p, o in ends.items())
+    # A worker process costs about 1.2 s of CPU to start (imports, a Kafka client; measured
+    # with bench/rebuild_ab.py: 2 processes against 1 over 220,000 events, +9 to +12 µs of
+    # service CPU per event): one per 200,000 events of the phase at most, so a short
+    # catch-up or a rebuild from a recent snapshot stays in this process.
+    workers = min(workers, len(numbers), max(1, events // WORKER_EVENTS)) if ctx.dsn is not None else 1
     shares = [[(t, p) for t, p in sorted(ends) if numbers.index(p) % workers == w] for w in range(workers)]
 
     def consumer(share: list[Partition] | None) -> TransactionalConsumer:
