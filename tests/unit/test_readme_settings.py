@@ -15,6 +15,7 @@ from invoice_sync.settings import InvoiceSyncSettings
 from payment_intake.settings import PaymentIntakeSettings
 from payments_platform.kafka import KafkaSecurity
 from payments_platform.membership import MembershipSettings
+from payments_platform.messaging.outbox import RelaySettings
 from payments_platform.retention import RetentionSettings
 from payments_platform.settings import CommonSettings
 from sandbox_provider.settings import SandboxSettings
@@ -26,6 +27,7 @@ SETTINGS: list[type[BaseSettings]] = [
     KafkaSecurity,
     RetentionSettings,
     MembershipSettings,
+    RelaySettings,
     PaymentIntakeSettings,
     InvoiceSyncSettings,
     ProjectorSettings,
