@@ -344,7 +344,8 @@ async def rebuild_once(scratch: Scratch, env: dict[str, str], total: int, *optio
         str(BIN / "status-projector-ops"),
         "rebuild",
         *options,
-        env=env,
+        # Wide enough that the tool's last line (rich wraps at the terminal's width) is whole.
+        env={**env, "COLUMNS": "300"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

@@ -258,8 +258,8 @@ def markdown(meta: dict[str, Any], figures: dict[str, dict[str, Any]]) -> str:
         f"- machine: {m['cores']} cores, {m['ram_gb']} GB RAM, load average {m['load']} at start, "
         f"{meta['load_end']} at end",
         f"- git commit: {meta['commit']}",
-        f"- runs per figure: {meta['runs']}"
-        + (" (fewer than 5: a trial, not figures to quote)" if meta["runs"] < 5 else "")
+        f"- mode: {meta.get('mode', 'default')}; runs per figure: {meta['runs']}"
+        + (" (fewer than 3: a trial, not figures to quote)" if meta["runs"] < 3 else "")
         + f"; sizes: {json.dumps(meta['sizes'])}",
         f"- infrastructure: {meta['infrastructure']}; {meta.get('seconds', 0):.0f} s in all",
         *(f"- **failed run**: {failure}" for failure in meta.get("failures", [])),
