@@ -168,6 +168,11 @@ def test_scale_out_and_the_scale_curve_are_reported(bench_report: dict[str, Any]
     assert speedup["values"] == pytest.approx(expected)
     own, shared = figures["scale.5000.rebuild_s"], figures["scale.10000.rebuild_s"]
     assert own["messages"] == 5000 and len(own["values"]) == RUNS
+    # After its rebuild from the first offset, the point's rebuild from a snapshot of it
+    # with 1% (at least 1,000) more events: only those are read.
+    again = figures["scale.5000.rebuild_from_snapshot_s"]
+    assert again["messages"] == 1000 and len(again["values"]) == RUNS
+    assert "from a snapshot after 5,000 events" in again["note"] and "from snapshot" in again["note"]
     assert shared["values"] == figures["projector.rebuild_s"]["values"]
     assert "| 5,000 |" in bench_report["markdown"] and "| 10,000 |" in bench_report["markdown"]
     assert "| 2 |" in bench_report["markdown"]
