@@ -41,7 +41,7 @@ help:
 	@echo "make chaos-cluster  the same on three brokers and a read replica (CHAOS_SECURE=1: SASL_SSL + ACLs)"
 	@echo "make test-cluster   the walking skeleton on three brokers over SASL_SSL with ACLs"
 	@echo "make up KAFKA_BROKERS=3 [KAFKA_SECURE=1] [PG_REPLICA=1]  the production topology locally"
-	@echo "make bench   every figure x5, CPU per process, anchors -> bench/results/<date>.md"
+	@echo "make bench   every figure x3 in 15 min, CPU per process, anchors -> bench/results/<date>.md (--full: goal sizes)"
 
 install: $(VENV)/.installed
 
@@ -140,8 +140,9 @@ services: install
 	@if [ -z "$$PAYMENTS_KAFKA_BOOTSTRAP" ] && [ ! -f $(STATE)/env ]; then $(MAKE) up; fi
 	$(BIN)/python deploy/services.py --state-dir $(STATE)
 
-# Every figure 5 times with CPU per process and same-run anchors -> bench/results/<date>.md;
-# BENCH_ARGS passes options (e.g. BENCH_ARGS="--runs 7 --scale"; see bench/run.py --help).
+# Every figure 3 times with CPU per process and same-run anchors -> bench/results/<date>.md,
+# within 15 minutes on 2 cores; BENCH_ARGS passes options (BENCH_ARGS="--full --scale": the
+# goals' own sizes and the rebuild at 1M/5M/20M events; see bench/run.py --help).
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

@@ -59,13 +59,14 @@ def _envelope(kind: str, account: str, at: datetime, payload: dict[str, Any]) ->
 
 
 @functools.lru_cache(maxsize=2)
-def events(n: int) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
-    """(invoices, payments.events) as (key, value), in per-account order. Cached: building
-    5,000,000 takes two minutes, and every run of a size produces the same records."""
+def events(n: int, start: int = 0) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+    """(invoices, payments.events) as (key, value), in per-account order: n events from
+    event `start` on. Cached: building 5,000,000 takes two minutes, and every run of a
+    size produces the same records."""
     invoices: list[tuple[bytes, bytes]] = []
     payments: list[tuple[bytes, bytes]] = []
-    count = n // EVENTS_PER_INVOICE
-    for i in range(count):
+    first = start // EVENTS_PER_INVOICE
+    for i in range(first, first + n // EVENTS_PER_INVOICE):
         account = f"ACC-{i // INVOICES_PER_ACCOUNT:05d}"
         key = account.encode()
         number = f"INV-{i:08d}"
@@ -237,7 +238,6 @@ async def one_group(
     partitions: int,
     api_requests: int,
     rebuild: bool,
-    live: bool = True,
 ) -> dict[str, dict[str, Any]]:
     invoices, payments = records
     total = len(invoices) + len(payments)
@@ -256,9 +256,6 @@ async def one_group(
         ports = [free_port() for _ in range(instances)]
         produce_s = await produce_batched(bootstrap, reg.invoices.name, partitions, invoices)
         produce_s += await produce_batched(bootstrap, reg.payments_events.name, partitions, payments)
-        if not live:
-            out["projector.rebuild_s"] = await rebuild_once(scratch, services.env, total)
-            return out
         try:
             processes = [
                 services.start(
@@ -323,7 +320,9 @@ async def one_group(
         finally:
             services.stop()
         if rebuild:
-            out["projector.rebuild_s"] = await rebuild_once(scratch, services.env, total)
+            out["projector.rebuild_s"] = await rebuild_once(
+                scratch, services.env, total, "--no-from-snapshot"
+            )
         if instances == 1:
             anchors = await all_anchors(
                 scratch, invoices + payments, {t: partitions for t in topics}, partitions, produce_s
@@ -334,7 +333,7 @@ async def one_group(
     return out
 
 
-async def rebuild_once(scratch: Scratch, env: dict[str, str], total: int) -> dict[str, Any]:
+async def rebuild_once(scratch: Scratch, env: dict[str, str], total: int, *options: str) -> dict[str, Any]:
     """`status-projector-ops rebuild` over every event, as an operator runs it: a process
     of its own, timed from spawn to exit (its start-up included)."""
     pids: list[int] = []
@@ -344,7 +343,9 @@ async def rebuild_once(scratch: Scratch, env: dict[str, str], total: int) -> dic
     process = await asyncio.create_subprocess_exec(
         str(BIN / "status-projector-ops"),
         "rebuild",
-        env=env,
+        *options,
+        # Wide enough that the tool's last line (rich wraps at the terminal's width) is whole.
+        env={**env, "COLUMNS": "300"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -375,10 +376,45 @@ async def rebuild_once(scratch: Scratch, env: dict[str, str], total: int) -> dic
     }
 
 
+# Events produced at a time for a scale point: 20,000,000 built at once would hold ~15 GB.
+CHUNK = 1_000_000
+
+
 async def rebuild_only(bootstrap: str, admin_dsn: str, n: int) -> dict[str, dict[str, Any]]:
-    """A point of the scale curve: `status-projector-ops rebuild` over n events on a fresh
-    database, with no live projector before it (the 1,000,000 point of the main runs has one)."""
-    return await one_group(bootstrap, admin_dsn, events(n), 1, 4, 0, rebuild=True, live=False)
+    """A point of the scale curve on a fresh database, with no live projector before it:
+    `status-projector-ops rebuild` over n events from the first offset; then a snapshot of
+    what it built, 1% more events, and the rebuild an operator runs, from that snapshot."""
+    async with Scratch(bootstrap, admin_dsn, partitions=4) as scratch:
+        reg = scratch.registry
+        more = max(1000, n // 100)
+        accounts = [
+            f"ACC-{a:05d}" for a in range((n + more) // EVENTS_PER_INVOICE // INVOICES_PER_ACCOUNT + 1)
+        ]
+        services = Services(
+            scratch,
+            extra={
+                "PAYMENTS_MERCHANT_CONFIG": str(merchant_file(scratch.logs, accounts)),
+                "PAYMENTS_TOPIC_PARTITIONS": "4",
+            },
+        )
+
+        async def produce(count: int, start: int) -> None:
+            for first in range(start, start + count, CHUNK):
+                size = min(CHUNK, start + count - first)
+                chunk = events(size, first) if count <= CHUNK else events.__wrapped__(size, first)
+                await produce_batched(bootstrap, reg.invoices.name, 4, chunk[0])
+                await produce_batched(bootstrap, reg.payments_events.name, 4, chunk[1])
+
+        await produce(n, 0)
+        full = await rebuild_once(scratch, services.env, n, "--no-from-snapshot")
+        snapshot = await asyncio.create_subprocess_exec(
+            str(BIN / "status-projector-ops"), "snapshot", env=services.env, stdout=subprocess.PIPE
+        )
+        await snapshot.communicate()
+        await produce(more, n)
+        again = await rebuild_once(scratch, services.env, more, "--from-snapshot")
+        again["note"] = f"from a snapshot after {n:,} events, {more:,} events after it; " + again["note"]
+        return {"projector.rebuild_s": full, "projector.rebuild_from_snapshot_s": again}
 
 
 async def run_once(

@@ -1,13 +1,13 @@
-"""`make bench`: every figure, at least 5 runs each, with CPU per message per process,
+"""`make bench`: every figure, 3 runs each, with CPU per message per process,
 same-session anchors and the issue's goals; a markdown table at the end.
 
 Uses PAYMENTS_KAFKA_BOOTSTRAP / PAYMENTS_DATABASE_URL when set, else starts Kafka and a
 durable PostgreSQL with deploy/runtime.py for the run and stops them after. Writes
 bench/results/<date>.md and <date>.jsonl.
 
-    .venv/bin/python bench/run.py [--runs 5] [--only invoice-sync,payment-intake,projector]
-        [--documents 100000] [--commands 20000] [--rate 500] [--events 1000000]
-        [--instances 1,2,4] [--scale] [--tiny]
+    .venv/bin/python bench/run.py [--full | --tiny] [--runs 3] [--scale]
+        [--only invoice-sync,payment-intake,projector,read-api] [--documents N] [--commands N]
+        [--rate 500] [--events N] [--instances 1,2] [--read-model-invoices N]
 """
 
 from __future__ import annotations
@@ -30,8 +30,35 @@ sys.path.insert(0, str(ROOT / "deploy"))
 import report  # noqa: E402
 from procs import close_all, machine  # noqa: E402
 
-FIGURES = ("invoice-sync", "payment-intake", "projector")
+FIGURES = ("invoice-sync", "payment-intake", "projector", "read-api")
+# `make bench`: every figure 3 times at sizes that still reach a steady state, within 15
+# minutes on 2 cores (docs/decisions/0030-benchmark-method.md); `--full` the sizes of
+# issue 24's goals; `--tiny` seconds-long (tests/bench, inside make test).
+DEFAULT = {
+    "runs": 3,
+    "documents": 20_000,
+    "commands": 5_000,
+    "rate": 500,
+    "seconds": 10.0,
+    "warmup": 3.0,
+    "events": 200_000,
+    "instances": "1,2",
+    "api_requests": 1000,
+    "read_model_invoices": 1_000_000,
+    "scale_events": "200000,1000000",
+}
+FULL = {
+    **DEFAULT,
+    "documents": 100_000,
+    "commands": 20_000,
+    "events": 1_000_000,
+    "instances": "1,2,4",
+    "api_requests": 3000,
+    "read_model_invoices": 10_000_000,
+    "scale_events": "1000000,5000000,20000000",
+}
 TINY = {
+    **DEFAULT,
     "documents": 1500,
     "commands": 300,
     "rate": 100,
@@ -39,42 +66,34 @@ TINY = {
     "warmup": 0.5,
     "events": 10_000,
     "api_requests": 120,
+    "read_model_invoices": 20_000,
+    "scale_events": "5000,10000",
 }
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--runs", type=int, default=5, help="runs per figure (at least 5 for a report to quote)"
-    )
-    parser.add_argument("--only", default=",".join(FIGURES), help="comma-separated: " + ", ".join(FIGURES))
-    parser.add_argument("--documents", type=int, default=100_000, help="invoice-sync: ERP documents per run")
-    parser.add_argument(
-        "--commands", type=int, default=20_000, help="payment-intake: commands in the throughput phase"
-    )
-    parser.add_argument(
-        "--rate", type=int, default=500, help="payment-intake: steady rate for the p99 (commands/s)"
-    )
-    parser.add_argument(
-        "--seconds", type=float, default=10.0, help="payment-intake: measured seconds at the steady rate"
-    )
-    parser.add_argument(
-        "--warmup", type=float, default=3.0, help="payment-intake: warm-up seconds before them"
-    )
-    parser.add_argument(
-        "--events", type=int, default=1_000_000, help="projector: events per run (live, rebuild)"
-    )
-    parser.add_argument(
-        "--instances", default="1,2,4", help="projector: instances per consumer group to measure"
-    )
-    parser.add_argument("--api-requests", type=int, default=3000, help="read API requests for the p99")
-    parser.add_argument(
-        "--scale", action="store_true", help="also the projector's scale curve (see --scale-events)"
-    )
-    parser.add_argument("--scale-events", default="100000,1000000,5000000")
+    parser.add_argument("--full", action="store_true", help="the goals' own sizes (about an hour or more)")
     parser.add_argument(
         "--tiny", action="store_true", help="seconds-long sizes (the short test in make test)"
     )
+    parser.add_argument("--runs", type=int, help="runs per figure (3; a report to quote has at least 3)")
+    parser.add_argument("--only", default=",".join(FIGURES), help="comma-separated: " + ", ".join(FIGURES))
+    parser.add_argument("--documents", type=int, help="invoice-sync: ERP documents per run")
+    parser.add_argument("--commands", type=int, help="payment-intake: commands in the throughput phase")
+    parser.add_argument("--rate", type=int, help="payment-intake: steady rate for the p99 (commands/s)")
+    parser.add_argument("--seconds", type=float, help="payment-intake: measured seconds at the steady rate")
+    parser.add_argument("--warmup", type=float, help="payment-intake: warm-up seconds before them")
+    parser.add_argument("--events", type=int, help="projector: events per run (live, rebuild)")
+    parser.add_argument("--instances", help="projector: instances per consumer group to measure")
+    parser.add_argument("--api-requests", type=int, help="read API requests for each p99")
+    parser.add_argument(
+        "--read-model-invoices", type=int, help="read-api: invoices loaded by COPY into the read model"
+    )
+    parser.add_argument(
+        "--scale", action="store_true", help="also the rebuild's scale curve (see --scale-events)"
+    )
+    parser.add_argument("--scale-events", help="events of history for each point of the scale curve")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument(
         "--profile",
@@ -82,9 +101,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="py-spy every service process into this directory (slows them: a run to read, not to quote)",
     )
     args = parser.parse_args(argv)
-    if args.tiny:
-        for key, value in TINY.items():
+    sizes = TINY if args.tiny else FULL if args.full else DEFAULT
+    for key, value in sizes.items():
+        if getattr(args, key) is None:
             setattr(args, key, value)
+    args.mode = "tiny" if args.tiny else "full" if args.full else "default"
     return args
 
 
@@ -147,6 +168,13 @@ async def measure(
                 f"projector run {run + 1}",
                 bench_status_projector.run_once(bootstrap, dsn, args.events, instances, args.api_requests),
             )
+        if "read-api" in only:
+            import bench_read_api
+
+            await attempt(
+                f"read-api run {run + 1}",
+                bench_read_api.run_once(bootstrap, dsn, args.read_model_invoices, args.api_requests),
+            )
     if args.scale and "projector" in only:
         import bench_status_projector
 
@@ -189,6 +217,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "machine": machine(),
         "commit": commit(),
         "runs": args.runs,
+        "mode": args.mode,
         "infrastructure": "started for this run" if state_dir else "from PAYMENTS_* endpoints",
         "sizes": {
             k: getattr(args, k)
@@ -201,6 +230,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "events",
                 "instances",
                 "api_requests",
+                "read_model_invoices",
             )
         },
     }

@@ -36,7 +36,12 @@ METERED = {
     "projector.rebuild_s": ("service", "postgres", "kafka", "loadgen"),
 }
 ANCHORED = ("invoice_sync.throughput", "payment_intake.throughput", "projector.throughput_1")
-UNMETERED = ("projector.api_p99_ms",)
+UNMETERED = (
+    "projector.api_p99_ms",
+    "read_api.list_p99_ms",
+    "read_api.detail_p99_ms",
+    "read_api.summary_p99_ms",
+)
 
 
 def _listener(port: int) -> int | None:
@@ -138,10 +143,15 @@ def test_the_goals_table_has_a_verdict_for_every_row(bench_report: dict[str, Any
     goals = bench_report["goals"]
     assert len(goals) == 11
     for row in goals:
-        assert row["measured"] is not None and isinstance(row["met"], bool), row
         assert f"| {row['goal']} | {row['target']} |" in bench_report["markdown"]
-    rss = next(r for r in goals if r["goal"] == "every service RSS under load")
-    assert 20 < rss["measured"] < 4000  # MB of a Python service: a unit error shows here
+        if row["goal"] == "rebuild with 20,000,000 events of history":
+            assert row["measured"] is None and row["met"] is None  # only with --full --scale
+            continue
+        assert row["measured"] is not None and isinstance(row["met"], bool), row
+    whole = next(r for r in goals if r["goal"].startswith("payment-intake, whole-system CPU"))
+    assert 0.01 < whole["measured"] < 1000  # ms per command: a unit error shows here
+    scale = next(r for r in goals if r["goal"].startswith("read API p99, 10,000,000"))
+    assert "20,000 invoices in the read model" in scale["basis"]
 
 
 def test_scale_out_and_the_scale_curve_are_reported(bench_report: dict[str, Any]) -> None:
@@ -158,6 +168,11 @@ def test_scale_out_and_the_scale_curve_are_reported(bench_report: dict[str, Any]
     assert speedup["values"] == pytest.approx(expected)
     own, shared = figures["scale.5000.rebuild_s"], figures["scale.10000.rebuild_s"]
     assert own["messages"] == 5000 and len(own["values"]) == RUNS
+    # After its rebuild from the first offset, the point's rebuild from a snapshot of it
+    # with 1% (at least 1,000) more events: only those are read.
+    again = figures["scale.5000.rebuild_from_snapshot_s"]
+    assert again["messages"] == 1000 and len(again["values"]) == RUNS
+    assert "from a snapshot after 5,000 events" in again["note"] and "from snapshot" in again["note"]
     assert shared["values"] == figures["projector.rebuild_s"]["values"]
     assert "| 5,000 |" in bench_report["markdown"] and "| 10,000 |" in bench_report["markdown"]
     assert "| 2 |" in bench_report["markdown"]

@@ -78,6 +78,12 @@ class FakeInvoices:
     def __init__(self, store: Store) -> None:
         self.s = store
 
+    async def preload(self, keys: Sequence[tuple[str, str]], accounts: Sequence[str]) -> None:
+        return None  # everything is in memory
+
+    async def flush(self) -> None:
+        return None
+
     async def synced(self, account_id: str, invoice_number: str, version: InvoiceVersion) -> bool | None:
         row = self.s.invoices.get((account_id, invoice_number))
         if row is not None and row["synced"] and row["erp_version"] >= version.erp_version:

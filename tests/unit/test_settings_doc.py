@@ -32,6 +32,7 @@ SHARED = {
     "RetentionSettings": "every service (retention)",
     "MembershipSettings": "every service (consumer group)",
     "TracingSettings": "every service (tracing)",
+    "RelaySettings": "every service",
 }
 
 

@@ -39,6 +39,13 @@ class InvoiceVersion:
 
 
 class InvoiceRepository(Protocol):
+    async def preload(self, keys: Sequence[tuple[str, str]], accounts: Sequence[str]) -> None:
+        """A run of facts starts: read (and lock) these invoices and accounts once; the calls
+        below change them in memory until `flush` writes them in bulk."""
+
+    async def flush(self) -> None:
+        """Write what the run changed."""
+
     async def synced(self, account_id: str, invoice_number: str, version: InvoiceVersion) -> bool | None:
         """Apply a newer version; whether it *was* restricted (False: new), None if stale."""
 

@@ -28,6 +28,16 @@ class ProjectorSettings(CommonSettings):
         validation_alias=AliasChoices("STATUS_PROJECTOR_REBUILD_BATCH_SIZE"),
         description="Events a rebuild applies per transaction (fewer commits, fewer round trips)",
     )
+    rebuild_workers: int = Field(
+        2,
+        validation_alias=AliasChoices("STATUS_PROJECTOR_REBUILD_WORKERS"),
+        description="Processes a rebuild's first pass runs in, each on its share of the partitions",
+    )
+    snapshot_interval_h: float = Field(
+        24.0,
+        validation_alias=AliasChoices("STATUS_PROJECTOR_SNAPSHOT_INTERVAL_H"),
+        description="Hours between snapshots of the read model a rebuild starts from (0: none)",
+    )
     switch_poll_s: float = Field(1.0, validation_alias=AliasChoices("STATUS_PROJECTOR_SWITCH_POLL_S"))
     read_database_url: str | None = Field(
         None,

@@ -1,9 +1,10 @@
 """The route table of everything payment-intake consumes, and the batch entry the
 consumer calls.
 
-A message goes to its handler in the order consumed. Pay commands are the one family
-handled in runs: consecutive pay commands go to `on_pay` together (a single one is a run
-of one), which answers them in a few round trips instead of a few per command.
+A message goes to its handler in the order consumed. Two families are handled in runs:
+consecutive pay commands go to `on_pay` together (a single one is a run of one), which
+answers them in a few round trips instead of a few per command; consecutive invoice facts
+go to `on_invoice_facts`, which reads and writes their rows once for the run.
 """
 
 from __future__ import annotations
@@ -43,11 +44,26 @@ from payments_platform.observability import about
 Handler = Callable[[Any, UnitOfWork], Awaitable[None]]
 RunHandler = Callable[[Sequence[Any], UnitOfWork], Awaitable[None]]
 
-HANDLERS: dict[type[Envelope], Handler] = {
+FACTS: dict[type[Envelope], Handler] = {
     InvoiceSynced: on_invoice_synced,
     InvoiceRegistered: on_invoice_registered,
     InvoiceRegistrationFailed: on_invoice_registration_failed,
     InvoiceClosed: on_invoice_closed,
+}
+
+
+async def on_invoice_facts(run: Sequence[Envelope], uow: UnitOfWork) -> None:
+    """Consecutive invoice facts: their rows read once, each fact applied in order by its
+    handler, the rows written once."""
+    keys = [(m.account_id, m.payload.invoice_number) for m in run]
+    await uow.invoices.preload(keys, [m.account_id for m in run if isinstance(m, InvoiceSynced)])
+    for message in run:
+        with about(message):
+            await FACTS[type(message)](message, uow)
+    await uow.invoices.flush()
+
+
+HANDLERS: dict[type[Envelope], Handler] = {
     CancelCheckout: on_cancel_checkout,
     ProviderCallbackReceived: on_provider_callback,
 }
@@ -55,6 +71,7 @@ RUN_HANDLERS: dict[type[Envelope], RunHandler] = {
     PayInvoice: on_pay,
     PaySelectedInvoices: on_pay,
     PayAccountBalance: on_pay,
+    **dict.fromkeys(FACTS, on_invoice_facts),
 }
 COMMANDS = (PayInvoice, PaySelectedInvoices, PayAccountBalance, CancelCheckout)
 

@@ -13,6 +13,7 @@ from pydantic import Field, TypeAdapter
 
 from payments_contracts import Envelope, InvoiceEvent, PaymentEvent
 from payments_platform.messaging import Transaction
+from payments_platform.messaging.fast_decoding import encode, union_decoder
 from status_projector.domain.model import (
     AccountPolicy,
     Invoice,
@@ -27,12 +28,14 @@ from status_projector.projection_batch import InvoiceKey, Position
 from .repositories import ReadModelStore
 from .schema import VersionTables
 
-# Parked events come back from the database as JSON of either topic's messages.
+# Parked events come back from the database as JSON of either topic's messages, decoded
+# as the live projection decodes them (msgspec Structs of the contracts' shapes).
 _EVENT_TYPES = tuple(
     t for union in (InvoiceEvent, PaymentEvent) for t in typing.get_args(typing.get_args(union)[0])
 )
-_ANY_EVENT: TypeAdapter[Envelope] = TypeAdapter(
-    Annotated[typing.Union[_EVENT_TYPES], Field(discriminator="type")]  # type: ignore[arg-type]  # noqa: UP007
+_ANY_EVENT = union_decoder(
+    list(_EVENT_TYPES),
+    TypeAdapter(Annotated[typing.Union[_EVENT_TYPES], Field(discriminator="type")]),  # type: ignore[arg-type]  # noqa: UP007
 )
 # Parked messages kept decoded, at most: an event another instance unparks (its invoice
 # arrives on a partition this one does not own) never comes back for its entry here.
@@ -137,7 +140,7 @@ class PostgresProjectionBatch:
             partition=partition,
             offset=offset,
             occurred_at=message.occurred_at,
-            envelope=message.model_dump_json(),
+            envelope=encode(message),
         )
 
     def appeared(self) -> set[str]:
@@ -152,7 +155,7 @@ class PostgresProjectionBatch:
         return sorted(candidates.values(), key=lambda e: e.position)
 
     def parked_message(self, event: ParkedEvent) -> Envelope:
-        return self._decoded.pop(event.event_id, None) or _ANY_EVENT.validate_json(event.envelope)
+        return self._decoded.pop(event.event_id, None) or _ANY_EVENT(event.envelope.encode())
 
     def unpark(self, event: ParkedEvent) -> None:
         self._parked.pop(event.event_id, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from json.encoder import encode_basestring as _quoted_utf8
 from json.encoder import encode_basestring_ascii as _quoted
 from typing import Any
@@ -193,7 +194,16 @@ def invoice_values(inv: Invoice) -> tuple[Any, ...]:
     )
 
 
-PAYMENT_COLUMNS = ["payment_id", "account_id", "state", "state_at", "requested_at", "currency", "allocations"]
+PAYMENT_DDL = (
+    ("payment_id", "text"),
+    ("account_id", "text"),
+    ("state", "text"),
+    ("state_at", "timestamptz"),
+    ("requested_at", "timestamptz"),
+    ("currency", "text"),
+    ("allocations", "jsonb"),
+)
+PAYMENT_COLUMNS = [c for c, _ in PAYMENT_DDL]
 
 
 def payment_from_row(row: tuple[Any, ...]) -> Payment:
@@ -221,11 +231,23 @@ def payment_values(p: Payment) -> tuple[Any, ...]:
     )
 
 
-def update_from_arrays(table: str, key: Sequence[tuple[str, str]], columns: Sequence[tuple[str, str]]) -> str:
-    """UPDATE of `columns` from parallel arrays, matched on `key` (one statement a batch)."""
-    both = [*key, *columns]
-    params = ", ".join(f"${n + 1}::{t}[]" for n, (_, t) in enumerate(both))
-    names = ", ".join(c for c, _ in both)
+@dataclass(frozen=True)
+class Stage:
+    """A temporary table rows are COPY'd into before one set-based UPDATE of a batch."""
+
+    name: str
+    columns: Sequence[tuple[str, str]]
+
+    @property
+    def ddl(self) -> str:
+        columns = ", ".join(f"{c} {t}" for c, t in self.columns)
+        return f"CREATE TEMP TABLE IF NOT EXISTS {self.name} ({columns}) ON COMMIT DELETE ROWS"
+
+
+def merge_from_stage(
+    stage: str, table: str, key: Sequence[tuple[str, str]], columns: Sequence[tuple[str, str]]
+) -> str:
+    """UPDATE of `columns` from the staging table's rows, matched on `key`."""
     sets = ", ".join(f"{c} = v.{c}" for c, _ in columns)
     match = " AND ".join(f"t.{c} = v.{c}" for c, _ in key)
-    return f"UPDATE {table} AS t SET {sets} FROM unnest({params}) AS v({names}) WHERE {match}"
+    return f"UPDATE {table} AS t SET {sets} FROM {stage} AS v WHERE {match}"

@@ -9,6 +9,7 @@ a new version while the old one serves and then moves the pointer in one transac
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import asyncpg
@@ -16,7 +17,7 @@ import asyncpg
 from payments_platform.messaging import offsets
 from status_projector.settings import SCHEMA
 
-from .rows import INVOICE_DDL
+from .rows import INVOICE_COLUMNS, INVOICE_DDL, PAYMENT_COLUMNS
 
 __all__ = [
     "SCHEMA",
@@ -37,6 +38,14 @@ CREATE TABLE IF NOT EXISTS projection_versions (
     activated_at  timestamptz,
     last_event_at timestamptz,
     note          text
+);
+CREATE TABLE IF NOT EXISTS projection_snapshots (
+    snapshot   integer     PRIMARY KEY,
+    version    integer     NOT NULL,
+    rules      text        NOT NULL,
+    taken_at   timestamptz NOT NULL DEFAULT now(),
+    offsets    jsonb       NOT NULL,
+    invoices   bigint      NOT NULL
 );
 CREATE TABLE IF NOT EXISTS active_projection (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
@@ -216,6 +225,101 @@ async def live_versions(conn: asyncpg.Connection) -> list[tuple[int, str, str]]:
         "SELECT version, consumer, state FROM projection_versions WHERE state <> 'retired' ORDER BY version"
     )
     return [(r["version"], r["consumer"], r["state"]) for r in rows]
+
+
+# --- snapshots: where a rebuild can start instead of the first offset -------------------
+
+_PARKED_COLUMNS = (
+    'event_id, waits_for, reason, type, account_id, topic, partition, "offset", occurred_at, envelope, '
+    "parked_at"
+)
+_ACCOUNT_COLUMNS = "account_id, balance_payment_allowed, reason_code, message, at"
+
+
+def _copies(source: VersionTables | int, target: VersionTables | int) -> list[str]:
+    """INSERT ... SELECT of every table of a version or snapshot into another's, by column
+    name (a version built before a column was added has it last)."""
+
+    def names(side: VersionTables | int) -> tuple[str, str, str, str]:
+        if isinstance(side, VersionTables):
+            return side.invoices, side.payments, side.accounts, side.parked
+        return (f"snapshot{side}_invoices", f"snapshot{side}_payments", f"snapshot{side}_accounts",
+                f"snapshot{side}_parked")  # fmt: skip
+
+    columns = (", ".join(INVOICE_COLUMNS), ", ".join(PAYMENT_COLUMNS), _ACCOUNT_COLUMNS, _PARKED_COLUMNS)
+    return [
+        f"INSERT INTO {to} ({c}) SELECT {c} FROM {fro}"
+        for fro, to, c in zip(names(source), names(target), columns, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    snapshot: int
+    version: int
+    rules: str
+    offsets: dict[tuple[str, int], int]
+    invoices: int
+
+
+async def take_snapshot(conn: asyncpg.Connection, version: int, rules: str, *, keep: int = 2) -> Snapshot:
+    """Copy one version's rows and the offsets they reflect, as of one instant (a repeatable
+    read: batches committing meanwhile are in neither), and keep the newest `keep`."""
+    tables = VersionTables(version)
+    async with conn.transaction(isolation="repeatable_read"):
+        stored = await offsets.stored_offsets(conn, tables.consumer)
+        number = int(await conn.fetchval("SELECT coalesce(max(snapshot), 0) + 1 FROM projection_snapshots"))
+        for name, like in zip(
+            (f"snapshot{number}_{t}" for t in ("invoices", "payments", "accounts", "parked")),
+            (tables.invoices, tables.payments, tables.accounts, tables.parked),
+            strict=True,
+        ):
+            await conn.execute(f"CREATE TABLE {name} (LIKE {like})")
+        for statement in _copies(tables, number):
+            await conn.execute(statement)
+        invoices = int(await conn.fetchval(f"SELECT count(*) FROM snapshot{number}_invoices"))
+        await conn.execute(
+            "INSERT INTO projection_snapshots (snapshot, version, rules, offsets, invoices)"
+            " VALUES ($1, $2, $3, $4::jsonb, $5)",
+            number,
+            version,
+            rules,
+            json.dumps([[t, p, o] for (t, p), o in sorted(stored.items())]),
+            invoices,
+        )
+    for old in await conn.fetch(
+        "SELECT snapshot FROM projection_snapshots ORDER BY snapshot DESC OFFSET $1", max(1, keep)
+    ):
+        await drop_snapshot(conn, old["snapshot"])
+    return Snapshot(number, version, rules, stored, invoices)
+
+
+async def drop_snapshot(conn: asyncpg.Connection, number: int) -> None:
+    async with conn.transaction():
+        for t in ("invoices", "payments", "accounts", "parked"):
+            await conn.execute(f"DROP TABLE IF EXISTS snapshot{number}_{t}")
+        await conn.execute("DELETE FROM projection_snapshots WHERE snapshot = $1", number)
+
+
+async def latest_snapshot(conn: asyncpg.Connection, rules: str) -> Snapshot | None:
+    """The newest snapshot taken under these projection rules (None: none)."""
+    row = await conn.fetchrow(
+        "SELECT snapshot, version, rules, offsets::text AS offsets, invoices FROM projection_snapshots"
+        " WHERE rules = $1 ORDER BY snapshot DESC LIMIT 1",
+        rules,
+    )
+    if row is None:
+        return None
+    stored = {(t, p): o for t, p, o in json.loads(row["offsets"])}
+    return Snapshot(row["snapshot"], row["version"], row["rules"], stored, row["invoices"])
+
+
+async def fill_from_snapshot(conn: asyncpg.Connection, snapshot: Snapshot, tables: VersionTables) -> None:
+    """A new version's rows from a snapshot, and its consumer's offsets where they stood."""
+    async with conn.transaction():
+        for statement in _copies(snapshot.snapshot, tables):
+            await conn.execute(statement)
+        await offsets.rewind(conn, tables.consumer, snapshot.offsets)
 
 
 async def add_secondary_indexes(conn: asyncpg.Connection, tables: VersionTables) -> None:

@@ -1,6 +1,7 @@
 """`status-projector-ops`: what operators do with the read model.
 
-status-projector-ops rebuild                       # new version from offset 0, then switch
+status-projector-ops rebuild                       # new version from the newest snapshot (or offset 0)
+status-projector-ops snapshot                      # the active version's rows and offsets, for rebuilds
 status-projector-ops replay --from 2025-01-31T12:00:00Z
 status-projector-ops lag
 status-projector-ops parked
@@ -49,6 +50,8 @@ def _run(work: Callable[[ops.Projecting], Awaitable[T]]) -> T:
                 bootstrap=settings.kafka_bootstrap,
                 batch_size=settings.batch_size,
                 rebuild_batch_size=settings.rebuild_batch_size,
+                rebuild_workers=settings.rebuild_workers,
+                dsn=settings.database_url,
             )
         )
 
@@ -59,18 +62,39 @@ def _run(work: Callable[[ops.Projecting], Awaitable[T]]) -> T:
 def rebuild(
     switch: Annotated[bool, typer.Option(help="Activate the new version when it has caught up")] = True,
     keep: Annotated[int, typer.Option(help="Versions to keep, the new one included")] = 2,
+    from_snapshot: Annotated[
+        bool,
+        typer.Option(help="Start from the newest snapshot of the current rules, not the first offset"),
+    ] = True,
 ) -> None:
-    """Rebuild the read model from the beginning of the topics into a new version while the
-    current one keeps serving; then switch the API and the live projector to it atomically."""
+    """Rebuild the read model into a new version while the current one keeps serving (from
+    the newest snapshot, else the beginning of the topics); then switch the API and the
+    live projector to it atomically."""
     with _progress("rebuild") as update:
         result = _run(
-            lambda ctx: ops.rebuild(ctx, activate_when_done=switch, keep_versions=keep, progress=update)
+            lambda ctx: ops.rebuild(
+                ctx,
+                activate_when_done=switch,
+                keep_versions=keep,
+                progress=update,
+                from_snapshot=from_snapshot,
+            )
         )
     state = "active" if switch else "built, not active"
+    start = f"snapshot {result.snapshot}" if result.snapshot is not None else "the first offset"
     console.print(
         f"version {result.version} {state} (was {result.previous}); {result.events:,} events in "
-        f"{result.seconds:.1f} s; dropped versions {result.dropped or 'none'}"
+        f"{result.seconds:.1f} s from {start}; dropped versions {result.dropped or 'none'}"
     )
+
+
+@app.command()
+def snapshot(
+    keep: Annotated[int, typer.Option(help="Snapshots to keep, the new one included")] = 2,
+) -> None:
+    """Snapshot the active version (rows and offsets) for rebuilds to start from."""
+    taken = _run(lambda ctx: ops.snapshot(ctx, keep=keep))
+    console.print(f"snapshot {taken.snapshot} of version {taken.version}: {taken.invoices:,} invoices")
 
 
 def _timestamp(value: str) -> datetime:

@@ -17,7 +17,7 @@ from status_projector.entrypoints.http import build_app
 from status_projector.entrypoints.memory import map_large_blocks_apart
 from status_projector.entrypoints.merchants import follow_merchant_file, with_merchant_routes
 from status_projector.ops import lag_scope
-from status_projector.projections import LiveProjection, collector_allocations
+from status_projector.projections import LiveProjection, Snapshots, collector_allocations
 from status_projector.settings import SCHEMA, SERVICE, ProjectorSettings, portal_keys
 
 
@@ -64,6 +64,7 @@ async def serve(settings: ProjectorSettings, keys: PortalKeys) -> None:
         relay=relay,
         background=[
             live,
+            Snapshots(pool, settings.snapshot_interval_h * 3600),
             Pruner.for_service(pool, SERVICE, retention),
             OpsGauges(
                 SERVICE,

@@ -165,7 +165,7 @@ def refund(state: str) -> Handler:
         refund = Refund(payment_id, state, p.amount.amount_minor, reason, message.occurred_at)
         for invoice in invoices:
             invoice.note_refund(refund)
-            if isinstance(message, PaymentRefundFailed):
+            if message.type == "payment.refund_failed":  # a Struct or the model (handlers/__init__.py)
                 failed = message.payload
                 invoice.note_problem(Problem(failed.reason_code, failed.message, message.occurred_at))
             invoice.touched(message.occurred_at)

@@ -26,7 +26,9 @@ from aiokafka.errors import (
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from prometheus_client import Counter, Gauge
+from pydantic import AliasChoices, Field
 from pydantic_core import from_json, to_json
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from payments_contracts import Envelope
 from payments_contracts.topics import Topic, TopicRegistry
@@ -140,6 +142,14 @@ class Outbox:
         return written
 
 
+class RelaySettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    # After a round that published something, wait this long before the next, so the
+    # commits of a low steady rate share a round.
+    gather_ms: float = Field(0.0, ge=0, validation_alias=AliasChoices("PAYMENTS_RELAY_GATHER_MS"))
+
+
 class _ProducerSpent(Exception):
     """The relay's producer had a batch refused; publishing goes on with a new one."""
 
@@ -160,8 +170,10 @@ class OutboxRelay:
         service: str,
         batch_size: int = 2000,
         idle_poll_s: float = 0.5,
+        gather_s: float | None = None,
     ) -> None:
         self._pool = pool
+        self._gather_s = RelaySettings().gather_ms / 1000 if gather_s is None else gather_s
         self._bootstrap = bootstrap
         self._service = service
         self._batch_size = batch_size
@@ -209,11 +221,21 @@ class OutboxRelay:
                     return True
                 self.ready = True
                 while True:
-                    if await self._publish_once(conn, producer):
+                    # Cleared before the fetch, so a commit during this round wakes the next
+                    # one; a round short of a full batch needs no second, empty fetch.
+                    self._wake.clear()
+                    published = await self._publish_once(conn, producer)
+                    if published >= self._batch_size:
                         continue
                     if stopping.is_set():
-                        return True
-                    self._wake.clear()
+                        if not published:
+                            return True
+                        continue
+                    if published and self._gather_s:
+                        # Commits arriving meanwhile share the next round: at a low steady
+                        # rate each round (a fetch, a produce request, a delete) otherwise
+                        # carries one batch's one or two messages.
+                        await asyncio.sleep(self._gather_s)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), self._idle_poll_s)
         except _ProducerSpent:
