@@ -118,7 +118,15 @@ def test_cpu_per_message_of_each_process_found_by_pid(bench_report: dict[str, An
         for process in processes:
             cpu = figure["cpu_us_per_message"][process]
             assert len(cpu["runs"]) == RUNS, (name, process)
-            assert all(v > 0 for v in cpu["runs"]), (name, process, cpu, figure["pids"])
+            # The kernel counts CPU in 10 ms ticks: at the tiny sizes a light process (the
+            # load generator sends 300 commands) may spend under one tick in a run, so it
+            # must show CPU over the runs, not in each one.
+            assert all(v >= 0 for v in cpu["runs"]) and sum(cpu["runs"]) > 0, (
+                name,
+                process,
+                cpu,
+                figure["pids"],
+            )
             assert cpu["median"] == pytest.approx(statistics.median(cpu["runs"]))
         for pids in figure["pids"]:
             assert pids["loadgen"] != pids["service"]
