@@ -32,8 +32,10 @@ METERED = {
     # Checkouts open off the command path: the provider may do nothing in this short window.
     "payment_intake.throughput": ("service", "postgres", "kafka", "loadgen"),
     "payment_intake.p99_ms": ("service", "postgres", "kafka", "provider", "loadgen"),
-    "projector.throughput_1": ("service", "postgres", "kafka", "loadgen"),
-    "projector.rebuild_s": ("service", "postgres", "kafka", "loadgen"),
+    # The projector's events are produced before its window opens; the load generator only
+    # waits for the last one, under one 10 ms CPU tick at the tiny sizes.
+    "projector.throughput_1": ("service", "postgres", "kafka"),
+    "projector.rebuild_s": ("service", "postgres", "kafka"),
 }
 ANCHORED = ("invoice_sync.throughput", "payment_intake.throughput", "projector.throughput_1")
 UNMETERED = (

@@ -31,6 +31,9 @@ async def serve(settings: InvoiceSyncSettings) -> None:
     merchant_file = None
     if settings.merchant_config is not None:
         merchant_file = WatchedMerchantFile[MerchantFile](settings.merchant_config, lambda f: f).current
+    registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
+    # After start_up, which turns tracing on: the provider's HTTP client is instrumented
+    # when it is built.
     provider = MerchantRegistrations(  # refuses to start on a Stripe merchant without usable credentials
         HttpProvider(settings.provider_url, timeout_s=settings.provider_timeout_s),
         merchant_file,
@@ -38,7 +41,6 @@ async def serve(settings: InvoiceSyncSettings) -> None:
         stripe_api_base=settings.stripe_api_base,
         timeout_s=settings.provider_timeout_s,
     )
-    registry, pool = await start_up(SERVICE, settings, schema=SCHEMA, install=install)
     relay = OutboxRelay(pool, settings.kafka_bootstrap, service=SERVICE)
     worker = RegistrationWorker(
         UnitsOfWork(pool, registry),
