@@ -19,6 +19,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from erp_invoices import erp_invoice
 from kafka_tools import eventually, produce, read_all
@@ -26,6 +28,7 @@ from payments_contracts.erp import ErpInvoiceUpserted
 from payments_contracts.topics import TopicRegistry
 from payments_platform.database import open_pool
 from payments_platform.messaging import Delivery, Transaction, TransactionalConsumer
+from payments_platform.messaging.offsets import rewind
 from processes import Process
 
 pytestmark = pytest.mark.integration
@@ -288,6 +291,56 @@ async def test_batches_read_ahead_of_a_gap_are_dropped_and_read_again(
     a gap and seeks back, the batch fetched ahead of that seek must not be applied: it
     starts past the gap too, and applying it would store offsets past records never
     applied."""
+    await every_record_applied_once(kafka_bootstrap, database_url, topics, LosesItsDatabaseOnce)
+
+
+class RebalancedWhileRefilling(LosesItsDatabaseOnce):
+    """Loses its database as `LosesItsDatabaseOnce` does, and the group rebalances while
+    the gap's records are being read again (a heartbeat late on a loaded machine, a
+    metadata change). The new assignment's stored offsets come back slowly (a loaded
+    database): the batch in hand is applied before `_resume` seeks.
+
+    Until `_resume` seeks, aiokafka positions a newly assigned partition at Kafka's
+    committed offset, the mirror kept for lag tooling, which is ahead of a database that
+    lost commits; and `getmany` hands records over as soon as the assignment is set,
+    while the rebalance listener still runs. That is how a batch starting past the
+    offset sought back to reached the database under load."""
+
+    rebalanced_at: int | None = None
+
+    def _refill(self, gaps: dict[tuple[str, int], int]) -> None:
+        if gaps and self.rebalanced_at is None and self._consumer is not None:
+            self.rebalanced_at = self.transactions
+            self._consumer._coordinator.request_rejoin()
+        super()._refill(gaps)
+
+    async def _resume(self, assigned: set[TopicPartition]) -> None:
+        if self.rebalanced_at is not None:
+            deadline = asyncio.get_running_loop().time() + 15
+            while self.transactions == self.rebalanced_at and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+        await super()._resume(assigned)
+
+
+async def test_a_rebalance_while_reading_a_gap_again_never_skips_the_records_sought_back_to(
+    kafka_bootstrap: str, database_url: str, topics: TopicRegistry
+) -> None:
+    """The block must not store an offset past a record it has not applied, whatever
+    position aiokafka hands records over from: a batch that starts past the stored offset
+    after a refill is accepted only where the broker no longer holds the records between
+    (its log start offset is past them), never merely because the consumer sought back."""
+    consumer = await every_record_applied_once(
+        kafka_bootstrap, database_url, topics, RebalancedWhileRefilling
+    )
+    assert consumer.rebalanced_at is not None
+
+
+async def every_record_applied_once(
+    kafka_bootstrap: str,
+    database_url: str,
+    topics: TopicRegistry,
+    kind: type[LosesItsDatabaseOnce],
+) -> LosesItsDatabaseOnce:
     documents = stream(600, accounts=1)  # one key: one partition, batches in a row
     await produce(kafka_bootstrap, topics.erp_invoices.name, documents)
 
@@ -300,7 +353,7 @@ async def test_batches_read_ahead_of_a_gap_are_dropped_and_read_again(
         )
 
     pool = await open_pool(database_url, "read_ahead", install=install)
-    consumer = LosesItsDatabaseOnce(
+    consumer = kind(
         service="read-ahead",
         name="read-ahead",
         registry=topics,
@@ -327,4 +380,140 @@ async def test_batches_read_ahead_of_a_gap_are_dropped_and_read_again(
     finally:
         consumer.stop()
         await asyncio.wait_for(running, 30)
+        await pool.close()
+    return consumer
+
+
+class SlowToResume(TransactionalConsumer):
+    """Reads its stored offsets slowly on assignment (a loaded database): records handed
+    over meanwhile come from wherever aiokafka placed the partition, Kafka's committed
+    offset (the mirror kept for lag tooling)."""
+
+    async def _resume(self, assigned: set[TopicPartition]) -> None:
+        await asyncio.sleep(3)
+        await super()._resume(assigned)
+
+
+async def test_a_database_that_lost_every_offset_is_refilled_from_the_beginning_not_from_kafkas_mirror(
+    kafka_bootstrap: str, database_url: str, topics: TopicRegistry
+) -> None:
+    """A restore from a backup taken before a partition's first commit leaves no stored
+    offset at all: the consumer must read that partition from its first record, even when
+    Kafka's committed offset (mirrored from the batches the database lost) is further on
+    and aiokafka hands records over from there before the consumer seeks."""
+    documents = stream(200, accounts=1)
+    await produce(kafka_bootstrap, topics.erp_invoices.name, documents)
+
+    async def install(conn: asyncpg.Connection) -> None:
+        await conn.execute("CREATE TABLE IF NOT EXISTS applied (event_id uuid NOT NULL)")
+
+    async def handle(deliveries: Sequence[Delivery], tx: Transaction) -> None:
+        await tx.connection.executemany(
+            "INSERT INTO applied VALUES ($1)", [(d.message.event_id,) for d in deliveries]
+        )
+
+    async def applied(pool: asyncpg.Pool) -> tuple[int, int, int]:
+        row = await pool.fetchrow("SELECT count(*), count(DISTINCT event_id) FROM applied")
+        offset = await pool.fetchval("SELECT max(next_offset) FROM consumer_offsets") or 0
+        return int(row[0]), int(row[1]), int(offset)
+
+    pool = await open_pool(database_url, "lost_offsets", install=install)
+
+    async def run_to_the_end(kind: type[TransactionalConsumer]) -> tuple[int, int, int]:
+        consumer = kind(
+            service="lost-offsets",
+            name="lost-offsets",
+            registry=topics,
+            topics=[topics.erp_invoices],
+            pool=pool,
+            bootstrap=kafka_bootstrap,
+            handle=handle,
+            batch_size=50,
+        )
+        running = asyncio.create_task(consumer.run())
+        try:
+            return await eventually(
+                lambda: applied(pool), lambda c: c[2] >= 200, timeout=60, what="every offset stored"
+            )
+        finally:
+            consumer.stop()
+            await asyncio.wait_for(running, 30)
+
+    try:
+        assert await run_to_the_end(TransactionalConsumer) == (200, 200, 200)
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            mirrored = await admin.list_consumer_group_offsets(f"lost-offsets.{topics.prefix}lost-offsets")
+        finally:
+            await admin.close()
+        assert max(o.offset for o in mirrored.values()) > 0  # Kafka's mirror is ahead of what follows
+        # Everything the first run committed is gone, its offsets' rows too.
+        await pool.execute("TRUNCATE applied, processed_events, consumer_offsets")
+        assert await run_to_the_end(SlowToResume) == (200, 200, 200)
+    finally:
+        await pool.close()
+
+
+async def test_records_retention_deleted_are_passed_over_where_the_log_now_starts(
+    kafka_bootstrap: str, database_url: str, topics: TopicRegistry
+) -> None:
+    """The one gap that is excused: retention deleted records a consumer had not read yet
+    (it was away longer than the topic keeps them). The broker's log start offset shows
+    they are gone, so the consumer goes on from there instead of seeking back forever,
+    whether its stored offset is behind the log start or it has stored none."""
+    documents = stream(100, accounts=1)
+    await produce(kafka_bootstrap, topics.erp_invoices.name, documents)
+    partition = (await read_all(kafka_bootstrap, topics.erp_invoices.name))[0].partition
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_records({TopicPartition(topics.erp_invoices.name, partition): RecordsToDelete(60)})
+    finally:
+        await admin.close()
+
+    async def install(conn: asyncpg.Connection) -> None:
+        await conn.execute("CREATE TABLE IF NOT EXISTS applied (consumer text, event_id uuid NOT NULL)")
+
+    pool = await open_pool(database_url, "retention", install=install)
+    try:
+        await rewind(pool, "behind", {(topics.erp_invoices.name, partition): 20})
+        consumers = []
+        for name in ("behind", "new"):
+
+            async def handle(deliveries: Sequence[Delivery], tx: Transaction, name: str = name) -> None:
+                await tx.connection.executemany(
+                    "INSERT INTO applied VALUES ($1, $2)", [(name, d.message.event_id) for d in deliveries]
+                )
+
+            consumers.append(
+                TransactionalConsumer(
+                    service=name,
+                    name=name,
+                    registry=topics,
+                    topics=[topics.erp_invoices],
+                    pool=pool,
+                    bootstrap=kafka_bootstrap,
+                    handle=handle,
+                    batch_size=10,
+                )
+            )
+        running = [asyncio.create_task(c.run()) for c in consumers]
+        try:
+            await eventually(
+                lambda: pool.fetch("SELECT consumer, next_offset FROM consumer_offsets"),
+                lambda rows: (
+                    sorted((r["consumer"], r["next_offset"]) for r in rows) == [("behind", 100), ("new", 100)]
+                ),
+                timeout=60,
+                what="both consumers at the end",
+            )
+        finally:
+            for consumer in consumers:
+                consumer.stop()
+            await asyncio.wait_for(asyncio.gather(*running), 30)
+        for name in ("behind", "new"):
+            rows = await pool.fetch("SELECT event_id FROM applied WHERE consumer = $1", name)
+            assert sorted(r["event_id"] for r in rows) == sorted(d.event_id for d in documents[60:])
+    finally:
         await pool.close()

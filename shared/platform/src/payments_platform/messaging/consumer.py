@@ -171,8 +171,10 @@ class TransactionalConsumer:
         self._stopping = asyncio.Event()
         self._last_kafka_commit = 0.0
         self._last_position_check = time.monotonic()
-        # Partitions sought back to a stored offset after a gap: where Kafka then still
-        # starts later, the offsets in between do not exist (compaction, retention).
+        # Partitions sought to an offset the broker may no longer hold: the stored offset
+        # after a gap, or 0 for a partition with none. A batch that then starts later is
+        # applied only where the broker's log start offset is past the offsets in between
+        # (retention deleted them); anywhere else it is a gap like any other (`_gaps`).
         self._refilling: dict[tuple[str, int], int] = {}
         # The batch whose transaction is in the database while the next one is decoded,
         # and how often each partition was sought: records fetched before a seek are stale.
@@ -289,6 +291,8 @@ class TransactionalConsumer:
             await self._consumer.seek_to_beginning(*fresh)
         for tp in assigned:
             self._refilling.pop((tp.topic, tp.partition), None)
+        for tp in fresh:  # sought to the beginning: retention may have moved it past 0
+            self._refilling[(tp.topic, tp.partition)] = 0
         self.assignment = set(assigned)
         self.ready = True
         log.info(
@@ -330,10 +334,12 @@ class TransactionalConsumer:
     ) -> None:
         started = time.perf_counter()
         gaps: dict[tuple[str, int], int] = {}
+        first = _first_offsets(records)
+        log_starts = await self._log_starts_past_refill(first) if self._refilling else {}
         async for attempt in retrying(f"{self.name} apply batch"):
             with attempt:
                 try:
-                    gaps = await self._apply(records, deliveries, dead, isolate=False)
+                    gaps = await self._apply(records, deliveries, dead, first, log_starts, isolate=False)
                 except Exception as exc:
                     if is_transient(exc):
                         raise
@@ -341,33 +347,61 @@ class TransactionalConsumer:
                         "batch failed; applying its messages one by one",
                         extra={"consumer": self.name, "error": repr(exc)},
                     )
-                    gaps = await self._apply(records, deliveries, dead, isolate=True)
+                    gaps = await self._apply(records, deliveries, dead, first, log_starts, isolate=True)
         self._refill(gaps)
         BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         LAST_APPLIED.labels(self.name).set(max(r.timestamp for r in records) / 1000)
         self._on_commit()
         await self._commit_to_kafka([r for r in records if (r.topic, r.partition) not in gaps])
 
+    @staticmethod
     def _gaps(
-        self, records: Sequence[Record], stored: dict[tuple[str, int], int]
+        first: dict[tuple[str, int], int],
+        stored: dict[tuple[str, int], int],
+        log_starts: dict[tuple[str, int], int],
     ) -> dict[tuple[str, int], int]:
         """Partitions whose batch starts after the stored next offset: records between were
         never applied (the database lost a commit, or was restored), so none of the batch
-        may be applied or stored. Maps each to the offset to read again from."""
-        first: dict[tuple[str, int], int] = {}
-        for r in records:
-            key = (r.topic, r.partition)
-            if key not in first or r.offset < first[key]:
-                first[key] = r.offset
+        may be applied or stored. Maps each to the offset to read again from.
+
+        A partition with no stored offset has applied nothing: its batch must start at 0.
+        A batch is excused only where the broker's log start offset is at or past its first
+        record: the offsets before it no longer exist (retention; no topic of ours is
+        compacted or transactional). Having sought back is no proof: aiokafka also hands
+        over records from where it placed a partition itself (Kafka's committed offset, on
+        a new assignment, before `_resume` seeks), so such a batch is a gap like any other.
+        """
         gaps = {}
         for key, offset in first.items():
-            expected = stored.get(key)
-            if expected is None or offset <= expected:
+            expected = stored.get(key, 0)
+            if offset <= expected or offset <= log_starts.get(key, -1):
                 continue
-            if self._refilling.get(key) == expected:
-                continue  # sought back once already: the offsets in between do not exist
             gaps[key] = expected
         return gaps
+
+    async def _log_starts_past_refill(self, first: dict[tuple[str, int], int]) -> dict[tuple[str, int], int]:
+        """The broker's log start offsets of the partitions whose batch starts past the
+        offset they were sought to (`_refilling`): only those may be excused a gap, and only
+        by this answer. Asked outside the batch's transaction, and only on that rare path."""
+        sought = self._refilling
+        return await self._log_starts(
+            [k for k, offset in first.items() if k in sought and offset > sought[k]]
+        )
+
+    async def _log_starts(self, keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Log start offsets from the broker; none where it does not answer, so nothing is
+        excused then (the batch is dropped and read again, and asked about again)."""
+        if not keys or self._consumer is None:
+            return {}
+        try:
+            starts = await self._consumer.beginning_offsets([TopicPartition(t, p) for t, p in keys])
+        except KafkaError as exc:
+            log.warning(
+                "log start offsets not known; a batch past a refill is read again",
+                extra={"consumer": self.name, "error": repr(exc)},
+            )
+            return {}
+        return {(tp.topic, tp.partition): offset for tp, offset in starts.items()}
 
     async def _read_again_what_the_database_lost(self) -> None:
         """When idle, every record read has been applied, so each assigned partition's
@@ -387,16 +421,29 @@ class TransactionalConsumer:
             raise
         stored = {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
         behind = {}
+        sought_back: dict[tuple[str, int], int] = {}
         try:
             for tp in self._consumer.assignment():
                 key = (tp.topic, tp.partition)
                 expected = stored.get(key)
-                if expected is None or self._refilling.get(key) == expected:
-                    continue  # never applied, or sought back once already (offsets that do not exist)
-                if await self._consumer.position(tp) > expected:
+                if expected is None:
+                    continue  # never applied: its first batch shows where it starts (`_gaps`)
+                position = await self._consumer.position(tp)
+                if position <= expected:
+                    continue
+                if self._refilling.get(key) == expected:
+                    sought_back[key] = position  # read again only what the broker still holds
+                else:
                     behind[key] = expected
         except IllegalStateError:  # a rebalance took the partition meanwhile; it resumes from the database
             return
+        if sought_back:
+            # Sought back already and Kafka placed the partition further on: the offsets in
+            # between are gone only where the log now starts at or past that position.
+            starts = await self._log_starts(list(sought_back))
+            for key, position in sought_back.items():
+                if starts.get(key, -1) < position:
+                    behind[key] = stored[key]
         self._refill(behind)
 
     def _refill(self, gaps: dict[tuple[str, int], int]) -> None:
@@ -435,15 +482,19 @@ class TransactionalConsumer:
         records: Sequence[Record],
         deliveries: list[Delivery],
         dead: list[tuple[Record, str]],
+        first: dict[tuple[str, int], int],
+        log_starts: dict[tuple[str, int], int],
         *,
         isolate: bool,
     ) -> dict[tuple[str, int], int]:
-        """Apply the batch in one transaction; returns the partitions left out for a gap."""
+        """Apply the batch in one transaction; returns the partitions left out for a gap.
+        `first`: each partition's first offset in the batch; `log_starts`: the broker's log
+        start offsets known for partitions that may be excused a gap (`_gaps`)."""
         batch: BatchTrace | None = None
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 applied_up_to = await self._lock_offsets(conn, records)
-                gaps = self._gaps(records, applied_up_to)
+                gaps = self._gaps(first, applied_up_to, log_starts)
                 if gaps:
                     records = [r for r in records if (r.topic, r.partition) not in gaps]
                     deliveries = [d for d in deliveries if (d.topic, d.partition) not in gaps]
@@ -629,6 +680,16 @@ class TransactionalConsumer:
             await asyncio.wait_for(consumer.commit(offsets), KAFKA_COMMIT_TIMEOUT_S)
         except Exception as exc:  # a rebalance in progress; the next batch commits again
             log.debug("kafka offset commit skipped", extra={"error": repr(exc)})
+
+
+def _first_offsets(records: Sequence[Record]) -> dict[tuple[str, int], int]:
+    """Each partition's first offset in a batch."""
+    first: dict[tuple[str, int], int] = {}
+    for r in records:
+        key = (r.topic, r.partition)
+        if key not in first or r.offset < first[key]:
+            first[key] = r.offset
+    return first
 
 
 def _describe(exc: ValidationError) -> str:
