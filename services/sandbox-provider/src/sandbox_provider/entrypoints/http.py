@@ -198,14 +198,7 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
         return checkout
 
     def event_data(checkout: Checkout, **extra: Any) -> dict[str, Any]:
-        return {
-            "checkout_id": checkout.checkout_id,
-            "payment_id": checkout.payment_id,
-            "account_id": checkout.account_id,
-            "amount_minor": checkout.amount_minor,
-            "currency": checkout.currency,
-            **extra,
-        }
+        return {**_named(checkout), **extra}
 
     @app.post("/sandbox/checkouts/{checkout_id}/complete")
     async def complete(checkout_id: str, body: Completion | None = None) -> dict[str, str]:
@@ -317,13 +310,17 @@ def build_app(settings: SandboxSettings) -> tuple[FastAPI, WebhookSender]:
     return app, sender
 
 
-def _about(checkout: Checkout) -> dict[str, object]:
-    """Log fields naming a checkout and what it is for."""
+def _named(checkout: Checkout) -> dict[str, Any]:
+    """What a webhook's data says of its checkout."""
     return {
         "checkout_id": checkout.checkout_id,
         "payment_id": checkout.payment_id,
         "account_id": checkout.account_id,
         "amount_minor": checkout.amount_minor,
         "currency": checkout.currency,
-        "method": checkout.method,
     }
+
+
+def _about(checkout: Checkout) -> dict[str, object]:
+    """Log fields naming a checkout and what it is for."""
+    return {**_named(checkout), "method": checkout.method}
