@@ -125,8 +125,9 @@ async def test_summary_gives_balance_per_currency_and_account_pay_button(
     [usd] = summary.balances
     # 0 (paid) + 6,000 (partial) + 10,000 (pending) + 9 x 10,000 + 10,000 (unregistered)
     assert usd.balance.amount_minor == 116_000
-    assert usd.pay_button
-    assert summary.pay_button
+    # payment-intake would refuse the balance payment: one invoice is pending, one unregistered
+    assert (usd.pay_button, usd.pay_button_reason) == (False, "payment_pending")
+    assert (summary.pay_button, summary.pay_button_reason) == (False, "payment_pending")
     assert usd.by_status["paid"] == 1
     assert usd.invoices == 13
     assert not unconfigured.pay_button

@@ -13,6 +13,7 @@ from status_projector.domain.status import (
     PaymentState,
     PayStatus,
     Transition,
+    account_button_hidden_because,
     account_pay_button,
     balance,
     pay_button,
@@ -158,6 +159,19 @@ def test_no_pay_button_anywhere_without_provider() -> None:
     assert account_pay_button(100, provider_configured=False) is False
     assert account_pay_button(0, provider_configured=True) is False
     assert account_pay_button(1, provider_configured=True) is True
+
+
+def test_account_pay_is_not_offered_while_intake_would_refuse_it() -> None:
+    """payment-intake refuses a balance payment while an invoice it covers is pending or
+    not yet sent to the provider: the button is hidden then, with the reason."""
+    assert account_pay_button(1, provider_configured=True, pending=1) is False
+    assert account_pay_button(1, provider_configured=True, unregistered=1) is False
+    why = account_button_hidden_because
+    assert why(1, provider_configured=True, pending=1, unregistered=1) == "payment_pending"
+    assert why(1, provider_configured=True, pending=0, unregistered=2) == "not_registered"
+    assert why(0, provider_configured=True, pending=1, unregistered=0) == "zero_balance"
+    assert why(5, provider_configured=False, pending=0, unregistered=0) == "provider_not_configured"
+    assert why(5, provider_configured=True, pending=0, unregistered=0) is None
 
 
 @pytest.mark.parametrize(

@@ -285,10 +285,17 @@ class CurrencyBalance(BaseModel):
     pay_button: Annotated[
         bool,
         Field(
-            description='Account-level PAY: the policy lets the account pay its balance, the provider is configured and the balance is above zero',
+            description='Account-level PAY: the policy lets the account pay its balance, the provider is configured, the balance is above zero, and no invoice of this currency is pending or not yet sent to the provider (payment-intake would refuse the payment then)',
             title='Pay Button',
         ),
     ]
+    pay_button_reason: Annotated[
+        str | None,
+        Field(
+            description="Why this currency's PAY is hidden: provider_not_configured, zero_balance, payment_pending or not_registered (null: it shows, or the policy hides it)",
+            title='Pay Button Reason',
+        ),
+    ] = None
 
 
 class CurrentPayment(BaseModel):
@@ -524,7 +531,7 @@ class AccountSummary(BaseModel):
     pay_button_reason: Annotated[
         str | None,
         Field(
-            description="Why the account PAY button is hidden: the merchant policy's reason (account_balance_not_allowed), provider_not_configured or zero_balance",
+            description="Why the account PAY button is hidden: the merchant policy's reason (account_balance_not_allowed), provider_not_configured, zero_balance, payment_pending or not_registered",
             title='Pay Button Reason',
         ),
     ]

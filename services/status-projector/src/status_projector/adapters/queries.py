@@ -125,6 +125,9 @@ class ReadModelQueries:
                    count(*) FILTER (WHERE pay_status = 'partially_paid') AS partially_paid,
                    count(*) FILTER (WHERE pay_status = 'paid') AS paid,
                    count(*) FILTER (WHERE pay_status = 'not_payable') AS not_payable,
+                   count(*) FILTER (
+                       WHERE not_payable_reason = 'not_registered' AND balance_minor > 0
+                   ) AS unregistered,
                    max(last_event_at) AS last_event_at
             FROM {snap.tables.invoices} WHERE account_id = $1
             GROUP BY currency ORDER BY currency

@@ -141,10 +141,30 @@ def pay_button(
     return False, status.value
 
 
-def account_pay_button(balance_minor: int, *, provider_configured: bool) -> bool:
+def account_pay_button(
+    balance_minor: int, *, provider_configured: bool, pending: int = 0, unregistered: int = 0
+) -> bool:
     """Seed 000: the account PAY button shows when the provider is configured and the
-    account balance is greater than zero."""
-    return provider_configured and balance_minor > 0
+    account balance is greater than zero; and, since payment-intake refuses a balance
+    payment while any invoice it would cover is pending or not yet sent to the provider
+    (the order of checks), not while one is: a button whose every press is refused is
+    not shown."""
+    return provider_configured and balance_minor > 0 and pending == 0 and unregistered == 0
+
+
+def account_button_hidden_because(
+    balance_minor: int, *, provider_configured: bool, pending: int, unregistered: int
+) -> str | None:
+    """Why `account_pay_button` hides the button (None: it shows), in the order it checks."""
+    if not provider_configured:
+        return "provider_not_configured"
+    if balance_minor <= 0:
+        return "zero_balance"
+    if pending:
+        return "payment_pending"
+    if unregistered:
+        return "not_registered"
+    return None
 
 
 # Payment state machine ---------------------------------------------------------------

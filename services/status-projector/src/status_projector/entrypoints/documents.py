@@ -125,7 +125,13 @@ class CurrencyBalance(BaseModel):
     )
     pay_button: bool = Field(
         description="Account-level PAY: the policy lets the account pay its balance, the provider is "
-        "configured and the balance is above zero"
+        "configured, the balance is above zero, and no invoice of this currency is pending or "
+        "not yet sent to the provider (payment-intake would refuse the payment then)"
+    )
+    pay_button_reason: str | None = Field(
+        None,
+        description="Why this currency's PAY is hidden: provider_not_configured, zero_balance, "
+        "payment_pending or not_registered (null: it shows, or the policy hides it)"
     )
     invoices: int = Field(description="Invoices of the account in this currency, whatever their status")
     by_status: dict[str, int] = Field(description="How many of them have each pay_status")
@@ -137,7 +143,8 @@ class AccountSummary(BaseModel):
     pay_button: bool = Field(description="True when any currency's PAY button shows")
     pay_button_reason: str | None = Field(
         description="Why the account PAY button is hidden: the merchant policy's reason "
-        "(account_balance_not_allowed), provider_not_configured or zero_balance"
+        "(account_balance_not_allowed), provider_not_configured, zero_balance, payment_pending "
+        "or not_registered"
     )
     pay_button_message: str | None = Field(description="Text a portal may show when the policy hides it")
     freshness: Freshness = Field(description="How fresh this answer is")

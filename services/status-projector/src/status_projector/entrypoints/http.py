@@ -39,6 +39,7 @@ from status_projector.adapters.read_source import ReadModelBehind, ReadModelUnav
 from status_projector.domain.access import PortalKeys, Tenant
 from status_projector.domain.status import (
     PayStatus,
+    account_button_hidden_because,
     account_pay_button,
 )
 
@@ -288,7 +289,18 @@ def build_router(reads: ReadSources, registry: TopicRegistry, *, provider_config
                     "currency": r["currency"],
                     "balance": {"amount_minor": owed, "currency": r["currency"]},
                     "pay_button": allowed
-                    and account_pay_button(owed, provider_configured=provider_configured),
+                    and account_pay_button(
+                        owed,
+                        provider_configured=provider_configured,
+                        pending=r[PayStatus.PENDING.value],
+                        unregistered=r["unregistered"],
+                    ),
+                    "pay_button_reason": account_button_hidden_because(
+                        owed,
+                        provider_configured=provider_configured,
+                        pending=r[PayStatus.PENDING.value],
+                        unregistered=r["unregistered"],
+                    ),
                     "invoices": r["invoices"],
                     "by_status": {s.value: r[s.value] for s in PayStatus},
                 }

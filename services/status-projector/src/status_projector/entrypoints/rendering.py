@@ -105,7 +105,10 @@ def account_button_reason(
         return {"pay_button_reason": None, "pay_button_message": None}
     if policy is not None and not policy["balance_payment_allowed"]:
         return {"pay_button_reason": policy["reason_code"], "pay_button_message": policy["message"]}
-    why = "provider_not_configured" if not provider_configured else "zero_balance"
+    owed = [b for b in balances if b["balance"]["amount_minor"] > 0]
+    why = next((b["pay_button_reason"] for b in owed), None) or (
+        "provider_not_configured" if not provider_configured else "zero_balance"
+    )
     return {"pay_button_reason": why, "pay_button_message": None}
 
 
