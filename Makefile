@@ -28,7 +28,7 @@ TYPED_PACKAGES := shared/contracts/src/payments_contracts shared/platform/src/pa
 	clients/python/src/payments_portal_client \
 	deploy/runtime deploy/processes.py deploy/system.py deploy/run_demo.py
 
-.PHONY: help install helm stripe-mock promtool up down topics contracts lint imports typecheck test test-unit test-integration test-e2e test-cluster chaos chaos-cluster run services bench clean
+.PHONY: help install tools helm stripe-mock promtool up down topics contracts lint imports typecheck test test-unit test-integration test-e2e test-cluster chaos chaos-cluster run services bench clean
 
 help:
 	@echo "make run     start Kafka, PostgreSQL, the services, the sandbox provider and the portal with demo data"
@@ -64,6 +64,11 @@ stripe-mock: $(STRIPE_MOCK)
 $(STRIPE_MOCK):
 	@command -v go >/dev/null 2>&1 || { echo "Go is needed to build stripe-mock (go install)"; exit 1; }
 	GOBIN=$(TOOLS_BIN) go install github.com/stripe/stripe-mock@$(STRIPE_MOCK_VERSION)
+
+# The Go tools make test needs, built side by side: each is mostly module downloads, so
+# three at once take little more than the longest.
+tools:
+	@$(MAKE) --no-print-directory -j3 helm stripe-mock promtool
 
 promtool: $(PROMTOOL)
 
@@ -103,7 +108,7 @@ typecheck: install
 
 # Kafka and PostgreSQL come from PAYMENTS_KAFKA_BOOTSTRAP / PAYMENTS_DATABASE_URL when
 # set, else testcontainers when Docker answers, else fresh local ones for this run.
-test: install lint imports typecheck helm stripe-mock promtool
+test: install lint imports typecheck tools
 	$(BIN)/pytest tests clients/python/tests
 
 test-unit: install helm promtool

@@ -121,7 +121,7 @@ def test_the_seed_003_detail_view_offers_make_a_payment_on_what_can_be_selected(
     assert detail_button(restricted, Style.PAY_SELECTED) is None
 
 
-def summary(*owed: tuple[str, int, bool]) -> AccountSummary:
+def summary(*owed: tuple[str, int, bool], reason: str | None = None) -> AccountSummary:
     """The read model's account summary: (currency, balance, its PAY flag) per currency."""
     return AccountSummary.model_validate(
         {
@@ -131,6 +131,7 @@ def summary(*owed: tuple[str, int, bool]) -> AccountSummary:
                     "currency": currency,
                     "balance": {"amount_minor": amount, "currency": currency},
                     "pay_button": pay,
+                    "pay_button_reason": None if pay else reason,
                     "invoices": 1,
                     "by_status": {},
                 }
@@ -173,6 +174,20 @@ def test_account_pay_is_held_back_while_an_invoice_is_pending_or_not_yet_sent() 
     # A paid invoice (no balance) holds nothing back.
     [usd] = balances(owed, [invoice("paid", balance=0, button=False)], Style.FULL_PAYMENT)
     assert usd.pay
+
+
+def test_account_pay_hidden_by_the_read_model_for_a_pending_invoice_names_it() -> None:
+    hidden = summary(("USD", 130000, False), reason="payment_pending")
+    pending = [invoice("pending", number="INV-1", button=False), invoice("payable", number="INV-2")]
+    [usd] = balances(hidden, pending, Style.FULL_PAYMENT)
+    assert (usd.pay, refusal([usd], "USD")) == (False, "A payment against invoice INV-1 is already pending.")
+    # The summary is newer than the page's invoices: it still says why, without a number.
+    [usd] = balances(hidden, [invoice("payable", number="INV-1")], Style.FULL_PAYMENT)
+    assert (usd.pay, refusal([usd], "USD")) == (False, "A payment against this account is already pending.")
+    # Hidden by the merchant's policy: the general message, whatever the invoices say.
+    policy = summary(("USD", 130000, False), reason="account_balance_not_allowed")
+    [usd] = balances(policy, pending, Style.FULL_PAYMENT)
+    assert (usd.pay, usd.note) == (False, None)
 
 
 def test_account_pay_is_per_currency() -> None:

@@ -1,11 +1,11 @@
 """The account balance and its PAY button (seed 000: "visible only when the Aptean Pay
 extension is configured and your account balance is greater than $0.00").
 
-The read model's summary says, per currency, whether the policy and the provider allow
-account PAY and the balance is above zero. It does not say whether payment-intake would
-take the payment now: intake refuses an account-balance payment while any invoice it
-would cover is pending or not yet sent for payment processing, so the portal holds PAY
-back then, rather than offer a button whose every press is refused.
+The read model's summary says, per currency, whether account PAY shows, and hides it
+while an invoice it would cover is pending or not yet sent for payment processing
+(payment-intake refuses the payment then). The portal also checks its own page of
+invoices, which may be newer than the summary, and names the invoices that hold PAY back
+rather than offer a button whose every press is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +20,12 @@ from .pay_column import not_sent_message, pending_message
 from .portal import Style
 
 NOT_SENT = (NotPayableReason.not_registered, NotPayableReason.registration_failed)
+# The read model hides account PAY for these too; the portal names the invoices that hold
+# it, or says it in general when its own page of invoices is older than the summary.
+HELD_BACK = {
+    "payment_pending": "A payment against this account is already pending.",
+    "not_registered": "Some invoices have not been sent for payment processing yet. Please try again later.",
+}
 
 
 @dataclass(frozen=True)
@@ -37,11 +43,16 @@ def balances(summary: AccountSummary | None, invoices: Sequence[InvoiceOut], sty
     shown = []
     for b in summary.balances:
         amount, text = b.balance.amount_minor, show_money(b.balance.amount_minor, b.currency)
-        if style != Style.FULL_PAYMENT or not b.pay_button:
+        if style != Style.FULL_PAYMENT:
             shown.append(Balance(b.currency, amount, text, pay=False))
             continue
         owing = [i for i in invoices if i.currency == b.currency and i.balance.amount_minor > 0]
         held = held_back(owing)
+        if not b.pay_button and b.pay_button_reason not in HELD_BACK:
+            shown.append(Balance(b.currency, amount, text, pay=False))
+            continue
+        if not b.pay_button and held is None:
+            held = HELD_BACK[str(b.pay_button_reason)]
         shown.append(Balance(b.currency, amount, text, pay=held is None, note=held))
     return shown
 
