@@ -33,6 +33,7 @@ from payments_platform.messaging import (
     is_transient,
 )
 from payments_platform.messaging.offsets import Partition, stored_offsets
+from payments_platform.sessions import keeps_session_state
 
 from .adapters.projection_batch import PostgresProjectionBatch
 from .adapters.schema import VersionTables, active_version, take_snapshot
@@ -209,6 +210,7 @@ class Snapshots:
                 return
             try:
                 async with self._pool.acquire() as conn:
+                    keeps_session_state(conn)  # a session lock: reset in full when released
                     # One instance at a time; the others find it fresh and wait again.
                     if await conn.fetchval("SELECT pg_try_advisory_lock(hashtext('projection_snapshots'))"):
                         try:

@@ -9,6 +9,7 @@ import asyncpg
 
 from .messaging.schema import install_messaging_tables
 from .messaging.transient import retrying
+from .sessions import released
 
 
 async def open_pool(
@@ -46,6 +47,7 @@ async def open_pool(
             "search_path": schema,
             "application_name": schema,
         },
+        reset=released,
     )
     assert pool is not None
     return pool
@@ -62,6 +64,7 @@ async def open_read_pool(dsn: str, schema: str, *, size: int = 8) -> asyncpg.Poo
         min_size=0,
         max_size=size,
         server_settings={"search_path": schema, "application_name": f"{schema}-reads"},
+        reset=released,
     )
     assert pool is not None
     return pool

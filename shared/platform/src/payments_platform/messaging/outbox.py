@@ -34,6 +34,7 @@ from payments_contracts import Envelope
 from payments_contracts.topics import Topic, TopicRegistry
 from payments_platform import tracing
 from payments_platform.kafka import client_options
+from payments_platform.sessions import keeps_session_state
 
 from .partitioner import partition_for
 from .transient import is_transient, retrying
@@ -250,6 +251,7 @@ class OutboxRelay:
 
     async def _hold_lock(self, conn: asyncpg.Connection, stopping: asyncio.Event) -> bool:
         """Become the schema's only publishing relay; False if asked to stop while waiting."""
+        keeps_session_state(conn)  # the lock is the session's: unlocked when the pool takes it back
         while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext(current_schema() || '.outbox'))"):
             if stopping.is_set():
                 return False
