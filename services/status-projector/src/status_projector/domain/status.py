@@ -94,7 +94,9 @@ class Standing(NamedTuple):
 
 def balance(open_amount_minor: int, succeeded: Mapping[str, int], posted_refs: Iterable[str]) -> int:
     """ERP open amount minus our succeeded payments the ERP has not posted; never negative."""
-    posted = set(posted_refs)
+    if not succeeded:
+        return max(0, open_amount_minor)
+    posted = posted_refs if isinstance(posted_refs, frozenset | set) else set(posted_refs)
     unposted = sum(amount for payment_id, amount in succeeded.items() if payment_id not in posted)
     return max(0, open_amount_minor - unposted)
 

@@ -60,6 +60,7 @@ from .payments import (
     on_payment_requested,
     on_payment_succeeded,
     refund,
+    uuid_text,
 )
 
 _BY_CLASS: dict[type[Envelope], Handler] = {
@@ -111,13 +112,13 @@ def needs(message: Envelope, keys: set[InvoiceKey], payments: set[str]) -> None:
         keys.update((account, n) for n in payload.invoice_numbers)
     elif kind in (_REQUESTED, _SUCCEEDED):
         keys.update((account, a.invoice_number) for a in payload.allocations)
-        payments.add(str(payload.payment_id))
+        payments.add(uuid_text(payload.payment_id))
     elif kind in _INVOICE_EVENTS or kind == _RESTRICTION:
         keys.add((account, payload.invoice_number))
     else:
         payment_id = getattr(payload, "payment_id", None)
         if payment_id is not None:
-            payments.add(str(payment_id))
+            payments.add(uuid_text(payment_id))
 
 
 async def _load_for(batch: ProjectionBatch, messages: Sequence[Envelope]) -> None:

@@ -48,7 +48,9 @@ __all__ = ["Unsupported", "fast_decoder", "struct_of", "tag_of"]
 # Whitespace as pydantic-core strips it (Rust's `trim`: Unicode White_Space), not Python's
 # `\s`, which also takes the separators \x1c-\x1f.
 _WHITESPACE = "[\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
-_UNSTRIPPED = rf"^(?!{_WHITESPACE})[\s\S]*(?<!{_WHITESPACE})\Z"  # \Z: `$` passes a final newline
+# \Z: `$` passes a final newline. `(?s).` rather than `[\s\S]`: re skips to the end in one
+# step instead of testing each character against a class (140 against 190-310 ns a text).
+_UNSTRIPPED = rf"(?s)^(?!{_WHITESPACE}).*(?<!{_WHITESPACE})\Z"
 _CURRENCIES = Literal[tuple(sorted(CURRENCY_EXPONENTS))]  # type: ignore[valid-type]
 
 
