@@ -34,7 +34,7 @@ async def test_a_marked_connection_gives_its_session_lock_back(database_url: str
 
 
 async def test_an_unmarked_connection_keeps_what_its_session_took(database_url: str) -> None:
-    """Why the mark is needed (tests/unit/test_pool_reset.py finds every such statement)."""
+    """Why the mark is needed (tests/unit/test_session_state_marks.py finds every such statement)."""
     pool = await open_pool(database_url, "reset_unmarked", size=1)
     other = await asyncpg.connect(database_url)
     try:
@@ -53,12 +53,14 @@ async def test_a_transaction_left_open_is_rolled_back_and_local_settings_go_with
     try:
         async with pool.acquire() as conn:
             await conn.execute("CREATE TABLE IF NOT EXISTS t (n int)")
+            before = await conn.fetchval("SHOW work_mem")
             await conn.execute("BEGIN")
-            await conn.execute("SET LOCAL synchronous_commit = off")
+            await conn.execute("SET LOCAL work_mem = '7777kB'")
             await conn.execute("INSERT INTO t VALUES (1)")
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT count(*) FROM t") == 0
-            assert await conn.fetchval("SHOW synchronous_commit") == "on"
+            assert before != "7777kB"
+            assert await conn.fetchval("SHOW work_mem") == before
             assert not await conn.fetchval("SELECT pg_current_xact_id_if_assigned() IS NOT NULL")
     finally:
         await pool.close()

@@ -17,7 +17,7 @@ def keeps_session_state(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionPr
     """Mark a pooled connection that takes session state (a session-level advisory lock,
     a plain SET, LISTEN, a cursor WITH HOLD): the pool resets it in full when it comes
     back. Every other connection goes back without asyncpg's reset statement
-    (tests/unit/test_pool_reset.py finds the callers)."""
+    (tests/unit/test_session_state_marks.py finds the callers)."""
     _SESSION_STATE.add(conn.get_server_pid())
 
 
