@@ -1,6 +1,7 @@
 """A run of invoice facts applied in memory and written once ends exactly where the same
 facts applied one statement each end: the same rows, the same answers to each fact (was
-it restricted, is the account's balance answer news), in runs of every length."""
+it restricted, is the account's balance answer news), in runs of every length, and with
+several runs in one transaction."""
 
 from __future__ import annotations
 
@@ -86,15 +87,18 @@ async def test_a_run_of_facts_ends_where_one_statement_each_ends(database_url: s
         i = 0
         async with in_runs.acquire() as conn:
             while i < len(every):
-                run = every[i : i + rng.choice([1, 2, 5, 17, 60])]
-                i += len(run)
+                # Several runs in one transaction, as a batch with commands between its
+                # facts writes them, or a failed batch applied one message at a time.
                 async with conn.transaction():
-                    repo = PostgresInvoiceRepository(conn)
-                    await repo.preload(
-                        [(a, n) for _, a, n, _, _ in run], [a for k, a, *_ in run if k == "synced"]
-                    )
-                    answers_runs += [await apply(repo, fact) for fact in run]
-                    await repo.flush()
+                    for _ in range(rng.choice([1, 1, 2, 4])):
+                        run = every[i : i + rng.choice([1, 2, 5, 17, 60])]
+                        i += len(run)
+                        repo = PostgresInvoiceRepository(conn)
+                        await repo.preload(
+                            [(a, n) for _, a, n, _, _ in run], [a for k, a, *_ in run if k == "synced"]
+                        )
+                        answers_runs += [await apply(repo, fact) for fact in run]
+                        await repo.flush()
         assert answers_runs == answers_one
         assert await rows(in_runs) == await rows(one_each)
         news = [a for a in answers_one if isinstance(a, tuple)]

@@ -185,9 +185,12 @@ _STAGE_DDL = (
     + ", ".join(f"{c} {t}" for c, t in _STAGED)
     + ") ON COMMIT DELETE ROWS"
 )
+# Emptied by the upsert that reads it, not only at commit: after a failed batch the
+# messages are applied one by one in one transaction, each flushing its own rows.
 _UPSERT_FROM_STAGE = (
+    "WITH staged AS (DELETE FROM invoice_sync_stage RETURNING *) "
     f"INSERT INTO invoices ({', '.join(c for c, _ in _STAGED)}) "
-    f"SELECT {', '.join(c for c, _ in _STAGED)} FROM invoice_sync_stage "
+    f"SELECT {', '.join(c for c, _ in _STAGED)} FROM staged "
     "ON CONFLICT (account_id, invoice_number) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c, _ in _STAGED[2:])
     + ", updated_at = now()"

@@ -29,8 +29,12 @@ _STAGE_DDL = (
     + ", ".join(f"{c} {t}" for c, t in _COLUMNS)
     + ") ON COMMIT DELETE ROWS"
 )
+# The stage is emptied by the upsert that reads it, not only at commit: a transaction may
+# write several runs (facts, a command, facts again; or one message at a time after a
+# batch failed), and a run's rows must not be written again by the next run's upsert.
 _UPSERT = (
-    f"INSERT INTO invoices ({', '.join(_NAMES)}) SELECT {', '.join(_NAMES)} FROM intake_invoice_stage "
+    "WITH staged AS (DELETE FROM intake_invoice_stage RETURNING *) "
+    f"INSERT INTO invoices ({', '.join(_NAMES)}) SELECT {', '.join(_NAMES)} FROM staged "
     "ON CONFLICT (account_id, invoice_number) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _NAMES[2:])
 )

@@ -247,7 +247,10 @@ class Stage:
 def merge_from_stage(
     stage: str, table: str, key: Sequence[tuple[str, str]], columns: Sequence[tuple[str, str]]
 ) -> str:
-    """UPDATE of `columns` from the staging table's rows, matched on `key`."""
+    """UPDATE of `columns` from the staging table's rows, matched on `key`. The rows are
+    deleted from the stage by the same statement: a transaction may merge more than once
+    (one message at a time after a failed batch), and an UPDATE that meets a key twice
+    takes either row, so an earlier merge's rows must not be there."""
     sets = ", ".join(f"{c} = v.{c}" for c, _ in columns)
     match = " AND ".join(f"t.{c} = v.{c}" for c, _ in key)
-    return f"UPDATE {table} AS t SET {sets} FROM {stage} AS v WHERE {match}"
+    return f"WITH v AS (DELETE FROM {stage} RETURNING *) UPDATE {table} AS t SET {sets} FROM v WHERE {match}"
