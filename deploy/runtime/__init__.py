@@ -16,7 +16,7 @@ from .cli import main
 from .cluster import KafkaCluster
 from .host import cache_root, free_port, free_ports, port_holder, port_is_free, require_tool, wait_for
 from .kafka import KafkaNode, parse_properties, random_cluster_id, render_kafka_properties
-from .postgres import PostgresNode
+from .postgres import PostgresNode, failover_dsn
 from .wire import kafka_ready
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "KafkaNode",
     "PostgresNode",
     "cache_root",
+    "failover_dsn",
     "free_port",
     "free_ports",
     "kafka_ready",

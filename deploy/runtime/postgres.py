@@ -320,13 +320,23 @@ class PostgresNode:
         return pid_alive(self.pid, "postgres")
 
     def start_replica(
-        self, data_dir: Path, port: int | None = None, *, timeout: float = 60.0
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        timeout: float = 60.0,
+        synchronous: bool = False,
     ) -> PostgresNode:
         """A hot standby of this server: pg_basebackup, then streaming replication.
 
         It answers read-only queries with what it has replayed; the read API reads from it
         (PAYMENTS_READ_DATABASE_URL). The copy is taken from this server's current data,
         so the payments database and every schema in it are there from the start.
+
+        `synchronous`: this server's commits wait until the standby has the WAL on disk,
+        so promoting the standby after this server is lost loses no commit (writes wait
+        while the standby is down). Set on this server only, after the copy: once promoted,
+        the standby runs alone without waiting for a standby it no longer has.
         """
         assert self.port is not None and self.bin_dir is not None
         replica = PostgresNode(bin_dir=self.bin_dir, run_as=self.run_as, durable=self.durable)
@@ -358,7 +368,27 @@ class PostgresNode:
             replica._wait_ready(timeout)
 
         retry_port_clash(once, "PostgreSQL replica")
+        if synchronous:
+            self._execute("ALTER SYSTEM SET synchronous_standby_names = '*'", "SELECT pg_reload_conf()")
         return replica
+
+    def promote(self, timeout: float = 60.0) -> float:
+        """Make this standby the primary (`pg_ctl promote`); seconds until it takes writes."""
+        assert self.pgdata is not None
+        started = time.monotonic()
+        result = self._run("pg_ctl", "promote", "-D", str(self.pgdata), "-w", "-t", str(int(timeout)))
+        if result.returncode != 0:
+            raise RuntimeError(f"pg_ctl promote failed:\n{result.stdout[-4000:]}")
+        return time.monotonic() - started
+
+    def _execute(self, *statements: str) -> None:
+        assert self.port is not None
+        sock = pg_session(LOOPBACK, self.port, PG_SUPERUSER, "postgres")
+        try:
+            for sql in statements:
+                pg_execute(sock, sql)
+        finally:
+            pg_close(sock)
 
     def crash(self) -> None:
         """`pg_ctl stop -m immediate`: no checkpoint, crash recovery on the next start."""
@@ -469,3 +499,10 @@ class PostgresNode:
             relocated=state.get("relocated", False),
             ready_seconds=state.get("ready_seconds"),
         )
+
+
+def failover_dsn(*nodes: PostgresNode) -> str:
+    """One URL over a primary and its standbys that connects to whichever takes writes
+    (`target_session_attrs`, as in libpq): a client keeps it across a promotion."""
+    hosts = ",".join(f"{LOOPBACK}:{node.port}" for node in nodes)
+    return f"postgresql://{PG_SUPERUSER}@{hosts}/{PG_DATABASE}?target_session_attrs=read-write"

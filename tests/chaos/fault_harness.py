@@ -111,7 +111,15 @@ class Infrastructure:
         else:
             self.kafka = runtime.KafkaNode().start(root / "kafka")
         self.postgres = runtime.PostgresNode().start(root / "pg", durable=True)
-        self.replica = self.postgres.start_replica(root / "pg-replica") if CLUSTER else None
+        # Synchronous, so the failover fault (the primary lost, the standby promoted) may
+        # lose no commit; the services' URL names both servers (`dsn`).
+        self.replica = self.postgres.start_replica(root / "pg-replica", synchronous=True) if CLUSTER else None
+        self._dsn = (
+            runtime.failover_dsn(self.postgres, self.replica)
+            if self.replica is not None
+            else str(self.postgres.dsn)
+        )
+        self.retired: list[Any] = []  # a primary lost to a failover, removed at the end
 
     @property
     def bootstrap(self) -> str:
@@ -119,7 +127,14 @@ class Infrastructure:
 
     @property
     def dsn(self) -> str:
-        return str(self.postgres.dsn)
+        """The services' database URL: on a cluster, both servers, whichever takes writes."""
+        return self._dsn
+
+    def fail_over(self) -> None:
+        """The standby is the primary from now on; the lost primary is not used again."""
+        assert self.replica is not None
+        self.retired.append(self.postgres)
+        self.postgres, self.replica = self.replica, None
 
     def env(self, principal: str = "admin") -> dict[str, str]:
         """PAYMENTS_KAFKA_* for a client of ours, as `principal` on a secured cluster."""
@@ -147,7 +162,7 @@ class Infrastructure:
             self.cluster.stop()
         else:
             self.kafka.stop()
-        for db in (self.replica, self.postgres):
+        for db in (self.replica, self.postgres, *self.retired):
             if db is not None:
                 db.thaw()
                 db.stop()

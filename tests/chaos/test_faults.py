@@ -66,7 +66,8 @@ LOAD_AT_START = os.getloadavg()
 def _fault_plan(scale: Scale) -> list[str]:
     """The faults, interleaved. On one broker: service and broker kills, and PostgreSQL
     crashed, shut down fast and frozen. On a cluster, besides: a kill -9 of each broker in
-    turn (the active controller first), a rolling restart of all of them, and the replica killed."""
+    turn (the active controller first), a rolling restart of all of them, the replica
+    killed, and last a failover: the primary killed and its synchronous standby promoted."""
     kinds = {
         "service": scale.kills_each,
         "postgres": scale.kills_each,
@@ -83,7 +84,8 @@ def _fault_plan(scale: Scale) -> list[str]:
             if kinds[kind]:
                 plan.append(kind)
                 kinds[kind] -= 1
-    return plan
+    # Last: from then on there is no standby to lose or to fail over to.
+    return [*plan, "postgres-failover"] if CLUSTER else plan
 
 
 def _measure(kill: Kill, probe: Probe) -> None:
@@ -268,7 +270,7 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
             [
                 ("scale", "full" if FULL else "short"),
                 ("topology", f"{BROKERS} broker(s)" + (", SASL_SSL + ACLs" if SECURE else "")
-                 + (", read replica" if infra.replica is not None else "")),
+                 + (", read replica (synchronous; promoted at the end)" if CLUSTER else "")),
                 ("load average at the start / end", f"{LOAD_AT_START} / {os.getloadavg()}"),
                 ("ERP documents in (snapshots too)", f"{len(load.documents)} (+{len(load.snapshots)})"),
                 ("pay commands in (delivered twice)", f"{len(load.commands)} ({sum(1 for c in load.commands if load.deliveries[c.event_id] > 1)})"),  # noqa: E501
@@ -489,6 +491,13 @@ async def _kill(
         await asyncio.sleep(rng.uniform(3.0, 6.0))
         infra.postgres.thaw()
         target = "postgresql (SIGSTOP, SIGCONT)"
+    elif kind == "postgres-failover":
+        assert infra.replica is not None
+        infra.postgres.kill()  # the primary's host lost
+        await asyncio.sleep(rng.uniform(1.0, 3.0))  # an HA manager noticing
+        restart_s = await asyncio.to_thread(infra.replica.promote)
+        infra.fail_over()
+        target = "postgresql primary (kill -9), standby promoted"
     else:
         assert kind == "replica" and infra.replica is not None
         infra.replica.kill()
