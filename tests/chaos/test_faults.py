@@ -18,7 +18,7 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -121,7 +121,7 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
             await ensure_topics(infra.bootstrap, registry)
         fleet.start()
         await _until(lambda: fleet.all_ready(http), 120, "every instance ready", fleet)
-        _say("fleet ready")
+        _say(f"fleet ready at {datetime.now(UTC).isoformat()}")
         await sender.start()
         rounds = load.plan(scale)
         started = time.monotonic()
@@ -304,6 +304,11 @@ async def test_no_effect_lost_or_doubled_under_kills_of_services_broker_and_data
             for e in events.values():
                 if getattr(e.payload, "payment_id", None) == payment_id:
                     _say(f"  {e.type} {e.payload.model_dump_json()[:400]}")
+        for payment_id in [p for p, n in succeeded.items() if n > 1]:
+            _say(f"payment {payment_id} succeeded {succeeded[payment_id]} times; its events:")
+            for e in sorted(events.values(), key=lambda e: e.occurred_at):
+                if getattr(e.payload, "payment_id", None) == payment_id:
+                    _say(f"  {e.occurred_at.isoformat()} {e.type} {e.event_id} caused by {e.causation_id}")
         assert doc_lost == [] and doc_doubled == [], "an ERP document was lost or doubled"
         assert cmd_lost == [] and cmd_doubled == [], "a pay command was unanswered or answered twice"
         assert all(n == 1 for n in succeeded.values()), "a payment succeeded twice"
