@@ -225,17 +225,27 @@ def basis(label: str, figures: dict[str, dict[str, Any]], sizes: dict[str, Any])
     return ""
 
 
+def _smaller_than_the_goal(label: str, figures: dict[str, dict[str, Any]]) -> bool:
+    """A read model smaller than the goal's own says nothing about meeting it: the figure
+    is shown, the verdict is not."""
+    if not label.startswith("read API p99, 10,000,000"):
+        return False
+    loaded = [f.get("invoices") for n, f in figures.items() if n.startswith("read_api.")]
+    return bool(loaded) and (loaded[0] or 0) < 10_000_000
+
+
 def goals(figures: dict[str, dict[str, Any]], sizes: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     rows = []
     for goal in GOALS:
         value = goal.measured(figures)
+        judged = value is not None and not _smaller_than_the_goal(goal.label, figures)
         rows.append(
             {
                 "goal": goal.label,
                 "target": goal.target,
                 "measured": None if value is None else round(value, 2),
                 "unit": goal.unit,
-                "met": None if value is None else goal.met(value),
+                "met": goal.met(value) if judged and value is not None else None,
                 "basis": basis(goal.label, figures, sizes or {}),
             }
         )

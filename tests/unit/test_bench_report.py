@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -89,6 +90,23 @@ def test_goals_say_met_not_met_or_not_measured() -> None:
     assert whole["measured"] == 1.5 and whole["met"] is True  # (1,000 + 500) µs, `other` left out
     assert rows["invoice-sync, throughput"]["met"] is None
     assert rows["read API p99, 10,000,000 invoices in the read model"]["met"] is None
+
+
+def test_the_read_api_at_a_smaller_read_model_shows_its_figure_without_a_verdict() -> None:
+    def at(invoices: int) -> dict[str, dict[str, Any]]:
+        return {
+            f"read_api.{r}_p99_ms": {
+                **report.summarise(f"read_api.{r}_p99_ms", [run(4, 1, 1, unit="ms")]),
+                "invoices": invoices,
+            }
+            for r in ("list", "detail", "summary")
+        }
+
+    label = "read API p99, 10,000,000 invoices in the read model"
+    small = {r["goal"]: r for r in report.goals(at(1_000_000), {})}[label]
+    assert (small["measured"], small["met"]) == (4, None) and "1,000,000" in small["basis"]
+    full = {r["goal"]: r for r in report.goals(at(10_000_000), {})}[label]
+    assert (full["measured"], full["met"]) == (4, True)
 
 
 def test_the_markdown_carries_runs_medians_and_verdicts() -> None:
