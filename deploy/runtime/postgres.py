@@ -309,12 +309,7 @@ class PostgresNode:
             raise startup_error(exc, self.log_file) from None
 
     def _create_database(self) -> None:
-        assert self.port is not None
-        sock = pg_session(LOOPBACK, self.port, PG_SUPERUSER, "postgres")
-        try:
-            pg_execute(sock, f"CREATE DATABASE {PG_DATABASE}")
-        finally:
-            pg_close(sock)
+        self._execute(f"CREATE DATABASE {PG_DATABASE}")
 
     def is_running(self) -> bool:
         return pid_alive(self.pid, "postgres")
