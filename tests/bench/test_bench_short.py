@@ -149,13 +149,17 @@ def test_each_figure_is_put_over_its_anchors(bench_report: dict[str, Any]) -> No
             assert a["ratio_median"] == pytest.approx(statistics.median(expected))
 
 
-def test_the_goals_table_has_a_verdict_for_every_row(bench_report: dict[str, Any]) -> None:
+def test_every_goal_measured_at_its_size_has_a_verdict(bench_report: dict[str, Any]) -> None:
     goals = bench_report["goals"]
     assert len(goals) == 11
     for row in goals:
         assert f"| {row['goal']} | {row['target']} |" in bench_report["markdown"]
         if row["goal"] == "rebuild with 20,000,000 events of history":
             assert row["measured"] is None and row["met"] is None  # only with --full --scale
+            continue
+        if row["goal"].startswith("read API p99, 10,000,000"):
+            # Measured on this run's smaller read model: the figure, but no verdict.
+            assert row["measured"] is not None and row["met"] is None, row
             continue
         assert row["measured"] is not None and isinstance(row["met"], bool), row
     whole = next(r for r in goals if r["goal"].startswith("payment-intake, whole-system CPU"))
