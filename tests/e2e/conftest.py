@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,38 +27,49 @@ def system_env() -> dict[str, str]:
 
 
 @pytest.fixture
-def system(
+def system_with(
     kafka_bootstrap: str,
     database_url: str,
     topics: TopicRegistry,
     tmp_path: Path,
-    run_id: str,
     system_env: dict[str, str],
-) -> Iterator[System]:
-    # The merchant file says whose accounts the run's are (its demo key reads them).
-    merchants = tmp_path / "merchants.json"
-    merchants.write_text(json.dumps({"merchants": {E2E_MERCHANT: {"accounts": [f"C-{run_id}"]}}}))
-    running = System(
-        kafka_bootstrap=kafka_bootstrap,
-        database_url=database_url,
-        log_dir=tmp_path / "logs",
-        bin_dir=Path(sys.executable).parent,
-        topic_prefix=topics.prefix,
-        ports={},
-        extra_env={"PAYMENTS_LOG_LEVEL": "INFO", **system_env},
-        merchant_config=merchants,
-    )
-    # Free ports, never the defaults: a developer's `make run` may be holding them.
-    running.ports = {name: free_port() for name in running.ports}
-    running.start()
-    try:
-        yield running
-    finally:
+) -> Iterator[Callable[[dict[str, Any]], System]]:
+    """Starts the whole system with the merchant file given; at the end every program must
+    stop cleanly on SIGTERM."""
+    started: list[System] = []
+
+    def start(merchant_file: dict[str, Any]) -> System:
+        merchants = tmp_path / "merchants.json"
+        merchants.write_text(json.dumps(merchant_file))
+        running = System(
+            kafka_bootstrap=kafka_bootstrap,
+            database_url=database_url,
+            log_dir=tmp_path / "logs",
+            bin_dir=Path(sys.executable).parent,
+            topic_prefix=topics.prefix,
+            ports={},
+            extra_env={"PAYMENTS_LOG_LEVEL": "INFO", **system_env},
+            merchant_config=merchants,
+        )
+        # Free ports, never the defaults: a developer's `make run` may be holding them.
+        running.ports = {name: free_port() for name in running.ports}
+        started.append(running)
+        running.start()
+        return running
+
+    yield start
+    for running in started:
         codes = running.stop()
         bad = {name: code for name, code in codes.items() if code != 0}
         assert not bad, f"services did not stop cleanly on SIGTERM: {bad}\n" + "\n".join(
             running.tail(n) for n in bad
         )
+
+
+@pytest.fixture
+def system(system_with: Callable[[dict[str, Any]], System], run_id: str) -> System:
+    # The merchant file says whose accounts the run's are (its demo key reads them).
+    return system_with({"merchants": {E2E_MERCHANT: {"accounts": [f"C-{run_id}"]}}})
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ events to `/callbacks/stripe`), on real Kafka and PostgreSQL."""
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -20,45 +18,25 @@ from payments_contracts.money import Money
 from payments_contracts.payments import CardOnline, PayInvoice, PayInvoicePayload
 from payments_contracts.topics import TopicRegistry
 from payments_platform.sandbox import demo_api_key
-from system import System, free_port
+from system import System
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def stripe_system(kafka_bootstrap, database_url, topics, tmp_path, run_id, system_env):
-    merchants = tmp_path / "merchants.json"
-    merchants.write_text(
-        json.dumps(
-            {
-                "merchants": {
-                    "stripe-000": {"accounts": [f"C-{run_id}"], "provider": "stripe"},
-                    "stripe-003": {
-                        "policy": "partial-multi-portal",
-                        "accounts": [f"A-{run_id}"],
-                        "provider": "stripe",
-                    },
-                }
+def stripe_system(system_with: Callable[[dict[str, Any]], System], run_id: str) -> System:
+    return system_with(
+        {
+            "merchants": {
+                "stripe-000": {"accounts": [f"C-{run_id}"], "provider": "stripe"},
+                "stripe-003": {
+                    "policy": "partial-multi-portal",
+                    "accounts": [f"A-{run_id}"],
+                    "provider": "stripe",
+                },
             }
-        )
+        }
     )
-    running = System(
-        kafka_bootstrap=kafka_bootstrap,
-        database_url=database_url,
-        log_dir=tmp_path / "logs",
-        bin_dir=Path(sys.executable).parent,
-        topic_prefix=topics.prefix,
-        ports={},
-        extra_env={"PAYMENTS_LOG_LEVEL": "INFO", **system_env},
-        merchant_config=merchants,
-    )
-    running.ports = {name: free_port() for name in running.ports}
-    running.start()
-    try:
-        yield running
-    finally:
-        codes = running.stop()
-        assert all(code == 0 for code in codes.values()), codes
 
 
 async def status(system: System, merchant: str, account: str, number: str) -> dict[str, Any]:
