@@ -15,6 +15,7 @@ from payments_contracts.topics import TopicRegistry
 from system import System, free_port
 
 E2E_MERCHANT = "e2e-merchant"
+StartSystem = Callable[..., System]
 
 
 @pytest.fixture
@@ -33,22 +34,26 @@ def system_with(
     topics: TopicRegistry,
     tmp_path: Path,
     system_env: dict[str, str],
-) -> Iterator[Callable[[dict[str, Any]], System]]:
+) -> Iterator[StartSystem]:
     """Starts the whole system with the merchant file given; at the end every program must
     stop cleanly on SIGTERM."""
     started: list[System] = []
 
-    def start(merchant_file: dict[str, Any]) -> System:
+    def start(
+        merchant_file: dict[str, Any], *, database: str | None = None, env: dict[str, str] | None = None
+    ) -> System:
+        """`database`: a PostgreSQL of the test's own (set up before this fixture, so it is
+        stopped after the programs); `env`: more settings."""
         merchants = tmp_path / "merchants.json"
         merchants.write_text(json.dumps(merchant_file))
         running = System(
             kafka_bootstrap=kafka_bootstrap,
-            database_url=database_url,
+            database_url=database or database_url,
             log_dir=tmp_path / "logs",
             bin_dir=Path(sys.executable).parent,
             topic_prefix=topics.prefix,
             ports={},
-            extra_env={"PAYMENTS_LOG_LEVEL": "INFO", **system_env},
+            extra_env={"PAYMENTS_LOG_LEVEL": "INFO", **system_env, **(env or {})},
             merchant_config=merchants,
         )
         # Free ports, never the defaults: a developer's `make run` may be holding them.
@@ -67,7 +72,7 @@ def system_with(
 
 
 @pytest.fixture
-def system(system_with: Callable[[dict[str, Any]], System], run_id: str) -> System:
+def system(system_with: StartSystem, run_id: str) -> System:
     # The merchant file says whose accounts the run's are (its demo key reads them).
     return system_with({"merchants": {E2E_MERCHANT: {"accounts": [f"C-{run_id}"]}}})
 

@@ -7,10 +7,8 @@ go all the way through."""
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from infra import load_runtime
 from kafka_tools import produce
 from payments_contracts.topics import TopicRegistry
 from payments_platform.sandbox import demo_api_key
-from system import System, free_port
+from system import System
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -42,30 +40,11 @@ def own_postgres(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def outage_system(
-    kafka_bootstrap: str, own_postgres: Any, topics: TopicRegistry, tmp_path: Path, run_id: str
-) -> Iterator[System]:
-    merchants = tmp_path / "merchants.json"
-    merchants.write_text(json.dumps({"merchants": {E2E_MERCHANT: {"accounts": [f"C-{run_id}"]}}}))
-    running = System(
-        kafka_bootstrap=kafka_bootstrap,
-        database_url=own_postgres.dsn,
-        log_dir=tmp_path / "logs",
-        bin_dir=Path(sys.executable).parent,
-        topic_prefix=topics.prefix,
-        ports={},
-        extra_env={"PAYMENTS_LOG_LEVEL": "INFO", "PAYMENT_INTAKE_STATUS_SYNC_AFTER_S": "5"},
-        merchant_config=merchants,
-    )
-    running.ports = {name: free_port() for name in running.ports}
-    running.start()
-    try:
-        yield running
-    finally:
-        own_postgres.thaw()
-        codes = running.stop()
-        # A process that died during the outages shows here too (exit code != 0).
-        assert all(code == 0 for code in codes.values()), codes
+def outage_system(own_postgres: Any, system_with: Callable[..., System], run_id: str) -> Iterator[System]:
+    # own_postgres first: set up before the programs start, stopped after they stop. A
+    # process that died during the outages fails the test there (exit code != 0).
+    yield system_with({"merchants": {E2E_MERCHANT: {"accounts": [f"C-{run_id}"]}}}, database=own_postgres.dsn)
+    own_postgres.thaw()
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ the replica lags; a replica killed leaves reads to the primary, never a 500."""
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from infra import load_runtime
 from kafka_tools import eventually, produce, read_all
 from payments_contracts.topics import TopicRegistry
 from payments_platform.sandbox import demo_api_key
-from system import System, free_port
+from system import System
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -42,29 +40,13 @@ def databases(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
 
 
 @pytest.fixture
-def replica_system(
-    kafka_bootstrap: str, databases: tuple[Any, Any], topics: TopicRegistry, tmp_path: Path, run_id: str
-) -> Iterator[System]:
-    primary, replica = databases
-    merchants = tmp_path / "merchants.json"
-    merchants.write_text(json.dumps({"merchants": {E2E_MERCHANT: {"accounts": [f"C-{run_id}"]}}}))
-    running = System(
-        kafka_bootstrap=kafka_bootstrap,
-        database_url=primary.dsn,
-        log_dir=tmp_path / "logs",
-        bin_dir=Path(sys.executable).parent,
-        topic_prefix=topics.prefix,
-        ports={},
-        extra_env={"PAYMENTS_LOG_LEVEL": "INFO", "PAYMENTS_READ_DATABASE_URL": replica.dsn},
-        merchant_config=merchants,
+def replica_system(databases: tuple[Any, Any], system_with: Callable[..., System], run_id: str) -> System:
+    primary, replica = databases  # first: stopped after the programs
+    return system_with(
+        {"merchants": {E2E_MERCHANT: {"accounts": [f"C-{run_id}"]}}},
+        database=primary.dsn,
+        env={"PAYMENTS_READ_DATABASE_URL": replica.dsn},
     )
-    running.ports = {name: free_port() for name in running.ports}
-    running.start()
-    try:
-        yield running
-    finally:
-        codes = running.stop()
-        assert all(code == 0 for code in codes.values()), codes
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def stripe_system(system_with: Callable[[dict[str, Any]], System], run_id: str) -> System:
+def stripe_system(system_with: Callable[..., System], run_id: str) -> System:
     return system_with(
         {
             "merchants": {
