@@ -64,9 +64,20 @@ SELECT p.*, array_agg(a.invoice_number ORDER BY a.invoice_number) AS numbers,
   JOIN payment_allocations a USING (payment_id)
  GROUP BY p.payment_id
 """
+# The payment's columns come from the locking scan itself. Read through a join after it,
+# they would come from the statement's snapshot, taken before the lock was waited for:
+# the checkout opener then saw `requested` for a payment a webhook had just made
+# `succeeded`, moved it back to `checkout_open`, and status sync announced the success a
+# second time (make chaos; tests/integration/test_payment_locks.py).
 _LOCKED = """
 WITH locked AS (
-    SELECT payment_id FROM payments WHERE payment_id = ANY ($1::uuid[])
+    SELECT * FROM payments WHERE payment_id = ANY ($1::uuid[])
      ORDER BY payment_id FOR UPDATE)
-""" + _WITH_ALLOCATIONS.format(ids="locked")
+SELECT l.*, a.numbers, a.amounts
+  FROM locked l
+  JOIN (SELECT payment_id, array_agg(invoice_number ORDER BY invoice_number) AS numbers,
+               array_agg(amount_minor ORDER BY invoice_number) AS amounts
+          FROM payment_allocations WHERE payment_id = ANY ($1::uuid[])
+         GROUP BY payment_id) a USING (payment_id)
+"""
 _READ = _WITH_ALLOCATIONS.format(ids="unnest($1::uuid[]) AS ids (payment_id)")
