@@ -315,3 +315,23 @@ class System:
         for key in reversed(list(self.running)):
             codes[key] = self.stop_one(key)
         return codes
+
+    def stop_cleanly(self) -> str:
+        """`stop()`, then what went wrong: each program that did not exit 0 on SIGTERM, with
+        its error lines and the end of its log ('' when every one did)."""
+        codes = self.stop()
+        return "\n".join(
+            f"{name} exited {code}:\n{self.errors(name)}\n...\n{self.tail(name)}"
+            for name, code in codes.items()
+            if code != 0
+        )
+
+    def errors(self, name: str, lines: int = 20) -> str:
+        """The last lines of `name`'s log at error level or above, or of a traceback."""
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        marks = ('"level": "error"', '"level": "critical"', "Traceback")
+        text = path.read_text(errors="replace").splitlines()
+        found = [line for line in text if any(m in line for m in marks)]
+        return "\n".join(found[-lines:])

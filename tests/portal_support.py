@@ -54,9 +54,8 @@ async def running_system(
         try:
             yield system
         finally:
-            codes = system.stop()
-            bad = {service: code for service, code in codes.items() if code != 0}
-            assert not bad, f"services did not stop cleanly: {bad}\n" + "\n".join(system.tail(s) for s in bad)
+            unclean = system.stop_cleanly()
+            assert not unclean, f"services did not stop cleanly on SIGTERM:\n{unclean}"
 
 
 # The merchants of the browser tests: one portal per seed page, an account per test.

@@ -64,11 +64,8 @@ def system_with(
 
     yield start
     for running in started:
-        codes = running.stop()
-        bad = {name: code for name, code in codes.items() if code != 0}
-        assert not bad, f"services did not stop cleanly on SIGTERM: {bad}\n" + "\n".join(
-            running.tail(n) for n in bad
-        )
+        unclean = running.stop_cleanly()
+        assert not unclean, f"services did not stop cleanly on SIGTERM:\n{unclean}"
 
 
 @pytest.fixture

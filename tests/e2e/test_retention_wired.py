@@ -117,5 +117,5 @@ async def test_each_service_prunes_expired_event_ids_and_keeps_the_key_of_an_ope
         )
     finally:
         await db.close()
-        codes = system.stop()
-        assert all(code == 0 for code in codes.values()), codes
+        unclean = system.stop_cleanly()
+        assert not unclean, f"services did not stop cleanly on SIGTERM:\n{unclean}"

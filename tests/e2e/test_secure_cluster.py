@@ -95,8 +95,8 @@ def secure_system(
             running.wait_ready(name, timeout=120)
         yield running
     finally:
-        codes = running.stop()
-        assert all(code == 0 for code in codes.values()), codes
+        unclean = running.stop_cleanly()
+        assert not unclean, f"services did not stop cleanly on SIGTERM:\n{unclean}"
 
 
 @pytest.fixture

@@ -14,7 +14,15 @@ from typing import NamedTuple, TypeAlias
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    IllegalStateError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+)
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
@@ -38,6 +46,21 @@ APPLIED = Counter("consumer_applied_total", "Messages applied (not duplicates)",
 DUPLICATES = Counter("consumer_duplicates_total", "Messages skipped as already applied", ["consumer"])
 DEAD_LETTERS = Counter("consumer_dead_letters_total", "Messages dead-lettered", ["consumer", "topic"])
 POSITION_CHECK_S = 5.0
+HANDED_ERROR_MAX_WAIT_S = 5.0
+# A missing grant or bad credentials: the cluster will answer the same until an operator
+# acts, so the consumer stops and the service says why instead of polling forever.
+REFUSALS = (
+    TopicAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    AuthenticationFailedError,
+    SaslAuthenticationFailed,
+)
+KAFKA_ERRORS = Counter(
+    "consumer_kafka_errors_total",
+    "Errors aiokafka handed to a poll (the group coordinator's), polled past",
+    ["consumer"],
+)
 COORDINATOR_WAIT_S = 30.0
 KAFKA_COMMIT_TIMEOUT_S = 5.0
 GAPS = Counter(
@@ -199,6 +222,7 @@ class TransactionalConsumer:
         self.ready = False
         self.in_group = False  # joined or joining its group: assigned or waiting for partitions
         self.assignment: set[TopicPartition] = set()
+        self._handed_errors = 0  # in a row, for the backoff
 
     def stop(self) -> None:
         """Finish the batch in hand, then leave the group."""
@@ -231,7 +255,12 @@ class TransactionalConsumer:
         self.in_group = True
         try:
             while not self._stopping.is_set():
-                batches = await consumer.getmany(timeout_ms=200, max_records=self._batch_size)
+                try:
+                    batches = await consumer.getmany(timeout_ms=200, max_records=self._batch_size)
+                except KafkaError as exc:
+                    await self._poll_again_after(exc)
+                    continue
+                self._handed_errors = 0
                 records = [r for part in batches.values() for r in part]
                 if records:
                     # Each partition's records in offset order: its span from both ends, not
@@ -260,6 +289,25 @@ class TransactionalConsumer:
             # leaves no timestamp behind to look stale.
             with contextlib.suppress(KeyError):
                 LAST_APPLIED.remove(self.name)
+
+    async def _poll_again_after(self, exc: KafkaError) -> None:
+        """aiokafka hands its group coordinator's errors to the next poll, then goes on by
+        itself. An offset fetch answered "coordinator not available" while a broker hands
+        `__consumer_offsets` over arrives as a bare, non-retriable KafkaError; raised, it
+        would end the consumer and with it the service. Nothing was applied or lost by it
+        (positions come from the database), so poll again, backing off; only a refusal
+        stops the consumer."""
+        if isinstance(exc, REFUSALS):
+            raise exc
+        self._handed_errors += 1
+        KAFKA_ERRORS.labels(self.name).inc()
+        log.warning(
+            "Kafka error handed to the poll; polling again",
+            extra={"consumer": self.name, "error": repr(exc), "in_a_row": self._handed_errors},
+        )
+        wait = min(HANDED_ERROR_MAX_WAIT_S, 0.1 * 2 ** (self._handed_errors - 1))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), wait)
 
     async def _until_coordinator_known(self) -> None:
         """Ask the broker for the group's coordinator until it names one (bounded).
