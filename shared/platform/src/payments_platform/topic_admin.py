@@ -11,12 +11,17 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import InvalidPartitionsError, TopicAlreadyExistsError, for_code
 
 from payments_contracts.topics import TopicRegistry
 
 from .kafka import client_options
 from .settings import CommonSettings
+
+# What a broker answers about a topic whose creation has not reached it yet: no error and
+# no partitions, "unknown topic" or "leader not available". Anything else (a missing
+# grant) is raised as it is.
+NOT_YET_KNOWN = (0, 3, 5)
 
 
 def replication(brokers: int, told: int | None = None) -> tuple[int, int]:
@@ -62,15 +67,7 @@ async def ensure_topics(
             changed += [t.name for t in missing]
         present = [name for name in wanted if name in existing]
         if present:
-            described = await admin.describe_topics(present)
-            grow = {
-                d["topic"]: NewPartitions(wanted[d["topic"]][0])
-                for d in described
-                if len(d["partitions"]) < wanted[d["topic"]][0]
-            }
-            if grow:
-                await admin.create_partitions(grow)
-                changed += list(grow)
+            changed += await _grow(admin, {name: wanted[name][0] for name in present})
             await admin.alter_configs(
                 [ConfigResource(ConfigResourceType.TOPIC, name, configs=wanted[name][1]) for name in present]
             )
@@ -79,6 +76,39 @@ async def ensure_topics(
     finally:
         await admin.close()
     return changed
+
+
+async def _grow(admin: Any, counts: dict[str, int]) -> list[str]:
+    """Raise partition counts below `counts`; the topics grown.
+
+    Services start at once and apply the same registry: a topic another one has just
+    created may not have reached the broker that answers yet (described with an error
+    and no partitions), and another one may grow a topic at the same moment. Neither is
+    a short topic: one not yet known is asked about again once it has leaders, and a
+    refusal to grow counts only if the topic is still short afterwards."""
+    described = await admin.describe_topics(list(counts))
+    for d in described:
+        if d["error_code"] not in NOT_YET_KNOWN:
+            raise for_code(d["error_code"])(d["topic"])
+    unknown = [d["topic"] for d in described if d["error_code"] != 0 or not d["partitions"]]
+    if unknown:
+        await _until_leaders_elected(admin, unknown)
+        described = await admin.describe_topics(list(counts))
+    short = {
+        d["topic"]: NewPartitions(counts[d["topic"]])
+        for d in described
+        if len(d["partitions"]) < counts[d["topic"]]
+    }
+    if not short:
+        return []
+    try:
+        await admin.create_partitions(short)
+    except InvalidPartitionsError:
+        await _until_leaders_elected(admin, list(short))
+        again = await admin.describe_topics(list(short))
+        if any(len(d["partitions"]) < counts[d["topic"]] for d in again):
+            raise
+    return list(short)
 
 
 async def _until_leaders_elected(admin: Any, names: list[str], timeout_s: float = 30.0) -> None:
