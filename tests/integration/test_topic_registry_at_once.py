@@ -5,7 +5,8 @@ On three brokers a topic one of them has just created can reach the others' answ
 moment later (described with no partitions), and two may grow a topic at once: either
 used to stop a service at start ("Topic already has 6 partition(s)"), twice in the
 secure cluster's test in CI. Here several appliers race on fresh prefixes, round after
-round; every one must finish, and every topic must have the registry's partitions.
+round, each as a service does it at start (`apply_registry`: transient failures
+retried); every one must finish, and every topic must have the registry's partitions.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from infra import load_runtime
 from kafka_tools import eventually
 from payments_contracts.topics import TopicRegistry
-from payments_platform.topic_admin import ensure_topics
+from payments_platform.topic_admin import apply_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -44,7 +45,7 @@ async def test_appliers_starting_together_all_finish_with_the_registrys_partitio
     for _ in range(ROUNDS):
         registry = TopicRegistry(f"a{uuid.uuid4().hex[:6]}.")
         results = await asyncio.gather(
-            *(ensure_topics(cluster.bootstrap, registry) for _ in range(APPLIERS)), return_exceptions=True
+            *(apply_registry(cluster.bootstrap, registry) for _ in range(APPLIERS)), return_exceptions=True
         )
         failed += [repr(r) for r in results if isinstance(r, BaseException)]
 

@@ -24,10 +24,9 @@ from .database import answers_within, open_pool
 from .health import BrokerProbe, LoopHeartbeat
 from .http_limits import server_limits
 from .messaging import OutboxRelay, TransactionalConsumer
-from .messaging.transient import retrying
 from .observability import configure_logging
 from .settings import CommonSettings
-from .topic_admin import ensure_topics
+from .topic_admin import apply_registry
 
 log = logging.getLogger(__name__)
 
@@ -216,11 +215,9 @@ async def start_up(
     configure_logging(service, settings.log_level)
     tracing.configure(service)
     registry = TopicRegistry(settings.topic_prefix, settings.topic_partitions)
-    async for attempt in retrying("ensure topics"):
-        with attempt:
-            await ensure_topics(
-                settings.kafka_bootstrap, registry, replication_factor=settings.topic_replication_factor
-            )
+    await apply_registry(
+        settings.kafka_bootstrap, registry, replication_factor=settings.topic_replication_factor
+    )
     pool = await open_pool(settings.database_url, schema, size=settings.db_pool_size, install=install)
     if settings.setup_only:
         await pool.close()

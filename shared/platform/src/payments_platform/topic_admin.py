@@ -16,6 +16,7 @@ from aiokafka.errors import InvalidPartitionsError, TopicAlreadyExistsError, for
 from payments_contracts.topics import TopicRegistry
 
 from .kafka import client_options
+from .messaging.transient import retrying
 from .settings import CommonSettings
 
 # What a broker answers about a topic whose creation has not reached it yet: no error and
@@ -78,6 +79,17 @@ async def ensure_topics(
     return changed
 
 
+async def apply_registry(
+    bootstrap: str, registry: TopicRegistry, *, replication_factor: int | None = None
+) -> list[str]:
+    """`ensure_topics` as a service does it at start: a transient failure (the broker
+    still starting, a leader moving) is retried until it passes."""
+    async for attempt in retrying("ensure topics"):
+        with attempt:
+            return await ensure_topics(bootstrap, registry, replication_factor=replication_factor)
+    raise AssertionError("retrying stops only by returning or raising")
+
+
 async def _grow(admin: Any, counts: dict[str, int]) -> list[str]:
     """Raise partition counts below `counts`; the topics grown.
 
@@ -104,11 +116,23 @@ async def _grow(admin: Any, counts: dict[str, int]) -> list[str]:
     try:
         await admin.create_partitions(short)
     except InvalidPartitionsError:
-        await _until_leaders_elected(admin, list(short))
-        again = await admin.describe_topics(list(short))
-        if any(len(d["partitions"]) < counts[d["topic"]] for d in again):
+        if not await _until_counts_shown(admin, {name: counts[name] for name in short}):
             raise
     return list(short)
+
+
+async def _until_counts_shown(admin: Any, counts: dict[str, int], timeout_s: float = 30.0) -> bool:
+    """Whether every topic is described with at least its count within `timeout_s`. Each
+    describe may be answered by another broker, one that has not heard of the change yet,
+    so one answer proves nothing; the controller's refusal says the count is there."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described = await admin.describe_topics(list(counts))
+        if all(len(d["partitions"]) >= counts[d["topic"]] for d in described):
+            return True
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.1)
 
 
 async def _until_leaders_elected(admin: Any, names: list[str], timeout_s: float = 30.0) -> None:
