@@ -22,6 +22,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
+from effects_consumer import count_effects, effects_consumer, install_effects
 from erp_invoices import erp_invoice
 from kafka_tools import eventually, produce, read_all
 from payments_contracts.erp import ErpInvoiceUpserted
@@ -98,36 +99,16 @@ async def outputs_by_cause(bootstrap: str, topics: TopicRegistry, expected: int)
 
 async def apply_downstream(bootstrap: str, topics: TopicRegistry, database_url: str, expected: int) -> int:
     """Consume the outputs with the same block; count the effects it applied."""
-
-    async def install(conn: asyncpg.Connection) -> None:
-        await conn.execute("CREATE TABLE IF NOT EXISTS seen (event_id uuid NOT NULL)")
-
-    async def handle(deliveries: Sequence[Delivery], tx: Transaction) -> None:
-        await tx.connection.executemany(
-            "INSERT INTO seen VALUES ($1)", [(d.message.event_id,) for d in deliveries]
-        )
-
-    pool = await open_pool(database_url, "downstream", install=install)
-    consumer = TransactionalConsumer(
-        service="downstream",
-        name="downstream",
-        registry=topics,
-        topics=[topics.invoices],
-        pool=pool,
-        bootstrap=bootstrap,
-        handle=handle,
-    )
+    pool = await open_pool(database_url, "downstream", install=install_effects)
+    consumer = effects_consumer(pool, bootstrap, topics, topics.invoices, name="downstream")
     task = asyncio.create_task(consumer.run())
     try:
         await eventually(
-            lambda: pool.fetchval("SELECT count(*) FROM seen"),
-            lambda n: n >= expected,
-            timeout=60,
-            what="downstream effects",
+            lambda: count_effects(pool), lambda n: n[0] >= expected, timeout=60, what="downstream effects"
         )
         consumer.stop()
         await task
-        return int(await pool.fetchval("SELECT count(*) FROM seen"))
+        return (await count_effects(pool))[0]
     finally:
         if not task.done():
             task.cancel()
@@ -273,14 +254,16 @@ class LosesItsDatabaseOnce(TransactionalConsumer):
 
     lose_on = 3
     transactions = 0
+    lost = False  # the loss ran (a statement that failed would leave nothing to refill)
 
     async def _lock_offsets(
         self, conn: asyncpg.Connection, records: Sequence[object]
     ) -> dict[tuple[str, int], int]:
         self.transactions += 1
         if self.transactions == self.lose_on:
-            await conn.execute("TRUNCATE applied, processed_events")
+            await conn.execute("TRUNCATE effects, processed_events")
             await conn.execute("UPDATE consumer_offsets SET next_offset = 0")
+            self.lost = True
         return await super()._lock_offsets(conn, records)  # type: ignore[arg-type]
 
 
@@ -343,38 +326,19 @@ async def every_record_applied_once(
 ) -> LosesItsDatabaseOnce:
     documents = stream(600, accounts=1)  # one key: one partition, batches in a row
     await produce(kafka_bootstrap, topics.erp_invoices.name, documents)
-
-    async def install(conn: asyncpg.Connection) -> None:
-        await conn.execute("CREATE TABLE IF NOT EXISTS applied (event_id uuid NOT NULL)")
-
-    async def handle(deliveries: Sequence[Delivery], tx: Transaction) -> None:
-        await tx.connection.executemany(
-            "INSERT INTO applied VALUES ($1)", [(d.message.event_id,) for d in deliveries]
-        )
-
-    pool = await open_pool(database_url, "read_ahead", install=install)
-    consumer = kind(
-        service="read-ahead",
-        name="read-ahead",
-        registry=topics,
-        topics=[topics.erp_invoices],
-        pool=pool,
-        bootstrap=kafka_bootstrap,
-        handle=handle,
-        batch_size=50,
+    pool = await open_pool(database_url, "read_ahead", install=install_effects)
+    consumer = effects_consumer(
+        pool, kafka_bootstrap, topics, topics.erp_invoices, name="read-ahead", kind=kind, batch_size=50
     )
+    assert isinstance(consumer, LosesItsDatabaseOnce)
     running = asyncio.create_task(consumer.run())
     try:
-
-        async def applied() -> tuple[int, int, int]:
-            row = await pool.fetchrow("SELECT count(*), count(DISTINCT event_id) FROM applied")
-            offset = await pool.fetchval("SELECT max(next_offset) FROM consumer_offsets") or 0
-            return int(row[0]), int(row[1]), int(offset)
-
-        counts = await eventually(applied, lambda c: c[2] >= 600, timeout=60, what="every offset stored")
-        assert consumer.transactions > LosesItsDatabaseOnce.lose_on
+        counts = await eventually(
+            lambda: applied(pool), lambda c: c[2] >= 600, timeout=60, what="every offset stored"
+        )
+        assert consumer.lost and consumer.transactions > LosesItsDatabaseOnce.lose_on
         assert counts == (600, 600, 600)
-        assert {r["event_id"] for r in await pool.fetch("SELECT event_id FROM applied")} == {
+        assert {r["event_id"] for r in await pool.fetch("SELECT event_id FROM effects")} == {
             d.event_id for d in documents
         }
     finally:
@@ -382,6 +346,12 @@ async def every_record_applied_once(
         await asyncio.wait_for(running, 30)
         await pool.close()
     return consumer
+
+
+async def applied(pool: asyncpg.Pool) -> tuple[int, int, int]:
+    """(effects, distinct event ids, the highest next offset stored)."""
+    offset = await pool.fetchval("SELECT max(next_offset) FROM consumer_offsets") or 0
+    return (*await count_effects(pool), int(offset))
 
 
 class SlowToResume(TransactionalConsumer):
@@ -403,32 +373,11 @@ async def test_a_database_that_lost_every_offset_is_refilled_from_the_beginning_
     and aiokafka hands records over from there before the consumer seeks."""
     documents = stream(200, accounts=1)
     await produce(kafka_bootstrap, topics.erp_invoices.name, documents)
-
-    async def install(conn: asyncpg.Connection) -> None:
-        await conn.execute("CREATE TABLE IF NOT EXISTS applied (event_id uuid NOT NULL)")
-
-    async def handle(deliveries: Sequence[Delivery], tx: Transaction) -> None:
-        await tx.connection.executemany(
-            "INSERT INTO applied VALUES ($1)", [(d.message.event_id,) for d in deliveries]
-        )
-
-    async def applied(pool: asyncpg.Pool) -> tuple[int, int, int]:
-        row = await pool.fetchrow("SELECT count(*), count(DISTINCT event_id) FROM applied")
-        offset = await pool.fetchval("SELECT max(next_offset) FROM consumer_offsets") or 0
-        return int(row[0]), int(row[1]), int(offset)
-
-    pool = await open_pool(database_url, "lost_offsets", install=install)
+    pool = await open_pool(database_url, "lost_offsets", install=install_effects)
 
     async def run_to_the_end(kind: type[TransactionalConsumer]) -> tuple[int, int, int]:
-        consumer = kind(
-            service="lost-offsets",
-            name="lost-offsets",
-            registry=topics,
-            topics=[topics.erp_invoices],
-            pool=pool,
-            bootstrap=kafka_bootstrap,
-            handle=handle,
-            batch_size=50,
+        consumer = effects_consumer(
+            pool, kafka_bootstrap, topics, topics.erp_invoices, name="lost-offsets", kind=kind, batch_size=50
         )
         running = asyncio.create_task(consumer.run())
         try:
@@ -449,7 +398,7 @@ async def test_a_database_that_lost_every_offset_is_refilled_from_the_beginning_
             await admin.close()
         assert max(o.offset for o in mirrored.values()) > 0  # Kafka's mirror is ahead of what follows
         # Everything the first run committed is gone, its offsets' rows too.
-        await pool.execute("TRUNCATE applied, processed_events, consumer_offsets")
+        await pool.execute("TRUNCATE effects, processed_events, consumer_offsets")
         assert await run_to_the_end(SlowToResume) == (200, 200, 200)
     finally:
         await pool.close()

@@ -11,19 +11,20 @@ over here the way aiokafka does it, through its coordinator.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
 import pytest
 from aiokafka.errors import GroupAuthorizationFailedError, KafkaError
 
+from effects_consumer import count_effects, effects_consumer, install_effects
 from erp_invoices import erp_invoice
 from kafka_tools import eventually, produce
 from payments_contracts.erp import ErpInvoiceUpserted
 from payments_contracts.topics import TopicRegistry
 from payments_platform.database import open_pool
-from payments_platform.messaging import Delivery, Transaction, TransactionalConsumer
+from payments_platform.messaging import TransactionalConsumer
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,9 @@ class Running:
         if self.task.done():
             self.task.result()
             raise AssertionError("the consumer ended without an error")
-        return int(await self.pool.fetchval("SELECT count(*) FROM applied"))
+        count, distinct = await count_effects(self.pool)
+        assert count == distinct, "a message applied twice"
+        return count
 
     def hand_over(self, error: KafkaError) -> asyncio.Future[object]:
         """What aiokafka's coordinator does with an error of its own: the next poll
@@ -51,24 +54,8 @@ class Running:
 
 @pytest.fixture
 async def running(kafka_bootstrap: str, database_url: str, topics: TopicRegistry) -> AsyncIterator[Running]:
-    async def install(conn: asyncpg.Connection) -> None:
-        await conn.execute("CREATE TABLE IF NOT EXISTS applied (event_id uuid PRIMARY KEY)")
-
-    async def handle(deliveries: Sequence[Delivery], tx: Transaction) -> None:
-        await tx.connection.executemany(
-            "INSERT INTO applied VALUES ($1)", [(d.message.event_id,) for d in deliveries]
-        )
-
-    pool = await open_pool(database_url, "handed", install=install)
-    consumer = TransactionalConsumer(
-        service="handed",
-        name="handed",
-        registry=topics,
-        topics=[topics.erp_invoices],
-        pool=pool,
-        bootstrap=kafka_bootstrap,
-        handle=handle,
-    )
+    pool = await open_pool(database_url, "handed", install=install_effects)
+    consumer = effects_consumer(pool, kafka_bootstrap, topics, topics.erp_invoices, name="handed")
     task = asyncio.create_task(consumer.run())
     try:
         yield Running(consumer, task, pool)

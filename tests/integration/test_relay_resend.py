@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
 
-import asyncpg
 import pytest
 
+from effects_consumer import effects_consumer, install_effects
 from kafka_tools import eventually, read_all
 from payments_contracts.invoices import InvoiceRegistered, InvoiceRegisteredPayload
 from payments_contracts.money import Money
 from payments_contracts.topics import TopicRegistry
 from payments_platform.database import open_pool
-from payments_platform.messaging import Delivery, Outbox, OutboxRelay, Transaction, TransactionalConsumer
+from payments_platform.messaging import Outbox, OutboxRelay
 
 pytestmark = pytest.mark.integration
 
@@ -27,27 +26,12 @@ pytestmark = pytest.mark.integration
 async def test_a_re_sent_outbox_row_has_no_second_effect(
     kafka_bootstrap: str, database_url: str, topics: TopicRegistry
 ) -> None:
-    async def install(conn: asyncpg.Connection) -> None:
-        await conn.execute("CREATE TABLE IF NOT EXISTS effects (event_id uuid NOT NULL)")
-
-    async def apply(deliveries: Sequence[Delivery], tx: Transaction) -> None:
-        await tx.connection.executemany(
-            "INSERT INTO effects VALUES ($1)", [(d.message.event_id,) for d in deliveries]
-        )
-
-    pool = await open_pool(database_url, "resend", install=install)
+    pool = await open_pool(database_url, "resend", install=install_effects)
     relay = OutboxRelay(pool, kafka_bootstrap, service="resend")
     stopping = asyncio.Event()
     relaying = asyncio.create_task(relay.run(stopping))
-    consumer = TransactionalConsumer(
-        service="resend",
-        name="resend",
-        registry=topics,
-        topics=[topics.invoices],
-        pool=pool,
-        bootstrap=kafka_bootstrap,
-        handle=apply,
-        group_id=f"{topics.prefix}resend",
+    consumer = effects_consumer(
+        pool, kafka_bootstrap, topics, topics.invoices, name="resend", group_id=f"{topics.prefix}resend"
     )
     consuming = asyncio.create_task(consumer.run())
     events = [invoice_synced(f"INV-{i}") for i in range(20)]

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
 from datetime import timedelta
 
 import asyncpg
 import pytest
 
+from effects_consumer import effects_consumer, install_effects
 from kafka_tools import eventually, produce
 from payments_contracts import Envelope
 from payments_contracts.invoices import InvoiceClosed, InvoiceClosedPayload
 from payments_contracts.topics import TopicRegistry
 from payments_platform.database import open_pool
-from payments_platform.messaging import Delivery, Transaction, TransactionalConsumer
 from payments_platform.retention import PRUNED, Pruner, Retained, RetentionSettings, messaging_tables
 
 pytestmark = pytest.mark.integration
@@ -155,24 +154,8 @@ def _closed(account: str, number: str) -> Envelope:
 async def test_a_message_published_again_inside_the_window_has_no_second_effect(
     kafka_bootstrap, database_url, topics: TopicRegistry
 ):
-    async def install(conn: asyncpg.Connection) -> None:
-        await conn.execute("CREATE TABLE IF NOT EXISTS effects (event_id uuid NOT NULL)")
-
-    async def handle(deliveries: Sequence[Delivery], tx: Transaction) -> None:
-        await tx.connection.executemany(
-            "INSERT INTO effects (event_id) VALUES ($1)", [(d.message.event_id,) for d in deliveries]
-        )
-
-    pool = await open_pool(database_url, "downstream", install=install)
-    consumer = TransactionalConsumer(
-        service="downstream",
-        name="effects",
-        registry=topics,
-        topics=[topics.invoices],
-        pool=pool,
-        bootstrap=kafka_bootstrap,
-        handle=handle,
-    )
+    pool = await open_pool(database_url, "downstream", install=install_effects)
+    consumer = effects_consumer(pool, kafka_bootstrap, topics, topics.invoices, name="effects")
     pruner = Pruner(
         pool, service="downstream", tables=messaging_tables(RetentionSettings(processed_events=HOUR))
     )
